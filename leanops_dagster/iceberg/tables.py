@@ -1,0 +1,76 @@
+"""Iceberg schemas and partition specs of the fixed tables (RAW, error tables).
+
+Field ids are explicit so that Terraform's Glue table definitions and these schemas can be
+compared column by column. Timestamps are microsecond ``timestamptz`` (UTC).
+"""
+
+from __future__ import annotations
+
+from pyiceberg.partitioning import PartitionField, PartitionSpec
+from pyiceberg.schema import Schema
+from pyiceberg.transforms import DayTransform, IdentityTransform
+from pyiceberg.types import (
+    IntegerType,
+    LongType,
+    NestedField,
+    StringType,
+    TimestamptzType,
+)
+
+RAW_STAGING_SCHEMA = Schema(
+    NestedField(1, "message_id", StringType(), required=True),
+    NestedField(2, "topic_name", StringType(), required=True),
+    NestedField(3, "json_payload", StringType(), required=True),
+    NestedField(4, "publish_time", TimestamptzType(), required=True),
+    NestedField(5, "ingestion_ts", TimestamptzType(), required=True),
+)
+RAW_STAGING_PARTITION_SPEC = PartitionSpec(
+    PartitionField(source_id=4, field_id=1000, transform=DayTransform(), name="publish_time_day")
+)
+
+DLQ_ERRORS_SCHEMA = Schema(
+    NestedField(1, "dlq_message_id", StringType(), required=True),
+    NestedField(2, "message_id", StringType(), required=False),
+    NestedField(3, "topic_name", StringType(), required=True),
+    NestedField(4, "failure_reason", StringType(), required=True),
+    NestedField(5, "error_class", StringType(), required=False),
+    NestedField(6, "receive_count", IntegerType(), required=False),
+    NestedField(7, "body", StringType(), required=False),
+    NestedField(8, "archive_uri", StringType(), required=True),
+    NestedField(9, "sent_time", TimestamptzType(), required=False),
+    NestedField(10, "recorded_ts", TimestamptzType(), required=True),
+)
+DLQ_ERRORS_PARTITION_SPEC = PartitionSpec(
+    PartitionField(source_id=3, field_id=1000, transform=IdentityTransform(), name="topic_name")
+)
+
+PARSE_ERRORS_SCHEMA = Schema(
+    NestedField(1, "message_id", StringType(), required=False),
+    NestedField(2, "topic_name", StringType(), required=True),
+    NestedField(3, "error_reason", StringType(), required=True),
+    NestedField(4, "error_detail", StringType(), required=False),
+    NestedField(5, "json_payload", StringType(), required=False),
+    NestedField(6, "raw_snapshot_id", LongType(), required=True),
+    NestedField(7, "publish_time", TimestamptzType(), required=False),
+    NestedField(8, "ingestion_ts", TimestamptzType(), required=False),
+    NestedField(9, "recorded_ts", TimestamptzType(), required=True),
+)
+
+CURATED_ERRORS_SCHEMA = Schema(
+    NestedField(1, "message_id", StringType(), required=False),
+    NestedField(2, "idempotency_key", StringType(), required=False),
+    NestedField(3, "topic_name", StringType(), required=True),
+    NestedField(4, "column_name", StringType(), required=True),
+    NestedField(5, "rule", StringType(), required=True),
+    NestedField(6, "offending_value", StringType(), required=False),
+    NestedField(7, "error_detail", StringType(), required=False),
+    NestedField(8, "standardized_snapshot_id", LongType(), required=True),
+    NestedField(9, "publish_time", TimestamptzType(), required=False),
+    NestedField(10, "recorded_ts", TimestamptzType(), required=True),
+)
+TOPIC_PARTITION_SPEC = PartitionSpec(
+    PartitionField(source_id=3, field_id=1000, transform=IdentityTransform(), name="topic_name")
+)
+PARSE_ERRORS_PARTITION_SPEC = PartitionSpec(
+    PartitionField(source_id=2, field_id=1000, transform=IdentityTransform(), name="topic_name")
+)

@@ -1,0 +1,123 @@
+"""The one settings object. Nothing else in ``leanops_dagster`` reads the environment.
+
+Local (embedded default): pyiceberg SQL catalog on SQLite and warehouse files under
+``LEANOPS_HOME`` (default ``./.leanops``), schemas from the repository's ``schemas/`` folder, moto
+as the SQS/S3 endpoint. AWS: set ``LEANOPS_CATALOG_TYPE=glue``, ``LEANOPS_WAREHOUSE=s3://...``,
+``LEANOPS_SCHEMA_REGISTRY=s3://bucket/prefix`` and ``LEANOPS_ENVIRONMENT``.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from leanops_dagster import constants
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LEANOPS_", extra="ignore", frozen=True)
+
+    home: Path = Field(default=Path(".leanops"), description="All local state lives here.")
+    environment: str = Field(default="local", pattern=r"^[a-z][a-z0-9]*$")
+    namespace_prefix: str = Field(
+        default="", description="Prepended to raw/standardized/curated, e.g. 'lean_ops_dev_'."
+    )
+
+    catalog_name: str = "leanops"
+    catalog_type: Literal["sql", "glue", "rest"] = "sql"
+    catalog_uri: str | None = Field(
+        default=None,
+        description="SQL: a SQLAlchemy URL (default SQLite under home); REST: the server URL.",
+    )
+    warehouse: str | None = Field(default=None, description="Default: file://<home>/warehouse")
+    catalog_properties: dict[str, str] = Field(
+        default_factory=dict, description="Extra pyiceberg catalog properties (JSON)."
+    )
+
+    schema_registry: str = Field(
+        default=str(REPO_ROOT / "schemas"),
+        description="A directory of schema files, or s3://bucket/prefix in AWS.",
+    )
+
+    aws_region: str = "us-east-1"
+    aws_endpoint_url: str | None = Field(
+        default=None, description="Set to the local moto server; unset in AWS."
+    )
+    archive_bucket: str = Field(default="", description="DLQ archive bucket (default per env).")
+
+    pii_hash_key: SecretStr = Field(
+        default=SecretStr("leanops-local-development-key"),
+        description="Key of the HMAC used to mask PII columns in Curated.",
+    )
+    backlog_threshold: int = Field(default=10_000, ge=1)
+    freshness_minutes: int = Field(default=60, ge=1)
+
+    @field_validator("home")
+    @classmethod
+    def _absolute_home(cls, home: Path) -> Path:
+        return home.expanduser().resolve()
+
+    # --- derived names -------------------------------------------------------------------
+    def namespace(self, zone: str) -> str:
+        if zone not in constants.ZONES:
+            raise ValueError(f"unknown zone {zone!r}; expected one of {constants.ZONES}")
+        return f"{self.namespace_prefix}{zone}"
+
+    @property
+    def raw_namespace(self) -> str:
+        return self.namespace(constants.RAW_ZONE)
+
+    @property
+    def standardized_namespace(self) -> str:
+        return self.namespace(constants.STANDARDIZED_ZONE)
+
+    @property
+    def curated_namespace(self) -> str:
+        return self.namespace(constants.CURATED_ZONE)
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.home / "dagster"
+
+    @property
+    def archive_bucket_name(self) -> str:
+        return self.archive_bucket or constants.resource_name(self.environment, "dlq-archive")
+
+    def queue_name(self, topic: str) -> str:
+        return constants.queue_name(self.environment, topic)
+
+    @property
+    def dlq_name(self) -> str:
+        return constants.dlq_name(self.environment)
+
+    @property
+    def firehose_stream_name(self) -> str:
+        return constants.firehose_stream_name(self.environment)
+
+    @cached_property
+    def catalog_config(self) -> dict[str, str]:
+        """pyiceberg catalog properties: the catalog is chosen by properties, not code paths."""
+        props: dict[str, str] = {"type": self.catalog_type}
+        if self.catalog_type == "sql":
+            props["uri"] = self.catalog_uri or f"sqlite:///{self.home / 'catalog.db'}"
+            props["warehouse"] = self.warehouse or (self.home / "warehouse").as_uri()
+        else:
+            if self.catalog_uri:
+                props["uri"] = self.catalog_uri
+            if self.warehouse:
+                props["warehouse"] = self.warehouse
+        if self.catalog_type == "glue":
+            props.setdefault("glue.region", self.aws_region)
+        props.update(self.catalog_properties)
+        return props
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Settings from the environment (``LEANOPS_*``), with explicit overrides for tests."""
+    return Settings(**overrides)  # type: ignore[arg-type]
