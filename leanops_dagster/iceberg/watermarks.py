@@ -88,7 +88,10 @@ def appended_snapshots_since(table: Table, watermark: int | None) -> list[Snapsh
 
 
 def read_increment(
-    table: Table, watermark: int | None, snapshot_column: str, selected_fields: tuple[str, ...] = ("*",)
+    table: Table,
+    watermark: int | None,
+    snapshot_column: str,
+    selected_fields: tuple[str, ...] = ("*",),
 ) -> Increment:
     """Read what was appended after ``watermark``, adding ``snapshot_column`` per row.
 

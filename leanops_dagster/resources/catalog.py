@@ -1,0 +1,47 @@
+"""Iceberg catalog resource: pyiceberg catalog chosen by properties (SQL, Glue or REST)."""
+
+from __future__ import annotations
+
+import dagster as dg
+from pydantic import Field
+from pyiceberg.catalog import Catalog, load_catalog
+from pyiceberg.table import Table
+
+from leanops_dagster import constants
+from leanops_dagster.iceberg.catalog import ensure_namespace
+from leanops_dagster.settings import Settings
+
+
+class IcebergCatalogResource(dg.ConfigurableResource):
+    """Opens the pyiceberg catalog; the same code runs on SQLite, PostgreSQL, Glue or REST."""
+
+    catalog_name: str = Field(description="pyiceberg catalog name")
+    properties: dict[str, str] = Field(description="pyiceberg catalog properties")
+    namespace_prefix: str = Field(default="", description="environment prefix of namespaces")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> IcebergCatalogResource:
+        return cls(
+            catalog_name=settings.catalog_name,
+            properties=dict(settings.catalog_config),
+            namespace_prefix=settings.namespace_prefix,
+        )
+
+    def load(self) -> Catalog:
+        if self.properties.get("uri", "").startswith("sqlite:///"):
+            from pathlib import Path
+
+            Path(self.properties["uri"].removeprefix("sqlite:///")).parent.mkdir(
+                parents=True, exist_ok=True
+            )
+        catalog = load_catalog(self.catalog_name, **self.properties)
+        for zone in constants.ZONES:
+            ensure_namespace(catalog, self.namespace(zone))
+        return catalog
+
+    def namespace(self, zone: str) -> str:
+        return f"{self.namespace_prefix}{zone}"
+
+    def raw_table(self, catalog: Catalog, topic: str) -> Table | None:
+        identifier = (self.namespace(constants.RAW_ZONE), constants.raw_table_name(topic))
+        return catalog.load_table(identifier) if catalog.table_exists(identifier) else None
