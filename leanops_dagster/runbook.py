@@ -1,0 +1,148 @@
+"""Runbook jobs: DLQ replay and table maintenance (plain functions; jobs wrap them)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+
+from pyiceberg.catalog import Catalog
+from pyiceberg.io.pyarrow import _dataframe_to_data_files
+from pyiceberg.table import Table
+
+from leanops_dagster import constants
+from leanops_dagster.iceberg.watermarks import read_summary_value
+
+
+@dataclass
+class ReplayResult:
+    received: int = 0
+    replayed: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)
+
+
+def _topic_of(message: dict, queue_prefix: str, queue_suffix: str) -> str | None:
+    attrs = message.get("MessageAttributes") or {}
+    if "leanops_topic" in attrs:
+        return attrs["leanops_topic"].get("StringValue")
+    source_arn = (message.get("Attributes") or {}).get("DeadLetterQueueSourceArn", "")
+    name = source_arn.rsplit(":", 1)[-1]
+    if name.startswith(queue_prefix) and name.endswith(queue_suffix):
+        return name[len(queue_prefix) : len(name) - len(queue_suffix)]
+    return None
+
+
+def replay_dlq(
+    sqs, *, dlq_url: str, queue_url_for, queue_prefix: str, queue_suffix: str = "-queue",
+    topic: str | None = None, max_messages: int = 1000, visibility_timeout_s: int = 300,
+) -> ReplayResult:
+    """Move DLQ messages back to their source queue; delete each only after it was re-sent.
+
+    ``queue_url_for(topic)`` maps a topic to its queue URL. Messages of other topics (when
+    ``topic`` is given) or of unknown origin stay in the DLQ and are counted as skipped; they
+    are left invisible for ``visibility_timeout_s`` so one replay counts each message once.
+    """
+    result = ReplayResult()
+    while result.received < max_messages:
+        batch = sqs.receive_message(
+            QueueUrl=dlq_url, MaxNumberOfMessages=min(10, max_messages - result.received),
+            AttributeNames=["All"], MessageAttributeNames=["All"],
+            VisibilityTimeout=visibility_timeout_s,
+            WaitTimeSeconds=0,
+        ).get("Messages", [])
+        if not batch:
+            break
+        for message in batch:
+            result.received += 1
+            source = _topic_of(message, queue_prefix, queue_suffix)
+            if source is None or (topic is not None and source != topic):
+                key = source or "unknown"
+                result.skipped[key] = result.skipped.get(key, 0) + 1
+                continue  # stays in the DLQ, invisible until this replay is over
+            sqs.send_message(QueueUrl=queue_url_for(source), MessageBody=message["Body"])
+            sqs.delete_message(QueueUrl=dlq_url, ReceiptHandle=message["ReceiptHandle"])
+            result.replayed[source] = result.replayed.get(source, 0) + 1
+    return result
+
+
+@dataclass
+class MaintenanceResult:
+    table: str
+    files_before: int
+    files_after: int
+    snapshots_expired: int
+
+
+def compact_small_files(table: Table, *, min_files: int = 8) -> tuple[int, int]:
+    """Rewrite a table's data files into fewer, larger ones when it has many small files.
+
+    Copy-on-write replace in one commit; the latest watermark/total properties are carried
+    forward on the new snapshot so readers of the summary keep finding them.
+    """
+    tasks = list(table.scan().plan_files())
+    if len(tasks) < min_files:
+        return len(tasks), len(tasks)
+    rows = table.scan().to_arrow()
+    carried = _carried_properties(table)
+    # One OVERWRITE snapshot (not delete + append): incremental append scans downstream
+    # must not see compacted rows as new data.
+    with table.transaction() as tx, tx.update_snapshot(
+        snapshot_properties=carried
+    ).overwrite() as rewrite:
+        for task in tasks:
+            rewrite.delete_data_file(task.file)
+        for data_file in _dataframe_to_data_files(
+            table_metadata=tx.table_metadata, df=rows, io=table.io,
+            write_uuid=rewrite.commit_uuid,
+        ):
+            rewrite.append_data_file(data_file)
+    return len(tasks), len(list(table.scan().plan_files()))
+
+
+def _carried_properties(table: Table) -> dict[str, str]:
+    keys: set[str] = set()
+    for snapshot in table.snapshots():
+        if snapshot.summary is not None:
+            keys |= {k for k in snapshot.summary.additional_properties if k.startswith("leanops.")}
+    values = {k: read_summary_value(table, k) for k in keys}
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def expire_snapshots(table: Table, *, older_than: dt.timedelta, keep_last: int = 5) -> int:
+    """Expire snapshots older than ``older_than`` except the newest ``keep_last``."""
+    cutoff_ms = (dt.datetime.now(dt.UTC) - older_than).timestamp() * 1000
+    ordered = sorted(table.snapshots(), key=lambda s: s.timestamp_ms)
+    protected = {s.snapshot_id for s in ordered[-keep_last:]}
+    current = table.current_snapshot()
+    if current is not None:
+        protected.add(current.snapshot_id)
+    expired = [
+        s.snapshot_id for s in ordered
+        if s.timestamp_ms < cutoff_ms and s.snapshot_id not in protected
+    ]
+    if expired:
+        table.maintenance.expire_snapshots().by_ids(expired).commit()
+    return len(expired)
+
+
+def maintain_catalog(
+    catalog: Catalog, namespaces: list[str], *, older_than: dt.timedelta, min_files: int = 8
+) -> list[MaintenanceResult]:
+    results = []
+    for namespace in namespaces:
+        for identifier in catalog.list_tables(namespace):
+            table = catalog.load_table(identifier)
+            if table.current_snapshot() is None:
+                continue
+            is_raw = namespace.endswith(constants.RAW_ZONE)
+            # RAW is consumed by snapshot id: compacting or expiring it under a consumer's
+            # watermark would hide data, so RAW only expires what every consumer has passed.
+            before, after = (0, 0) if is_raw else compact_small_files(table, min_files=min_files)
+            expired = 0 if is_raw else expire_snapshots(table, older_than=older_than)
+            results.append(MaintenanceResult(".".join(identifier), before, after, expired))
+    return results
+
+
+def describe(result: ReplayResult) -> str:
+    return json.dumps({"received": result.received, "replayed": result.replayed,
+                       "skipped": result.skipped})
