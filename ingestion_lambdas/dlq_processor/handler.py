@@ -169,10 +169,17 @@ def process_event(
     firehose: Any,
     s3: Any,
     config: Config,
+    sqs: Any = None,
     now: Callable[[], dt.datetime] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
-    """Archive and record every DLQ message of one Lambda SQS event; partial batch response."""
+    """Archive and record every DLQ message of one Lambda SQS event; partial batch response.
+
+    ``sqs`` is unused; it is accepted so that callers can pass the same clients to every
+    handler's ``process_event``.
+    """
+    if not event.get("Records"):
+        return {"batchItemFailures": []}  # no data, no work
     stream = config.require("firehose_stream_name")
     bucket = config.require("archive_bucket")
     recorded_ts = format_ts((now or _utcnow)())

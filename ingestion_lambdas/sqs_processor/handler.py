@@ -122,6 +122,8 @@ def process_batch(
     sleep: Callable[[float], None] = time.sleep,
 ) -> BatchOutcome:
     """Process one Lambda SQS event; ``firehose`` and ``sqs`` are boto3-compatible clients."""
+    if not event.get("Records"):
+        return BatchOutcome(response={"batchItemFailures": []})  # no data, no work
     stream = config.require("firehose_stream_name")
     ingestion_ts = format_ts((now or _utcnow)())
     prefix, suffix = config.queue_name_prefix, config.queue_name_suffix

@@ -1,0 +1,141 @@
+"""Pure RAW-record rules: topic from the queue, message id, publish time, classification."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+from ingestion_lambdas.common.raw_record import (
+    InvalidQueueNameError,
+    build_raw_record,
+    format_ts,
+    parse_publish_time,
+    topic_from_queue_arn,
+)
+
+INGESTED = "2026-01-19T12:00:00.000000Z"
+SENT_MS = "1737280800123"
+SENT_ISO = "2025-01-19T10:00:00.123000Z"
+
+
+def build(body: str, sqs_message_id: str = "sqs-1", sent: str | None = SENT_MS) -> tuple:
+    rec = build_raw_record(
+        body=body, sqs_message_id=sqs_message_id, sent_timestamp=sent, topic="events",
+        ingestion_ts=INGESTED,
+    )
+    assert rec.data.endswith(b"\n") and rec.data.count(b"\n") == 1
+    return rec, json.loads(rec.data)
+
+
+@pytest.mark.parametrize(
+    ("arn", "topic"),
+    [
+        ("arn:aws:sqs:eu-west-1:1:lean-ops-dev-events-queue", "events"),
+        ("arn:aws:sqs:eu-west-1:1:lean-ops-dev-sensor_readings-queue", "sensor_readings"),
+    ],
+)
+def test_topic_from_queue_arn(arn, topic):
+    assert topic_from_queue_arn(arn, "lean-ops-dev-", "-queue") == topic
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "lean-ops-prod-events-queue",  # other environment's prefix
+        "lean-ops-dev-events",  # no suffix
+        "lean-ops-dev-Events-queue",  # upper case
+        "lean-ops-dev-1events-queue",  # starts with a digit
+        "lean-ops-dev-ev-ents-queue",  # hyphen
+        "lean-ops-dev--queue",  # empty topic
+    ],
+)
+def test_bad_queue_names_are_rejected(name):
+    with pytest.raises(InvalidQueueNameError):
+        topic_from_queue_arn(f"arn:aws:sqs:eu-west-1:1:{name}", "lean-ops-dev-", "-queue")
+
+
+def test_valid_payload_with_carried_message_id_and_publish_time():
+    body = json.dumps(
+        {"event": {"userId": "u1"},
+         "_metadata": {"messageId": "producer-42", "publishTime": "2026-01-19T11:00:00.5+01:00"}}
+    )
+    rec, row = build(body)
+    assert rec.error_class is None and rec.publish_time_from_payload
+    assert row == {
+        "message_id": "producer-42",
+        "topic_name": "events",
+        "json_payload": body,
+        "publish_time": "2026-01-19T10:00:00.500000Z",
+        "ingestion_ts": INGESTED,
+    }
+
+
+def test_epoch_millis_publish_time():
+    _, row = build(json.dumps({"_metadata": {"publishTime": 1768816800250}}))
+    assert row["publish_time"] == "2026-01-19T10:00:00.250000Z"
+    _, row = build(json.dumps({"_metadata": {"publishTime": "1768816800250"}}))
+    assert row["publish_time"] == "2026-01-19T10:00:00.250000Z"
+
+
+@pytest.mark.parametrize(
+    "publish_time",
+    [None, "", "yesterday", "2026-01-19T10:00:00", "2026-13-01T00:00:00Z", True, -5,
+     10**20, [1], {"t": 1}, float("nan")],
+)
+def test_missing_or_invalid_publish_time_falls_back_to_sent_timestamp(publish_time):
+    meta = {} if publish_time is None else {"publishTime": publish_time}
+    rec, row = build(json.dumps({"_metadata": meta}))
+    assert not rec.publish_time_from_payload
+    assert row["publish_time"] == SENT_ISO
+
+
+def test_no_sent_timestamp_falls_back_to_ingestion_time():
+    _, row = build(json.dumps({"a": 1}), sent=None)
+    assert row["publish_time"] == INGESTED
+
+
+@pytest.mark.parametrize("message_id", [None, "", "   ", 42, ["x"]])
+def test_message_id_falls_back_to_sqs_id(message_id):
+    meta = {} if message_id is None else {"messageId": message_id}
+    _, row = build(json.dumps({"_metadata": meta}), sqs_message_id="sqs-abc")
+    assert row["message_id"] == "sqs-abc"
+
+
+@pytest.mark.parametrize(
+    ("body", "error_class"),
+    [
+        ('{"event": {"userId": "u1"', "MALFORMED_JSON"),
+        ("not json at all", "MALFORMED_JSON"),
+        ("", "MALFORMED_JSON"),
+        ("[" * 100_000, "MALFORMED_JSON"),
+        ("[1, 2, 3]", "NOT_JSON_OBJECT"),
+        ('"a string"', "NOT_JSON_OBJECT"),
+        ("42", "NOT_JSON_OBJECT"),
+        ("null", "NOT_JSON_OBJECT"),
+    ],
+)
+def test_bodies_that_are_not_json_objects_are_kept_byte_for_byte(body, error_class):
+    rec, row = build(body, sqs_message_id="sqs-m")
+    assert rec.error_class == error_class
+    assert row["json_payload"] == body
+    assert row["message_id"] == "sqs-m"
+    assert row["publish_time"] == SENT_ISO
+
+
+def test_unicode_body_is_kept_exactly():
+    body = '{"name": "Zoë 🚀", "_metadata": {"messageId": "m-ü"}}'
+    rec, row = build(body)
+    assert row["json_payload"] == body and row["message_id"] == "m-ü"
+    assert "Zoë 🚀".encode() in rec.data  # not \\u-escaped: the size limit counts real bytes
+
+
+def test_format_ts_converts_to_utc_with_microseconds():
+    value = dt.datetime(2026, 1, 19, 11, 0, 0, 123456, tzinfo=dt.timezone(dt.timedelta(hours=1)))
+    assert format_ts(value) == "2026-01-19T10:00:00.123456Z"
+
+
+def test_parse_publish_time_requires_an_offset():
+    assert parse_publish_time("2026-01-19T10:00:00Z") == dt.datetime(2026, 1, 19, 10, tzinfo=dt.UTC)
+    assert parse_publish_time("2026-01-19T10:00:00") is None
