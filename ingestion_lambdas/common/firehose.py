@@ -100,7 +100,8 @@ def backoff_delay(attempt: int, base_s: float, max_s: float) -> float:
     if base_s <= 0:
         return 0.0
     ceiling = min(max_s, base_s * (2 ** (attempt - 1)))
-    return random.uniform(0, ceiling)  # nosec B311 - jitter, not security
+    # Jitter spreads concurrent retries; it is not a security use of randomness.
+    return random.uniform(0, ceiling)  # nosec B311
 
 
 def deliver(
