@@ -10,6 +10,7 @@ import pytest
 from ingestion_lambdas.common.raw_record import (
     InvalidQueueNameError,
     build_raw_record,
+    encode_raw_record,
     format_ts,
     parse_publish_time,
     topic_from_queue_arn,
@@ -139,3 +140,13 @@ def test_format_ts_converts_to_utc_with_microseconds():
 def test_parse_publish_time_requires_an_offset():
     assert parse_publish_time("2026-01-19T10:00:00Z") == dt.datetime(2026, 1, 19, 10, tzinfo=dt.UTC)
     assert parse_publish_time("2026-01-19T10:00:00") is None
+
+
+@pytest.mark.parametrize(
+    "body", ['{"a": "b"}', 'quote " backslash \\ newline \n tab \t', "\x00\x1f ü 🚀 \u2028"]
+)
+def test_encoding_equals_json_dumps(body):
+    row = {"message_id": "m\"1", "topic_name": "events", "json_payload": body,
+           "publish_time": SENT_ISO, "ingestion_ts": INGESTED}
+    expected = json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n"
+    assert encode_raw_record(*row.values()) == expected.encode()
