@@ -32,7 +32,11 @@ from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from ingestion_lambdas.common import constants as c
-from ingestion_lambdas.common.batch import FirehoseBatchProcessor, ForFirehose
+from ingestion_lambdas.common.batch import (
+    FirehoseBatchProcessor,
+    FirehoseDeliveryError,
+    ForFirehose,
+)
 from ingestion_lambdas.common.clients import bound_context, client
 from ingestion_lambdas.common.config import Config, get_config
 from ingestion_lambdas.common.firehose import deliver
@@ -227,7 +231,7 @@ def process_batch(
     for failed in processor.fail_messages:
         counts_for(topics.get(failed.raw_event.get("eventSourceARN", ""))).failed += 1
     for failure, exc_info in zip(processor.fail_messages, processor.exceptions, strict=False):
-        if exc_info[0] is not None and exc_info[0].__name__ != "FirehoseDeliveryError":
+        if exc_info[0] is not FirehoseDeliveryError:
             logger.error(
                 "record handling failed; reported as a batch item failure",
                 extra={"sqs_message_id": failure.message_id, "error": repr(exc_info[1])},
