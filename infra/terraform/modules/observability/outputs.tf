@@ -1,0 +1,21 @@
+output "alarm_topic_arn" {
+  description = "SNS topic of all alarms."
+  value       = aws_sns_topic.alarms.arn
+}
+
+output "circuit_breaker_topic_arn" {
+  description = "SNS topic that invokes circuit_breaker."
+  value       = aws_sns_topic.circuit_breaker.arn
+}
+
+output "alarm_names" {
+  description = "Every alarm of the deployment."
+  value = [
+    aws_cloudwatch_metric_alarm.dlq_oldest_message.alarm_name,
+    aws_cloudwatch_metric_alarm.dlq_not_empty.alarm_name,
+    aws_cloudwatch_metric_alarm.sqs_processor_error_rate.alarm_name,
+    aws_cloudwatch_metric_alarm.firehose_delivery_failures.alarm_name,
+    aws_cloudwatch_metric_alarm.firehose_data_freshness.alarm_name,
+    aws_cloudwatch_metric_alarm.dagster_run_failures.alarm_name,
+  ]
+}

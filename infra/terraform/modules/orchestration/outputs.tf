@@ -1,0 +1,34 @@
+output "cluster_name" {
+  description = "ECS cluster."
+  value       = aws_ecs_cluster.dagster.name
+}
+
+output "ecr_repository_url" {
+  description = "Push the user-code image here."
+  value       = aws_ecr_repository.dagster.repository_url
+}
+
+output "run_task_definition_family" {
+  description = "Task definition family of runs (DAGSTER_RUN_TASK_DEFINITION)."
+  value       = aws_ecs_task_definition.run.family
+}
+
+output "leanops_environment" {
+  description = "LEANOPS_* variables of the Dagster tasks."
+  value       = local.leanops_environment
+}
+
+output "db_secret_arn" {
+  description = "Secrets Manager secret of the RDS master user (managed by RDS)."
+  value       = local.db_secret_arn
+}
+
+output "run_failure_metric_namespace" {
+  description = "Namespace of the run-failure metric."
+  value       = var.run_failure_metric_namespace
+}
+
+output "run_failure_metric_name" {
+  description = "Name of the run-failure metric."
+  value       = var.run_failure_metric_name
+}

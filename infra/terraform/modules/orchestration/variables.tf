@@ -1,0 +1,149 @@
+variable "name_prefix" {
+  description = "lean-ops-<env>."
+  type        = string
+}
+
+variable "environment" {
+  description = "LEANOPS_ENVIRONMENT of the Dagster tasks."
+  type        = string
+}
+
+variable "namespace_prefix" {
+  description = "LEANOPS_NAMESPACE_PREFIX (lean_ops_<env>_): Settings.raw_namespace is then the RAW Glue database."
+  type        = string
+}
+
+variable "vpc_id" {
+  description = "VPC of the services and the database."
+  type        = string
+}
+
+variable "private_subnet_ids" {
+  description = "Private subnets (two AZs at least) with a route to AWS APIs (NAT or VPC endpoints)."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.private_subnet_ids) >= 2
+    error_message = "RDS needs subnets in at least two availability zones."
+  }
+}
+
+variable "webserver_ingress_cidrs" {
+  description = "CIDRs allowed to reach the webserver on port 3000; empty = reach it through ECS Exec port forwarding only."
+  type        = list(string)
+  default     = []
+}
+
+variable "kms_key_arn" {
+  description = "Key of logs, RDS, secrets and ECR."
+  type        = string
+}
+
+variable "log_retention_days" {
+  description = "Retention of the ECS log groups."
+  type        = number
+  default     = 365
+}
+
+variable "warehouse_bucket_name" {
+  description = "Warehouse bucket (Iceberg data, schemas/, Dagster compute logs)."
+  type        = string
+}
+
+variable "warehouse_bucket_arn" {
+  description = "Warehouse bucket ARN."
+  type        = string
+}
+
+variable "archive_bucket_name" {
+  description = "LEANOPS_ARCHIVE_BUCKET (read only by the DLQ replay runbook)."
+  type        = string
+}
+
+variable "glue_database_names" {
+  description = "The three Glue databases the runs may touch."
+  type        = list(string)
+}
+
+variable "image_tag" {
+  description = "Tag of the user-code image in this deployment's ECR repository (tags are immutable)."
+  type        = string
+}
+
+variable "webserver_cpu" {
+  description = "Fargate CPU units of the webserver."
+  type        = number
+  default     = 512
+}
+
+variable "webserver_memory" {
+  description = "Fargate memory (MiB) of the webserver."
+  type        = number
+  default     = 1024
+}
+
+variable "daemon_cpu" {
+  description = "Fargate CPU units of the daemon (sensors run here)."
+  type        = number
+  default     = 512
+}
+
+variable "daemon_memory" {
+  description = "Fargate memory (MiB) of the daemon."
+  type        = number
+  default     = 2048
+}
+
+variable "run_cpu" {
+  description = "Fargate CPU units of one run task."
+  type        = number
+  default     = 1024
+}
+
+variable "run_memory" {
+  description = "Fargate memory (MiB) of one run task."
+  type        = number
+  default     = 4096
+}
+
+variable "db_instance_class" {
+  description = "RDS instance class."
+  type        = string
+  default     = "db.t4g.small"
+}
+
+variable "db_engine_version" {
+  description = "PostgreSQL major version."
+  type        = string
+  default     = "16"
+}
+
+variable "db_allocated_storage_gb" {
+  description = "Initial storage (GiB); grows automatically up to 5x."
+  type        = number
+  default     = 20
+}
+
+variable "db_multi_az" {
+  description = "Multi-AZ deployment."
+  type        = bool
+  default     = true
+}
+
+variable "db_deletion_protection" {
+  description = "Deletion protection."
+  type        = bool
+  default     = true
+}
+
+variable "run_failure_metric_namespace" {
+  description = "Namespace of the run-failure metric the run log group's metric filter publishes."
+  type        = string
+  default     = "LeanOps/Dagster"
+}
+
+variable "run_failure_metric_name" {
+  description = "Name of that metric."
+  type        = string
+  default     = "RunFailures"
+}

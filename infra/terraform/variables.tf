@@ -1,0 +1,171 @@
+variable "environment" {
+  description = "Environment name (dev, prod, ...); part of every resource name. Same rule as Settings.environment."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9]*$", var.environment))
+    error_message = "environment must match ^[a-z][a-z0-9]*$ (it becomes part of Glue database names)."
+  }
+}
+
+variable "aws_region" {
+  description = "AWS region of the whole deployment."
+  type        = string
+  default     = "us-east-1"
+}
+
+variable "extra_tags" {
+  description = "Tags added to the provider's default tags."
+  type        = map(string)
+  default     = {}
+}
+
+variable "topics" {
+  description = "Topic names: one SQS queue, one RAW table <topic>_staging and one event source mapping each."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.topics) > 0 && alltrue([for t in var.topics : can(regex("^[a-z][a-z0-9_]*$", t))])
+    error_message = "topics must be a non-empty list of names matching ^[a-z][a-z0-9_]*$."
+  }
+}
+
+# --- messaging / compute -----------------------------------------------------------------------
+variable "sqs_visibility_timeout_seconds" {
+  description = "Visibility timeout of the topic queues; must be >= 6 x sqs_processor_timeout_seconds."
+  type        = number
+  default     = 300
+}
+
+variable "sqs_processor_timeout_seconds" {
+  description = "Timeout of the sqs_processor Lambda."
+  type        = number
+  default     = 30
+}
+
+variable "sqs_processor_memory_mb" {
+  description = "Memory of the sqs_processor Lambda."
+  type        = number
+  default     = 512
+}
+
+variable "sqs_batch_size" {
+  description = "Messages per sqs_processor invocation."
+  type        = number
+  default     = 100
+}
+
+variable "sqs_batching_window_seconds" {
+  description = "Maximum batching window of the event source mappings (required > 0 when batch size > 10)."
+  type        = number
+  default     = 5
+}
+
+variable "sqs_maximum_concurrency" {
+  description = "MaximumConcurrency of each topic's event source mapping (2..1000)."
+  type        = number
+  default     = 5
+}
+
+variable "sqs_processor_reserved_concurrency" {
+  description = "Reserved concurrency of sqs_processor; must cover maximum_concurrency x number of topics."
+  type        = number
+  default     = 50
+}
+
+variable "lambda_zip_path" {
+  description = "Zip built by infra/scripts/package_lambdas.py (relative to infra/terraform or absolute)."
+  type        = string
+  default     = ".build/lambdas.zip"
+}
+
+variable "lambda_log_retention_days" {
+  description = "Retention of the Lambda, Firehose and ECS log groups."
+  type        = number
+  default     = 365
+}
+
+variable "circuit_breaker_schedule" {
+  description = "How often circuit_breaker re-evaluates (it also runs on the error-rate alarm)."
+  type        = string
+  default     = "rate(1 minute)"
+}
+
+# --- ingestion ---------------------------------------------------------------------------------
+variable "firehose_buffering_size_mb" {
+  description = "Firehose buffering hint: size in MiB (1..128)."
+  type        = number
+  default     = 64
+}
+
+variable "firehose_buffering_interval_seconds" {
+  description = "Firehose buffering hint: interval in seconds (0..900)."
+  type        = number
+  default     = 60
+}
+
+# --- catalog -----------------------------------------------------------------------------------
+variable "warehouse_bucket_name" {
+  description = "Name of the Iceberg warehouse bucket; default lean-ops-<env>-warehouse."
+  type        = string
+  default     = null
+}
+
+variable "force_destroy_buckets" {
+  description = "Let terraform destroy non-empty buckets (dev only)."
+  type        = bool
+  default     = false
+}
+
+# --- observability -----------------------------------------------------------------------------
+variable "alarm_email_endpoints" {
+  description = "E-mail addresses subscribed to the alarm topic (each must confirm)."
+  type        = list(string)
+  default     = []
+}
+
+variable "lambda_error_rate_threshold_percent" {
+  description = "sqs_processor error rate (Errors / Invocations, %) that raises the alarm and wakes the breaker."
+  type        = number
+  default     = 5
+}
+
+# --- orchestration -----------------------------------------------------------------------------
+variable "vpc_id" {
+  description = "VPC of the Dagster services and the RDS instance."
+  type        = string
+}
+
+variable "private_subnet_ids" {
+  description = "Private subnets (with a NAT gateway or VPC endpoints) for ECS tasks and RDS; at least two AZs."
+  type        = list(string)
+}
+
+variable "webserver_ingress_cidrs" {
+  description = "CIDRs allowed to reach the Dagster webserver on port 3000 (VPN, bastion, internal LB)."
+  type        = list(string)
+  default     = []
+}
+
+variable "dagster_image_tag" {
+  description = "Tag of the user-code image in this deployment's ECR repository (immutable tags: use the git commit)."
+  type        = string
+}
+
+variable "db_instance_class" {
+  description = "RDS instance class of the Dagster storage."
+  type        = string
+  default     = "db.t4g.small"
+}
+
+variable "db_multi_az" {
+  description = "Multi-AZ RDS (recommended outside dev)."
+  type        = bool
+  default     = true
+}
+
+variable "db_deletion_protection" {
+  description = "RDS deletion protection."
+  type        = bool
+  default     = true
+}
