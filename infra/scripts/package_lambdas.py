@@ -89,14 +89,33 @@ def install_dependencies(target: Path, requirements: Iterable[str]) -> None:
     uv = shutil.which("uv")
     if uv:
         command = [
-            uv, "pip", "install", "--quiet", "--target", str(target),
-            "--python-version", PYTHON_VERSION, *common,
+            uv,
+            "pip",
+            "install",
+            "--quiet",
+            "--target",
+            str(target),
+            "--python-version",
+            PYTHON_VERSION,
+            *common,
         ]
     else:
         command = [
-            sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-            "--target", str(target), "--python-version", PYTHON_VERSION,
-            "--implementation", "py", "--platform", "any", *common,
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--target",
+            str(target),
+            "--python-version",
+            PYTHON_VERSION,
+            "--implementation",
+            "py",
+            "--platform",
+            "any",
+            *common,
         ]
     try:
         subprocess.run(command, check=True)  # fixed argv, no shell
@@ -162,7 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument(
-        "--deps-dir", type=Path, default=None,
+        "--deps-dir",
+        type=Path,
+        default=None,
         help="reuse an installed dependency tree instead of installing from uv.lock",
     )
     args = parser.parse_args(argv)
