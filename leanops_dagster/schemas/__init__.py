@@ -1,0 +1,1 @@
+"""Topic schemas: pydantic models (``models``), file loading (``loader``), the registry."""

@@ -1,0 +1,67 @@
+"""Schema drift: Standardized keys the curated schema does not use (they stay in Standardized).
+
+A drift record per unknown column: ``topic_name``, ``column_name``, ``first_seen`` (earliest
+``publish_time`` of a row with a value), ``sample_value`` (the value of that row), and
+``rows_seen`` (rows with a value in this increment). Metadata and lineage columns are never
+drift; a column only null in the increment is not "seen".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from leanops_dagster.schemas.models import METADATA_COLUMNS, RESERVED_COLUMNS, CuratedSchema
+
+DRIFT_SCHEMA = pa.schema(
+    [
+        pa.field("topic_name", pa.string()),
+        pa.field("column_name", pa.string()),
+        pa.field("first_seen", pa.timestamp("us", tz="UTC")),
+        pa.field("sample_value", pa.string()),
+        pa.field("rows_seen", pa.int64()),
+    ]
+)
+
+
+def drift_keys(keys: Iterable[str], schema: CuratedSchema) -> list[str]:
+    """Keys (Standardized column names) that are not metadata and no curated column uses."""
+    known = schema.source_columns | RESERVED_COLUMNS
+    return sorted({k for k in keys if k not in known})
+
+
+def drift_columns(rows: pa.Table, schema: CuratedSchema) -> list[str]:
+    """Unknown columns of ``rows`` with at least one value."""
+    return [
+        name
+        for name in drift_keys(rows.column_names, schema)
+        if rows.column(name).null_count < rows.num_rows
+    ]
+
+
+def drift_records(rows: pa.Table, schema: CuratedSchema, topic: str) -> pa.Table:
+    """One drift record per unknown column with a value (sorted by column name)."""
+    out: dict[str, list] = {name: [] for name in DRIFT_SCHEMA.names}
+    has_time = "publish_time" in rows.column_names
+    for name in drift_columns(rows, schema):
+        values = rows.column(name)
+        present = pc.is_valid(values)
+        seen = rows.filter(present)
+        first = 0
+        if has_time and seen.num_rows:
+            first = pc.sort_indices(
+                seen.select(["publish_time"]).append_column("__v", seen.column(name)),
+                sort_keys=[("publish_time", "ascending"), ("__v", "ascending")],
+                null_placement="at_end",
+            )[0].as_py()
+        out["topic_name"].append(topic)
+        out["column_name"].append(name)
+        out["first_seen"].append(seen.column("publish_time")[first].as_py() if has_time else None)
+        out["sample_value"].append(seen.column(name)[first].as_py())
+        out["rows_seen"].append(seen.num_rows)
+    return pa.Table.from_pydict(out, schema=DRIFT_SCHEMA)
+
+
+__all__ = ["DRIFT_SCHEMA", "METADATA_COLUMNS", "drift_columns", "drift_keys", "drift_records"]

@@ -1,0 +1,236 @@
+"""The flattening engine: parsed JSON objects -> Arrow STRING columns, with little Python per row.
+
+Most payloads of a topic share a few shapes (the same keys, nested the same way). For each
+shape a *plan* is built once: ``operator.itemgetter``s that pull every leaf out of a payload in
+C, the leaf column names, and the sizes that prove a payload has exactly that shape (every key
+found + every object the same length = the same key set). A payload is then one tuple of
+leaf values; columns are built per plan by transposing the tuples (``zip``) and handing them to
+Arrow. Text conversion happens per column: a column of strings goes to Arrow untouched; only
+columns with other JSON types are converted value by value.
+
+Payloads that fit no plan (an empty object as value, a name collision within the payload, too
+many shapes) and values needing their exact text (a number beyond 15 significant digits) take
+the exact path in ``flatten``. Both paths give the same values (tests assert it).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from operator import itemgetter
+
+import numpy as np
+import pyarrow as pa
+
+from leanops_dagster.transforms.naming import ColumnNamer
+
+try:
+    import orjson
+except ImportError:  # pragma: no cover
+    orjson = None  # type: ignore[assignment]
+
+MAX_PLANS_PER_TOP_KEYS = 16
+REROUTE = object()  # a value that needs the exact path
+
+
+class Miss(Exception):
+    """The payload does not have the plan's shape."""
+
+
+def float_text(value: float) -> str | None:
+    """Shortest round-trip text if it has at most 15 significant digits, else None."""
+    text = repr(value)
+    if len(text) <= 16:
+        return text
+    mantissa = text.split("e")[0].lstrip("-").replace(".", "").lstrip("0")
+    return text if len(mantissa) <= 15 else None
+
+
+def has_long_float(value: object) -> bool:
+    kind = type(value)
+    if kind is float:
+        return float_text(value) is None  # type: ignore[arg-type]
+    if kind is list:
+        return any(has_long_float(v) for v in value)  # type: ignore[union-attr]
+    if kind is dict:
+        return any(has_long_float(v) for v in value.values())  # type: ignore[union-attr]
+    return False
+
+
+def dumps(value: object) -> str:
+    if orjson is None:  # pragma: no cover
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return orjson.dumps(value).decode()
+
+
+def value_text(value: object) -> object:
+    """A leaf's Standardized text; ``REROUTE`` when only the exact path can write it."""
+    kind = type(value)
+    if kind is str:
+        return value
+    if value is None:
+        return None
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is int:
+        return str(value)
+    if kind is float:
+        text = float_text(value)  # type: ignore[arg-type]
+        return REROUTE if text is None else text
+    if kind is list:
+        return REROUTE if has_long_float(value) else dumps(value)
+    return REROUTE
+
+
+def _getter(keys: tuple) -> Callable:
+    if len(keys) == 1:
+        key = keys[0]
+        return lambda obj: (obj[key],)
+    return itemgetter(*keys)
+
+
+class Plan:
+    """Leaf extraction for one payload shape, as a flat list of steps (no recursion).
+
+    ``slots`` starts as ``[payload]``; step ``(source, getter, size)`` checks that
+    ``slots[source]`` is an object of ``size`` keys and appends its values (``getter``, C);
+    ``leaf_getter`` then picks the leaf slots. Every key found + every size equal = the shape.
+    """
+
+    __slots__ = ("leaf_getter", "names", "positions", "rows", "steps")
+
+    def __init__(self, steps: list[tuple[int, Callable, int]], leaf_getter: Callable,
+                 names: list[str]) -> None:
+        self.steps = steps
+        self.leaf_getter = leaf_getter
+        self.names = names  # leaf column names in extraction order
+        self.rows: list[tuple] = []
+        self.positions: list[int] = []
+
+    def extract(self, obj: dict) -> tuple:
+        slots = [obj]
+        for source, getter, size in self.steps:
+            value = slots[source]
+            if type(value) is not dict or len(value) != size:
+                raise Miss
+            slots += getter(value)
+        leaves = self.leaf_getter(slots)
+        if dict in map(type, leaves):
+            raise Miss
+        return leaves
+
+
+def build_plan(obj: dict, namer: ColumnNamer) -> Plan | None:
+    """A plan for ``obj``'s shape, or None (empty object as value, or a name collision)."""
+    steps: list[tuple[int, Callable, int]] = []
+    leaf_slots: list[int] = []
+    names: list[str] = []
+    queue: list[tuple[int, dict, tuple]] = [(0, obj, ())]
+    next_slot = 1
+    while queue:
+        source, value, prefix = queue.pop(0)
+        keys = tuple(value)
+        steps.append((source, _getter(keys), len(keys)))
+        for offset, key in enumerate(keys):
+            slot = next_slot + offset
+            child = value[key]
+            if type(child) is dict:
+                if not child:
+                    return None
+                queue.append((slot, child, (*prefix, key)))
+            else:
+                leaf_slots.append(slot)
+                names.append(namer((*prefix, key)))
+        next_slot += len(keys)
+    if not leaf_slots or len(set(names)) != len(names):
+        return None
+    return Plan(steps, _getter(tuple(leaf_slots)), names)
+
+
+class PlanSet:
+    """Plans by top-level key tuple; rows appended to the plan that fits them."""
+
+    def __init__(self, namer: ColumnNamer) -> None:
+        self.namer = namer
+        self.by_top: dict[tuple, list[Plan]] = {}
+        self.plans: list[Plan] = []
+
+    def add(self, obj: dict, position: int) -> bool:
+        """Extract ``obj`` as row ``position``; False if no plan fits (use the exact path)."""
+        top = tuple(obj)
+        candidates = self.by_top.get(top)
+        if candidates is None:
+            candidates = self.by_top[top] = []
+        for plan in candidates:
+            try:
+                leaves = plan.extract(obj)
+            except (Miss, KeyError):
+                continue
+            plan.rows.append(leaves)
+            plan.positions.append(position)
+            return True
+        if len(candidates) >= MAX_PLANS_PER_TOP_KEYS:
+            return False
+        plan = build_plan(obj, self.namer)
+        if plan is None:
+            return False
+        candidates.append(plan)
+        self.plans.append(plan)
+        plan.rows.append(plan.extract(obj))
+        plan.positions.append(position)
+        return True
+
+
+class Pieces:
+    """Per column name: Arrow pieces and the output row positions they fill."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, list[pa.Array]] = {}
+        self.positions: dict[str, list[np.ndarray]] = {}
+
+    def add(self, name: str, values: pa.Array, positions: np.ndarray) -> None:
+        self.values.setdefault(name, []).append(values)
+        self.positions.setdefault(name, []).append(positions)
+
+    def column(self, name: str, count: int) -> pa.Array:
+        values = pa.concat_arrays(self.values[name]) if len(self.values[name]) > 1 \
+            else self.values[name][0]
+        positions = np.concatenate(self.positions[name])
+        if len(positions) == count and np.array_equal(positions, np.arange(count)):
+            return values
+        index = np.full(count, -1, dtype=np.int64)
+        index[positions] = np.arange(len(positions), dtype=np.int64)
+        return values.take(pa.array(index, mask=index < 0))
+
+    def names(self) -> list[str]:
+        return list(self.values)
+
+
+def plan_columns(plan: Plan, pieces: Pieces) -> list[int]:
+    """Add ``plan``'s columns to ``pieces``; return positions that need the exact path."""
+    if not plan.rows:
+        return []
+    positions = np.asarray(plan.positions, dtype=np.int64)
+    columns = list(zip(*plan.rows, strict=True))
+    reroute = np.zeros(len(positions), dtype=bool)
+    arrays = []
+    for values in columns:
+        try:
+            arrays.append(pa.array(values, pa.string()))
+            continue
+        except (pa.ArrowTypeError, pa.ArrowInvalid):
+            pass
+        texts = [value_text(v) for v in values]
+        for j, text in enumerate(texts):
+            if text is REROUTE:
+                reroute[j] = True
+                texts[j] = None
+        arrays.append(pa.array(texts, pa.string()))
+    keep = None
+    if reroute.any():
+        keep = pa.array(~reroute)
+        positions = positions[~reroute]
+    for name, array in zip(plan.names, arrays, strict=True):
+        pieces.add(name, array.filter(keep) if keep is not None else array, positions)
+    plan.rows.clear()
+    return [int(p) for p in np.asarray(plan.positions)[reroute]]
