@@ -406,8 +406,13 @@ data "aws_iam_policy_document" "launch_runs" {
   statement {
     sid = "DescribeOnly"
     # No resource-level permissions exist for these read-only calls.
-    actions   = ["ecs:DescribeTaskDefinition", "ecs:ListAccountSettings", "ec2:DescribeNetworkInterfaces"]
+    actions   = ["ecs:DescribeTaskDefinition", "ec2:DescribeNetworkInterfaces"]
     resources = ["*"]
+  }
+  statement {
+    sid       = "ReadRunLogsOnFailure"
+    actions   = ["logs:GetLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.runs.arn}:*"]
   }
   statement {
     sid       = "PassRunRoles"

@@ -1,0 +1,48 @@
+# User-code image of the AWS deployment: the webserver, the daemon and every run task
+# (infra/terraform/modules/orchestration) run this one image.
+#
+#   docker build --platform linux/amd64 -t <ecr-repo>:<git-sha> .
+#
+# Installs exactly uv.lock (`uv sync --frozen`) with the `aws` extra (dagster-aws,
+# dagster-postgres) and without the dev group.
+FROM python:3.11-slim-bookworm AS build
+
+ENV UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_PROJECT_ENVIRONMENT=/app/.venv
+RUN pip install --no-cache-dir "uv==0.13.9"
+
+WORKDIR /app
+# Dependencies first (cached layer while only the code changes).
+COPY pyproject.toml uv.lock README.md ./
+RUN uv sync --frozen --extra aws --no-dev --no-install-project
+
+COPY leanops_dagster ./leanops_dagster
+COPY ingestion_lambdas ./ingestion_lambdas
+COPY tools ./tools
+COPY workspace.yaml ./workspace.yaml
+RUN uv sync --frozen --extra aws --no-dev --no-editable
+
+
+FROM python:3.11-slim-bookworm
+
+ENV PATH=/app/.venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    DAGSTER_HOME=/opt/dagster/dagster_home \
+    LEANOPS_HOME=/tmp/leanops
+
+RUN useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin dagster \
+    && mkdir -p /opt/dagster/dagster_home/storage \
+    && chown -R dagster /opt/dagster/dagster_home/storage
+
+WORKDIR /app
+COPY --from=build /app/.venv /app/.venv
+COPY --from=build /app/workspace.yaml /app/workspace.yaml
+COPY infra/dagster/dagster.yaml /opt/dagster/dagster_home/dagster.yaml
+
+USER 10001
+EXPOSE 3000
+# The task definitions set the command (webserver, daemon); runs get theirs from EcsRunLauncher.
+CMD ["dagster-webserver", "--host", "0.0.0.0", "--port", "3000", "--workspace", "/app/workspace.yaml"]
