@@ -1,0 +1,108 @@
+"""``leanops schema deploy|list|diff``: onboard a topic by deploying its schema."""
+
+from __future__ import annotations
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from leanops_dagster.constants import InvalidTopicError, validate_topic
+from leanops_dagster.schemas.loader import SchemaFileError, SchemaNotFoundError
+from leanops_dagster.schemas.registry import SchemaRegistry, content_version
+
+
+def _registry() -> SchemaRegistry:
+    from leanops_dagster.settings import get_settings
+
+    return SchemaRegistry.from_settings(get_settings())
+
+
+def _topic(_ctx, _param, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return validate_topic(value)
+    except InvalidTopicError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+def _fail(exc: Exception) -> click.ClickException:
+    return click.ClickException(str(exc))
+
+
+@click.group("schema")
+def schema_group() -> None:
+    """Deploy, list and compare topic schemas (deploying a schema onboards the topic)."""
+
+
+@schema_group.command("deploy")
+@click.argument("topic", required=False, callback=_topic)
+@click.option("--all", "deploy_all", is_flag=True, help="Deploy every topic in the source.")
+def deploy(topic: str | None, deploy_all: bool) -> None:
+    """Validate TOPIC's schema files and publish them to the deployed store."""
+    if bool(topic) == deploy_all:
+        raise click.UsageError("give exactly one of TOPIC or --all")
+    registry = _registry()
+    try:
+        results = registry.deploy_all() if deploy_all else [registry.deploy(topic)]  # type: ignore[arg-type]
+    except (SchemaFileError, SchemaNotFoundError) as exc:
+        raise _fail(exc) from None
+    for result in results:
+        state = "deployed" if result.changed else "unchanged"
+        click.echo(
+            f"{result.topic}: {state} version {result.version} (deployed_at "
+            f"{result.deployed_at}) -> {registry.deployed_uri}"
+        )
+
+
+@schema_group.command("list")
+def list_schemas() -> None:
+    """Deployed and source topics: version, deployed_at, columns, status."""
+    registry = _registry()
+    table = Table(title=f"Schemas ({registry.deployed_uri})")
+    for column in ("topic", "version", "deployed_at", "columns", "status"):
+        table.add_column(column)
+    for topic in sorted(set(registry.deployed_topics()) | set(registry.source_topics())):
+        deployed = registry.deployed(topic)
+        try:
+            source_version = content_version(registry.load_source(topic))
+        except SchemaNotFoundError:
+            source_version = None
+        except SchemaFileError:
+            source_version = "invalid"
+        if deployed is None:
+            status = "not deployed"
+        elif source_version is None:
+            status = "deployed (no source)"
+        elif source_version == "invalid":
+            status = "source invalid"
+        else:
+            status = "up to date" if source_version == deployed.version else "source differs"
+        table.add_row(
+            topic,
+            deployed.version if deployed else "-",
+            deployed.deployed_at if deployed else "-",
+            str(len(deployed.curated.columns)) if deployed else "-",
+            status,
+        )
+    Console(width=140).print(table)
+
+
+@schema_group.command("diff")
+@click.argument("topic", callback=_topic)
+def diff(topic: str) -> None:
+    """Differences between TOPIC's deployed schema and its source files."""
+    try:
+        lines = _registry().diff(topic)
+    except (SchemaFileError, SchemaNotFoundError) as exc:
+        raise _fail(exc) from None
+    if not lines:
+        click.echo(f"{topic}: no differences (deployed = source)")
+        return
+    click.echo(f"{topic}: deployed -> source")
+    for line in lines:
+        click.echo(f"  {line}")
+
+
+def register(group: click.Group) -> None:
+    group.add_command(schema_group)
