@@ -86,8 +86,7 @@ def fifo_dedup(
         sort_cols["s"] = pc.take(rank, pc.index_in(ids, value_set=known))
     sort_cols["p"] = pos
     order = pc.sort_indices(
-        pa.table(sort_cols), sort_keys=[(c, "ascending") for c in sort_cols],
-        null_placement="at_end",
+        pa.table(sort_cols), sort_keys=[(c, "ascending", "at_end") for c in sort_cols]
     )
     keep = _keep_first(keys, order)
     dropped_existing = 0
@@ -128,9 +127,9 @@ def _as_array(values, kind: pa.DataType) -> pa.Array:
     return values.cast(kind)
 
 
-def _lifo_sort_keys(sequence: Sequence[str], rows: pa.Table) -> list[tuple[str, str]]:
-    keys = [(c, "descending") for c in sequence]
-    keys += [(c, "descending") for c in TIEBREAK_COLUMNS if c in rows.column_names
+def _lifo_sort_keys(sequence: Sequence[str], rows: pa.Table) -> list[tuple[str, str, str]]:
+    keys = [(c, "descending", "at_end") for c in sequence]
+    keys += [(c, "descending", "at_end") for c in TIEBREAK_COLUMNS if c in rows.column_names
              and c not in sequence]
     return keys
 
@@ -146,11 +145,11 @@ def lifo_dedup(
     if keys.null_count:
         raise ValueError(f"{keys.null_count} rows have a null {key}; validate before LIFO")
     sort_keys = _lifo_sort_keys(sequence, rows)
-    order_table = rows.select([c for c, _ in sort_keys]).append_column(
+    order_table = rows.select([c for c, _, _ in sort_keys]).append_column(
         _POS, _positions(n)
     )
     order = pc.sort_indices(
-        order_table, sort_keys=[*sort_keys, (_POS, "descending")], null_placement="at_end"
+        order_table, sort_keys=[*sort_keys, (_POS, "descending", "at_end")]
     )
     keep = _keep_first(keys, order)
     winners = rows.filter(keep)

@@ -53,8 +53,8 @@ def drift_records(rows: pa.Table, schema: CuratedSchema, topic: str) -> pa.Table
         if has_time and seen.num_rows:
             first = pc.sort_indices(
                 seen.select(["publish_time"]).append_column("__v", seen.column(name)),
-                sort_keys=[("publish_time", "ascending"), ("__v", "ascending")],
-                null_placement="at_end",
+                sort_keys=[("publish_time", "ascending", "at_end"),
+                           ("__v", "ascending", "at_end")],
             )[0].as_py()
         out["topic_name"].append(topic)
         out["column_name"].append(name)

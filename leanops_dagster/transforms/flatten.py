@@ -189,6 +189,9 @@ def flatten_raw(
     gc.disable()  # millions of short-lived containers: the cyclic GC would dominate
     try:
         for i, text in enumerate(payloads):
+            if text is None:
+                errors.append((i, REASON_INVALID_JSON, "payload is null"))
+                continue
             try:
                 obj = loads(text)
             except _FastError as exc:
@@ -201,9 +204,6 @@ def flatten_raw(
                     kept.append(i)
                     count += 1
                     continue
-            except TypeError:  # a null payload
-                errors.append((i, REASON_INVALID_JSON, "payload is null"))
-                continue
             if type(obj) is not dict:
                 errors.append((i, REASON_NOT_AN_OBJECT, f"JSON {_json_kind(obj)}, not an object"))
                 continue

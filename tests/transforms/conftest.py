@@ -1,0 +1,54 @@
+"""Small RAW / Standardized fixtures for the pure transforms."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pyarrow as pa
+import pytest
+
+T0 = dt.datetime(2026, 1, 19, 10, 0, tzinfo=dt.UTC)
+TS = pa.timestamp("us", tz="UTC")
+
+
+def at(seconds: float) -> dt.datetime:
+    return T0 + dt.timedelta(seconds=seconds)
+
+
+def raw_rows(payloads, *, ids=None, snapshot=7, ingested=None, topic="events") -> pa.Table:
+    n = len(payloads)
+    return pa.table(
+        {
+            "message_id": ids or [f"m{i}" for i in range(n)],
+            "topic_name": [topic] * n,
+            "json_payload": pa.array(payloads, pa.string()),
+            "publish_time": pa.array([at(i) for i in range(n)], TS),
+            "ingestion_ts": pa.array(ingested or [at(100 + i) for i in range(n)], TS),
+            "raw_snapshot_id": pa.array([snapshot] * n, pa.int64()),
+        }
+    )
+
+
+def std_rows(columns: dict[str, list], *, n: int | None = None) -> pa.Table:
+    """Standardized rows: metadata defaults + the given STRING columns."""
+    n = n or len(next(iter(columns.values())))
+    base = {
+        "message_id": [f"m{i}" for i in range(n)],
+        "idempotency_key": [f"k{i}" for i in range(n)],
+        "topic_name": ["events"] * n,
+        "publish_time": pa.array([at(i) for i in range(n)], TS),
+        "ingestion_ts": pa.array([at(100 + i) for i in range(n)], TS),
+        "standardized_snapshot_id": pa.array([3] * n, pa.int64()),
+    }
+    for name, values in columns.items():
+        base[name] = pa.array(values, TS) if name in ("publish_time", "ingestion_ts") \
+            else pa.array(values, pa.string() if name != "standardized_snapshot_id" else pa.int64())
+    return pa.table(base)
+
+
+@pytest.fixture
+def meta():
+    def envelope(key="k1", **extra):
+        return {"_metadata": {"idempotencyKeyResource": key, "messageId": "x",
+                              "publishTime": "2026-01-19T10:00:00Z"}, **extra}
+    return envelope
