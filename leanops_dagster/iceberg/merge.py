@@ -180,14 +180,13 @@ def merge_lifo(
 
     by_path = {task.file.file_path: task for task in tasks}
     rewrite_tasks = [by_path[path] for path in sorted(decision.files_to_rewrite)]
-    remainder = _rewrite(table, rewrite_tasks, decision.updated_keys, key, decision.replaced)
+    remainders = _remainders(table, rewrite_tasks, decision.updated_keys, key, decision.replaced)
     clock.lap("rewrite")
 
-    new_rows = pa.concat_tables([decision.to_write, remainder]) if remainder.num_rows else (
-        decision.to_write
-    )
     commit_uuid = uuid.uuid4()
-    added = write_data_files(table.metadata, table.io, new_rows, write_uuid=commit_uuid)
+    added = write_data_files(
+        table.metadata, table.io, decision.to_write, remainders=remainders, write_uuid=commit_uuid
+    )
     clock.lap("write")
 
     removed = [task.file for task in rewrite_tasks]
@@ -200,7 +199,7 @@ def merge_lifo(
         updated=decision.updated,
         stale=decision.stale,
         rewritten_files=len(removed),
-        rewritten_rows=remainder.num_rows,
+        rewritten_rows=sum(rows.num_rows for _, rows in remainders),
         added_files=len(added),
         partitions_touched=len(partitions),
         scanned_files=len(tasks),
@@ -242,6 +241,9 @@ def _conform(increment: pa.Table, schema: Schema, key: str, sequence: tuple[str,
 
 
 # --- lookup ---------------------------------------------------------------------------------
+_PROBE_ROWS = 2_000_000  # stored keys buffered per membership test (hashing the value set once)
+
+
 def _lookup(
     table: Table,
     tasks: list[FileScanTask],
@@ -251,31 +253,32 @@ def _lookup(
 ) -> pa.Table:
     """Stored rows whose key is in ``keys``: key, sequence columns and the data file path."""
     columns = (key, *sequence)
-    target = table.schema().select(*columns).as_arrow()
-    out_schema = target.append(pa.field(_FILE, pa.string()))
+    out_schema = table.schema().select(*columns).as_arrow().append(pa.field(_FILE, pa.string()))
     if not tasks:
         return out_schema.empty_table()
-    value_set = pc.unique(keys.combine_chunks() if isinstance(keys, pa.ChunkedArray) else keys)
+    value_set = pc.unique(keys.combine_chunks())
 
     fast, slow = _split_fast_path(table.io, tasks)
     parts: list[pa.Table] = []
     if fast:
-        # Pass 1: only the key column of every file; pass 2: key + sequence of matched files.
-        matched = _scan_files(table.io, fast, [key], pc.field(key).isin(value_set))
-        if matched:
-            hits = pa.concat_tables(matched, promote_options="permissive")
+        # Pass 1: only the key column of every file. Pass 2: key + sequence of matched files.
+        hits = _scan_matching(table.io, fast, [key], key, value_set)
+        if hits is not None:
             paths = set(pc.unique(hits.column(_FILE)).to_pylist())
-            parts += _scan_files(
-                table.io, [t for t in fast if t.file.file_path in paths], list(columns),
-                pc.field(key).isin(pc.unique(hits.column(key).combine_chunks())),
+            stored = _scan_matching(
+                table.io, [t for t in fast if t.file.file_path in paths], list(columns), key,
+                pc.unique(hits.column(key).combine_chunks()),
             )
+            if stored is not None:
+                parts.append(stored)
     for task in slow:
         part = ArrowScan(
             table.metadata, table.io, table.schema().select(*columns), AlwaysTrue()
         ).to_table([task])
         part = part.filter(pc.is_in(part.column(key), value_set=value_set))
-        parts.append(part.append_column(_FILE, pa.array([task.file.file_path] * part.num_rows,
-                                                        pa.string())))
+        parts.append(part.append_column(
+            _FILE, pa.array([task.file.file_path] * part.num_rows, pa.string())
+        ))
     parts = [_cast_to(p.select(out_schema.names), out_schema) for p in parts if p.num_rows]
     return pa.concat_tables(parts) if parts else out_schema.empty_table()
 
@@ -293,31 +296,66 @@ def _split_fast_path(
     return fast, slow
 
 
-def _scan_files(
-    io: FileIO, tasks: list[FileScanTask], columns: list[str], row_filter: pc.Expression
-) -> list[pa.Table]:
-    """Read ``columns`` of the tasks' Parquet files through the FileIO's pyarrow filesystem.
+def _scan_matching(
+    io: FileIO,
+    tasks: list[FileScanTask],
+    columns: list[str],
+    key: str,
+    value_set: pa.Array,
+) -> pa.Table | None:
+    """``columns`` of the rows of ``tasks``' files whose ``key`` is in ``value_set``.
 
-    Adds the data file's location (as Iceberg records it) in column ``_FILE``; batches that
-    the filter empties are left out.
+    Reads the Parquet files directly (projection: only ``columns`` are decoded) through the
+    FileIO's pyarrow filesystem, so local and S3 tables take the same path. Adds the data
+    file's location as Iceberg records it in ``_FILE``; None if no row matches. The
+    membership test runs on large buffers of rows: each ``is_in`` call hashes ``value_set``.
     """
     if not isinstance(io, PyArrowFileIO):
         raise TypeError(f"the direct Parquet path needs PyArrowFileIO, not {type(io).__name__}")
-    groups: dict[tuple[str, str], dict[str, str]] = {}
+    locations: list[str] = []
+    groups: dict[tuple[str, str], dict[str, int]] = {}
     for task in tasks:
         scheme, netloc, path = PyArrowFileIO.parse_location(task.file.file_path, io.properties)
-        groups.setdefault((scheme, netloc), {})[path] = task.file.file_path
-    parts = []
+        groups.setdefault((scheme, netloc), {})[path] = len(locations)
+        locations.append(task.file.file_path)
+
+    found: list[pa.Table] = []
+    buffer: list[pa.RecordBatch] = []
+    ordinals: list[np.ndarray] = []
+
+    def probe() -> None:
+        if not buffer:
+            return
+        rows = pa.Table.from_batches(buffer).append_column(
+            _FILE, pa.array(np.concatenate(ordinals), pa.int32())
+        )
+        rows = rows.filter(pc.is_in(rows.column(key), value_set=value_set))
+        if rows.num_rows:
+            found.append(rows)
+        buffer.clear()
+        ordinals.clear()
+
+    buffered = 0
     for (scheme, netloc), paths in groups.items():
         filesystem = io.fs_by_scheme(scheme, netloc)
         dataset = ds.dataset(list(paths), format="parquet", filesystem=filesystem)
-        scanner = dataset.scanner(columns=columns, filter=row_filter)
-        for tagged in scanner.scan_batches():
+        for tagged in dataset.scanner(columns=columns).scan_batches():
             batch = tagged.record_batch
             if batch.num_rows:
-                location = pa.array([paths[tagged.fragment.path]] * batch.num_rows, pa.string())
-                parts.append(pa.Table.from_batches([batch]).append_column(_FILE, location))
-    return parts
+                buffer.append(batch)
+                ordinals.append(np.full(batch.num_rows, paths[tagged.fragment.path], np.int32))
+                buffered += batch.num_rows
+                if buffered >= _PROBE_ROWS:
+                    probe()
+                    buffered = 0
+    probe()
+    if not found:
+        return None
+    rows = pa.concat_tables(found, promote_options="permissive")
+    names = pa.array(locations, pa.string())
+    return rows.set_column(
+        rows.schema.get_field_index(_FILE), _FILE, names.take(rows.column(_FILE))
+    )
 
 
 def _cast_to(part: pa.Table, schema: pa.Schema) -> pa.Table:
@@ -391,27 +429,88 @@ def _lexicographic_greater(left: list[pa.ChunkedArray], right: list[pa.ChunkedAr
 
 
 # --- rewrite --------------------------------------------------------------------------------
-def _rewrite(
+def _remainders(
     table: Table,
     tasks: list[FileScanTask],
     updated_keys: pa.Array,
     key: str,
     expected_removed: int,
-) -> pa.Table:
-    """The rows of ``tasks``' files that are not replaced (pyiceberg's reader: schema evolution
-    and positional deletes are resolved to the current schema)."""
-    arrow_schema = table.schema().as_arrow()
+) -> list[tuple[DataFile, pa.Table]]:
+    """Per file of ``tasks``: the rows that stay (all but those of ``updated_keys``).
+
+    Files written with the current schema (checked by Parquet field id) are read directly;
+    others go through pyiceberg's reader, which resolves schema evolution and deletes.
+    """
     if not tasks:
-        return arrow_schema.empty_table()
-    stored = ArrowScan(table.metadata, table.io, table.schema(), AlwaysTrue()).to_table(tasks)
-    keep = stored.filter(pc.invert(pc.is_in(stored.column(key), value_set=updated_keys)))
-    removed = stored.num_rows - keep.num_rows
+        return []
+    schema = table.schema()
+    arrow_schema = schema.as_arrow()
+    fast, slow = _split_fast_path(table.io, tasks)
+    tables: list[tuple[DataFile, pa.Table]] = []
+    if fast:
+        read, mismatched = _read_current_schema(table.io, fast, arrow_schema)
+        tables += read
+        slow += mismatched
+    for task in slow:
+        rows = ArrowScan(table.metadata, table.io, schema, AlwaysTrue()).to_table([task])
+        tables.append((task.file, _cast_to(rows, arrow_schema)))
+
+    # One membership test over all rows (each is_in call hashes ``updated_keys``).
+    ordinal = np.repeat(np.arange(len(tables), dtype=np.int32), [t.num_rows for _, t in tables])
+    stored = pa.concat_tables([t for _, t in tables])
+    keep = pc.invert(pc.is_in(stored.column(key), value_set=updated_keys))
+    kept = pc.filter(pa.array(ordinal), keep).to_numpy(zero_copy_only=False)
+    removed = stored.num_rows - len(kept)
     if removed != expected_removed:
         raise RuntimeError(
             f"copy-on-write mismatch: lookup found {expected_removed} row(s) to replace in "
-            f"{len(tasks)} file(s), the rewrite removed {removed}"
+            f"{len(tables)} file(s), the rewrite removed {removed}"
         )
-    return _cast_to(keep, arrow_schema).replace_schema_metadata(None)
+    stored = stored.filter(keep)
+    counts = np.bincount(kept, minlength=len(tables))
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    return [
+        (data_file, stored.slice(int(offsets[i]), int(counts[i])))
+        for i, (data_file, _) in enumerate(tables)
+    ]
+
+
+def _read_current_schema(
+    io: FileIO, tasks: list[FileScanTask], arrow_schema: pa.Schema
+) -> tuple[list[tuple[DataFile, pa.Table]], list[FileScanTask]]:
+    """Whole files whose Parquet columns carry the current names and field ids; the rest."""
+    if not isinstance(io, PyArrowFileIO):
+        raise TypeError(f"the direct Parquet path needs PyArrowFileIO, not {type(io).__name__}")
+    expected = {f.name: f.metadata[b"PARQUET:field_id"] for f in arrow_schema}
+    target = arrow_schema.remove_metadata()
+    target = pa.schema([f.remove_metadata() for f in target])
+    read: list[tuple[DataFile, pa.Table]] = []
+    mismatched: list[FileScanTask] = []
+    groups: dict[tuple[str, str], dict[str, FileScanTask]] = {}
+    for task in tasks:
+        scheme, netloc, path = PyArrowFileIO.parse_location(task.file.file_path, io.properties)
+        groups.setdefault((scheme, netloc), {})[path] = task
+    for (scheme, netloc), by_path in groups.items():
+        filesystem = io.fs_by_scheme(scheme, netloc)
+        fragments = []
+        for fragment in ds.dataset(list(by_path), format="parquet", filesystem=filesystem
+                                   ).get_fragments():
+            physical = fragment.physical_schema
+            ids = {f.name: (f.metadata or {}).get(b"PARQUET:field_id") for f in physical}
+            if all(expected.get(name) == field_id for name, field_id in ids.items()):
+                fragments.append(fragment)
+            else:
+                mismatched.append(by_path[fragment.path])
+        if not fragments:
+            continue
+        dataset = ds.FileSystemDataset(fragments, target, ds.ParquetFileFormat(), filesystem)
+        batches: dict[str, list[pa.RecordBatch]] = {}
+        for tagged in dataset.scanner().scan_batches():
+            batches.setdefault(tagged.fragment.path, []).append(tagged.record_batch)
+        for fragment in fragments:
+            rows = pa.Table.from_batches(batches.get(fragment.path, []), schema=target)
+            read.append((by_path[fragment.path].file, rows))
+    return read, mismatched
 
 
 # --- write ----------------------------------------------------------------------------------
@@ -420,15 +519,16 @@ def write_data_files(
     io: FileIO,
     df: pa.Table,
     *,
+    remainders: Sequence[tuple[DataFile, pa.Table]] = (),
     write_uuid: uuid.UUID | None = None,
 ) -> list[DataFile]:
-    """Write ``df`` as Parquet data files of the table's current spec; nothing is committed.
+    """Write ``df`` (and ``remainders`` of rewritten files) as data files; commit nothing.
 
-    Same files as pyiceberg's ``_dataframe_to_data_files`` but partitioned with one sort
-    instead of one filter pass per partition, which matters with thousands of partitions.
+    The files pyiceberg's ``_dataframe_to_data_files`` would write, partitioned with one
+    grouping pass instead of one filter pass per partition (thousands of partitions are
+    normal here). A remainder keeps its file's partition without recomputing it, and shares
+    a new file with ``df``'s rows of the same partition.
     """
-    if df.num_rows == 0:
-        return []
     write_uuid = write_uuid or uuid.uuid4()
     counter = itertools.count(0)
     schema = table_metadata.schema()
@@ -437,24 +537,73 @@ def write_data_files(
         table_metadata.properties, TableProperties.WRITE_TARGET_FILE_SIZE_BYTES,
         TableProperties.WRITE_TARGET_FILE_SIZE_BYTES_DEFAULT,
     )
+    arrow_schema = schema.as_arrow()
+    plain = pa.schema([f.remove_metadata() for f in arrow_schema])
     task_schema = pyarrow_to_schema(
-        df.schema, name_mapping=schema.name_mapping, format_version=table_metadata.format_version
+        plain, name_mapping=schema.name_mapping, format_version=table_metadata.format_version
     )
 
+    parts: dict[tuple, tuple[PartitionKey | None, list[pa.Table]]] = {}
+    loose: list[pa.Table] = []
+    for data_file, rows in remainders:
+        if not rows.num_rows:
+            continue
+        if data_file.spec_id != spec.spec_id:
+            loose.append(rows)  # written under an older spec: partition again
+            continue
+        partition_key = _file_partition_key(spec, schema, data_file)
+        parts.setdefault(_partition_id(partition_key), (partition_key, []))[1].append(rows)
+    fresh = [_conform_plain(t, plain) for t in (df, *loose) if t.num_rows]
+
     def tasks() -> Iterator[WriteTask]:
-        for partition_key, part in _partitions(spec, schema, df):
-            for batches in bin_pack_arrow_table(part, target_size):
-                yield WriteTask(
-                    write_uuid=write_uuid, task_id=next(counter), record_batches=batches,
-                    partition_key=partition_key, schema=task_schema,
-                )
+        pending = dict(parts)
+        for rows in fresh:
+            for partition_key, group in _partitions(spec, schema, rows):
+                _, tables = pending.pop(_partition_id(partition_key), (partition_key, []))
+                yield from packed(partition_key, [group, *tables])
+        for partition_key, tables in pending.values():
+            yield from packed(partition_key, tables)
+
+    def packed(partition_key: PartitionKey | None, tables: list[pa.Table]) -> Iterator[WriteTask]:
+        rows = pa.concat_tables([_conform_plain(t, plain) for t in tables])
+        for batches in bin_pack_arrow_table(rows, target_size):
+            yield WriteTask(
+                write_uuid=write_uuid, task_id=next(counter), record_batches=batches,
+                partition_key=partition_key, schema=task_schema,
+            )
 
     return list(write_file(io=io, table_metadata=table_metadata, tasks=tasks()))
+
+
+def _conform_plain(rows: pa.Table, plain: pa.Schema) -> pa.Table:
+    if rows.schema.equals(plain, check_metadata=False) and not rows.schema.metadata:
+        return rows
+    return pa.Table.from_arrays([rows.column(f.name).cast(f.type) for f in plain], schema=plain)
+
+
+def _partition_id(partition_key: PartitionKey | None) -> tuple:
+    if partition_key is None:
+        return ()
+    record = partition_key.partition
+    return tuple(record[i] for i in range(len(record)))
+
+
+def _file_partition_key(spec: PartitionSpec, schema: Schema, data_file: DataFile) -> PartitionKey:
+    record = data_file.partition
+    return PartitionKey(
+        field_values=[
+            PartitionFieldValue(field=part_field, value=record[i])
+            for i, part_field in enumerate(spec.fields)
+        ],
+        partition_spec=spec,
+        schema=schema,
+    )
 
 
 def _partitions(
     spec: PartitionSpec, schema: Schema, df: pa.Table
 ) -> Iterable[tuple[PartitionKey | None, pa.Table]]:
+    """``df`` split by partition: one grouping pass, then one gather per partition."""
     if spec.is_unpartitioned():
         yield None, df
         return
@@ -464,14 +613,11 @@ def _partitions(
             schema.find_field(part_field.source_id).field_type
         )(df.column(schema.find_column_name(part_field.source_id)))
         for name, part_field in zip(names, spec.fields, strict=True)
-    })
-    order = pc.sort_indices(values, sort_keys=[(n, "ascending") for n in names])
-    values = values.take(order)
-    df = df.take(order)
-    groups = values.group_by(names, use_threads=False).aggregate([([], "count_all")])
-    offsets = np.concatenate([[0], np.cumsum(groups.column("count_all").to_numpy())])
-    group_values = groups.select(names).to_pylist()
-    for i, partition in enumerate(group_values):
+    }).append_column("_row", pa.array(np.arange(df.num_rows, dtype=np.int64)))
+    groups = values.group_by(names, use_threads=False).aggregate([("_row", "list")])
+    for partition, rows in zip(
+        groups.select(names).to_pylist(), groups.column("_row_list"), strict=True
+    ):
         key = PartitionKey(
             field_values=[
                 PartitionFieldValue(field=part_field, value=partition[name])
@@ -480,7 +626,7 @@ def _partitions(
             partition_spec=spec,
             schema=schema,
         )
-        yield key, df.slice(int(offsets[i]), int(offsets[i + 1] - offsets[i])).combine_chunks()
+        yield key, df.take(rows.values)
 
 
 # --- commit ---------------------------------------------------------------------------------
