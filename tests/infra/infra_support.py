@@ -39,8 +39,15 @@ def module_blocks(module_dir: Path, kind: str) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     for path in sorted(module_dir.glob("*.tf")):
         for block in parse(path).get(kind, []):
-            merged.update({k: v for k, v in block.items() if not k.startswith("__")})
+            merged.update({k: _clean(v) for k, v in block.items() if not k.startswith("__")})
     return merged
+
+
+def _clean(body: Any) -> Any:
+    """Drop the parser's ``__start_line__`` / ``__end_line__`` keys of a block body."""
+    if isinstance(body, dict):
+        return {k: v for k, v in body.items() if not k.startswith("__")}
+    return body
 
 
 def module_text(module_dir: Path) -> str:
