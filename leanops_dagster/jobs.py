@@ -1,9 +1,15 @@
 """Jobs: the per-topic pipeline (Standardized -> Curated) and the runbook jobs."""
 
+import datetime as dt
+
 import dagster as dg
 
-from leanops_dagster.assets.keys import CURATED, STANDARDIZED
+from leanops_dagster.assets.keys import CURATED, RAW_STAGING, STANDARDIZED
+from leanops_dagster.constants import ZONES
 from leanops_dagster.partitions import topic_partitions
+from leanops_dagster.resources.catalog import IcebergCatalogResource
+from leanops_dagster.resources.sqs import SqsResource
+from leanops_dagster.runbook import describe, maintain_catalog, replay_dlq
 
 TOPIC_TAG = "leanops/topic"
 
@@ -16,4 +22,68 @@ topic_pipeline_job = dg.define_asset_job(
     ),
     selection=dg.AssetSelection.assets(STANDARDIZED, CURATED),
     partitions_def=topic_partitions,
+)
+
+
+class DlqReplayConfig(dg.Config):
+    topic: str | None = None
+    max_messages: int = 1000
+
+
+@dg.op(description="Moves DLQ messages back to their source queue, counted per topic.")
+def replay_dlq_op(context: dg.OpExecutionContext, config: DlqReplayConfig, sqs: SqsResource):
+    result = replay_dlq(
+        sqs.client(),
+        dlq_url=sqs.queue_url(sqs.dlq_name),
+        queue_url_for=lambda topic: sqs.queue_url(sqs.queue_name(topic)),
+        queue_prefix=sqs.queue_prefix,
+        topic=config.topic,
+        max_messages=config.max_messages,
+    )
+    context.add_output_metadata(
+        {"received": result.received, "replayed": dg.MetadataValue.json(result.replayed),
+         "skipped": dg.MetadataValue.json(result.skipped)}
+    )
+    context.log.info(f"DLQ replay: {describe(result)}")
+
+
+@dg.job(description="Runbook: replay the centralized DLQ back to the source queues.")
+def dlq_replay_job():
+    replay_dlq_op()
+
+
+class MaintenanceConfig(dg.Config):
+    expire_older_than_hours: int = 24 * 7
+    min_files_to_compact: int = 8
+
+
+@dg.op(description="Expires old snapshots and compacts small files of Standardized/Curated.")
+def maintain_tables_op(
+    context: dg.OpExecutionContext, config: MaintenanceConfig, catalog: IcebergCatalogResource
+):
+    results = maintain_catalog(
+        catalog.load(),
+        [catalog.namespace(zone) for zone in ZONES],
+        older_than=dt.timedelta(hours=config.expire_older_than_hours),
+        min_files=config.min_files_to_compact,
+    )
+    table = "| table | files before | files after | snapshots expired |\n"
+    table += "| --- | --- | --- | --- |\n"
+    table += "".join(
+        f"| {r.table} | {r.files_before} | {r.files_after} | {r.snapshots_expired} |\n"
+        for r in results
+    )
+    context.add_output_metadata({"tables": dg.MetadataValue.md(table)})
+
+
+@dg.job(description="Runbook: Iceberg table maintenance (expire snapshots, compact files).")
+def table_maintenance_job():
+    maintain_tables_op()
+
+
+accountability_job = dg.define_asset_job(
+    name="accountability_checks",
+    description="Evaluates the cumulative water balances, pre-RAW balance and freshness.",
+    selection=dg.AssetSelection.checks_for_assets(RAW_STAGING, STANDARDIZED, CURATED)
+    - dg.AssetSelection.assets(STANDARDIZED, CURATED),
 )

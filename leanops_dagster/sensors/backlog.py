@@ -1,6 +1,5 @@
 """Backlog: a run that processed more than the threshold is followed at once by another."""
 
-from __future__ import annotations
 
 import dagster as dg
 

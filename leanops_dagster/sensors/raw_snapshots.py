@@ -4,7 +4,6 @@ Cursor: ``{topic: last seen RAW snapshot id}``. No new snapshot -> no run. The r
 RAW snapshot id, so re-evaluating the same snapshot never requests a second run.
 """
 
-from __future__ import annotations
 
 import json
 

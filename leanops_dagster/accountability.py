@@ -1,0 +1,121 @@
+"""Per-topic accountability equations, recomputed from the tables themselves.
+
+- pre-RAW:  SQS messages sent = RAW rows + DLQ error rows + Firehose error records
+- post-RAW: RAW rows consumed = Standardized rows + parse errors + duplicates dropped
+- curated:  Standardized rows consumed = Curated rows + updates + superseded + CDE error rows
+
+Table row counts come from Iceberg snapshot summaries (``total-records``) at the watermark
+snapshot, error rows from scanning the error tables; duplicates, updates and superseded are
+running totals the layer committed with its data (they cannot be recounted after the fact).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import pyarrow.compute as pc
+from pyiceberg.catalog import Catalog
+from pyiceberg.expressions import EqualTo
+from pyiceberg.table import Table
+
+from leanops_dagster.iceberg.watermarks import read_counter, read_watermark, snapshot_position
+from leanops_dagster.pipeline.curate import STD_WATERMARK
+from leanops_dagster.pipeline.layout import TopicTables
+from leanops_dagster.pipeline.standardize import RAW_WATERMARK
+
+
+@dataclass(frozen=True)
+class Equation:
+    layer: str
+    left_name: str
+    left: int
+    right: dict[str, int]
+
+    @property
+    def right_total(self) -> int:
+        return sum(self.right.values())
+
+    @property
+    def balanced(self) -> bool:
+        return self.left == self.right_total
+
+    def as_dict(self) -> dict[str, object]:
+        return {**asdict(self), "right_total": self.right_total, "balanced": self.balanced}
+
+
+def _total_records(table: Table, snapshot_id: int | None = None) -> int:
+    snapshot = table.snapshot_by_id(snapshot_id) if snapshot_id else table.current_snapshot()
+    if snapshot is None or snapshot.summary is None:
+        return 0
+    return int(snapshot.summary.get("total-records", "0"))
+
+
+def _rows_up_to(
+    table: Table, topic: str, snapshot_column: str, watermark: int | None,
+    positions: dict[int, int], distinct: str | None = None,
+) -> int:
+    """Error rows of ``topic`` whose upstream snapshot is at or before ``watermark``."""
+    if watermark is None or table.current_snapshot() is None:
+        return 0
+    rows = table.scan(
+        row_filter=EqualTo("topic_name", topic),
+        selected_fields=(snapshot_column, *([distinct] if distinct else [])),
+    ).to_arrow()
+    cutoff = positions.get(watermark, -1)
+    upto = [sid for sid, pos in positions.items() if pos <= cutoff]
+    rows = rows.filter(pc.is_in(rows[snapshot_column], value_set=pc.cast(upto, "int64")))
+    if distinct:
+        return len(pc.unique(rows[distinct]))
+    return rows.num_rows
+
+
+def post_raw_equation(catalog: Catalog, tables: TopicTables) -> Equation:
+    right = {"standardized": 0, "parse_errors": 0, "duplicates": 0}
+    if not (catalog.table_exists(tables.raw) and catalog.table_exists(tables.standardized)):
+        return Equation("post-RAW", "raw_consumed", 0, right)
+    raw = catalog.load_table(tables.raw)
+    std = catalog.load_table(tables.standardized)
+    watermark = read_watermark(std, RAW_WATERMARK)
+    right["standardized"] = _total_records(std)
+    if catalog.table_exists(tables.parse_errors):
+        right["parse_errors"] = _rows_up_to(
+            catalog.load_table(tables.parse_errors), tables.topic, "raw_snapshot_id",
+            watermark, snapshot_position(raw),
+        )
+    right["duplicates"] = read_counter(std, "duplicates")
+    return Equation("post-RAW", "raw_consumed", _total_records(raw, watermark), right)
+
+
+def curated_equation(catalog: Catalog, tables: TopicTables) -> Equation:
+    right = {"curated": 0, "updates": 0, "superseded": 0, "cde_error_rows": 0}
+    if not (catalog.table_exists(tables.standardized) and catalog.table_exists(tables.curated)):
+        return Equation("curated", "standardized_consumed", 0, right)
+    std = catalog.load_table(tables.standardized)
+    curated = catalog.load_table(tables.curated)
+    watermark = read_watermark(curated, STD_WATERMARK)
+    right["curated"] = _total_records(curated)
+    right["updates"] = read_counter(curated, "updated")
+    right["superseded"] = read_counter(curated, "superseded")
+    if catalog.table_exists(tables.curated_errors):
+        right["cde_error_rows"] = _rows_up_to(
+            catalog.load_table(tables.curated_errors), tables.topic,
+            "standardized_snapshot_id", watermark, snapshot_position(std), distinct="message_id",
+        )
+    return Equation("curated", "standardized_consumed", _total_records(std, watermark), right)
+
+
+def pre_raw_equation(
+    catalog: Catalog, tables: TopicTables, sent: int, firehose_errors: int
+) -> Equation:
+    raw_rows = _total_records(catalog.load_table(tables.raw)) if catalog.table_exists(
+        tables.raw
+    ) else 0
+    dlq_rows = 0
+    if catalog.table_exists(tables.dlq_errors):
+        dlq = catalog.load_table(tables.dlq_errors)
+        if dlq.current_snapshot() is not None:
+            dlq_rows = dlq.scan(
+                row_filter=EqualTo("topic_name", tables.topic), selected_fields=("topic_name",)
+            ).to_arrow().num_rows
+    right = {"raw": raw_rows, "dlq_errors": dlq_rows, "firehose_errors": firehose_errors}
+    return Equation("pre-RAW", "sqs_sent", sent, right)

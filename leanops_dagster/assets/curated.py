@@ -1,0 +1,124 @@
+"""Curated zone: typed, CDE-validated, PII-masked, one row per idempotency_key (MERGE)."""
+
+
+import dagster as dg
+
+from leanops_dagster.assets.keys import CURATED, STANDARDIZED
+from leanops_dagster.partitions import topic_partitions
+from leanops_dagster.pipeline.curate import curate_topic
+from leanops_dagster.pipeline.layout import TopicTables
+from leanops_dagster.resources.catalog import IcebergCatalogResource
+from leanops_dagster.resources.pipeline import PipelineConfigResource
+from leanops_dagster.resources.schema_registry import SchemaRegistryResource
+
+CURATED_BALANCE = dg.AssetCheckSpec(
+    name="curated_water_balance",
+    asset=CURATED,
+    blocking=True,
+    description=(
+        "Per run: Standardized rows read = inserts + updates + superseded + CDE error rows, "
+        "as exact integers. Failing means the MERGE lost or invented rows."
+    ),
+)
+CDE_ERROR_RATE = dg.AssetCheckSpec(
+    name="cde_error_rate",
+    asset=CURATED,
+    blocking=True,
+    description=(
+        "Share of this run's rows failing a CDE (not-null, type cast, rule) against the "
+        "schema's threshold. Failing means the source is producing bad data at volume."
+    ),
+)
+SCHEMA_DRIFT = dg.AssetCheckSpec(
+    name="schema_drift",
+    asset=CURATED,
+    description=(
+        "Standardized columns the curated schema does not declare (new JSON keys). A warning: "
+        "they stay in Standardized; extend the curated schema to promote them."
+    ),
+)
+
+
+@dg.asset(
+    key=CURATED,
+    deps=[STANDARDIZED],
+    partitions_def=topic_partitions,
+    group_name="curated",
+    kinds={"iceberg", "pyarrow"},
+    owners=["team:data-platform"],
+    check_specs=[CURATED_BALANCE, CDE_ERROR_RATE, SCHEMA_DRIFT],
+    tags={"leanops/layer": "curated"},
+    description=(
+        "`curated.<topic>`: typed columns from the curated schema, one row per "
+        "idempotency_key (newest publish_time wins, out-of-order safe), PII masked with a "
+        "keyed hash; MERGE as a partition-scoped copy-on-write on day(publish_time), "
+        "bucket(16, idempotency_key). CDE failures go to `curated.errors`."
+    ),
+)
+def curated_records(
+    context: dg.AssetExecutionContext,
+    catalog: IcebergCatalogResource,
+    schema_registry: SchemaRegistryResource,
+    pipeline: PipelineConfigResource,
+) -> dg.MaterializeResult:
+    topic = context.partition_key
+    tables = TopicTables(topic, catalog.namespace_prefix)
+    schema = schema_registry.load(topic)
+    result = curate_topic(catalog.load(), tables, schema, pii_key=pipeline.pii_key_bytes())
+    threshold = schema.curated.cde_error_rate_threshold
+    context.log.info(
+        f"{topic}: read {result.rows_read}, inserted {result.inserted}, updated "
+        f"{result.updated}, superseded {result.superseded}, CDE error rows "
+        f"{result.cde_error_rows}"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "rows_read": result.rows_read,
+            "inserted": result.inserted,
+            "updated": result.updated,
+            "superseded": result.superseded,
+            "cde_error_rows": result.cde_error_rows,
+            "cde_errors": result.cde_errors,
+            "watermark_from": dg.MetadataValue.text(str(result.watermark_from)),
+            "watermark_to": dg.MetadataValue.text(str(result.watermark_to)),
+            "snapshot_id": dg.MetadataValue.text(str(result.snapshot_id)),
+            "dagster/row_count": result.inserted + result.updated,
+            "table": dg.MetadataValue.text(".".join(tables.curated)),
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=CURATED_BALANCE.name,
+                passed=result.balanced,
+                metadata={
+                    "standardized_read": result.rows_read,
+                    "inserted": result.inserted,
+                    "updated": result.updated,
+                    "superseded": result.superseded,
+                    "cde_error_rows": result.cde_error_rows,
+                },
+            ),
+            dg.AssetCheckResult(
+                check_name=CDE_ERROR_RATE.name,
+                passed=result.cde_error_rate <= threshold,
+                metadata={
+                    "error_rate": result.cde_error_rate,
+                    "threshold": threshold,
+                    "cde_error_rows": result.cde_error_rows,
+                },
+            ),
+            dg.AssetCheckResult(
+                check_name=SCHEMA_DRIFT.name,
+                passed=not result.drift_columns,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={
+                    "drift_columns": dg.MetadataValue.md(
+                        "| column |\n| --- |\n"
+                        + "".join(f"| `{c}` |\n" for c in result.drift_columns)
+                    )
+                    if result.drift_columns
+                    else dg.MetadataValue.text("none"),
+                    "count": len(result.drift_columns),
+                },
+            ),
+        ],
+    )

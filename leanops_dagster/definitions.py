@@ -1,0 +1,54 @@
+"""The single Definitions object: assets, checks, sensors, schedules, jobs and resources.
+
+Resources are built once from Settings (environment ``LEANOPS_*``), so the same definitions
+run on the embedded local defaults and in AWS.
+"""
+
+import dagster as dg
+
+from leanops_dagster.assets.curated import curated_records
+from leanops_dagster.assets.raw import raw_staging
+from leanops_dagster.assets.standardized import standardized_records
+from leanops_dagster.checks.accountability import accountability_checks
+from leanops_dagster.jobs import (
+    accountability_job,
+    dlq_replay_job,
+    table_maintenance_job,
+    topic_pipeline_job,
+)
+from leanops_dagster.resources.catalog import IcebergCatalogResource
+from leanops_dagster.resources.ingestion import IngestionCountsResource
+from leanops_dagster.resources.pipeline import PipelineConfigResource
+from leanops_dagster.resources.schema_registry import SchemaRegistryResource
+from leanops_dagster.resources.sqs import SqsResource
+from leanops_dagster.schedules import accountability_schedule, table_maintenance_schedule
+from leanops_dagster.sensors.backlog import BacklogConfig, backlog_sensor
+from leanops_dagster.sensors.raw_snapshots import raw_snapshot_sensor
+from leanops_dagster.sensors.schema_gate import schema_gate_sensor
+from leanops_dagster.settings import Settings, get_settings
+
+
+def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
+    return {
+        "catalog": IcebergCatalogResource.from_settings(settings),
+        "schema_registry": SchemaRegistryResource.from_settings(settings),
+        "pipeline": PipelineConfigResource.from_settings(settings),
+        "ingestion_counts": IngestionCountsResource.from_settings(settings),
+        "sqs": SqsResource.from_settings(settings),
+        "backlog": BacklogConfig(threshold=settings.backlog_threshold),
+    }
+
+
+def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+    settings = settings or get_settings()
+    return dg.Definitions(
+        assets=[raw_staging, standardized_records, curated_records],
+        asset_checks=accountability_checks,
+        jobs=[topic_pipeline_job, accountability_job, dlq_replay_job, table_maintenance_job],
+        sensors=[schema_gate_sensor, raw_snapshot_sensor, backlog_sensor],
+        schedules=[accountability_schedule, table_maintenance_schedule],
+        resources=build_resources(settings),
+    )
+
+
+defs = build_definitions()

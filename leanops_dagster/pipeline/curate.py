@@ -1,0 +1,178 @@
+"""Standardized -> Curated for one topic: validate, cast, mask, LIFO, MERGE, with watermark.
+
+Commits, each with its own watermark (crash-safe, see ``standardize``):
+1. curated ``errors`` rows (CDE failures) of Standardized snapshots after that watermark;
+2. ``curated.<topic>``: the partition-scoped copy-on-write MERGE on ``idempotency_key`` plus
+   the Standardized watermark and running totals, in one transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+from pyiceberg.catalog import Catalog
+
+from leanops_dagster.iceberg.catalog import ensure_table
+from leanops_dagster.iceberg.commit import retry_commit
+from leanops_dagster.iceberg.merge import curated_partition_spec, merge_lifo
+from leanops_dagster.iceberg.tables import CURATED_ERRORS_SCHEMA, TOPIC_PARTITION_SPEC
+from leanops_dagster.iceberg.watermarks import (
+    counter_properties,
+    read_increment,
+    read_watermark,
+    snapshot_position,
+    watermark_key,
+)
+from leanops_dagster.pipeline.layout import TopicTables
+from leanops_dagster.pipeline.standardize import _after, _lowest, _with_recorded_ts
+from leanops_dagster.schemas.models import IDEMPOTENCY_KEY, LINEAGE_COLUMNS, TopicSchema
+from leanops_dagster.transforms import dedup, mask, validate
+from leanops_dagster.transforms.dedup import TIEBREAK_COLUMNS
+
+STD_SNAPSHOT_COLUMN = "standardized_snapshot_id"
+STD_WATERMARK = "standardized_snapshot_id"
+
+
+def _errors_watermark_name(topic: str) -> str:
+    return f"errors.{topic}.standardized_snapshot_id"
+
+
+@dataclass
+class CurateResult:
+    topic: str
+    rows_read: int = 0
+    inserted: int = 0
+    updated: int = 0
+    superseded: int = 0
+    cde_error_rows: int = 0
+    cde_errors: int = 0
+    watermark_from: int | None = None
+    watermark_to: int | None = None
+    snapshot_id: int | None = None
+    drift_columns: list[str] = field(default_factory=list)
+
+    @property
+    def balanced(self) -> bool:
+        """Curated accountability: Standardized = inserts + updates + superseded + CDE errors."""
+        return self.rows_read == (
+            self.inserted + self.updated + self.superseded + self.cde_error_rows
+        )
+
+    @property
+    def cde_error_rate(self) -> float:
+        return self.cde_error_rows / self.rows_read if self.rows_read else 0.0
+
+
+def curate_topic(
+    catalog: Catalog,
+    tables: TopicTables,
+    schema: TopicSchema,
+    *,
+    pii_key: bytes,
+    now: dt.datetime | None = None,
+) -> CurateResult:
+    return retry_commit(lambda: _curate_once(catalog, tables, schema, pii_key, now))
+
+
+def _curate_once(
+    catalog: Catalog,
+    tables: TopicTables,
+    schema: TopicSchema,
+    pii_key: bytes,
+    now: dt.datetime | None,
+) -> CurateResult:
+    now = now or dt.datetime.now(dt.UTC)
+    result = CurateResult(topic=tables.topic)
+    if not catalog.table_exists(tables.standardized):
+        return result
+    std = catalog.load_table(tables.standardized)
+    errors_table = ensure_table(
+        catalog, tables.curated_errors, CURATED_ERRORS_SCHEMA, TOPIC_PARTITION_SPEC
+    )
+    curated = catalog.load_table(tables.curated) if catalog.table_exists(tables.curated) else None
+
+    cur_watermark = read_watermark(curated, STD_WATERMARK) if curated is not None else None
+    err_watermark = read_watermark(errors_table, _errors_watermark_name(tables.topic))
+    positions = snapshot_position(std)
+    increment = read_increment(std, _lowest(cur_watermark, err_watermark, positions),
+                               STD_SNAPSHOT_COLUMN)
+    result.watermark_from = cur_watermark
+    result.watermark_to = increment.to_snapshot_id
+    if increment.is_empty or increment.to_snapshot_id == cur_watermark:
+        result.watermark_to = cur_watermark
+        return result
+
+    checked = validate.validate_and_cast(increment.rows, schema.curated, topic=tables.topic)
+    result.drift_columns = list(checked.drift_columns)
+
+    # 1. CDE error rows not yet recorded for this topic.
+    new_errors = _after(checked.errors, err_watermark, positions)
+    if new_errors.num_rows or err_watermark != increment.to_snapshot_id:
+        new_errors = _with_recorded_ts(new_errors, now)
+        arrow = CURATED_ERRORS_SCHEMA.as_arrow()
+        errors_table.append(
+            new_errors.select(arrow.names).cast(arrow),
+            snapshot_properties={
+                watermark_key(_errors_watermark_name(tables.topic)): str(increment.to_snapshot_id)
+            },
+        )
+
+    # 2. MERGE the valid rows of snapshots after the Curated watermark.
+    valid = _after(checked.valid, cur_watermark, positions)
+    result.rows_read = _after(increment.rows, cur_watermark, positions).num_rows
+    result.cde_errors = _after(checked.errors, cur_watermark, positions).num_rows
+    result.cde_error_rows = result.rows_read - valid.num_rows  # each failing row once
+    lineage = [c for c in LINEAGE_COLUMNS if c in valid.column_names]
+    masked = mask.mask_pii(valid.drop_columns(lineage), schema.curated, pii_key)
+    winners = dedup.lifo_dedup(masked, key=IDEMPOTENCY_KEY, sequence=schema.curated.sequence)
+    if curated is None:
+        iceberg_schema = _iceberg_schema(schema.curated.arrow_schema())
+        curated = ensure_table(
+            catalog, tables.curated, iceberg_schema, curated_partition_spec(iceberg_schema)
+        )
+    properties = {
+        watermark_key(STD_WATERMARK): str(increment.to_snapshot_id),
+        "leanops.standardized_snapshot_from": str(cur_watermark or ""),
+    }
+    stats = merge_lifo(
+        curated, winners.rows, key=IDEMPOTENCY_KEY,
+        sequence=(*schema.curated.sequence, *TIEBREAK_COLUMNS),
+        snapshot_properties=properties,
+    )
+    result.inserted = stats.inserted
+    result.updated = stats.updated
+    result.superseded = winners.superseded + stats.stale
+    properties |= {
+        "leanops.rows_read": str(result.rows_read),
+        "leanops.inserted": str(result.inserted),
+        "leanops.updated": str(result.updated),
+        "leanops.superseded": str(result.superseded),
+        "leanops.cde_error_rows": str(result.cde_error_rows),
+        **counter_properties(
+            curated,
+            {
+                "rows_read": result.rows_read,
+                "updated": result.updated,
+                "superseded": result.superseded,
+                "cde_error_rows": result.cde_error_rows,
+            },
+        ),
+    }
+    curated = catalog.load_table(tables.curated)
+    # merge_lifo commits data with the watermark; the totals ride on a final, empty append
+    # in the same place so a reader sees both (see docs/contracts.md).
+    curated.append(curated.schema().as_arrow().empty_table(), snapshot_properties=properties)
+    result.snapshot_id = curated.current_snapshot().snapshot_id  # type: ignore[union-attr]
+    return result
+
+
+def _iceberg_schema(arrow_schema: pa.Schema):
+    from pyiceberg.io.pyarrow import pyarrow_to_schema
+    from pyiceberg.table.name_mapping import MappedField, NameMapping
+
+    mapping = NameMapping(
+        [MappedField(field_id=i + 1, names=[f.name]) for i, f in enumerate(arrow_schema)]
+    )
+    return pyarrow_to_schema(arrow_schema, name_mapping=mapping)

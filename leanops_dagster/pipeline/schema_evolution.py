@@ -1,0 +1,63 @@
+"""Additive schema evolution for Standardized: new keys add STRING columns, none is dropped."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+from pyiceberg.catalog import Catalog
+from pyiceberg.partitioning import PartitionField, PartitionSpec
+from pyiceberg.table import Table
+from pyiceberg.transforms import DayTransform
+
+from leanops_dagster.iceberg.catalog import ensure_table
+from leanops_dagster.pipeline.layout import Identifier
+
+
+def _normalise(arrow_schema: pa.Schema) -> pa.Schema:
+    """large_string -> string and all fields nullable, so the Iceberg schema stays plain."""
+    fields = []
+    for f in arrow_schema:
+        kind = pa.string() if pa.types.is_large_string(f.type) else f.type
+        fields.append(pa.field(f.name, kind, nullable=True))
+    return pa.schema(fields)
+
+
+def evolve_and_align(
+    catalog: Catalog, identifier: Identifier, table: Table | None, rows: pa.Table
+) -> tuple[Table, pa.Table, list[str]]:
+    """Create or evolve ``identifier`` to hold ``rows``' columns; return rows in table order."""
+    incoming = _normalise(rows.schema)
+    if table is None:
+        from pyiceberg.io.pyarrow import pyarrow_to_schema
+        from pyiceberg.table.name_mapping import MappedField, NameMapping
+
+        mapping = NameMapping(
+            [MappedField(field_id=i + 1, names=[f.name]) for i, f in enumerate(incoming)]
+        )
+        schema = pyarrow_to_schema(incoming, name_mapping=mapping)
+        spec = PartitionSpec()
+        if "publish_time" in incoming.names:
+            spec = PartitionSpec(
+                PartitionField(
+                    source_id=schema.find_field("publish_time").field_id,
+                    field_id=1000,
+                    transform=DayTransform(),
+                    name="publish_time_day",
+                )
+            )
+        table = ensure_table(catalog, identifier, schema, spec)
+        new_columns = list(incoming.names)
+    else:
+        known = set(table.schema().as_arrow().names)
+        new_columns = [name for name in incoming.names if name not in known]
+        if new_columns:
+            with table.update_schema() as update:
+                update.union_by_name(pa.schema([incoming.field(n) for n in new_columns]))
+            table = catalog.load_table(identifier)
+    target = table.schema().as_arrow()
+    columns = []
+    for f in target:
+        if f.name in rows.column_names:
+            columns.append(rows.column(f.name).cast(f.type))
+        else:
+            columns.append(pa.nulls(rows.num_rows, f.type))
+    return table, pa.Table.from_arrays(columns, schema=target), new_columns

@@ -1,0 +1,173 @@
+"""RAW -> Standardized for one topic: read the increment, flatten, dedup, commit with watermark.
+
+Order of commits, each carrying its own watermark so a crash between them is harmless:
+1. ``parse_errors`` rows of RAW snapshots after the parse_errors watermark of this topic;
+2. ``standardized.<topic>``: new rows + the RAW watermark + running totals, one snapshot.
+A rerun re-reads from the lowest watermark and skips rows a table already holds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyiceberg.catalog import Catalog
+from pyiceberg.table import Table
+
+from leanops_dagster.iceberg.catalog import ensure_table
+from leanops_dagster.iceberg.commit import retry_commit
+from leanops_dagster.iceberg.tables import PARSE_ERRORS_PARTITION_SPEC, PARSE_ERRORS_SCHEMA
+from leanops_dagster.iceberg.watermarks import (
+    counter_properties,
+    read_increment,
+    read_watermark,
+    snapshot_position,
+    watermark_key,
+)
+from leanops_dagster.pipeline.layout import TopicTables
+from leanops_dagster.pipeline.schema_evolution import evolve_and_align
+from leanops_dagster.schemas.models import TopicSchema
+from leanops_dagster.transforms import dedup, flatten
+
+RAW_SNAPSHOT_COLUMN = "raw_snapshot_id"
+RAW_WATERMARK = "raw_snapshot_id"
+
+
+def _parse_errors_watermark_name(topic: str) -> str:
+    return f"parse_errors.{topic}.raw_snapshot_id"
+
+
+@dataclass
+class StandardizeResult:
+    topic: str
+    rows_read: int = 0
+    rows_written: int = 0
+    parse_errors: int = 0
+    duplicates: int = 0
+    watermark_from: int | None = None
+    watermark_to: int | None = None
+    snapshot_id: int | None = None
+    new_columns: list[str] = field(default_factory=list)
+
+    @property
+    def balanced(self) -> bool:
+        """Post-RAW accountability of this run: RAW = new + parse errors + duplicates."""
+        return self.rows_read == self.rows_written + self.parse_errors + self.duplicates
+
+
+def standardize_topic(
+    catalog: Catalog, tables: TopicTables, schema: TopicSchema, *, now: dt.datetime | None = None
+) -> StandardizeResult:
+    return retry_commit(lambda: _standardize_once(catalog, tables, schema, now))
+
+
+def _standardize_once(
+    catalog: Catalog, tables: TopicTables, schema: TopicSchema, now: dt.datetime | None
+) -> StandardizeResult:
+    now = now or dt.datetime.now(dt.UTC)
+    result = StandardizeResult(topic=tables.topic)
+    if not catalog.table_exists(tables.raw):
+        return result
+    raw = catalog.load_table(tables.raw)
+    parse_errors_table = ensure_table(
+        catalog, tables.parse_errors, PARSE_ERRORS_SCHEMA, PARSE_ERRORS_PARTITION_SPEC
+    )
+    std = catalog.load_table(tables.standardized) if catalog.table_exists(
+        tables.standardized
+    ) else None
+
+    std_watermark = read_watermark(std, RAW_WATERMARK) if std is not None else None
+    pe_watermark = read_watermark(parse_errors_table, _parse_errors_watermark_name(tables.topic))
+    positions = snapshot_position(raw)
+    start = _lowest(std_watermark, pe_watermark, positions)
+    increment = read_increment(raw, start, RAW_SNAPSHOT_COLUMN)
+    result.watermark_from = std_watermark
+    result.watermark_to = increment.to_snapshot_id
+    if increment.is_empty or increment.to_snapshot_id == std_watermark:
+        result.watermark_to = std_watermark
+        return result
+
+    flattened = flatten.flatten_raw(
+        increment.rows, schema.standardized, snapshot_column=RAW_SNAPSHOT_COLUMN
+    )
+
+    # 1. parse errors: only the RAW snapshots this table has not recorded yet.
+    errors = _after(flattened.errors, pe_watermark, positions)
+    if errors.num_rows or pe_watermark != increment.to_snapshot_id:
+        errors = _with_recorded_ts(errors, now)
+        parse_errors_table.append(
+            errors.select(PARSE_ERRORS_SCHEMA.as_arrow().names).cast(
+                PARSE_ERRORS_SCHEMA.as_arrow()
+            ),
+            snapshot_properties={
+                watermark_key(_parse_errors_watermark_name(tables.topic)): str(
+                    increment.to_snapshot_id
+                )
+            },
+        )
+
+    # 2. standardized rows of the snapshots after the Standardized watermark.
+    rows = _after(flattened.rows, std_watermark, positions)
+    existing_ids = _stored_message_ids(std)
+    deduped = dedup.fifo_dedup(
+        rows, existing_ids=existing_ids, snapshot_column=RAW_SNAPSHOT_COLUMN,
+        snapshot_order=positions,
+    )
+    std, aligned, new_columns = evolve_and_align(
+        catalog, tables.standardized, std, deduped.rows.drop_columns([RAW_SNAPSHOT_COLUMN])
+    )
+    result.rows_read = _after(increment.rows, std_watermark, positions).num_rows
+    result.parse_errors = _after(flattened.errors, std_watermark, positions).num_rows
+    result.duplicates = deduped.dropped
+    result.rows_written = aligned.num_rows
+    result.new_columns = new_columns
+    properties = {
+        watermark_key(RAW_WATERMARK): str(increment.to_snapshot_id),
+        "leanops.raw_snapshot_from": str(std_watermark or ""),
+        "leanops.rows_read": str(result.rows_read),
+        "leanops.parse_errors": str(result.parse_errors),
+        "leanops.duplicates": str(result.duplicates),
+        **counter_properties(
+            std,
+            {
+                "rows_read": result.rows_read,
+                "parse_errors": result.parse_errors,
+                "duplicates": result.duplicates,
+            },
+        ),
+    }
+    std.append(aligned, snapshot_properties=properties)
+    result.snapshot_id = std.current_snapshot().snapshot_id  # type: ignore[union-attr]
+    return result
+
+
+def _lowest(a: int | None, b: int | None, positions: dict[int, int]) -> int | None:
+    """The older of two watermarks (None = never consumed = oldest of all)."""
+    if a is None or b is None:
+        return None
+    return a if positions.get(a, -1) <= positions.get(b, -1) else b
+
+
+def _after(rows: pa.Table, watermark: int | None, positions: dict[int, int]) -> pa.Table:
+    """Rows whose RAW snapshot comes after ``watermark`` in the RAW table's history."""
+    if watermark is None or rows.num_rows == 0:
+        return rows
+    cutoff = positions[watermark]
+    newer = [sid for sid, pos in positions.items() if pos > cutoff]
+    return rows.filter(pc.is_in(rows[RAW_SNAPSHOT_COLUMN], pa.array(newer, pa.int64())))
+
+
+def _stored_message_ids(std: Table | None) -> pa.Array:
+    if std is None or std.current_snapshot() is None:
+        return pa.array([], pa.string())
+    column = std.scan(selected_fields=("message_id",)).to_arrow().column("message_id")
+    return column.combine_chunks()
+
+
+def _with_recorded_ts(errors: pa.Table, now: dt.datetime) -> pa.Table:
+    ts = pa.array([now] * errors.num_rows, pa.timestamp("us", tz="UTC"))
+    if "recorded_ts" in errors.column_names:
+        return errors.set_column(errors.column_names.index("recorded_ts"), "recorded_ts", ts)
+    return errors.append_column("recorded_ts", ts)

@@ -1,0 +1,57 @@
+"""Accountability report: the brief's equations per topic and layer, as a table or JSON."""
+
+from __future__ import annotations
+
+from pyiceberg.catalog import Catalog
+from rich.table import Table
+
+from leanops_dagster import accountability
+from leanops_dagster.iceberg.catalog import open_catalog
+from leanops_dagster.pipeline.layout import TopicTables
+from leanops_dagster.settings import Settings
+
+
+def topic_equations(
+    catalog: Catalog, tables: TopicTables, *, sent: int | None, firehose_errors: int
+) -> list[accountability.Equation]:
+    equations = []
+    if sent is not None:
+        equations.append(
+            accountability.pre_raw_equation(catalog, tables, sent, firehose_errors)
+        )
+    equations.append(accountability.post_raw_equation(catalog, tables))
+    equations.append(accountability.curated_equation(catalog, tables))
+    return equations
+
+
+def render(rows: list[tuple[str, accountability.Equation]], title: str) -> Table:
+    table = Table(title=title)
+    for column in ("topic", "layer", "left side", "=", "right side", "balanced"):
+        table.add_column(column, justify="right" if column == "=" else "left")
+    for topic, eq in rows:
+        parts = " + ".join(f"{name} {value:,}" for name, value in eq.right.items())
+        table.add_row(
+            topic, eq.layer, f"{eq.left_name} {eq.left:,}", "=",
+            f"{parts}  (= {eq.right_total:,})",
+            "[green]yes[/green]" if eq.balanced else "[red]NO[/red]",
+        )
+    return table
+
+
+def accountability_rows(
+    settings: Settings, topics: list[str]
+) -> list[tuple[str, accountability.Equation]]:
+    """Every equation of every topic; pre-RAW only for topics the local ledger knows."""
+    from leanops_dagster.local import ledger
+
+    catalog = open_catalog(settings)
+    sent = ledger.sent_counts(settings.home)
+    failed = ledger.firehose_error_counts(settings.home)
+    return [
+        (topic, eq)
+        for topic in topics
+        for eq in topic_equations(
+            catalog, TopicTables(topic, settings.namespace_prefix),
+            sent=sent.get(topic), firehose_errors=failed.get(topic, 0),
+        )
+    ]
