@@ -25,7 +25,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.schema import Schema
 from pyiceberg.types import (
-    DoubleType,
     NestedField,
     StringType,
     TimestamptzType,
@@ -34,21 +33,20 @@ from pyiceberg.types import (
 US_PER_DAY = 86_400_000_000
 EPOCH = dt.date(1970, 1, 1)
 
-CURATED_EVENTS_SCHEMA = Schema(
+CURATED_EVENTS_SCHEMA = Schema(  # the columns validate_and_cast makes of schemas/events
     NestedField(1, "message_id", StringType(), required=False),
     NestedField(2, "idempotency_key", StringType(), required=True),
-    NestedField(3, "publish_time", TimestamptzType(), required=False),
-    NestedField(4, "ingestion_ts", TimestamptzType(), required=False),
-    NestedField(5, "topic_name", StringType(), required=False),
+    NestedField(3, "topic_name", StringType(), required=False),
+    NestedField(4, "publish_time", TimestamptzType(), required=False),
+    NestedField(5, "ingestion_ts", TimestamptzType(), required=False),
     NestedField(6, "event_timestamp", TimestamptzType(), required=False),
-    NestedField(7, "event_userid", StringType(), required=False),
-    NestedField(8, "event_eventtype", StringType(), required=False),
-    NestedField(9, "event_verb", StringType(), required=False),
-    NestedField(10, "sessionid", StringType(), required=False),
-    NestedField(11, "event_metadata_ipaddress", StringType(), required=False),
-    NestedField(12, "event_metadata_deviceid", StringType(), required=False),
-    NestedField(13, "event_metadata_useragent", StringType(), required=False),
-    NestedField(14, "event_value", DoubleType(), required=False),
+    NestedField(7, "user_id", StringType(), required=False),
+    NestedField(8, "event_type", StringType(), required=False),
+    NestedField(9, "verb", StringType(), required=False),
+    NestedField(10, "session_id", StringType(), required=False),
+    NestedField(11, "ip_address", StringType(), required=False),  # PII: HMAC-SHA256 hex
+    NestedField(12, "device_id", StringType(), required=False),
+    NestedField(13, "user_agent", StringType(), required=False),
 )
 
 EVENT_TYPES = np.array(
@@ -165,20 +163,19 @@ def events(index: np.ndarray, keys: pa.Array, publish_us: np.ndarray, stream: in
     return pa.table({
         "message_id": hex_strings([mix(index, salt + 5), mix(index, salt + 6)], uuid_dashes=True),
         "idempotency_key": keys,
+        "topic_name": pa.array(np.full(n, "events")),
         "publish_time": pa.array(publish_us, pa.int64()).cast(ts),
         "ingestion_ts": pa.array(publish_us + lag_us, pa.int64()).cast(ts),
-        "topic_name": pa.array(np.full(n, "events")),
         "event_timestamp": pa.array(publish_us - early_us, pa.int64()).cast(ts),
-        "event_userid": user_names.take(user_idx),
-        "event_eventtype": pa.array(EVENT_TYPES[kind]),
-        "event_verb": pa.array(VERBS[kind]),
-        "sessionid": hex_strings([mix(user.astype(np.uint64) * np.uint64(1_000_003)
-                                      + (publish_us // 3_600_000_000).astype(np.uint64), salt + 7),
-                                  mix(index, salt + 8)], uuid_dashes=True),
-        "event_metadata_ipaddress": ip_hashes.take(user_idx),
-        "event_metadata_deviceid": devices.take(user_idx),
-        "event_metadata_useragent": agents.take(pa.array(user % len(USER_AGENTS))),
-        "event_value": pa.array(np.round(_uniform(index, salt + 9) * 500.0, 2)),
+        "user_id": user_names.take(user_idx),
+        "event_type": pa.array(EVENT_TYPES[kind]),
+        "verb": pa.array(VERBS[kind]),
+        "session_id": hex_strings([mix(user.astype(np.uint64) * np.uint64(1_000_003)
+                                       + (publish_us // 3_600_000_000).astype(np.uint64),
+                                       salt + 7), mix(index, salt + 8)], uuid_dashes=True),
+        "ip_address": ip_hashes.take(user_idx),
+        "device_id": devices.take(user_idx),
+        "user_agent": agents.take(pa.array(user % len(USER_AGENTS))),
     })
 
 
@@ -247,33 +244,32 @@ def make_increment(history: History, spec: IncrementSpec) -> Increment:
 
 
 def raw_from_curated(
-    rows: pa.Table, *, duplicate_fraction: float = 0.005, seed: int = 3, ip_addresses: bool = True
+    rows: pa.Table, *, duplicates: int = 0, seed: int = 3, ip_addresses: bool = True
 ) -> pa.Table:
     """RAW ``events_staging`` rows whose JSON payload flattens back to ``rows``.
 
-    ``duplicate_fraction`` of the messages are delivered twice (same message id: network
+    ``duplicates`` messages are delivered twice (same message id, two seconds later: network
     duplicates FIFO dedup must drop). Payloads use the envelope of docs/contracts.md.
     """
     rng = np.random.default_rng(seed)
     iso = _iso_strings
-    ip = rows.column("event_metadata_ipaddress")
+    ip = rows.column("ip_address")
     if ip_addresses:  # the unmasked IPv4 (from the user number) that masking will hash
-        digits = pc.utf8_slice_codeunits(rows.column("event_userid"), 5, 11)
+        digits = pc.utf8_slice_codeunits(rows.column("user_id"), 5, 11)
         ip = pc.binary_join_element_wise(
             "10.", pc.utf8_slice_codeunits(digits, 0, 2), ".",
             pc.utf8_slice_codeunits(digits, 2, 4), ".", pc.utf8_slice_codeunits(digits, 4, 6), "",
         )
     q = '"'
     parts = [
-        '{"event":{"userId":"', rows.column("event_userid"),
-        '","eventType":"', rows.column("event_eventtype"),
-        '","verb":"', rows.column("event_verb"),
+        '{"event":{"userId":"', rows.column("user_id"),
+        '","eventType":"', rows.column("event_type"),
+        '","verb":"', rows.column("verb"),
         '","timestamp":"', iso(rows.column("event_timestamp")),
-        '","value":', pc.cast(rows.column("event_value"), pa.string()),
-        ',"metadata":{"ipAddress":"', ip,
-        '","deviceId":"', rows.column("event_metadata_deviceid"),
-        '","userAgent":"', rows.column("event_metadata_useragent"),
-        '"}},"sessionId":"', rows.column("sessionid"),
+        '","metadata":{"ipAddress":"', ip,
+        '","deviceId":"', rows.column("device_id"),
+        '","userAgent":"', rows.column("user_agent"),
+        '"}},"sessionId":"', rows.column("session_id"),
         '","_metadata":{"idempotencyKeyResource":"', rows.column("idempotency_key"),
         '","messageId":"', rows.column("message_id"),
         '","publishTime":"', iso(rows.column("publish_time")), q, "}}",
@@ -286,9 +282,8 @@ def raw_from_curated(
         "publish_time": rows.column("publish_time"),
         "ingestion_ts": rows.column("ingestion_ts"),
     })
-    n_dup = round(raw.num_rows * duplicate_fraction)
-    if n_dup:
-        dups = raw.take(pa.array(rng.choice(raw.num_rows, n_dup, replace=False)))
+    if duplicates:
+        dups = raw.take(pa.array(rng.choice(raw.num_rows, duplicates, replace=False)))
         later = pc.add(dups.column("ingestion_ts"), pa.scalar(2_000_000, pa.duration("us")))
         dups = dups.set_column(4, "ingestion_ts", later)
         raw = pa.concat_tables([raw, dups])

@@ -24,33 +24,44 @@ import argparse
 import contextlib
 import gc
 import json
+import multiprocessing
 import resource
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 from pyiceberg.catalog import Catalog
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.exceptions import NoSuchTableError
+from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC, PartitionSpec
+from pyiceberg.schema import Schema
 from pyiceberg.table import Table
+from pyiceberg.types import NestedField, StringType, TimestamptzType
 from rich.console import Console
 from rich.table import Table as RichTable
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._data import (  # noqa: E402
+from benchmarks._data import (
     CURATED_EVENTS_SCHEMA,
     History,
     IncrementSpec,
     make_increment,
+    raw_from_curated,
 )
-from leanops_dagster.iceberg.merge import (  # noqa: E402
+from leanops_dagster.iceberg.merge import (
+    MergeStats,
     curated_partition_spec,
     merge_lifo,
     write_data_files,
+)
+from leanops_dagster.iceberg.tables import (
+    RAW_STAGING_PARTITION_SPEC,
+    RAW_STAGING_SCHEMA,
 )
 
 NAMESPACE = "bench"
@@ -83,7 +94,9 @@ def open_bench_catalog(workdir: Path) -> Catalog:
 def base_table(catalog: Catalog, history: History) -> Table:
     """The cached Curated base table of ``history``, built on first use."""
     name = (NAMESPACE, f"curated_{history.rows}_{history.rows_per_day}_{history.seed}")
-    signature = f"{history.rows}/{history.rows_per_day}/{history.end_day}/{history.seed}"
+    columns = ",".join(f"{f.field_id}:{f.name}:{f.field_type}"
+                       for f in CURATED_EVENTS_SCHEMA.fields)
+    signature = f"{history.rows}/{history.rows_per_day}/{history.end_day}/{history.seed}/{columns}"
     try:
         table = catalog.load_table(name)
         if table.properties.get(BASE_COMPLETE) == signature:
@@ -131,68 +144,270 @@ class Row:
     rows: int
     seconds: float
     detail: str = ""
-    extra: dict[str, float] = field(default_factory=dict)
 
     @property
     def rows_per_s(self) -> float:
         return self.rows / self.seconds if self.seconds else 0.0
 
 
-def merge_phase(catalog: Catalog, history: History, spec: IncrementSpec, label: str) -> Row:
+def _stats_detail(stats: MergeStats) -> str:
+    phases = " ".join(f"{k} {v:.2f}" for k, v in stats.elapsed.items())
+    return (
+        f"ins {stats.inserted:,} upd {stats.updated:,} stale {stats.stale:,}; rewrote "
+        f"{stats.rewritten_files}/{stats.scanned_files} files ({stats.rewritten_rows:,} rows); "
+        f"{phases}"
+    )
+
+
+def merge_phase(
+    catalog: Catalog, history: History, spec: IncrementSpec, label: str
+) -> tuple[Row, MergeStats]:
     base = base_table(catalog, history)
     increment = make_increment(history, spec)
-    table = fork(catalog, base, f"fork_{label}")
+    table = fork(catalog, base, "fork_merge")
     say(f"{label}: merging {spec.rows:,} rows into {history.rows:,} "
-        f"({increment.new_keys:,} new, {increment.newer_versions:,} newer, "
-        f"{increment.late_versions:,} late)")
+        f"({increment.new_keys:,} new keys, {increment.newer_versions:,} newer versions, "
+        f"{increment.late_versions:,} older versions arriving late)")
+    gc.collect()
     started = time.perf_counter()
     stats = merge_lifo(table, increment.rows, snapshot_properties={"leanops.bench": label})
     seconds = time.perf_counter() - started
-    phases = ", ".join(f"{k} {v:.2f}" for k, v in stats.elapsed.items())
-    say(f"{label}: {seconds:.2f} s ({phases}); inserted {stats.inserted:,}, "
-        f"updated {stats.updated:,}, stale {stats.stale:,}, rewrote {stats.rewritten_files} "
-        f"files / {stats.rewritten_rows:,} rows, scanned {stats.scanned_files} files")
+    say(f"{label}: {seconds:.2f} s; {_stats_detail(stats)}")
     expected = (increment.new_keys, increment.newer_versions, increment.late_versions)
     if (stats.inserted, stats.updated, stats.stale) != expected:
         raise SystemExit(f"{label}: merge counts {stats} differ from the generator's {expected}")
-    return Row(
-        label, spec.rows, seconds,
-        f"ins {stats.inserted:,} upd {stats.updated:,} stale {stats.stale:,}; rewrote "
-        f"{stats.rewritten_files} of {stats.scanned_files} files ({stats.rewritten_rows:,} rows)",
-        dict(stats.elapsed),
+    if table.current_snapshot().summary.additional_properties.get("leanops.bench") != label:
+        raise SystemExit(f"{label}: snapshot summary lacks the snapshot properties")
+    return Row(label, spec.rows, seconds, _stats_detail(stats)), stats
+
+
+def upsert_phase(
+    catalog: Catalog, history: History, spec: IncrementSpec, sample: int, merge_seconds: float
+) -> tuple[Row, float]:
+    """pyiceberg ``Table.upsert`` of a sample of the increment, extrapolated linearly."""
+    base = base_table(catalog, history)
+    rows = make_increment(history, spec).rows.slice(0, sample)
+    table = fork(catalog, base, "fork_upsert")
+    arrow_schema = table.schema().as_arrow()
+    rows = pa.Table.from_arrays(
+        [rows.column(f.name).cast(f.type) for f in arrow_schema], schema=arrow_schema
     )
+    say(f"c: pyiceberg Table.upsert of {sample:,} of the {spec.rows:,} increment rows into "
+        f"{history.rows:,} ...")
+    gc.collect()
+    started = time.perf_counter()
+    result = table.upsert(rows, join_cols=["idempotency_key"])
+    seconds = time.perf_counter() - started
+    extrapolated = seconds * spec.rows / sample
+    say(f"c: upsert {seconds:.2f} s for {sample:,} rows (updated {result.rows_updated:,}, "
+        f"inserted {result.rows_inserted:,}) -> EXTRAPOLATED {extrapolated:.1f} s for "
+        f"{spec.rows:,}")
+    ratio = extrapolated / merge_seconds
+    row = Row(
+        f"c: Table.upsert {sample // 1000}k -> {history.rows // 1_000_000 or 0.1}M", sample,
+        seconds,
+        f"extrapolated linearly to {spec.rows:,} rows: {extrapolated:.1f} s (EXTRAPOLATED); "
+        f"ratio to merge_lifo {ratio:.0f}x",
+    )
+    return row, ratio
+
+
+def end_to_end_phase(
+    catalog: Catalog, history: History, raw_rows: int, key: bytes
+) -> list[Row]:
+    """RAW -> Standardized -> Curated for ``raw_rows`` RAW rows into the ``history`` table.
+
+    Uses the pipeline functions when ``leanops_dagster.pipeline`` provides them; until then the
+    same steps with the transform functions and ``merge_lifo`` (what the pipeline calls).
+    """
+    from leanops_dagster.schemas.loader import load_topic_dir
+    from leanops_dagster.settings import REPO_ROOT
+    from leanops_dagster.transforms import dedup, flatten, mask, validate
+
+    schema = load_topic_dir(REPO_ROOT / "schemas", "events")
+    duplicates = raw_rows // 200  # 0.5 % network duplicates
+    base = base_table(catalog, history)
+    spec = IncrementSpec(raw_rows - duplicates, seed=5)
+    increment = make_increment(history, spec)
+    raw = raw_from_curated(increment.rows, duplicates=duplicates)
+    raw_table = _fresh_table(catalog, "raw_events_staging", RAW_STAGING_SCHEMA,
+                             RAW_STAGING_PARTITION_SPEC)
+    raw_table.append(raw.cast(RAW_STAGING_SCHEMA.as_arrow()))
+    curated = fork(catalog, base, "fork_e2e")
+    say(f"a: {raw.num_rows:,} RAW rows ({duplicates:,} network duplicates; "
+        f"{increment.newer_versions:,} corrections, {increment.late_versions:,} late) "
+        f"-> Standardized -> Curated of {history.rows:,}")
+    del raw, increment
+    gc.collect()
+
+    stages: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        stages[stage] = now - clock
+        clock = now
+        say(f"a: {stage} {stages[stage]:.2f} s")
+
+    started = clock
+    snapshot_id = raw_table.current_snapshot().snapshot_id
+    rows = raw_table.scan().to_arrow()
+    rows = rows.append_column(
+        "raw_snapshot_id", pa.array(np.full(rows.num_rows, snapshot_id, np.int64))
+    )
+    lap("read RAW increment")
+    flat = flatten.flatten_raw(rows, schema.standardized, snapshot_column="raw_snapshot_id")
+    lap("flatten")
+    fifo = dedup.fifo_dedup(flat.rows, snapshot_column="raw_snapshot_id",
+                            snapshot_order={snapshot_id: 0})
+    lap("FIFO dedup")
+    standardized = fifo.rows.drop_columns(["raw_snapshot_id"])
+    std_table = _fresh_table(catalog, "std_events", _all_string_schema(standardized))
+    std_table.append(standardized.cast(std_table.schema().as_arrow()),
+                     snapshot_properties={"leanops.watermark.raw_snapshot_id": str(snapshot_id)})
+    lap("write Standardized")
+    checked = validate.validate_and_cast(standardized, schema.curated, topic="events")
+    lap("validate + cast")
+    masked = mask.mask_pii(checked.valid, schema.curated, key)
+    lap("mask PII")
+    winners = dedup.lifo_dedup(masked, key="idempotency_key", sequence=schema.curated.sequence)
+    lap("LIFO dedup")
+    stats = merge_lifo(
+        curated, winners.rows.select(curated.schema().column_names),
+        sequence=tuple(schema.curated.sequence),
+        snapshot_properties={"leanops.watermark.standardized_snapshot_id":
+                             str(std_table.current_snapshot().snapshot_id)},
+    )
+    lap("MERGE into Curated")
+    total = time.perf_counter() - started
+    balance = (rows.num_rows, flat.errors.num_rows, fifo.dropped, checked.failed_rows,
+               winners.superseded, stats.inserted, stats.updated, stats.stale)
+    say(f"a: accountability RAW {balance[0]:,} = std {standardized.num_rows:,} + parse errors "
+        f"{balance[1]:,} + duplicates {balance[2]:,}; std = inserted {stats.inserted:,} + "
+        f"updated {stats.updated:,} + superseded {winners.superseded + stats.stale:,} + CDE "
+        f"errors {checked.failed_rows:,}")
+    if rows.num_rows != standardized.num_rows + flat.errors.num_rows + fifo.dropped or (
+        standardized.num_rows
+        != stats.inserted + stats.updated + winners.superseded + stats.stale + checked.failed_rows
+    ):
+        raise SystemExit(f"a: accountability does not balance: {balance}")
+    out = [Row("a: " + stage, rows.num_rows, seconds) for stage, seconds in stages.items()]
+    out[-1].detail = _stats_detail(stats)
+    out.append(Row(f"a: end to end {rows.num_rows // 1000:,}k RAW -> {history.rows // 10**6}M "
+                   "Curated", rows.num_rows, total, "transform functions + merge_lifo"))
+    return out
+
+
+def _fresh_table(catalog: Catalog, name: str, schema: Schema,
+                 spec: PartitionSpec = UNPARTITIONED_PARTITION_SPEC) -> Table:
+    identifier = (NAMESPACE, name)
+    with contextlib.suppress(NoSuchTableError):
+        catalog.purge_table(identifier)
+    return catalog.create_table(identifier, schema=schema, partition_spec=spec,
+                                properties={"format-version": "2"})
+
+
+def _all_string_schema(rows: pa.Table) -> Schema:
+    fields = []
+    for i, f in enumerate(rows.schema, start=1):
+        kind = TimestamptzType() if pa.types.is_timestamp(f.type) else StringType()
+        fields.append(NestedField(i, f.name, kind, required=False))
+    return Schema(*fields)
+
+
+# --- main -----------------------------------------------------------------------------------
+def _build_bases(workdir: Path, histories: list[History]) -> None:
+    """Build missing base tables in a child process: the parent's peak RSS stays the phases'."""
+    catalog = open_bench_catalog(workdir)
+    for history in histories:
+        base_table(catalog, history)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, default=Path(".leanops/bench"))
     parser.add_argument("--quick", action="store_true", help="every size divided by 10")
-    parser.add_argument("--rows-per-day", type=int, default=100_000)
+    parser.add_argument("--rows-per-day", type=int, default=100_000,
+                        help="daily volume of the stored history (a bigger table = more days)")
     parser.add_argument("--mean-age-days", type=float, default=2.0,
-                        help="mean age of the stored rows a correction replaces")
-    parser.add_argument("--phases", default="abc")
+                        help="mean age of the stored rows that corrections replace")
+    parser.add_argument("--upsert-sample", type=int, default=10_000)
+    parser.add_argument("--phases", default="abc", help="any of a, b, c")
     args = parser.parse_args(argv)
     scale = 10 if args.quick else 1
-    rows_per_day = args.rows_per_day // scale
-    catalog = open_bench_catalog(args.workdir)
-    results: list[Row] = []
+    per_day = args.rows_per_day // scale
+    h1, h5, h10 = (History(n // scale, per_day) for n in (1_000_000, 5_000_000, 10_000_000))
     spec_100k = IncrementSpec(100_000 // scale, mean_age_days=args.mean_age_days)
+    workdir = args.workdir.resolve()
+
+    needed = [h for h, phase in ((h1, "bc"), (h10, "b"), (h5, "a"))
+              if set(phase) & set(args.phases)]
+    say(f"base tables ({', '.join(f'{h.rows:,}' for h in needed)} rows, {per_day:,} a day) "
+        f"under {workdir}")
+    builder = multiprocessing.get_context("spawn").Process(
+        target=_build_bases, args=(workdir, needed))
+    builder.start()
+    builder.join()
+    if builder.exitcode:
+        raise SystemExit("building the base tables failed")
+    catalog = open_bench_catalog(workdir)
+
+    results: list[Row] = []
+    summary: dict[str, float | int | None] = {
+        "rows": None, "rows_per_s": None, "upsert_ratio": None, "growth_1m_to_10m": None,
+    }
+    if "a" in args.phases:
+        rows = end_to_end_phase(catalog, h5, 1_000_000 // scale, b"bench-pii-key")
+        results += rows
+        summary["rows"] = rows[-1].rows
+        summary["rows_per_s"] = round(rows[-1].rows_per_s)
+        gc.collect()
+    merge_1m = None
+    if "b" in args.phases or "c" in args.phases:
+        row, _ = merge_phase(catalog, h1, spec_100k, f"b: MERGE 100k -> {_size(h1)}")
+        results.append(row)
+        merge_1m = row.seconds
     if "b" in args.phases:
-        for rows, label in ((1_000_000, "b: 100k -> 1M"), (10_000_000, "b: 100k -> 10M")):
-            results.append(merge_phase(
-                catalog, History(rows // scale, rows_per_day), spec_100k, label))
-    render(results)
+        gc.collect()
+        row, _ = merge_phase(catalog, h10, spec_100k, f"b: MERGE 100k -> {_size(h10)}")
+        results.append(row)
+        summary["growth_1m_to_10m"] = round(row.seconds / merge_1m, 3)
+    if "c" in args.phases:
+        gc.collect()
+        row, ratio = upsert_phase(catalog, h1, spec_100k, args.upsert_sample // scale, merge_1m)
+        results.append(row)
+        summary["upsert_ratio"] = round(ratio, 1)
+    summary["peak_rss_mb"] = round(peak_rss_mb())
+    render(results, summary)
+    print(json.dumps(summary))
     return 0
 
 
-def render(results: list[Row]) -> None:
-    table = RichTable(title="Lean-Ops benchmark")
+def _size(history: History) -> str:
+    return f"{history.rows / 1e6:g}M"
+
+
+def render(results: list[Row], summary: dict) -> None:
+    table = RichTable(title="Lean-Ops benchmark (wall-clock seconds)")
     for column in ("phase", "rows", "seconds", "rows/s", "detail"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for row in results:
         table.add_row(row.phase, f"{row.rows:,}", f"{row.seconds:.2f}", f"{row.rows_per_s:,.0f}",
                       row.detail)
     console.print(table)
+    targets = {"rows_per_s": (">=", 100_000), "upsert_ratio": (">=", 50),
+               "growth_1m_to_10m": ("<=", 1.5), "peak_rss_mb": ("<", 4096)}
+    verdicts = RichTable(title="targets")
+    for column in ("metric", "value", "target", "met"):
+        verdicts.add_column(column)
+    for name, (op, bound) in targets.items():
+        value = summary.get(name)
+        met = None if value is None else {
+            ">=": value >= bound, "<=": value <= bound, "<": value < bound}[op]
+        verdicts.add_row(name, "-" if value is None else f"{value:,}", f"{op} {bound:,}",
+                         {None: "not run", True: "yes", False: "NO"}[met])
+    console.print(verdicts)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,10 @@ pure LIFO dedup ran before) and applies it to a Curated table in ONE Iceberg com
    sequence tuple (``publish_time``, ``ingestion_ts``, ``message_id`` by default) is greater than
    the stored one → *update*; otherwise → *stale* (the row is dropped: an older correction that
    arrives later loses, and merging the same increment twice changes nothing). Nulls order
-   before every value; equal tuples are stale.
+   before every value; equal tuples are stale. ``ingestion_ts`` then ``message_id`` are always
+   appended as tie-breakers when ``sequence`` lacks them (the order of
+   ``transforms.dedup.lifo_dedup``, so a schema's ``"sequence": ["publish_time"]`` ranks a
+   stored row exactly as the in-increment dedup ranked the increment).
 4. **rewrite**: only data files that hold a stored row being replaced are read in full; the
    replaced rows are dropped and the rest is written again. No other file is read or touched.
 5. **write + commit**: inserted and updated rows plus the rewritten remainders are written as
@@ -73,6 +76,7 @@ from pyiceberg.utils.properties import property_as_int
 KEY_COLUMN = "idempotency_key"
 TIME_COLUMN = "publish_time"
 SEQUENCE_COLUMNS = ("publish_time", "ingestion_ts", "message_id")
+TIEBREAK_COLUMNS = ("ingestion_ts", "message_id")  # as in transforms.dedup.lifo_dedup
 KEY_BUCKETS = 16
 
 _FILE = "__leanops_file"
@@ -158,8 +162,10 @@ def merge_lifo(
     ``snapshot_properties``.
     """
     clock = _Clock()
-    sequence = tuple(sequence)
     schema = table.schema()
+    sequence = tuple(sequence) + tuple(
+        c for c in TIEBREAK_COLUMNS if c not in sequence and c in schema.column_names
+    )
     rows = _conform(increment, schema, key, sequence)
     if rows.num_rows == 0:
         return MergeStats(elapsed=clock.elapsed)
