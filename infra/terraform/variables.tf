@@ -35,6 +35,12 @@ variable "sqs_visibility_timeout_seconds" {
   description = "Visibility timeout of the topic queues; must be >= 6 x sqs_processor_timeout_seconds."
   type        = number
   default     = 300
+
+  # Checked here (early, clear error) and again by modules/messaging (which owns the queues).
+  validation {
+    condition     = var.sqs_visibility_timeout_seconds >= 6 * var.sqs_processor_timeout_seconds
+    error_message = "sqs_visibility_timeout_seconds must be at least 6 x sqs_processor_timeout_seconds."
+  }
 }
 
 variable "sqs_processor_timeout_seconds" {

@@ -111,7 +111,7 @@ resource "aws_s3_bucket_policy" "this" {
 
 output "name" {
   description = "Bucket name."
-  value       = aws_s3_bucket.this.id
+  value       = aws_s3_bucket.this.bucket
 }
 
 output "arn" {

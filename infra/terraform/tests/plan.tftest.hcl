@@ -1,0 +1,115 @@
+# terraform test: plans the whole root module against a mocked AWS provider (no credentials, no
+# network). Run from infra/terraform after `terraform init -backend=false` and after building the
+# Lambda zip (infra/scripts/package_lambdas.py); tests/infra/test_infra_terraform.py runs it.
+
+mock_provider "aws" {
+  mock_data "aws_caller_identity" {
+    defaults = {
+      account_id = "123456789012"
+    }
+  }
+  mock_data "aws_partition" {
+    defaults = {
+      partition = "aws"
+    }
+  }
+  mock_data "aws_region" {
+    defaults = {
+      name = "us-east-1"
+    }
+  }
+  mock_data "aws_iam_policy_document" {
+    defaults = {
+      json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}"
+    }
+  }
+}
+
+variables {
+  environment        = "dev"
+  topics             = ["events", "orders"]
+  vpc_id             = "vpc-0123456789abcdef0"
+  private_subnet_ids = ["subnet-0123456789abcdef0", "subnet-0fedcba9876543210"]
+  dagster_image_tag  = "test"
+}
+
+run "dev_names_match_leanops_dagster_constants" {
+  command = plan
+
+  assert {
+    condition     = module.messaging.queue_names["events"] == "lean-ops-dev-events-queue"
+    error_message = "queue name differs from leanops_dagster.constants.queue_name"
+  }
+  assert {
+    condition     = module.messaging.dlq_name == "lean-ops-dev-dlq"
+    error_message = "DLQ name differs from leanops_dagster.constants.dlq_name"
+  }
+  assert {
+    condition     = module.ingestion.stream_name == "lean-ops-dev-raw-firehose"
+    error_message = "stream name differs from leanops_dagster.constants.firehose_stream_name"
+  }
+  assert {
+    condition     = module.catalog.archive_bucket_name == "lean-ops-dev-dlq-archive"
+    error_message = "archive bucket differs from Settings.archive_bucket_name"
+  }
+  assert {
+    condition     = module.catalog.database_names["raw"] == "lean_ops_dev_raw"
+    error_message = "RAW database differs from leanops_dagster.constants.glue_database_name"
+  }
+  assert {
+    condition     = strcontains(module.ingestion.routing_query, "\"lean_ops_dev_raw\"")
+    error_message = "the routing JQ does not name the RAW database"
+  }
+}
+
+run "visibility_below_six_lambda_timeouts_is_refused" {
+  command = plan
+
+  variables {
+    sqs_visibility_timeout_seconds = 120
+    sqs_processor_timeout_seconds  = 30
+  }
+
+  expect_failures = [
+    var.sqs_visibility_timeout_seconds,
+  ]
+}
+
+run "messaging_module_refuses_it_on_its_own" {
+  command = plan
+
+  module {
+    source = "./modules/messaging"
+  }
+
+  variables {
+    name_prefix                = "lean-ops-dev"
+    topics                     = ["events"]
+    visibility_timeout_seconds = 179
+    lambda_timeout_seconds     = 30
+  }
+
+  expect_failures = [
+    var.visibility_timeout_seconds,
+  ]
+}
+
+run "messaging_module_accepts_the_seeds_numbers" {
+  command = plan
+
+  module {
+    source = "./modules/messaging"
+  }
+
+  variables {
+    name_prefix                = "lean-ops-dev"
+    topics                     = ["events"]
+    visibility_timeout_seconds = 300
+    lambda_timeout_seconds     = 30
+  }
+
+  assert {
+    condition     = aws_sqs_queue.topic["events"].visibility_timeout_seconds == 300
+    error_message = "visibility timeout not applied"
+  }
+}
