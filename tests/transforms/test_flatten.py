@@ -216,3 +216,16 @@ def test_many_shapes_and_empty_input():
         assert row[f"nested_n{i % 3}"] == str(i)
     empty = flatten_raw(raw_rows([]), SCHEMA)
     assert empty.rows.num_rows == 0 and empty.errors.num_rows == 0
+
+
+def test_parallel_workers_give_the_identical_result():
+    payloads = [body(f"k{i}", **{f"key{i % 7}": i, "userId": "a", "userid": "b"} if i % 5 == 0
+                     else {f"key{i % 7}": i / 4}, nested={"x": [i, 0.5]}) for i in range(300)]
+    payloads[10] = "not json"
+    raw = raw_rows(payloads)
+    serial = flatten_raw(raw, SCHEMA)
+    parallel = flatten_raw(raw, SCHEMA, workers=2)
+    assert parallel.rows.equals(serial.rows)
+    assert parallel.errors.equals(serial.errors)
+    assert parallel.columns == serial.columns
+    assert parallel.sanitised == serial.sanitised
