@@ -10,6 +10,7 @@ import logging
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import boto3
@@ -46,13 +47,16 @@ class MotoEndpoint:
         if self.mode == "thread":
             from moto.server import ThreadedMotoServer
 
+            patch_moto()
+            logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request
+
             self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
             self._server.start()
             host, port = self._server.get_host_and_port()
         else:
             host, port = "127.0.0.1", _free_port()
             self._process = subprocess.Popen(  # nosec B603 - fixed argv, our own interpreter
-                [sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)],
+                [sys.executable, "-m", "leanops_dagster.local.aws", host, str(port)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )
             _wait_for_port(host, port, self._process)
@@ -71,6 +75,41 @@ class MotoEndpoint:
             except subprocess.TimeoutExpired:
                 self._process.kill()
             self._process = None
+
+
+def patch_moto() -> None:
+    """Make moto's per-message retention check O(1) (idempotent; behaviour unchanged).
+
+    moto 5 checks the retention period of every message it returns by computing *all* queue
+    attributes, each a scan of the whole queue, so receiving from a queue of n messages costs
+    O(n) per message and a 5,000-message backlog takes many minutes to drain. The replacement
+    reads the same attribute directly.
+    """
+    from moto.core.utils import unix_time
+    from moto.sqs.models import SQSBackend
+
+    if getattr(SQSBackend, "_leanops_patched", False):
+        return
+
+    def is_message_valid_based_on_retention_period(self, queue_name: str, message) -> bool:
+        retention_s = int(self.get_queue(queue_name).message_retention_period)
+        return retention_s + message.sent_timestamp / 1000 > unix_time()
+
+    SQSBackend.is_message_valid_based_on_retention_period = (  # type: ignore[method-assign]
+        is_message_valid_based_on_retention_period
+    )
+    SQSBackend._leanops_patched = True  # type: ignore[attr-defined]
+
+
+def _serve(host: str, port: int) -> None:
+    """``python -m leanops_dagster.local.aws HOST PORT``: the patched moto server, foreground."""
+    from moto.server import ThreadedMotoServer
+
+    patch_moto()
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+    server.start()
+    threading.Event().wait()
 
 
 def _wait_for_port(host: str, port: int, process: subprocess.Popen, timeout_s: float = 30) -> None:
@@ -102,3 +141,7 @@ def client(service: str, endpoint_url: str | None, region: str, **config: object
             aws_secret_access_key=LOCAL_SECRET_KEY,
         )
     return boto3.session.Session().client(service, **kwargs)
+
+
+if __name__ == "__main__":
+    _serve(sys.argv[1], int(sys.argv[2]))

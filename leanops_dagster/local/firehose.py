@@ -74,6 +74,7 @@ _STAGING_ARROW = RAW_STAGING_SCHEMA.as_arrow()
 _STAGING_READ = pa.schema([f.with_nullable(True) for f in _STAGING_ARROW])
 _DLQ_ARROW = DLQ_ERRORS_SCHEMA.as_arrow()
 _DLQ_READ = pa.schema([f.with_nullable(True) for f in _DLQ_ARROW])
+_BACKPRESSURE = 4  # a put waits for delivery once the buffer holds 4 x size_mib
 _READ_OPTIONS = pj.ReadOptions(block_size=64 << 20, use_threads=True)
 
 
@@ -181,6 +182,7 @@ class LocalFirehose:
         self._ids = 0
         self.stats = FirehoseStats()
         self._stop = threading.Event()
+        self._flush_now = threading.Event()
         self._timer: threading.Thread | None = None
         if background:
             self._timer = threading.Thread(
@@ -246,6 +248,7 @@ class LocalFirehose:
     def close(self) -> None:
         """Stop the interval flusher and deliver what is left."""
         self._stop.set()
+        self._flush_now.set()
         if self._timer is not None:
             self._timer.join(timeout=10)
         self.flush()
@@ -316,14 +319,19 @@ class LocalFirehose:
             if self._oldest is None:
                 self._oldest = time.monotonic()
             full = self._size >= self.buffering.size_bytes
-        if full:
-            self.flush()
+            overfull = self._size >= _BACKPRESSURE * self.buffering.size_bytes
+        if full and (self._timer is None or overfull):
+            self.flush()  # no flusher thread, or it cannot keep up: the caller waits
+        elif full:
+            self._flush_now.set()  # like Firehose, put returns while the buffer is delivered
 
     def _interval_loop(self) -> None:
         tick = min(0.1, max(self.buffering.interval_s / 4, 0.01))
-        while not self._stop.wait(tick):
+        while not self._stop.is_set():
+            woken = self._flush_now.wait(tick)
+            self._flush_now.clear()
             with self._lock:
-                due = (
+                due = woken or (
                     self._oldest is not None
                     and time.monotonic() - self._oldest >= self.buffering.interval_s
                 )

@@ -134,6 +134,10 @@ class QueuePoller:
         self._enrich = enrich
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        # moto's ReceiveMessage is not synchronised: two concurrent receives on one queue can
+        # return the same message. SQS does not do that, so receives on a queue are serialised
+        # here (handlers still run concurrently).
+        self._receive_lock = threading.Lock()
         self._busy = 0
         self.stats = PollerStats()
         self._threads = [
@@ -182,10 +186,11 @@ class QueuePoller:
                 self._stop.wait(1.0)
 
     def _receive(self, max_messages: int, wait_s: int) -> list[dict]:
-        return self._sqs.receive_message(
-            QueueUrl=self.queue_url, MaxNumberOfMessages=max_messages, WaitTimeSeconds=wait_s,
-            AttributeNames=["All"], MessageAttributeNames=["All"],
-        ).get("Messages", [])
+        with self._receive_lock:
+            return self._sqs.receive_message(
+                QueueUrl=self.queue_url, MaxNumberOfMessages=max_messages,
+                WaitTimeSeconds=wait_s, AttributeNames=["All"], MessageAttributeNames=["All"],
+            ).get("Messages", [])
 
     def _complete(self, first: list[dict]) -> list[dict]:
         """Fill the batch up to batch_size within the batching window."""
@@ -218,8 +223,13 @@ class QueuePoller:
         with self._lock:
             self.stats.invocations += 1
             self.stats.received += len(records)
+        started = time.monotonic()
         try:
             response = self._handler(event, context) or {}
+            took = time.monotonic() - started
+            if took > 1.0:
+                log.warning("%s: invocation of %d records took %.2fs",
+                            self.mapping.function_name, len(records), took)
             failures = {f["itemIdentifier"] for f in response.get("batchItemFailures") or []}
         except Exception:  # a function error: Lambda leaves the whole batch in the queue
             log.exception("handler %s failed; the batch returns to the queue",
