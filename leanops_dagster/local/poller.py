@@ -13,11 +13,19 @@ Behaviour copied from the Lambda SQS event source mapping with ``ReportBatchItem
 - a handler exception, or a ``batchItemFailures`` entry naming no message of the batch, fails
   the whole batch (nothing is deleted), as Lambda does;
 - ``maximum_concurrency`` pollers share a queue (the mapping's ``MaximumConcurrency``).
+
+One deliberate addition: in AWS a message cannot reappear while its invocation still runs,
+because the function's timeout (30 s) is far below the visibility timeout (300 s). Locally the
+visibility timeout is a few seconds (so poison messages reach the DLQ quickly) and a handler
+cannot be killed at a timeout, so while an invocation runs the poller extends the visibility of
+its messages (``ChangeMessageVisibility``) every half timeout. Settled messages behave exactly
+as in AWS: failed items become visible again one visibility timeout after they were received.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 import uuid
@@ -124,7 +132,9 @@ class QueuePoller:
         *,
         region: str = "us-east-1",
         enrich: Callable[[dict], dict] | None = None,
+        visibility_timeout_s: float = 30.0,
     ) -> None:
+        self._visibility_s = visibility_timeout_s
         self._sqs = sqs
         self.queue_url = queue_url
         self.queue_arn = queue_arn
@@ -134,22 +144,23 @@ class QueuePoller:
         self._enrich = enrich
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        # moto's ReceiveMessage is not synchronised: two concurrent receives on one queue can
-        # return the same message. SQS does not do that, so receives on a queue are serialised
-        # here (handlers still run concurrently).
-        self._receive_lock = threading.Lock()
-        self._busy = 0
+        self._busy = 0  # batches received and not yet settled
         self.stats = PollerStats()
-        self._threads = [
-            threading.Thread(
-                target=self._run, name=f"poller-{queue_arn.rsplit(':', 1)[-1]}-{i}", daemon=True
-            )
+        name = queue_arn.rsplit(":", 1)[-1]
+        # One receiver per queue (moto's ReceiveMessage is not synchronised: concurrent
+        # receives on a queue could return the same message, which SQS does not do) hands
+        # batches to ``maximum_concurrency`` invokers.
+        self._handoff: queue.Queue = queue.Queue(maxsize=1)
+        self._threads = [threading.Thread(target=self._receiver, name=f"poll-{name}",
+                                          daemon=True)]
+        self._threads += [
+            threading.Thread(target=self._invoker, name=f"invoke-{name}-{i}", daemon=True)
             for i in range(mapping.maximum_concurrency)
         ]
 
     @property
     def busy(self) -> bool:
-        """True while any of its threads holds received messages it has not settled."""
+        """True while a received batch is not settled (deleted or left for redelivery)."""
         with self._lock:
             return self._busy > 0
 
@@ -163,34 +174,50 @@ class QueuePoller:
         for thread in self._threads:
             thread.join(timeout=timeout_s)
 
-    # --- one thread ----------------------------------------------------------------------
-    def _run(self) -> None:
+    # --- threads -------------------------------------------------------------------------
+    def _receiver(self) -> None:
         while not self._stop.is_set():
             try:
-                # Long-poll while idle; messages received and not yet settled are not visible
-                # in the queue, and ``busy`` covers them until they are deleted or released.
+                # Long-poll while idle; received messages are invisible in the queue, and
+                # ``busy`` covers them from here until they are settled.
                 first = self._receive(min(10, self.mapping.batch_size), 1)
                 if not first:
                     continue
+                received_at = time.monotonic()
                 with self._lock:
                     self._busy += 1
-                try:
-                    self._invoke(self._complete(first))
-                finally:
-                    with self._lock:
-                        self._busy -= 1
+                batch = self._complete(first)
+                done = threading.Event()
+                threading.Thread(
+                    target=self._keep_invisible, args=(batch, received_at, done), daemon=True
+                ).start()
+                self._handoff.put((batch, done))
             except (BotoCoreError, ClientError):
                 if self._stop.is_set():
                     return
                 log.exception("poller for %s: SQS call failed; retrying", self.queue_arn)
                 self._stop.wait(1.0)
 
+    def _invoker(self) -> None:
+        while not (self._stop.is_set() and self._handoff.empty()):
+            try:
+                batch, done = self._handoff.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            try:
+                self._invoke(batch)
+            except (BotoCoreError, ClientError):
+                log.exception("poller for %s: SQS call failed while settling", self.queue_arn)
+            finally:
+                done.set()
+                with self._lock:
+                    self._busy -= 1
+
     def _receive(self, max_messages: int, wait_s: int) -> list[dict]:
-        with self._receive_lock:
-            return self._sqs.receive_message(
-                QueueUrl=self.queue_url, MaxNumberOfMessages=max_messages,
-                WaitTimeSeconds=wait_s, AttributeNames=["All"], MessageAttributeNames=["All"],
-            ).get("Messages", [])
+        return self._sqs.receive_message(
+            QueueUrl=self.queue_url, MaxNumberOfMessages=max_messages,
+            WaitTimeSeconds=wait_s, AttributeNames=["All"], MessageAttributeNames=["All"],
+        ).get("Messages", [])
 
     def _complete(self, first: list[dict]) -> list[dict]:
         """Fill the batch up to batch_size within the batching window."""
@@ -213,6 +240,24 @@ class QueuePoller:
                     continue
             batch.extend(more)
         return batch
+
+    def _keep_invisible(self, batch: list[dict], since: float, done: threading.Event) -> None:
+        """While the invocation runs, push the batch's visibility out (see module docstring)."""
+        period = max(0.5, self._visibility_s / 2)
+        next_at = since + period
+        while not done.wait(max(0.0, next_at - time.monotonic())):
+            extend = max(1, round(self._visibility_s))
+            for start in range(0, len(batch), 10):
+                chunk = batch[start : start + 10]
+                try:
+                    self._sqs.change_message_visibility_batch(
+                        QueueUrl=self.queue_url,
+                        Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"],
+                                  "VisibilityTimeout": extend} for i, m in enumerate(chunk)],
+                    )
+                except (BotoCoreError, ClientError):
+                    log.exception("could not extend visibility for %s", self.queue_arn)
+            next_at = time.monotonic() + period
 
     def _invoke(self, messages: list[dict]) -> None:
         records = [to_lambda_record(m, self.queue_arn, self._region) for m in messages]

@@ -134,6 +134,7 @@ class LocalStack:
                 self.sqs, self._dlq[0], self._dlq[1], self._dlq_handler,
                 self.options.dlq_mapping, region=self.settings.aws_region,
                 enrich=self._add_dlq_source,
+                visibility_timeout_s=self.options.dlq_visibility_timeout_s,
             )
             self._pollers[self.settings.dlq_name] = dlq_poller.start()
             self._started = True
@@ -202,6 +203,7 @@ class LocalStack:
                 self._pollers[topic] = QueuePoller(
                     self.sqs, url, arn, self._sqs_handler, self.options.mapping,
                     region=self.settings.aws_region,
+                    visibility_timeout_s=self.options.visibility_timeout_s,
                 ).start()
                 self._write_state()
             return self._queues[topic][0]
