@@ -66,7 +66,6 @@ from leanops_dagster.iceberg.tables import (
 
 NAMESPACE = "bench"
 BASE_COMPLETE = "leanops.bench.base"
-APPEND_ROWS = 2_000_000  # rows per base append (divided by the --quick scale)
 console = Console(stderr=False)
 
 
@@ -111,8 +110,10 @@ def base_table(catalog: Catalog, history: History) -> Table:
     )
     started = time.perf_counter()
     arrow_schema = CURATED_EVENTS_SCHEMA.as_arrow()
-    for start in range(0, history.rows, APPEND_ROWS):
-        chunk = history.chunk(start, start + APPEND_ROWS)
+    # rows per append: a manifest per 20 days of history, --quick or not
+    append_rows = 20 * history.rows_per_day
+    for start in range(0, history.rows, append_rows):
+        chunk = history.chunk(start, start + append_rows)
         chunk = pa.Table.from_arrays(
             [chunk.column(f.name).cast(f.type) for f in arrow_schema], schema=arrow_schema
         )
@@ -120,7 +121,7 @@ def base_table(catalog: Catalog, history: History) -> Table:
         with table.transaction() as tx, tx.update_snapshot().fast_append() as append:
             for data_file in files:
                 append.append_data_file(data_file)
-        say(f"  base {name[1]}: {min(start + APPEND_ROWS, history.rows):,} rows "
+        say(f"  base {name[1]}: {min(start + append_rows, history.rows):,} rows "
             f"({time.perf_counter() - started:.0f} s)")
         del chunk, files
         gc.collect()

@@ -51,26 +51,35 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 from pyiceberg.expressions import AlwaysTrue
 from pyiceberg.io import FileIO
 from pyiceberg.io.pyarrow import (
     ArrowScan,
     PyArrowFileIO,
+    _get_parquet_writer_kwargs,
     bin_pack_arrow_table,
+    compute_statistics_plan,
+    data_file_statistics_from_parquet_metadata,
+    parquet_path_to_id_mapping,
     pyarrow_to_schema,
+    schema_to_pyarrow,
     write_file,
 )
-from pyiceberg.manifest import DataFile
+from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
 from pyiceberg.partitioning import (
     PartitionField,
     PartitionFieldValue,
     PartitionKey,
     PartitionSpec,
 )
-from pyiceberg.schema import Schema
+from pyiceberg.schema import Schema, sanitize_column_names
 from pyiceberg.table import FileScanTask, Table, TableProperties, WriteTask
+from pyiceberg.table.locations import load_location_provider
 from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.transforms import BucketTransform, DayTransform
+from pyiceberg.typedef import Record
+from pyiceberg.utils.concurrent import ExecutorFactory
 from pyiceberg.utils.properties import property_as_int
 
 KEY_COLUMN = "idempotency_key"
@@ -554,12 +563,14 @@ def write_data_files(
     for data_file, rows in remainders:
         if not rows.num_rows:
             continue
+        rows = _conform_plain(rows, plain)
         if data_file.spec_id != spec.spec_id:
             loose.append(rows)  # written under an older spec: partition again
             continue
         partition_key = _file_partition_key(spec, schema, data_file)
         parts.setdefault(_partition_id(partition_key), (partition_key, []))[1].append(rows)
     fresh = [_conform_plain(t, plain) for t in (df, *loose) if t.num_rows]
+    row_bytes = max((t.nbytes / t.num_rows for t in fresh), default=0.0)
 
     def tasks() -> Iterator[WriteTask]:
         pending = dict(parts)
@@ -571,14 +582,20 @@ def write_data_files(
             yield from packed(partition_key, tables)
 
     def packed(partition_key: PartitionKey | None, tables: list[pa.Table]) -> Iterator[WriteTask]:
-        rows = pa.concat_tables([_conform_plain(t, plain) for t in tables])
-        for batches in bin_pack_arrow_table(rows, target_size):
+        rows = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+        if rows.num_rows * max(row_bytes, 1.0) < target_size / 2:
+            groups: Iterable[list[pa.RecordBatch]] = [rows.to_batches()]  # one file: no packing
+        else:
+            groups = bin_pack_arrow_table(rows, target_size)
+        for batches in groups:
             yield WriteTask(
                 write_uuid=write_uuid, task_id=next(counter), record_batches=batches,
                 partition_key=partition_key, schema=task_schema,
             )
 
-    return list(write_file(io=io, table_metadata=table_metadata, tasks=tasks()))
+    if sanitize_column_names(schema) != schema:
+        return list(write_file(io=io, table_metadata=table_metadata, tasks=tasks()))
+    return _ParquetWriter(table_metadata, io).write(tasks())
 
 
 def _conform_plain(rows: pa.Table, plain: pa.Schema) -> pa.Table:
@@ -609,7 +626,7 @@ def _file_partition_key(spec: PartitionSpec, schema: Schema, data_file: DataFile
 def _partitions(
     spec: PartitionSpec, schema: Schema, df: pa.Table
 ) -> Iterable[tuple[PartitionKey | None, pa.Table]]:
-    """``df`` split by partition: one grouping pass, then one gather per partition."""
+    """``df`` split by partition: one sort, one gather, then zero-copy slices."""
     if spec.is_unpartitioned():
         yield None, df
         return
@@ -619,11 +636,14 @@ def _partitions(
             schema.find_field(part_field.source_id).field_type
         )(df.column(schema.find_column_name(part_field.source_id)))
         for name, part_field in zip(names, spec.fields, strict=True)
-    }).append_column("_row", pa.array(np.arange(df.num_rows, dtype=np.int64)))
-    groups = values.group_by(names, use_threads=False).aggregate([("_row", "list")])
-    for partition, rows in zip(
-        groups.select(names).to_pylist(), groups.column("_row_list"), strict=True
-    ):
+    })
+    order = pc.sort_indices(values, sort_keys=[(name, "ascending", "at_end") for name in names])
+    values = values.take(order)
+    df = df.take(order)
+    # sorted input + use_threads=False: the groups come out in sorted order
+    groups = values.group_by(names, use_threads=False).aggregate([([], "count_all")])
+    offsets = np.concatenate([[0], np.cumsum(groups.column("count_all").to_numpy())])
+    for i, partition in enumerate(groups.select(names).to_pylist()):
         key = PartitionKey(
             field_values=[
                 PartitionFieldValue(field=part_field, value=partition[name])
@@ -632,7 +652,67 @@ def _partitions(
             partition_spec=spec,
             schema=schema,
         )
-        yield key, df.take(rows.values)
+        yield key, df.slice(int(offsets[i]), int(offsets[i + 1] - offsets[i]))
+
+
+class _ParquetWriter:
+    """pyiceberg's ``write_file`` with the per-table work done once instead of per file.
+
+    Same files and ``DataFile`` entries (field ids, writer options, metrics per the table's
+    metrics config); used when the schema's names need no sanitising, which pyiceberg's own
+    writer handles otherwise. Per-file Python work is what limits small-file writes here.
+    """
+
+    def __init__(self, table_metadata: TableMetadata, io: FileIO) -> None:
+        self.metadata = table_metadata
+        self.io = io
+        schema = table_metadata.schema()
+        properties = table_metadata.properties
+        self.arrow_schema = schema_to_pyarrow(schema, include_field_ids=True)
+        self.stats_columns = compute_statistics_plan(schema, properties)
+        self.column_mapping = parquet_path_to_id_mapping(schema)
+        self.writer_kwargs = _get_parquet_writer_kwargs(properties)
+        self.row_group_size = property_as_int(
+            properties, TableProperties.PARQUET_ROW_GROUP_LIMIT,
+            TableProperties.PARQUET_ROW_GROUP_LIMIT_DEFAULT,
+        )
+        self.locations = load_location_provider(table_metadata.location, properties)
+
+    def write(self, tasks: Iterable[WriteTask]) -> list[DataFile]:
+        return list(ExecutorFactory.get_or_create().map(self._write_one, tasks))
+
+    def _write_one(self, task: WriteTask) -> DataFile:
+        table = pa.Table.from_batches(task.record_batches)
+        table = pa.Table.from_arrays(
+            [table.column(i) for i in range(table.num_columns)], schema=self.arrow_schema
+        )
+        path = self.locations.new_data_location(
+            data_file_name=task.generate_data_file_filename("parquet"),
+            partition_key=task.partition_key,
+        )
+        output = self.io.new_output(path)
+        with output.create(overwrite=True) as stream, pq.ParquetWriter(
+            stream, schema=self.arrow_schema, store_decimal_as_integer=True,
+            **self.writer_kwargs,
+        ) as writer:
+            writer.write(table, row_group_size=self.row_group_size)
+        statistics = data_file_statistics_from_parquet_metadata(
+            parquet_metadata=writer.writer.metadata,
+            stats_columns=self.stats_columns,
+            parquet_column_mapping=self.column_mapping,
+        )
+        return DataFile.from_args(
+            content=DataFileContent.DATA,
+            file_path=path,
+            file_format=FileFormat.PARQUET,
+            partition=task.partition_key.partition if task.partition_key else Record(),
+            file_size_in_bytes=len(output),
+            sort_order_id=None,
+            spec_id=self.metadata.default_spec_id,
+            equality_ids=None,
+            key_metadata=None,
+            **statistics.to_serialized_dict(),
+        )
 
 
 # --- commit ---------------------------------------------------------------------------------
