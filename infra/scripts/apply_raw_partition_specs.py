@@ -8,7 +8,7 @@ Iceberg partition evolution, so data written before it stays readable::
 
     LEANOPS_ENVIRONMENT=dev LEANOPS_CATALOG_TYPE=glue LEANOPS_NAMESPACE_PREFIX=lean_ops_dev_ \\
     LEANOPS_WAREHOUSE=s3://lean-ops-dev-warehouse \\
-        uv run python infra/scripts/apply_raw_partition_specs.py events orders
+        uv run python infra/scripts/apply_raw_partition_specs.py events sensor_readings
 
 (``terraform output dagster_settings_environment`` prints those LEANOPS_* values.)
 """

@@ -373,8 +373,8 @@ def test_firehose_loads_the_routing_file_and_configures_every_table():
             "insert",
         ),
         (
-            {"message_id": "m2", "topic_name": "orders", "json_payload": "not json"},
-            "orders_staging",
+            {"message_id": "m2", "topic_name": "sensor_readings", "json_payload": "not json"},
+            "sensor_readings_staging",
             "insert",
         ),
         (

@@ -2,7 +2,7 @@
 environment = "dev"
 aws_region  = "us-east-1"
 
-topics = ["events", "orders"]
+topics = ["events", "sensor_readings"]
 
 # The seeds' numbers: visibility 300 s >= 6 x Lambda timeout 30 s (checked by modules/messaging).
 sqs_visibility_timeout_seconds     = 300

@@ -27,7 +27,7 @@ mock_provider "aws" {
 
 variables {
   environment        = "dev"
-  topics             = ["events", "orders"]
+  topics             = ["events", "sensor_readings"]
   vpc_id             = "vpc-0123456789abcdef0"
   private_subnet_ids = ["subnet-0123456789abcdef0", "subnet-0fedcba9876543210"]
   dagster_image_tag  = "test"
