@@ -40,6 +40,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -63,7 +64,9 @@ from leanops_dagster.settings import Settings
 log = logging.getLogger(__name__)
 
 POISON_MARKER = "LEANOPS_FAULT_FIREHOSE_REJECT"
-"""A payload containing this string is rejected by the default fault rule (test hook)."""
+"""A payload containing this string is rejected by the default put rule (test hook)."""
+DELIVERY_FAULT_MARKER = "LEANOPS_FAULT_ICEBERG_REJECT"
+"""A payload containing this string is accepted, then fails delivery (-> error output)."""
 
 ERROR_PREFIX = "firehose-errors"
 UNKNOWN_TOPIC = "_unknown"
@@ -102,11 +105,19 @@ class FaultRule:
     probability: float = 1.0
     error_code: str = "ServiceUnavailableException"
     error_message: str = "Slow down. (fault injected by the local Firehose stand-in)"
+    stage: Literal["put", "delivery"] = "put"  # delivery: accepted, then not writable
 
     def matches(self, data: bytes, rng: random.Random) -> bool:
         if self.marker is not None and self.marker.encode() not in data:
             return False
         return self.probability >= 1.0 or rng.random() < self.probability
+
+
+DEFAULT_FAULT_RULES: tuple[FaultRule, ...] = (
+    FaultRule(),
+    FaultRule(marker=DELIVERY_FAULT_MARKER, stage="delivery", error_code="Iceberg.InjectedFault",
+              error_message="record rejected by the destination (fault injected)"),
+)
 
 
 @dataclass
@@ -155,7 +166,7 @@ class LocalFirehose:
         *,
         stream_name: str | None = None,
         buffering: BufferingHints | None = None,
-        fault_rules: Sequence[FaultRule] = (FaultRule(),),
+        fault_rules: Sequence[FaultRule] | None = None,
         s3=None,
         error_bucket: str | None = None,
         catalog: Catalog | None = None,
@@ -166,7 +177,9 @@ class LocalFirehose:
         self.settings = settings
         self.stream_name = stream_name or settings.firehose_stream_name
         self.buffering = buffering or BufferingHints()
-        self.fault_rules = tuple(fault_rules)
+        rules = DEFAULT_FAULT_RULES if fault_rules is None else tuple(fault_rules)
+        self.fault_rules = tuple(r for r in rules if r.stage == "put")
+        self.delivery_faults = tuple(r for r in rules if r.stage == "delivery")
         self._s3 = s3
         self._error_bucket = error_bucket or settings.archive_bucket_name
         self._catalog = catalog
@@ -374,6 +387,14 @@ class LocalFirehose:
         if rows.num_rows:
             valid, invalid = _split_valid_staging(rows)
             failed += invalid
+            for rule in self.delivery_faults:
+                if rule.marker is None or not valid.num_rows:
+                    continue
+                hit = pc.match_substring(valid["json_payload"], rule.marker)
+                for r in valid.filter(hit).to_pylist():
+                    failed.append(_Failed(json.dumps(r, default=str).encode(), rule.error_code,
+                                          rule.error_message, _valid_topic(r)))
+                valid = valid.filter(pc.invert(hit))
             if valid.num_rows:
                 for topic in pc.unique(valid["topic_name"]).to_pylist():
                     part = valid.filter(pc.equal(valid["topic_name"], topic)).cast(_STAGING_ARROW)

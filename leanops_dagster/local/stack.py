@@ -29,7 +29,12 @@ from pathlib import Path
 
 from leanops_dagster import constants
 from leanops_dagster.local import aws, ledger
-from leanops_dagster.local.firehose import BufferingHints, FaultRule, LocalFirehose
+from leanops_dagster.local.firehose import (
+    DEFAULT_FAULT_RULES,
+    BufferingHints,
+    FaultRule,
+    LocalFirehose,
+)
 from leanops_dagster.local.poller import EventSourceMapping, QueuePoller
 from leanops_dagster.settings import Settings
 
@@ -69,7 +74,7 @@ class StackOptions:
     buffering: BufferingHints = field(
         default_factory=lambda: BufferingHints(size_mib=1.0, interval_s=1.0)
     )
-    fault_rules: tuple[FaultRule, ...] = (FaultRule(),)
+    fault_rules: tuple[FaultRule, ...] = DEFAULT_FAULT_RULES
     moto_mode: str = "thread"  # or "process": moto in a subprocess, off this process's GIL
     firehose_retry_base_delay_s: float = 0.01  # handler backoff between Firehose attempts
     drain_on_exit_s: float = 120.0  # __exit__ waits this long for quiet before stopping

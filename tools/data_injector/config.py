@@ -17,7 +17,8 @@ Per stream, every count is exact, so a scenario's expected outcome is known up f
 plus ``malformed`` bodies that are not JSON, ``duplicates`` redeliveries of earlier bodies
 (same ``_metadata.messageId``), ``corrections`` newer versions of earlier records (same
 idempotency key, later ``publishTime``, sent before the version they supersede, so they arrive
-out of order) and ``poison`` messages whose Firehose delivery keeps failing until the DLQ.
+out of order), ``poison`` messages whose Firehose delivery keeps failing until the DLQ, and
+``delivery_errors`` messages Firehose accepts but cannot write (they go to its error output).
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ class StreamConfig(BaseModel):
     duplicates: int = Field(default=0, ge=0, description="identical bodies sent again")
     corrections: int = Field(default=0, ge=0, description="newer versions sent out of order")
     poison: int = Field(default=0, ge=0, description="bodies the Firehose stand-in rejects")
+    delivery_errors: int = Field(
+        default=0, ge=0, description="bodies Firehose accepts but cannot write (error output)"
+    )
     start: dt.datetime = Field(
         default=dt.datetime(2026, 1, 19, tzinfo=dt.UTC),
         description="publish times are spread over [start, start + span_minutes)",
@@ -80,11 +84,18 @@ class StreamConfig(BaseModel):
 
     @property
     def messages(self) -> int:
-        return self.records + self.malformed + self.duplicates + self.corrections + self.poison
+        return (self.records + self.malformed + self.duplicates + self.corrections + self.poison
+                + self.delivery_errors)
 
     def expected(self) -> dict[str, int]:
-        """Exact outcome after ingestion: every message in RAW except poison (in the DLQ)."""
-        return {"sent": self.messages, "raw": self.messages - self.poison, "dlq": self.poison}
+        """Exact outcome: poison in the DLQ records, delivery errors in the Firehose error
+        output, every other message in RAW (sent = raw + dlq + firehose_errors)."""
+        return {
+            "sent": self.messages,
+            "raw": self.messages - self.poison - self.delivery_errors,
+            "dlq": self.poison,
+            "firehose_errors": self.delivery_errors,
+        }
 
 
 class InjectorConfig(BaseModel):
@@ -103,7 +114,9 @@ class InjectorConfig(BaseModel):
     def expected(self) -> dict[str, dict[str, int]]:
         totals: dict[str, dict[str, int]] = {}
         for stream in self.streams:
-            acc = totals.setdefault(stream.topic, {"sent": 0, "raw": 0, "dlq": 0})
+            acc = totals.setdefault(
+                stream.topic, {"sent": 0, "raw": 0, "dlq": 0, "firehose_errors": 0}
+            )
             for key, value in stream.expected().items():
                 acc[key] += value
         return totals

@@ -7,11 +7,12 @@ from tools.data_injector.generators import generate
 
 DEMO_MIX = InjectorConfig(
     name="demo_mix",
-    description="happy path with malformed bodies, duplicates, corrections, drift and poison",
+    description="happy path with malformed bodies, duplicates, corrections, drift, poison messages"
+    " and records the destination rejects",
     seed=7,
     streams=[
         StreamConfig(topic="events", records=600, malformed=12, duplicates=20, corrections=15,
-                     drift=60, poison=3),
+                     drift=60, poison=3, delivery_errors=2),
         StreamConfig(topic="sensor_readings", records=300, malformed=6, duplicates=10,
                      corrections=10, drift=30, poison=2),
     ],
@@ -24,5 +25,5 @@ def demo_mix(seed: int = 7) -> dict[str, list[str]]:
 
 
 def demo_expected() -> dict[str, dict[str, int]]:
-    """Topic -> {"sent", "raw", "dlq"} the demo mix must produce."""
+    """Topic -> {"sent", "raw", "dlq", "firehose_errors"} the demo mix must produce."""
     return DEMO_MIX.expected()

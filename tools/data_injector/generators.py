@@ -18,7 +18,9 @@ random state). Both shapes carry the envelope the ingestion reads (docs/contract
 ``publishTime`` is ISO-8601 with an offset for ``events`` and epoch milliseconds for
 ``sensor_readings`` (the contract accepts both). A poison message is a regular record whose
 ``_metadata.faultInjection`` holds ``POISON_MARKER``: the local Firehose stand-in's default
-fault rule rejects it on every attempt (see ``leanops_dagster.local.firehose``).
+fault rule rejects it on every attempt (see ``leanops_dagster.local.firehose``); with
+``DELIVERY_FAULT_MARKER`` instead, Firehose accepts it and its Iceberg delivery fails, so it
+ends in the Firehose error output.
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ from collections.abc import Callable
 
 from tools.data_injector.config import InjectorConfig, StreamConfig
 
-POISON_MARKER = "LEANOPS_FAULT_FIREHOSE_REJECT"  # = leanops_dagster.local.firehose.POISON_MARKER
+# = leanops_dagster.local.firehose.POISON_MARKER / DELIVERY_FAULT_MARKER (tests check equality)
+POISON_MARKER = "LEANOPS_FAULT_FIREHOSE_REJECT"
+DELIVERY_FAULT_MARKER = "LEANOPS_FAULT_ICEBERG_REJECT"
 
 EVENT_TYPES = (
     ("page_view", "viewed", 40), ("click", "clicked", 25), ("search", "searched", 10),
@@ -243,6 +247,13 @@ def stream_bodies(stream: StreamConfig, seed: int) -> list[str]:
             record = gen.record(stream.start + step * (i % max(stream.records, 1)))
             record["_metadata"]["messageId"] = _uuid(pick)
             record["_metadata"]["faultInjection"] = POISON_MARKER
+            extras.append(_dumps(record))
+    if stream.delivery_errors:
+        pick = _stream_rng(seed, stream, 7, "delivery_errors")
+        for i in range(stream.delivery_errors):
+            record = gen.record(stream.start + step * (i % max(stream.records, 1)))
+            record["_metadata"]["messageId"] = _uuid(pick)
+            record["_metadata"]["faultInjection"] = DELIVERY_FAULT_MARKER
             extras.append(_dumps(record))
     if extras:
         place = _stream_rng(seed, stream, 6, "placement")
