@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from rich.console import Console
 
@@ -25,7 +26,7 @@ def _start_daemon(settings: Settings) -> subprocess.Popen:
     prepare_dagster_home(settings)
     log = (settings.dagster_home / "daemon.log").open("ab")
     return subprocess.Popen(  # nosec B603 - fixed argv, our own interpreter
-        [sys.executable, "-m", "dagster", "daemon", "run", "-w",
+        [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w",
          str(REPO_ROOT / "workspace.yaml")],
         stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
     )
@@ -64,7 +65,8 @@ def pending_work(settings: Settings, topics: list[str]) -> dict[str, str]:
 
 
 def wait_for_pipeline(
-    settings: Settings, topics: list[str], console: Console, timeout_s: float
+    settings: Settings, topics: list[str], console: Console, timeout_s: float,
+    daemon: subprocess.Popen | None = None,
 ) -> bool:
     """Wait until no topic has pending work and no run is queued or in progress."""
     import dagster as dg
@@ -80,6 +82,10 @@ def wait_for_pipeline(
     quiet_since: float | None = None
     with console.status("waiting for sensors and runs") as status:
         while time.monotonic() < deadline:
+            if daemon is not None and daemon.poll() is not None:
+                log = settings.dagster_home / "daemon.log"
+                console.print(f"[red]the Dagster daemon exited ({daemon.returncode}); see {log}")
+                return False
             runs = instance.get_runs(filters=dg.RunsFilter(statuses=active))
             behind = pending_work(settings, topics)
             finished = instance.get_runs_count(
@@ -120,14 +126,14 @@ def run_demo(settings: Settings, *, console: Console, timeout_s: float = 900) ->
                 stack.send(topic, bodies)
             stack.wait_until_quiet()
             console.print("ingestion quiet: every message is in RAW or in the DLQ records")
-            ok &= wait_for_pipeline(settings, [FIRST_TOPIC], console, timeout_s)
+            ok &= wait_for_pipeline(settings, [FIRST_TOPIC], console, timeout_s, daemon)
             rows = accountability_rows(settings, topics)
             console.print(render(rows, "Accountability after Day 1 "
                                  f"({SECOND_TOPIC} buffered in RAW, no schema)"))
 
             console.print(f"Day 2: deploying the [bold]{SECOND_TOPIC}[/bold] schema")
             registry.deploy(SECOND_TOPIC)
-            ok &= wait_for_pipeline(settings, topics, console, timeout_s)
+            ok &= wait_for_pipeline(settings, topics, console, timeout_s, daemon)
             rows = accountability_rows(settings, topics)
             console.print(render(rows, "Accountability after Day 2"))
             ok &= all(eq.balanced for _, eq in rows)

@@ -46,7 +46,7 @@ def run(topic: str) -> None:
     instance = get_instance(settings)
     if not instance.has_dynamic_partition(topic_partitions.name, topic):
         instance.add_dynamic_partitions(topic_partitions.name, [topic])
-    job = build_definitions(settings).get_job_def("topic_pipeline")
+    job = build_definitions(settings).resolve_job_def("topic_pipeline")
     result = job.execute_in_process(instance=instance, partition_key=topic, raise_on_error=False)
     for event in result.get_asset_materialization_events():
         mat = event.asset_materialization

@@ -1,7 +1,9 @@
 """RAW snapshot sensor: records new RAW snapshots per onboarded topic and requests runs.
 
 Cursor: ``{topic: last seen RAW snapshot id}``. No new snapshot -> no run. The run key is the
-RAW snapshot id, so re-evaluating the same snapshot never requests a second run.
+RAW snapshot id, so re-evaluating the same snapshot never requests a second run, and a topic
+that already has a run waiting in the queue gets no other: that run will read everything
+new when it starts (watermarks), so a second trigger would only be a no-op run.
 """
 
 
@@ -29,6 +31,7 @@ def raw_snapshot_sensor(
         return dg.SkipReason("no onboarded topic: deploy a schema first")
     cursor: dict[str, int] = json.loads(context.cursor) if context.cursor else {}
     iceberg = catalog.load()
+    waiting = _topics_with_waiting_runs(context.instance)
     events: list[dg.AssetMaterialization] = []
     runs: list[dg.RunRequest] = []
     for topic in sorted(topics):
@@ -51,6 +54,8 @@ def raw_snapshot_sensor(
                 },
             )
         )
+        if topic in waiting:
+            continue
         runs.append(
             dg.RunRequest(
                 run_key=f"{topic}:{snapshot.snapshot_id}",
@@ -61,3 +66,13 @@ def raw_snapshot_sensor(
     if not events:
         return dg.SkipReason("no new RAW snapshot")
     return dg.SensorResult(run_requests=runs, asset_events=events, cursor=json.dumps(cursor))
+
+
+def _topics_with_waiting_runs(instance: dg.DagsterInstance) -> set[str]:
+    runs = instance.get_runs(
+        filters=dg.RunsFilter(
+            job_name=topic_pipeline_job.name,
+            statuses=[dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED],
+        )
+    )
+    return {run.tags["dagster/partition"] for run in runs if "dagster/partition" in run.tags}

@@ -1,0 +1,56 @@
+"""The whole Definitions object loads, and its asset graph is what the platform promises."""
+
+import dagster as dg
+
+from leanops_dagster.assets.keys import CURATED, RAW_STAGING, STANDARDIZED
+from leanops_dagster.definitions import build_definitions, defs
+
+
+def test_definitions_load():
+    dg.Definitions.validate_loadable(defs)
+
+
+def test_asset_graph_lineage_and_partitions(settings):
+    definitions = build_definitions(settings)
+    graph = definitions.resolve_asset_graph()
+    assert set(graph.get_all_asset_keys()) == {RAW_STAGING, STANDARDIZED, CURATED}
+    assert graph.get(STANDARDIZED).parent_keys == {RAW_STAGING}
+    assert graph.get(CURATED).parent_keys == {STANDARDIZED}
+    for key in (RAW_STAGING, STANDARDIZED, CURATED):
+        node = graph.get(key)
+        assert node.partitions_def.name == "topics"
+        assert node.description, key
+    assert graph.get(RAW_STAGING).is_external
+
+
+def test_checks_sensors_jobs_and_schedules(settings):
+    definitions = build_definitions(settings)
+    checks = {
+        (key.asset_key.to_user_string(), key.name)
+        for key in definitions.resolve_asset_graph().asset_check_keys
+    }
+    assert checks == {
+        ("raw/staging", "pre_raw_balance"),
+        ("standardized/records", "post_raw_water_balance"),
+        ("standardized/records", "post_raw_balance_all_time"),
+        ("curated/records", "curated_water_balance"),
+        ("curated/records", "cde_error_rate"),
+        ("curated/records", "schema_drift"),
+        ("curated/records", "curated_balance_all_time"),
+        ("curated/records", "curated_freshness"),
+    }
+    blocking = {
+        key.name
+        for key, spec in (
+            (k, definitions.resolve_asset_graph().get_check_spec(k))
+            for k in definitions.resolve_asset_graph().asset_check_keys
+        )
+        if spec.blocking
+    }
+    assert blocking == {"post_raw_water_balance", "curated_water_balance", "cde_error_rate"}
+    assert {s.name for s in definitions.sensors} == {
+        "schema_gate_sensor", "raw_snapshot_sensor", "backlog_sensor"}
+    assert {j.name for j in definitions.jobs} >= {
+        "topic_pipeline", "dlq_replay_job", "table_maintenance_job", "accountability_checks"}
+    assert {s.name for s in definitions.schedules} == {
+        "accountability_checks_schedule", "table_maintenance_job_schedule"}
