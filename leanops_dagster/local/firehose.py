@@ -194,6 +194,7 @@ class LocalFirehose:
         self._oldest: float | None = None
         self._ids = 0
         self.stats = FirehoseStats()
+        self._catalog_()  # open (and for the embedded default, create) it before any thread
         self._stop = threading.Event()
         self._flush_now = threading.Event()
         self._timer: threading.Thread | None = None
@@ -356,7 +357,15 @@ class LocalFirehose:
 
     def _catalog_(self) -> Catalog:
         if self._catalog is None:
-            self._catalog = open_catalog(self.settings)
+            for attempt in range(3):
+                try:
+                    self._catalog = open_catalog(self.settings)
+                    break
+                except Exception:  # another process created the SQL catalog's tables first
+                    if attempt == 2:
+                        raise
+                    time.sleep(0.2)
+        assert self._catalog is not None
         return self._catalog
 
     def _table(self, name: str, *, reload: bool = False) -> Table:
