@@ -207,25 +207,27 @@ class LocalFirehose:
     # --- boto3 surface ---------------------------------------------------------------
     def put_record_batch(self, *, DeliveryStreamName: str, Records: list[dict]) -> dict:
         """Same contract as ``boto3.client("firehose").put_record_batch``."""
-        self._check_call(DeliveryStreamName, Records, "PutRecordBatch")
-        responses: list[dict] = []
-        failed = 0
-        accepted: list[bytes] = []
-        for rec in Records:
-            data = rec["Data"]
-            if isinstance(data, str):
-                data = data.encode()
-            rule = self._matching_rule(data)
-            if rule is not None:
-                failed += 1
-                responses.append({"ErrorCode": rule.error_code, "ErrorMessage": rule.error_message})
-                continue
-            accepted.append(data)
-            responses.append({"RecordId": self._next_id()})
-        if accepted:
-            self._enqueue(accepted)
+        datas = [d.encode() if isinstance(d, str) else d for d in (r["Data"] for r in Records)]
+        self._check_call(DeliveryStreamName, datas, "PutRecordBatch")
+        blob = b"\x00".join(datas)  # one scan decides whether any record needs a closer look
+        rules = [r for r in self.fault_rules if r.marker is None or r.marker.encode() in blob]
+        verdicts: list[FaultRule | None] = (
+            [self._matching_rule(d, rules) for d in datas] if rules else [None] * len(datas)
+        )
+        accepted = [d for d, v in zip(datas, verdicts, strict=True) if v is None]
+        failed = len(datas) - len(accepted)
         with self._lock:
+            first = self._ids + 1
+            self._ids += len(accepted)
             self.stats.rejected += failed
+        ids = iter(range(first, first + len(accepted)))
+        responses = [
+            {"RecordId": f"{next(ids):056d}"} if v is None
+            else {"ErrorCode": v.error_code, "ErrorMessage": v.error_message}
+            for v in verdicts
+        ]
+        if accepted:
+            self._enqueue(accepted, maybe_dlq=_DLQ_TAG in blob)
         return {"FailedPutCount": failed, "Encrypted": False, "RequestResponses": responses}
 
     def put_record(self, *, DeliveryStreamName: str, Record: dict) -> dict:
@@ -274,7 +276,7 @@ class LocalFirehose:
         self.close()
 
     # --- internals ---------------------------------------------------------------------
-    def _check_call(self, stream: str, records: list[dict], operation: str) -> None:
+    def _check_call(self, stream: str, records: list[bytes], operation: str) -> None:
         if stream != self.stream_name:
             raise _client_error(
                 "ResourceNotFoundException",
@@ -288,8 +290,7 @@ class LocalFirehose:
                 operation,
             )
         total = 0
-        for rec in records:
-            size = len(rec["Data"])
+        for size in map(len, records):
             if size > constants.FIREHOSE_MAX_RECORD_BYTES:
                 raise _client_error(
                     "ValidationException",
@@ -304,27 +305,23 @@ class LocalFirehose:
                 operation,
             )
 
-    def _matching_rule(self, data: bytes) -> FaultRule | None:
-        if not self.fault_rules or _DLQ_TAG in data:
-            return None
-        for rule in self.fault_rules:
+    def _matching_rule(self, data: bytes, rules: list[FaultRule]) -> FaultRule | None:
+        if _DLQ_TAG in data:
+            return None  # dlq_errors records are never subject to fault rules
+        for rule in rules:
             if rule.matches(data, self._rng):
                 return rule
         return None
 
-    def _next_id(self) -> str:
-        with self._lock:
-            self._ids += 1
-            return f"{self._ids:056d}"
-
-    def _enqueue(self, records: list[bytes]) -> None:
-        size = 0
-        staging, dlq = [], []
-        for data in records:
-            if not data.endswith(b"\n"):
-                data += b"\n"
-            size += len(data)
-            (dlq if _is_dlq_record(data) else staging).append(data)
+    def _enqueue(self, records: list[bytes], maybe_dlq: bool = True) -> None:
+        records = [d if d.endswith(b"\n") else d + b"\n" for d in records]
+        size = sum(map(len, records))
+        if maybe_dlq:
+            staging, dlq = [], []
+            for data in records:
+                (dlq if _is_dlq_record(data) else staging).append(data)
+        else:
+            staging, dlq = records, []
         with self._lock:
             self._staging.extend(staging)
             self._dlq.extend(dlq)
