@@ -32,12 +32,20 @@ def ensure_table(
     partition_spec: PartitionSpec = UNPARTITIONED_PARTITION_SPEC,
     properties: dict[str, str] | None = None,
 ) -> Table:
-    """Load a table, creating it (and its namespace) on first use. Safe under races."""
+    """Load a table, creating it (and its namespace) on first use. Safe under races.
+
+    pyiceberg's own commit retry re-applies the same appended files on top of a concurrent
+    snapshot; for a commit that carries a watermark that double-counts. Our tables therefore
+    fail fast (``commit.retry.num-retries=0``) and ``iceberg.commit.retry_commit`` reruns the
+    whole read-transform-commit step, which re-reads the watermark first.
+    """
     try:
         return catalog.load_table(identifier)
     except NoSuchTableError:
         ensure_namespace(catalog, identifier[0])
         return catalog.create_table_if_not_exists(
             identifier, schema=schema, partition_spec=partition_spec,
-            properties={"format-version": "2", **(properties or {})},
+            properties={
+                "format-version": "2", "commit.retry.num-retries": "0", **(properties or {})
+            },
         )

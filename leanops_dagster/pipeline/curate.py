@@ -25,8 +25,8 @@ from leanops_dagster.iceberg.watermarks import (
     snapshot_position,
     watermark_key,
 )
+from leanops_dagster.pipeline.increments import lowest_watermark, rows_after, with_recorded_ts
 from leanops_dagster.pipeline.layout import TopicTables
-from leanops_dagster.pipeline.standardize import _after, _lowest, _with_recorded_ts
 from leanops_dagster.schemas.models import IDEMPOTENCY_KEY, LINEAGE_COLUMNS, TopicSchema
 from leanops_dagster.transforms import dedup, mask, validate
 from leanops_dagster.transforms.dedup import TIEBREAK_COLUMNS
@@ -96,7 +96,7 @@ def _curate_once(
     cur_watermark = read_watermark(curated, STD_WATERMARK) if curated is not None else None
     err_watermark = read_watermark(errors_table, _errors_watermark_name(tables.topic))
     positions = snapshot_position(std)
-    increment = read_increment(std, _lowest(cur_watermark, err_watermark, positions),
+    increment = read_increment(std, lowest_watermark(cur_watermark, err_watermark, positions),
                                STD_SNAPSHOT_COLUMN)
     result.watermark_from = cur_watermark
     result.watermark_to = increment.to_snapshot_id
@@ -108,9 +108,12 @@ def _curate_once(
     result.drift_columns = list(checked.drift_columns)
 
     # 1. CDE error rows not yet recorded for this topic.
-    new_errors = _after(checked.errors, err_watermark, positions)
+    def after(rows: pa.Table, watermark: int | None) -> pa.Table:
+        return rows_after(rows, watermark, positions, STD_SNAPSHOT_COLUMN)
+
+    new_errors = after(checked.errors, err_watermark)
     if new_errors.num_rows or err_watermark != increment.to_snapshot_id:
-        new_errors = _with_recorded_ts(new_errors, now)
+        new_errors = with_recorded_ts(new_errors, now)
         arrow = CURATED_ERRORS_SCHEMA.as_arrow()
         errors_table.append(
             new_errors.select(arrow.names).cast(arrow),
@@ -120,9 +123,9 @@ def _curate_once(
         )
 
     # 2. MERGE the valid rows of snapshots after the Curated watermark.
-    valid = _after(checked.valid, cur_watermark, positions)
-    result.rows_read = _after(increment.rows, cur_watermark, positions).num_rows
-    result.cde_errors = _after(checked.errors, cur_watermark, positions).num_rows
+    valid = after(checked.valid, cur_watermark)
+    result.rows_read = after(increment.rows, cur_watermark).num_rows
+    result.cde_errors = after(checked.errors, cur_watermark).num_rows
     result.cde_error_rows = result.rows_read - valid.num_rows  # each failing row once
     lineage = [c for c in LINEAGE_COLUMNS if c in valid.column_names]
     masked = mask.mask_pii(valid.drop_columns(lineage), schema.curated, pii_key)

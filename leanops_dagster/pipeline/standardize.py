@@ -12,7 +12,6 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 import pyarrow as pa
-import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
 from pyiceberg.table import Table
 
@@ -26,6 +25,7 @@ from leanops_dagster.iceberg.watermarks import (
     snapshot_position,
     watermark_key,
 )
+from leanops_dagster.pipeline.increments import lowest_watermark, rows_after, with_recorded_ts
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.pipeline.schema_evolution import evolve_and_align
 from leanops_dagster.schemas.models import TopicSchema
@@ -81,7 +81,7 @@ def _standardize_once(
     std_watermark = read_watermark(std, RAW_WATERMARK) if std is not None else None
     pe_watermark = read_watermark(parse_errors_table, _parse_errors_watermark_name(tables.topic))
     positions = snapshot_position(raw)
-    start = _lowest(std_watermark, pe_watermark, positions)
+    start = lowest_watermark(std_watermark, pe_watermark, positions)
     increment = read_increment(raw, start, RAW_SNAPSHOT_COLUMN)
     result.watermark_from = std_watermark
     result.watermark_to = increment.to_snapshot_id
@@ -94,9 +94,12 @@ def _standardize_once(
     )
 
     # 1. parse errors: only the RAW snapshots this table has not recorded yet.
-    errors = _after(flattened.errors, pe_watermark, positions)
+    def after(rows: pa.Table, watermark: int | None) -> pa.Table:
+        return rows_after(rows, watermark, positions, RAW_SNAPSHOT_COLUMN)
+
+    errors = after(flattened.errors, pe_watermark)
     if errors.num_rows or pe_watermark != increment.to_snapshot_id:
-        errors = _with_recorded_ts(errors, now)
+        errors = with_recorded_ts(errors, now)
         parse_errors_table.append(
             errors.select(PARSE_ERRORS_SCHEMA.as_arrow().names).cast(
                 PARSE_ERRORS_SCHEMA.as_arrow()
@@ -109,7 +112,7 @@ def _standardize_once(
         )
 
     # 2. standardized rows of the snapshots after the Standardized watermark.
-    rows = _after(flattened.rows, std_watermark, positions)
+    rows = after(flattened.rows, std_watermark)
     existing_ids = _stored_message_ids(std)
     deduped = dedup.fifo_dedup(
         rows, existing_ids=existing_ids, snapshot_column=RAW_SNAPSHOT_COLUMN,
@@ -118,8 +121,8 @@ def _standardize_once(
     std, aligned, new_columns = evolve_and_align(
         catalog, tables.standardized, std, deduped.rows.drop_columns([RAW_SNAPSHOT_COLUMN])
     )
-    result.rows_read = _after(increment.rows, std_watermark, positions).num_rows
-    result.parse_errors = _after(flattened.errors, std_watermark, positions).num_rows
+    result.rows_read = after(increment.rows, std_watermark).num_rows
+    result.parse_errors = after(flattened.errors, std_watermark).num_rows
     result.duplicates = deduped.dropped
     result.rows_written = aligned.num_rows
     result.new_columns = new_columns
@@ -143,31 +146,8 @@ def _standardize_once(
     return result
 
 
-def _lowest(a: int | None, b: int | None, positions: dict[int, int]) -> int | None:
-    """The older of two watermarks (None = never consumed = oldest of all)."""
-    if a is None or b is None:
-        return None
-    return a if positions.get(a, -1) <= positions.get(b, -1) else b
-
-
-def _after(rows: pa.Table, watermark: int | None, positions: dict[int, int]) -> pa.Table:
-    """Rows whose RAW snapshot comes after ``watermark`` in the RAW table's history."""
-    if watermark is None or rows.num_rows == 0:
-        return rows
-    cutoff = positions[watermark]
-    newer = [sid for sid, pos in positions.items() if pos > cutoff]
-    return rows.filter(pc.is_in(rows[RAW_SNAPSHOT_COLUMN], pa.array(newer, pa.int64())))
-
-
 def _stored_message_ids(std: Table | None) -> pa.Array:
     if std is None or std.current_snapshot() is None:
         return pa.array([], pa.string())
     column = std.scan(selected_fields=("message_id",)).to_arrow().column("message_id")
     return column.combine_chunks()
-
-
-def _with_recorded_ts(errors: pa.Table, now: dt.datetime) -> pa.Table:
-    ts = pa.array([now] * errors.num_rows, pa.timestamp("us", tz="UTC"))
-    if "recorded_ts" in errors.column_names:
-        return errors.set_column(errors.column_names.index("recorded_ts"), "recorded_ts", ts)
-    return errors.append_column("recorded_ts", ts)
