@@ -92,7 +92,7 @@ def test_lifo_ties_are_broken_deterministically(catalog, deployed):
 def test_flattening_metadata_mapping_and_arrays(catalog, deployed):
     payload = event("k1", extra={"tags": ["a", {"b": 1}], "Device.Info": {"Fw-Ver": "1.2"}})
     append_raw(catalog, [raw_row("m1", payload)])
-    std, _ = run_both(catalog, deployed)
+    run_both(catalog, deployed)
     row = catalog.load_table(TABLES.standardized).scan().to_arrow().to_pylist()[0]
     assert row["idempotency_key"] == "k1"
     assert row["event_userid"] == "user-000001"
@@ -228,7 +228,7 @@ def test_concurrent_triggers_do_not_double_count(catalog, deployed):
     def trigger():
         try:
             run_both(catalog, deployed)
-        except BaseException as exc:  # noqa: BLE001 - surfaced below
+        except BaseException as exc:  # surfaced below
             errors.append(exc)
 
     threads = [threading.Thread(target=trigger) for _ in range(2)]
@@ -249,7 +249,7 @@ def _postgres_uri() -> str | None:
     try:
         with sqlalchemy.create_engine(uri).connect():
             return uri
-    except Exception:  # noqa: BLE001 - any failure means "not reachable here"
+    except Exception:  # any failure means "not reachable here"
         return None
 
 
