@@ -389,12 +389,13 @@ class LocalFirehose:
                 table = self._table(name, reload=True)
 
     def _deliver_staging(self, lines: list[bytes]) -> list[_Failed]:
-        rows, failed = _parse_lines(lines, _STAGING_READ)
+        blob = b"".join(lines)
+        rows, failed = _parse_lines(lines, _STAGING_READ, blob)
         if rows.num_rows:
             valid, invalid = _split_valid_staging(rows)
             failed += invalid
             for rule in self.delivery_faults:
-                if rule.marker is None or not valid.num_rows:
+                if rule.marker is None or not valid.num_rows or rule.marker.encode() not in blob:
                     continue
                 hit = pc.match_substring(valid["json_payload"], rule.marker)
                 for r in valid.filter(hit).to_pylist():
@@ -402,9 +403,12 @@ class LocalFirehose:
                                           rule.error_message, _valid_topic(r)))
                 valid = valid.filter(pc.invert(hit))
             if valid.num_rows:
-                for topic in pc.unique(valid["topic_name"]).to_pylist():
-                    part = valid.filter(pc.equal(valid["topic_name"], topic)).cast(_STAGING_ARROW)
-                    failed += self._write(constants.raw_table_name(topic), part, topic)
+                topics = pc.unique(valid["topic_name"]).to_pylist()
+                for topic in topics:
+                    part = valid if len(topics) == 1 else valid.filter(
+                        pc.equal(valid["topic_name"], topic))
+                    failed += self._write(constants.raw_table_name(topic),
+                                          part.cast(_STAGING_ARROW), topic)
         return failed
 
     def _write(self, name: str, rows: pa.Table, topic: str) -> list[_Failed]:
@@ -503,11 +507,13 @@ def _valid_topic(row: dict) -> str:
     return topic if constants.TOPIC_PATTERN.fullmatch(topic) else UNKNOWN_TOPIC
 
 
-def _parse_lines(lines: list[bytes], schema: pa.Schema) -> tuple[pa.Table, list[_Failed]]:
+def _parse_lines(
+    lines: list[bytes], schema: pa.Schema, blob: bytes | None = None
+) -> tuple[pa.Table, list[_Failed]]:
     """JSON lines -> Arrow (vectorised); on a bad block, isolate the bad lines one by one."""
     options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
     try:
-        table = pj.read_json(io.BytesIO(b"".join(lines)), read_options=_READ_OPTIONS,
+        table = pj.read_json(io.BytesIO(blob or b"".join(lines)), read_options=_READ_OPTIONS,
                              parse_options=options)
         if table.num_rows == len(lines):
             return table.select(schema.names), []
@@ -530,6 +536,10 @@ def _parse_lines(lines: list[bytes], schema: pa.Schema) -> tuple[pa.Table, list[
 
 
 def _split_valid_staging(rows: pa.Table) -> tuple[pa.Table, list[_Failed]]:
+    if all(col.null_count == 0 for col in rows.columns) and all(
+        constants.TOPIC_PATTERN.fullmatch(t) for t in pc.unique(rows["topic_name"]).to_pylist()
+    ):
+        return rows, []  # the common case, decided from metadata and the distinct topics
     ok = pc.is_valid(rows["message_id"])
     for name in ("topic_name", "json_payload", "publish_time", "ingestion_ts"):
         ok = pc.and_(ok, pc.is_valid(rows[name]))
