@@ -68,9 +68,22 @@ CURATED_ERRORS_SCHEMA = Schema(
     NestedField(9, "publish_time", TimestamptzType(), required=False),
     NestedField(10, "recorded_ts", TimestamptzType(), required=True),
 )
-TOPIC_PARTITION_SPEC = PartitionSpec(
+CURATED_ERRORS_PARTITION_SPEC = PartitionSpec(
     PartitionField(source_id=3, field_id=1000, transform=IdentityTransform(), name="topic_name")
 )
 PARSE_ERRORS_PARTITION_SPEC = PartitionSpec(
     PartitionField(source_id=2, field_id=1000, transform=IdentityTransform(), name="topic_name")
+)
+
+DRIFT_LOG_SCHEMA = Schema(
+    NestedField(1, "topic_name", StringType(), required=True),
+    NestedField(2, "column_name", StringType(), required=True),
+    NestedField(3, "first_seen", TimestamptzType(), required=False),
+    NestedField(4, "sample_value", StringType(), required=False),
+    NestedField(5, "rows_seen", LongType(), required=False),
+    NestedField(6, "standardized_snapshot_id", LongType(), required=True),
+    NestedField(7, "recorded_ts", TimestamptzType(), required=True),
+)
+DRIFT_LOG_PARTITION_SPEC = PartitionSpec(
+    PartitionField(source_id=1, field_id=1000, transform=IdentityTransform(), name="topic_name")
 )

@@ -12,12 +12,19 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
+from pyiceberg.expressions import EqualTo
 
 from leanops_dagster.iceberg.catalog import ensure_table
 from leanops_dagster.iceberg.commit import retry_commit
 from leanops_dagster.iceberg.merge import curated_partition_spec, merge_lifo
-from leanops_dagster.iceberg.tables import CURATED_ERRORS_SCHEMA, TOPIC_PARTITION_SPEC
+from leanops_dagster.iceberg.tables import (
+    CURATED_ERRORS_PARTITION_SPEC,
+    CURATED_ERRORS_SCHEMA,
+    DRIFT_LOG_PARTITION_SPEC,
+    DRIFT_LOG_SCHEMA,
+)
 from leanops_dagster.iceberg.watermarks import (
     counter_properties,
     read_increment,
@@ -28,7 +35,7 @@ from leanops_dagster.iceberg.watermarks import (
 from leanops_dagster.pipeline.increments import lowest_watermark, rows_after, with_recorded_ts
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.schemas.models import IDEMPOTENCY_KEY, LINEAGE_COLUMNS, TopicSchema
-from leanops_dagster.transforms import dedup, mask, validate
+from leanops_dagster.transforms import dedup, drift, mask, validate
 from leanops_dagster.transforms.dedup import TIEBREAK_COLUMNS
 
 STD_SNAPSHOT_COLUMN = "standardized_snapshot_id"
@@ -89,7 +96,7 @@ def _curate_once(
         return result
     std = catalog.load_table(tables.standardized)
     errors_table = ensure_table(
-        catalog, tables.curated_errors, CURATED_ERRORS_SCHEMA, TOPIC_PARTITION_SPEC
+        catalog, tables.curated_errors, CURATED_ERRORS_SCHEMA, CURATED_ERRORS_PARTITION_SPEC
     )
     curated = catalog.load_table(tables.curated) if catalog.table_exists(tables.curated) else None
 
@@ -121,6 +128,9 @@ def _curate_once(
                 watermark_key(_errors_watermark_name(tables.topic)): str(increment.to_snapshot_id)
             },
         )
+
+    if result.drift_columns:
+        _log_new_drift(catalog, tables, schema, increment.rows, increment.to_snapshot_id, now)
 
     # 2. MERGE the valid rows of snapshots after the Curated watermark.
     valid = after(checked.valid, cur_watermark)
@@ -179,3 +189,29 @@ def _iceberg_schema(arrow_schema: pa.Schema):
         [MappedField(field_id=i + 1, names=[f.name]) for i, f in enumerate(arrow_schema)]
     )
     return pyarrow_to_schema(arrow_schema, name_mapping=mapping)
+
+
+def _log_new_drift(
+    catalog: Catalog, tables: TopicTables, schema: TopicSchema, rows: pa.Table,
+    snapshot_id: int | None, now: dt.datetime,
+) -> None:
+    """Append drift records for columns this topic has not logged before (the drift log)."""
+    log = ensure_table(
+        catalog, tables.drift_log, DRIFT_LOG_SCHEMA, DRIFT_LOG_PARTITION_SPEC
+    )
+    known: set[str] = set()
+    if log.current_snapshot() is not None:
+        logged = log.scan(
+            row_filter=EqualTo("topic_name", tables.topic), selected_fields=("column_name",)
+        ).to_arrow()
+        known = set(logged.column("column_name").to_pylist())
+    records = drift.drift_records(rows, schema.curated, tables.topic)
+    new = records.filter(pc.invert(pc.is_in(records["column_name"], pa.array(sorted(known),
+                                                                              pa.string()))))
+    if new.num_rows == 0:
+        return
+    new = new.append_column(
+        "standardized_snapshot_id", pa.array([snapshot_id] * new.num_rows, pa.int64())
+    )
+    new = with_recorded_ts(new, now)
+    log.append(new.cast(DRIFT_LOG_SCHEMA.as_arrow()))

@@ -119,6 +119,13 @@ def test_schema_evolution_adds_string_columns_and_reports_drift(catalog, deploye
     assert rows_of(catalog, TABLES.standardized, ["message_id", "firmware_version"]) == [
         {"message_id": "m1", "firmware_version": None},
         {"message_id": "m2", "firmware_version": "3"}]
+    drift_log = ["topic_name", "column_name", "sample_value", "rows_seen"]
+    expected = [{"topic_name": "events", "column_name": "firmware_version",
+                 "sample_value": "3", "rows_seen": 1}]
+    assert rows_of(catalog, TABLES.drift_log, drift_log) == expected
+    append_raw(catalog, [raw_row("m3", event("k3", extra={"firmware": {"version": 4}}))])
+    run_both(catalog, deployed)
+    assert rows_of(catalog, TABLES.drift_log, drift_log) == expected  # logged once
 
 
 def test_parse_errors_keep_reason_message_and_snapshot(catalog, deployed):
