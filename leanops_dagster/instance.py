@@ -25,6 +25,10 @@ run_coordinator:
         value:
           applyLimitPerUniqueValue: true
         limit: 1
+# A failed run is retried (it resumes from the watermarks, so a retry never double-counts).
+run_retries:
+  enabled: true
+  max_retries: 2
 telemetry:
   enabled: false
 """
