@@ -34,6 +34,13 @@ writer may have inserted the same keys, or advanced the watermark). The commit i
 with pyiceberg's retries disabled and ``CommitFailedException`` reaches the caller, who re-reads
 the table and its watermark and runs the merge again (``iceberg.commit.retry_commit``).
 
+Cost model (see ``benchmarks/process.py``): the lookup reads the key column of every data file
+(linear in table size, but one narrow column); the rewrite reads and writes every file that
+holds a replaced row, so its cost is (distinct files holding corrected keys) x (file size).
+With ``day x bucket(16)`` partitions, corrections of recent records touch recent files only;
+corrections spread uniformly over years of history would rewrite most of the table (a
+merge-on-read design with delete files would avoid that; pyiceberg does not write them).
+
 Assumptions, checked where cheap: the key and sequence columns are never renamed (the lookup
 reads them by name from Parquet); files carrying delete files (we write none) are read through
 pyiceberg's ``ArrowScan``, which applies positional deletes, and so stay correct, only slower.
@@ -199,9 +206,12 @@ def merge_lifo(
     clock.lap("rewrite")
 
     commit_uuid = uuid.uuid4()
+    del rows, stored  # only the rows to write stay in memory
     added = write_data_files(
         table.metadata, table.io, decision.to_write, remainders=remainders, write_uuid=commit_uuid
     )
+    rewritten_rows = sum(part.num_rows for _, part in remainders)
+    del remainders
     clock.lap("write")
 
     removed = [task.file for task in rewrite_tasks]
@@ -214,7 +224,7 @@ def merge_lifo(
         updated=decision.updated,
         stale=decision.stale,
         rewritten_files=len(removed),
-        rewritten_rows=sum(rows.num_rows for _, rows in remainders),
+        rewritten_rows=rewritten_rows,
         added_files=len(added),
         partitions_touched=len(partitions),
         scanned_files=len(tasks),
@@ -470,24 +480,21 @@ def _remainders(
         rows = ArrowScan(table.metadata, table.io, schema, AlwaysTrue()).to_table([task])
         tables.append((task.file, _cast_to(rows, arrow_schema)))
 
-    # One membership test over all rows (each is_in call hashes ``updated_keys``).
-    ordinal = np.repeat(np.arange(len(tables), dtype=np.int32), [t.num_rows for _, t in tables])
-    stored = pa.concat_tables([t for _, t in tables])
-    keep = pc.invert(pc.is_in(stored.column(key), value_set=updated_keys))
-    kept = pc.filter(pa.array(ordinal), keep).to_numpy(zero_copy_only=False)
-    removed = stored.num_rows - len(kept)
+    # One membership test over all keys (each is_in call hashes ``updated_keys``), then each
+    # file is filtered on its own and its unfiltered copy released: at most one extra file.
+    sizes = np.array([t.num_rows for _, t in tables], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    keys = pa.chunked_array([t.column(key) for _, t in tables], type=arrow_schema.field(key).type)
+    keep = pc.invert(pc.is_in(keys, value_set=updated_keys))
+    removed = int(offsets[-1]) - int(pc.sum(keep).as_py() or 0)
     if removed != expected_removed:
         raise RuntimeError(
             f"copy-on-write mismatch: lookup found {expected_removed} row(s) to replace in "
             f"{len(tables)} file(s), the rewrite removed {removed}"
         )
-    stored = stored.filter(keep)
-    counts = np.bincount(kept, minlength=len(tables))
-    offsets = np.concatenate([[0], np.cumsum(counts)])
-    return [
-        (data_file, stored.slice(int(offsets[i]), int(counts[i])))
-        for i, (data_file, _) in enumerate(tables)
-    ]
+    for i, (data_file, rows) in enumerate(tables):
+        tables[i] = (data_file, rows.filter(keep.slice(int(offsets[i]), int(sizes[i]))))
+    return tables
 
 
 def _read_current_schema(
