@@ -1,9 +1,12 @@
 """The local ingestion stack (embedded default; no Docker, no AWS account).
 
-- ``stack.LocalStack(settings)``: moto SQS/S3, queue per topic with redrive to the centralized
-  DLQ, event-source pollers invoking the real ``ingestion_lambdas`` handlers, and
+- ``stack.LocalStack(settings)``: moto SQS/S3, a queue per topic with redrive to the centralized
+  DLQ, event-source pollers invoking the real ``ingestion_lambdas`` handlers;
 - ``firehose.LocalFirehose``: the Firehose stand-in writing RAW Iceberg tables;
-- ``ledger``: messages sent and Firehose error records per topic, for the pre-RAW balance.
+- ``poller.QueuePoller`` / ``EventSourceMapping``: the Lambda SQS event source mapping;
+- ``ledger``: messages sent and Firehose error records per topic, for the pre-RAW balance;
+- ``inspect``: read-only catalog views for ``leanops raw`` / ``leanops info``;
+- ``aws``: the moto endpoint and boto3 clients for it.
 
 Submodules are imported on use so that reading the ledger does not import moto.
 """
