@@ -30,6 +30,8 @@ class Equation:
     left_name: str
     left: int
     right: dict[str, int]
+    #: upstream rows this layer has not consumed yet (e.g. RAW buffered before onboarding)
+    pending: int = 0
 
     @property
     def right_total(self) -> int:
@@ -71,9 +73,11 @@ def _rows_up_to(
 
 def post_raw_equation(catalog: Catalog, tables: TopicTables) -> Equation:
     right = {"standardized": 0, "parse_errors": 0, "duplicates": 0}
-    if not (catalog.table_exists(tables.raw) and catalog.table_exists(tables.standardized)):
+    if not catalog.table_exists(tables.raw):
         return Equation("post-RAW", "raw_consumed", 0, right)
     raw = catalog.load_table(tables.raw)
+    if not catalog.table_exists(tables.standardized):
+        return Equation("post-RAW", "raw_consumed", 0, right, pending=_total_records(raw))
     std = catalog.load_table(tables.standardized)
     watermark = read_watermark(std, RAW_WATERMARK)
     right["standardized"] = _total_records(std)
@@ -83,7 +87,9 @@ def post_raw_equation(catalog: Catalog, tables: TopicTables) -> Equation:
             watermark, snapshot_position(raw),
         )
     right["duplicates"] = read_counter(std, "duplicates")
-    return Equation("post-RAW", "raw_consumed", _total_records(raw, watermark), right)
+    consumed = _total_records(raw, watermark)
+    return Equation("post-RAW", "raw_consumed", consumed, right,
+                    pending=_total_records(raw) - consumed)
 
 
 def curated_equation(catalog: Catalog, tables: TopicTables) -> Equation:
@@ -94,6 +100,7 @@ def curated_equation(catalog: Catalog, tables: TopicTables) -> Equation:
     curated = catalog.load_table(tables.curated)
     watermark = read_watermark(curated, STD_WATERMARK)
     right["curated"] = _total_records(curated)
+    consumed = _total_records(std, watermark)
     right["updates"] = read_counter(curated, "updated")
     right["superseded"] = read_counter(curated, "superseded")
     if catalog.table_exists(tables.curated_errors):
@@ -101,7 +108,8 @@ def curated_equation(catalog: Catalog, tables: TopicTables) -> Equation:
             catalog.load_table(tables.curated_errors), tables.topic,
             "standardized_snapshot_id", watermark, snapshot_position(std), distinct="message_id",
         )
-    return Equation("curated", "standardized_consumed", _total_records(std, watermark), right)
+    return Equation("curated", "standardized_consumed", consumed, right,
+                    pending=_total_records(std) - consumed)
 
 
 def pre_raw_equation(

@@ -26,15 +26,18 @@ def topic_equations(
 
 def render(rows: list[tuple[str, accountability.Equation]], title: str) -> Table:
     table = Table(title=title)
-    for column in ("topic", "layer", "left side", "=", "right side", "balanced"):
-        table.add_column(column, justify="right" if column == "=" else "left")
+    for column in ("topic", "layer", "left side", "=", "right side", "balanced", "pending"):
+        table.add_column(column, justify="right" if column in ("=", "pending") else "left",
+                         no_wrap=column != "right side")
     for topic, eq in rows:
         parts = " + ".join(f"{name} {value:,}" for name, value in eq.right.items())
         table.add_row(
             topic, eq.layer, f"{eq.left_name} {eq.left:,}", "=",
             f"{parts}  (= {eq.right_total:,})",
             "[green]yes[/green]" if eq.balanced else "[red]NO[/red]",
+            f"{eq.pending:,}" if eq.pending else "",
         )
+    table.caption = "pending: upstream rows not consumed yet (e.g. RAW of a topic with no schema)"
     return table
 
 

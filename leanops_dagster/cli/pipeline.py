@@ -12,7 +12,8 @@ from rich.console import Console
 from leanops_dagster.constants import InvalidTopicError, validate_topic
 from leanops_dagster.settings import REPO_ROOT, get_settings
 
-console = Console()
+# Reports are tables: keep them readable when piped to a file or CI log.
+console = Console(width=None if sys.stdout.isatty() else 150)
 
 
 def _topic(_ctx, _param, value: str) -> str:
