@@ -243,7 +243,8 @@ class QueuePoller:
 
     def _keep_invisible(self, batch: list[dict], since: float, done: threading.Event) -> None:
         """While the invocation runs, push the batch's visibility out (see module docstring)."""
-        period = max(0.5, self._visibility_s / 2)
+        # a third of the timeout: slack for a slow (loaded) moto before anything reappears
+        period = max(0.5, self._visibility_s / 3)
         next_at = since + period
         while not done.wait(max(0.0, next_at - time.monotonic())):
             extend = max(1, round(self._visibility_s))

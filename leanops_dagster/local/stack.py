@@ -57,7 +57,7 @@ class StackOptions:
     """Local knobs; AWS values in comments."""
 
     topics: tuple[str, ...] = DEFAULT_TOPICS  # queues created at start (more on first send)
-    visibility_timeout_s: int = 2  # AWS: 300 (>= 6 x the 30 s Lambda timeout)
+    visibility_timeout_s: int = 5  # AWS: 300 (>= 6 x the 30 s Lambda timeout)
     dlq_visibility_timeout_s: int = 5
     max_receive_count: int = constants.SQS_MAX_RECEIVE_COUNT
     mapping: EventSourceMapping = field(
