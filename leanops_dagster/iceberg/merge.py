@@ -195,7 +195,7 @@ def merge_lifo(
 
     decision = _decide(rows, stored, key, sequence)
     clock.lap("decide")
-    if decision.to_write.num_rows == 0:
+    if decision.written == 0:
         return MergeStats(
             stale=decision.stale, scanned_files=len(tasks), elapsed=clock.elapsed,
         )
@@ -208,7 +208,8 @@ def merge_lifo(
     commit_uuid = uuid.uuid4()
     del rows, stored  # only the rows to write stay in memory
     added = write_data_files(
-        table.metadata, table.io, decision.to_write, remainders=remainders, write_uuid=commit_uuid
+        table.metadata, table.io, decision.rows, selection=decision.selection,
+        remainders=remainders, write_uuid=commit_uuid,
     )
     rewritten_rows = sum(part.num_rows for _, part in remainders)
     del remainders
@@ -392,7 +393,9 @@ def _cast_to(part: pa.Table, schema: pa.Schema) -> pa.Table:
 # --- decide ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class _Decision:
-    to_write: pa.Table
+    rows: pa.Table
+    selection: pa.Array | None  # indices of ``rows`` to write (None: all of them)
+    written: int
     updated_keys: pa.Array
     files_to_rewrite: frozenset[str]
     replaced: int
@@ -404,7 +407,8 @@ class _Decision:
 def _decide(rows: pa.Table, stored: pa.Table, key: str, sequence: tuple[str, ...]) -> _Decision:
     keys = rows.column(key)
     if stored.num_rows == 0:
-        return _Decision(rows, pa.array([], keys.type), frozenset(), 0, rows.num_rows, 0, 0)
+        return _Decision(rows, None, rows.num_rows, pa.array([], keys.type), frozenset(), 0,
+                         rows.num_rows, 0, 0)
     renamed = stored.rename_columns(
         [name if name in (key, _FILE) else f"{_STORED}{name}" for name in stored.column_names]
     )
@@ -419,16 +423,18 @@ def _decide(rows: pa.Table, stored: pa.Table, key: str, sequence: tuple[str, ...
     updated_keys = pc.filter(matched_keys, pc.invert(pc.is_in(matched_keys, value_set=stale_keys)))
     replaced_pairs = pairs.filter(pc.is_in(pairs.column(key), value_set=updated_keys))
 
-    is_stale = pc.is_in(keys, value_set=stale_keys)
-    to_write = rows.filter(pc.invert(is_stale))
-    stale = rows.num_rows - to_write.num_rows
+    # indices, not a filtered copy: the write gathers the rows once, in partition order
+    selection = pc.indices_nonzero(pc.invert(pc.is_in(keys, value_set=stale_keys)))
+    stale = rows.num_rows - len(selection)
     updated = len(updated_keys)
     return _Decision(
-        to_write=to_write,
+        rows=rows,
+        selection=selection,
+        written=len(selection),
         updated_keys=updated_keys,
         files_to_rewrite=frozenset(pc.unique(replaced_pairs.column(_FILE)).to_pylist()),
         replaced=replaced_pairs.num_rows,
-        inserted=to_write.num_rows - updated,
+        inserted=len(selection) - updated,
         updated=updated,
         stale=stale,
     )
@@ -541,10 +547,12 @@ def write_data_files(
     io: FileIO,
     df: pa.Table,
     *,
+    selection: pa.Array | None = None,
     remainders: Sequence[tuple[DataFile, pa.Table]] = (),
     write_uuid: uuid.UUID | None = None,
 ) -> list[DataFile]:
-    """Write ``df`` (and ``remainders`` of rewritten files) as data files; commit nothing.
+    """Write ``df`` (its ``selection`` rows if given) and ``remainders`` of rewritten files as
+    data files; commit nothing.
 
     The files pyiceberg's ``_dataframe_to_data_files`` would write, partitioned with one
     grouping pass instead of one filter pass per partition (thousands of partitions are
@@ -576,13 +584,14 @@ def write_data_files(
             continue
         partition_key = _file_partition_key(spec, schema, data_file)
         parts.setdefault(_partition_id(partition_key), (partition_key, []))[1].append(rows)
-    fresh = [_conform_plain(t, plain) for t in (df, *loose) if t.num_rows]
-    row_bytes = max((t.nbytes / t.num_rows for t in fresh), default=0.0)
+    fresh = [(_conform_plain(df, plain), selection)] if df.num_rows else []
+    fresh += [(rows, None) for rows in loose]
+    row_bytes = max((t.nbytes / t.num_rows for t, _ in fresh), default=0.0)
 
     def tasks() -> Iterator[WriteTask]:
         pending = dict(parts)
-        for rows in fresh:
-            for partition_key, group in _partitions(spec, schema, rows):
+        for rows, chosen in fresh:
+            for partition_key, group in _partitions(spec, schema, rows, chosen):
                 _, tables = pending.pop(_partition_id(partition_key), (partition_key, []))
                 yield from packed(partition_key, [group, *tables])
         for partition_key, tables in pending.values():
@@ -631,22 +640,28 @@ def _file_partition_key(spec: PartitionSpec, schema: Schema, data_file: DataFile
 
 
 def _partitions(
-    spec: PartitionSpec, schema: Schema, df: pa.Table
+    spec: PartitionSpec, schema: Schema, df: pa.Table, selection: pa.Array | None = None
 ) -> Iterable[tuple[PartitionKey | None, pa.Table]]:
-    """``df`` split by partition: one sort, one gather, then zero-copy slices."""
+    """``df`` (its ``selection`` rows) split by partition: one sort, one gather, zero-copy
+    slices."""
     if spec.is_unpartitioned():
-        yield None, df
+        yield None, df if selection is None else df.take(selection)
         return
     names = [f"_p{i}" for i in range(len(spec.fields))]
+
+    def source(part_field: PartitionField) -> pa.ChunkedArray:
+        column = df.column(schema.find_column_name(part_field.source_id))
+        return column if selection is None else column.take(selection)
+
     values = pa.table({
         name: part_field.transform.pyarrow_transform(
             schema.find_field(part_field.source_id).field_type
-        )(df.column(schema.find_column_name(part_field.source_id)))
+        )(source(part_field))
         for name, part_field in zip(names, spec.fields, strict=True)
     })
     order = pc.sort_indices(values, sort_keys=[(name, "ascending", "at_end") for name in names])
     values = values.take(order)
-    df = df.take(order)
+    df = df.take(order if selection is None else selection.take(order))
     # sorted input + use_threads=False: the groups come out in sorted order
     groups = values.group_by(names, use_threads=False).aggregate([([], "count_all")])
     offsets = np.concatenate([[0], np.cumsum(groups.column("count_all").to_numpy())])
