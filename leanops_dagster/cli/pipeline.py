@@ -50,7 +50,7 @@ def run(topic: str) -> None:
     job = build_definitions(settings).resolve_job_def("topic_pipeline")
     result = job.execute_in_process(instance=instance, partition_key=topic, raise_on_error=False)
     for event in result.get_asset_materialization_events():
-        mat = event.asset_materialization
+        mat = event.step_materialization_data.materialization
         values = {k: v.value for k, v in mat.metadata.items() if k in _SHOWN}
         console.print(f"[bold]{mat.asset_key.to_user_string()}[/bold] {values}")
     if not result.success:
