@@ -1,7 +1,7 @@
 """Names shared by the Python code, the local stack and Terraform (kept identical on purpose).
 
 The seeds paid for a key mismatch between Lambda code and infrastructure; every name that both
-sides use is derived here, and ``tests/test_terraform_consistency.py`` checks Terraform agrees.
+sides use is derived here, and ``tests/infra/test_infra_consistency.py`` checks Terraform agrees.
 """
 
 from __future__ import annotations
