@@ -32,7 +32,12 @@ from leanops_dagster.iceberg.watermarks import (
     snapshot_position,
     watermark_key,
 )
-from leanops_dagster.pipeline.increments import lowest_watermark, rows_after, with_recorded_ts
+from leanops_dagster.pipeline.increments import (
+    lowest_watermark,
+    record_error_rows,
+    rows_after,
+    with_recorded_ts,
+)
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.schemas.models import IDEMPOTENCY_KEY, LINEAGE_COLUMNS, TopicSchema
 from leanops_dagster.transforms import dedup, drift, mask, validate
@@ -118,16 +123,11 @@ def _curate_once(
     def after(rows: pa.Table, watermark: int | None) -> pa.Table:
         return rows_after(rows, watermark, positions, STD_SNAPSHOT_COLUMN)
 
-    new_errors = after(checked.errors, err_watermark)
-    if new_errors.num_rows or err_watermark != increment.to_snapshot_id:
-        new_errors = with_recorded_ts(new_errors, now)
-        arrow = CURATED_ERRORS_SCHEMA.as_arrow()
-        errors_table.append(
-            new_errors.select(arrow.names).cast(arrow),
-            snapshot_properties={
-                watermark_key(_errors_watermark_name(tables.topic)): str(increment.to_snapshot_id)
-            },
-        )
+    record_error_rows(
+        errors_table, after(checked.errors, err_watermark),
+        watermark_name=_errors_watermark_name(tables.topic),
+        to_snapshot_id=increment.to_snapshot_id, now=now,
+    )
 
     if result.drift_columns:
         _log_new_drift(catalog, tables, schema, increment.rows, increment.to_snapshot_id, now)

@@ -6,6 +6,9 @@ import datetime as dt
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from pyiceberg.table import Table
+
+from leanops_dagster.iceberg.watermarks import read_watermark, watermark_key
 
 
 def lowest_watermark(a: int | None, b: int | None, positions: dict[int, int]) -> int | None:
@@ -31,3 +34,22 @@ def with_recorded_ts(errors: pa.Table, now: dt.datetime) -> pa.Table:
     if "recorded_ts" in errors.column_names:
         return errors.set_column(errors.column_names.index("recorded_ts"), "recorded_ts", ts)
     return errors.append_column("recorded_ts", ts)
+
+
+def record_error_rows(
+    table: Table, rows: pa.Table, *, watermark_name: str, to_snapshot_id: int | None,
+    now: dt.datetime,
+) -> None:
+    """Append error rows with the error table's own per-topic watermark, in one snapshot.
+
+    ``rows`` must already be limited to what this table has not recorded (``rows_after`` its
+    watermark). A commit with no rows still advances the watermark, so a crash right after it
+    cannot make the next run record those snapshots again.
+    """
+    if rows.num_rows == 0 and read_watermark(table, watermark_name) == to_snapshot_id:
+        return
+    arrow = table.schema().as_arrow()
+    table.append(
+        with_recorded_ts(rows, now).select(arrow.names).cast(arrow),
+        snapshot_properties={watermark_key(watermark_name): str(to_snapshot_id)},
+    )

@@ -25,7 +25,11 @@ from leanops_dagster.iceberg.watermarks import (
     snapshot_position,
     watermark_key,
 )
-from leanops_dagster.pipeline.increments import lowest_watermark, rows_after, with_recorded_ts
+from leanops_dagster.pipeline.increments import (
+    lowest_watermark,
+    record_error_rows,
+    rows_after,
+)
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.pipeline.schema_evolution import evolve_and_align
 from leanops_dagster.schemas.models import TopicSchema
@@ -97,19 +101,11 @@ def _standardize_once(
     def after(rows: pa.Table, watermark: int | None) -> pa.Table:
         return rows_after(rows, watermark, positions, RAW_SNAPSHOT_COLUMN)
 
-    errors = after(flattened.errors, pe_watermark)
-    if errors.num_rows or pe_watermark != increment.to_snapshot_id:
-        errors = with_recorded_ts(errors, now)
-        parse_errors_table.append(
-            errors.select(PARSE_ERRORS_SCHEMA.as_arrow().names).cast(
-                PARSE_ERRORS_SCHEMA.as_arrow()
-            ),
-            snapshot_properties={
-                watermark_key(_parse_errors_watermark_name(tables.topic)): str(
-                    increment.to_snapshot_id
-                )
-            },
-        )
+    record_error_rows(
+        parse_errors_table, after(flattened.errors, pe_watermark),
+        watermark_name=_parse_errors_watermark_name(tables.topic),
+        to_snapshot_id=increment.to_snapshot_id, now=now,
+    )
 
     # 2. standardized rows of the snapshots after the Standardized watermark.
     rows = after(flattened.rows, std_watermark)
