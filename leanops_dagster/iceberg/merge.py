@@ -51,7 +51,7 @@ from __future__ import annotations
 import itertools
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -168,14 +168,17 @@ def merge_lifo(
     *,
     key: str = KEY_COLUMN,
     sequence: Sequence[str] = SEQUENCE_COLUMNS,
-    snapshot_properties: dict[str, str] | None = None,
+    snapshot_properties: Mapping[str, str]
+    | Callable[[MergeStats], Mapping[str, str]]
+    | None = None,
 ) -> MergeStats:
     """Apply ``increment`` (unique per ``key``) to ``table`` newest-version-wins, in one commit.
 
     Raises ``ValueError`` when the increment does not fit the table (unknown columns, nulls in
     required columns, duplicate keys) and lets ``CommitFailedException`` reach the caller.
     On success ``table`` is refreshed to the new snapshot, which carries
-    ``snapshot_properties``.
+    ``snapshot_properties``; pass a function of the counts (inserted, updated, stale) to put
+    figures only the merge knows into the same snapshot as the data.
     """
     clock = _Clock()
     schema = table.schema()
@@ -216,7 +219,14 @@ def merge_lifo(
     clock.lap("write")
 
     removed = [task.file for task in rewrite_tasks]
-    snapshot_id = _commit(table, removed, added, dict(snapshot_properties or {}), commit_uuid)
+    counts = MergeStats(
+        inserted=decision.inserted, updated=decision.updated, stale=decision.stale
+    )
+    properties = (
+        snapshot_properties(counts) if callable(snapshot_properties)
+        else snapshot_properties or {}
+    )
+    snapshot_id = _commit(table, removed, added, dict(properties), commit_uuid)
     clock.lap("commit")
 
     partitions = {repr(f.partition) for f in itertools.chain(removed, added)}

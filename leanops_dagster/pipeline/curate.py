@@ -18,7 +18,7 @@ from pyiceberg.expressions import EqualTo
 
 from leanops_dagster.iceberg.catalog import ensure_table
 from leanops_dagster.iceberg.commit import retry_commit
-from leanops_dagster.iceberg.merge import curated_partition_spec, merge_lifo
+from leanops_dagster.iceberg.merge import MergeStats, curated_partition_spec, merge_lifo
 from leanops_dagster.iceberg.tables import (
     CURATED_ERRORS_PARTITION_SPEC,
     CURATED_ERRORS_SCHEMA,
@@ -145,38 +145,44 @@ def _curate_once(
         curated = ensure_table(
             catalog, tables.curated, iceberg_schema, curated_partition_spec(iceberg_schema)
         )
-    properties = {
-        watermark_key(STD_WATERMARK): str(increment.to_snapshot_id),
-        "leanops.standardized_snapshot_from": str(cur_watermark or ""),
-    }
+    to_snapshot_id = increment.to_snapshot_id
+    del increment, checked, valid, masked  # the merge is the memory peak: keep the winners
+
+    def properties_for(stats: MergeStats) -> dict[str, str]:
+        """Watermark, this run's counts and running totals: committed with the data."""
+        superseded = winners.superseded + stats.stale
+        return {
+            watermark_key(STD_WATERMARK): str(to_snapshot_id),
+            "leanops.standardized_snapshot_from": str(cur_watermark or ""),
+            "leanops.rows_read": str(result.rows_read),
+            "leanops.inserted": str(stats.inserted),
+            "leanops.updated": str(stats.updated),
+            "leanops.superseded": str(superseded),
+            "leanops.cde_error_rows": str(result.cde_error_rows),
+            **counter_properties(
+                curated,
+                {
+                    "rows_read": result.rows_read,
+                    "updated": stats.updated,
+                    "superseded": superseded,
+                    "cde_error_rows": result.cde_error_rows,
+                },
+            ),
+        }
+
     stats = merge_lifo(
         curated, winners.rows, key=IDEMPOTENCY_KEY,
         sequence=(*schema.curated.sequence, *TIEBREAK_COLUMNS),
-        snapshot_properties=properties,
+        snapshot_properties=properties_for,
     )
     result.inserted = stats.inserted
     result.updated = stats.updated
     result.superseded = winners.superseded + stats.stale
-    properties |= {
-        "leanops.rows_read": str(result.rows_read),
-        "leanops.inserted": str(result.inserted),
-        "leanops.updated": str(result.updated),
-        "leanops.superseded": str(result.superseded),
-        "leanops.cde_error_rows": str(result.cde_error_rows),
-        **counter_properties(
-            curated,
-            {
-                "rows_read": result.rows_read,
-                "updated": result.updated,
-                "superseded": result.superseded,
-                "cde_error_rows": result.cde_error_rows,
-            },
-        ),
-    }
+    if stats.snapshot_id is None:  # nothing to write: commit the watermark and counts alone
+        curated.append(
+            curated.schema().as_arrow().empty_table(), snapshot_properties=properties_for(stats)
+        )
     curated = catalog.load_table(tables.curated)
-    # merge_lifo commits data with the watermark; the totals ride on a final, empty append
-    # in the same place so a reader sees both (see docs/contracts.md).
-    curated.append(curated.schema().as_arrow().empty_table(), snapshot_properties=properties)
     result.snapshot_id = curated.current_snapshot().snapshot_id  # type: ignore[union-attr]
     return result
 

@@ -294,3 +294,21 @@ def test_sql_catalog_on_postgresql(tmp_path, deployed):
             for identifier in catalog.list_tables(namespace):
                 catalog.drop_table(identifier)
             catalog.drop_namespace(namespace)
+
+
+def test_curated_commit_carries_watermark_and_totals_in_one_snapshot(catalog, deployed):
+    append_raw(catalog, [raw_row("a", event("k1"), minutes=1)])
+    run_both(catalog, deployed)
+    curated = catalog.load_table(TABLES.curated)
+    before = len(curated.snapshots())
+    append_raw(catalog, [raw_row("b", event("k1", verb="new"), minutes=5),
+                         raw_row("c", event("k1", verb="mid"), minutes=3)])
+    _, cur = run_both(catalog, deployed)
+    curated = catalog.load_table(TABLES.curated)
+    assert len(curated.snapshots()) == before + 1  # data, watermark and totals together
+    summary = curated.current_snapshot().summary
+    std = catalog.load_table(TABLES.standardized)
+    assert summary["leanops.watermark.standardized_snapshot_id"] == str(
+        std.current_snapshot().snapshot_id)
+    assert (summary["leanops.total.updated"], summary["leanops.total.superseded"]) == ("1", "1")
+    assert (cur.updated, cur.superseded) == (1, 1)
