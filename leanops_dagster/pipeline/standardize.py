@@ -62,13 +62,26 @@ class StandardizeResult:
 
 
 def standardize_topic(
-    catalog: Catalog, tables: TopicTables, schema: TopicSchema, *, now: dt.datetime | None = None
+    catalog: Catalog,
+    tables: TopicTables,
+    schema: TopicSchema,
+    *,
+    now: dt.datetime | None = None,
+    flatten_workers: int | None = None,
 ) -> StandardizeResult:
-    return retry_commit(lambda: _standardize_once(catalog, tables, schema, now))
+    """Process the RAW increment of one topic; ``flatten_workers=None`` uses every core for
+    large increments (see ``transforms.flatten.flatten_raw``)."""
+    return retry_commit(
+        lambda: _standardize_once(catalog, tables, schema, now, flatten_workers)
+    )
 
 
 def _standardize_once(
-    catalog: Catalog, tables: TopicTables, schema: TopicSchema, now: dt.datetime | None
+    catalog: Catalog,
+    tables: TopicTables,
+    schema: TopicSchema,
+    now: dt.datetime | None,
+    flatten_workers: int | None,
 ) -> StandardizeResult:
     now = now or dt.datetime.now(dt.UTC)
     result = StandardizeResult(topic=tables.topic)
@@ -94,7 +107,8 @@ def _standardize_once(
         return result
 
     flattened = flatten.flatten_raw(
-        increment.rows, schema.standardized, snapshot_column=RAW_SNAPSHOT_COLUMN
+        increment.rows, schema.standardized, snapshot_column=RAW_SNAPSHOT_COLUMN,
+        workers=flatten_workers,
     )
 
     # 1. parse errors: only the RAW snapshots this table has not recorded yet.
