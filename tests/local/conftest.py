@@ -18,13 +18,15 @@ def stack_settings(tmp_path_factory) -> Settings:
     return Settings(home=tmp_path_factory.mktemp("leanops-home"))
 
 
-@pytest.fixture(scope="session")
+# Package scope: the stack's moto runs in this process, and tests elsewhere that use moto's
+# `mock_aws` reset its state; the stack must be stopped before they run.
+@pytest.fixture(scope="package")
 def stack(stack_settings):
     with LocalStack(stack_settings, topics=()) as running:
         yield running
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def catalog(stack_settings, stack):
     return open_catalog(stack_settings)
 
