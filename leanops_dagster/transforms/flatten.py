@@ -36,6 +36,7 @@ import pyarrow.compute as pc
 from leanops_dagster.schemas.models import IDEMPOTENCY_KEY, StandardizedSchema
 from leanops_dagster.transforms.naming import ColumnNamer, suffixed_name
 from leanops_dagster.transforms.payload import Pieces, PlanSet, float_text, plan_columns
+from leanops_dagster.transforms.shapes import ShapeMatcher
 
 try:  # orjson is a declared dependency; json keeps the module importable without it
     import orjson
@@ -172,6 +173,9 @@ class _ExactRows:
 
 
 PARALLEL_MIN_ROWS = 200_000
+#: rows that fit a byte-level shape are flattened vectorised (``shapes``); tests switch it off
+#: to compare with the per-row path
+FAST_PATH = True
 
 
 def _auto_workers(rows: int) -> int:
@@ -227,17 +231,50 @@ def _flatten_serial(
     raw: pa.Table, schema: StandardizedSchema, snapshot_column: str | None
 ) -> FlattenResult:
     namer = ColumnNamer(schema.metadata_targets)
-    plans = PlanSet(namer)
-    exact = _ExactRows(namer)
-    payloads = raw.column("json_payload").to_pylist()
+    pieces = Pieces()  # positions: RAW row indices until remapped to output rows below
+    column = raw.column("json_payload")
+    shaped = (
+        ShapeMatcher(namer).run(column, pieces.add)
+        if FAST_PATH and raw.num_rows
+        else np.zeros(0, dtype=np.int64)
+    )
+    if len(shaped) == raw.num_rows:
+        rest = np.zeros(0, dtype=np.int64)
+    elif len(shaped):
+        left = np.ones(raw.num_rows, dtype=bool)
+        left[shaped] = False
+        rest = np.flatnonzero(left)
+    else:
+        rest = np.arange(raw.num_rows, dtype=np.int64)
+    kept, errors = _flatten_rows(column, rest, namer, pieces)
+    kept_rows = np.sort(np.concatenate([shaped, np.asarray(kept, dtype=np.int64)]))
+    count = len(kept_rows)
+    pieces.remap(kept_rows)
+    sanitised = dict(pieces.sanitised)
+    for path, name in namer.cache.items():
+        if name != "_".join(path).lower():
+            sanitised.setdefault(name, json.dumps(list(path), ensure_ascii=False))
+    columns = {name: pieces.column(name, count) for name in pieces.names()}
+    return _assemble(raw, schema, snapshot_column, columns, kept_rows, count, errors, sanitised)
+
+
+def _flatten_rows(
+    column: pa.ChunkedArray, rows: np.ndarray, namer: ColumnNamer, pieces: Pieces
+) -> tuple[list[int], list[tuple[int, str, str]]]:
+    """The per-row path for RAW rows ``rows``: values go to ``pieces`` at the RAW row index."""
     kept: list[int] = []
     errors: list[tuple[int, str, str]] = []
-    count = 0
+    if not len(rows):
+        return kept, errors
+    plans = PlanSet(namer)
+    exact = _ExactRows(namer)
+    index = rows.tolist()
+    payloads = (column if len(rows) == len(column) else column.take(rows)).to_pylist()
     loads, add_planned = _fast_loads, plans.add
     gc_was_enabled = gc.isenabled()
     gc.disable()  # millions of short-lived containers: the cyclic GC would dominate
     try:
-        for i, text in enumerate(payloads):
+        for i, text in zip(index, payloads, strict=True):
             if text is None:
                 errors.append((i, REASON_INVALID_JSON, "payload is null"))
                 continue
@@ -249,31 +286,25 @@ def _flatten_serial(
                     errors.append((i, REASON_INVALID_JSON, str(exc)))
                     continue
                 if type(obj) is dict:
-                    exact.add(obj, count)
+                    exact.add(obj, i)
                     kept.append(i)
-                    count += 1
                     continue
             if type(obj) is not dict:
                 errors.append((i, REASON_NOT_AN_OBJECT, f"JSON {_json_kind(obj)}, not an object"))
                 continue
-            if not add_planned(obj, count):
-                exact.add(_loads_exact(text), count)
+            if not add_planned(obj, i):
+                exact.add(_loads_exact(text), i)
             kept.append(i)
-            count += 1
-        pieces = Pieces()
         for plan in plans.plans:
             for position in plan_columns(plan, pieces):
-                exact.add(_loads_exact(payloads[kept[position]]), position)
+                text = payloads[int(np.searchsorted(rows, position))]
+                exact.add(_loads_exact(text), position)
     finally:
         if gc_was_enabled:
             gc.enable()
     exact.to_pieces(pieces)
-    sanitised = dict(exact.sanitised)
-    for path, name in namer.cache.items():
-        if name != "_".join(path).lower():
-            sanitised.setdefault(name, json.dumps(list(path), ensure_ascii=False))
-    columns = {name: pieces.column(name, count) for name in pieces.names()}
-    return _assemble(raw, schema, snapshot_column, columns, kept, count, errors, sanitised)
+    pieces.sanitised.update(exact.sanitised)
+    return kept, errors
 
 
 def _loads_fallback(text: str):
@@ -308,7 +339,7 @@ def _assemble(
     schema: StandardizedSchema,
     snapshot_column: str | None,
     columns: dict[str, pa.Array],
-    kept: list[int],
+    kept: Sequence[int] | np.ndarray,
     count: int,
     errors: list[tuple[int, str, str]],
     sanitised: dict[str, str],
@@ -334,7 +365,12 @@ def _assemble(
     failed = pc.is_valid(reason)
     ok = pc.invert(failed)
 
-    base = raw.take(kept_idx)
+    needed = ["message_id", "topic_name", "publish_time", "ingestion_ts"]
+    if snapshot_column and snapshot_column in raw.column_names:
+        needed.append(snapshot_column)
+    base = raw.select(needed)  # not the payloads: taking them would copy every byte
+    if count != raw.num_rows:
+        base = base.take(kept_idx)
     out_names = [
         "message_id",
         IDEMPOTENCY_KEY,

@@ -121,7 +121,9 @@ class Plan:
 
 
 def build_plan(obj: dict, namer: ColumnNamer) -> Plan | None:
-    """A plan for ``obj``'s shape, or None (empty object as value, or a name collision)."""
+    """A plan for ``obj``'s shape, or None (an empty object, or a name collision)."""
+    if not obj:
+        return None  # ``{}``: no leaves (the exact path keeps the row, without values)
     steps: list[tuple[int, Callable, int]] = []
     leaf_slots: list[int] = []
     names: list[str] = []
@@ -187,6 +189,8 @@ class Pieces:
     def __init__(self) -> None:
         self.values: dict[str, list[pa.Array]] = {}
         self.positions: dict[str, list[np.ndarray]] = {}
+        #: columns whose name was disambiguated -> original key path (JSON)
+        self.sanitised: dict[str, str] = {}
 
     def add(self, name: str, values: pa.Array, positions: np.ndarray) -> None:
         self.values.setdefault(name, []).append(values)
@@ -204,6 +208,15 @@ class Pieces:
 
     def names(self) -> list[str]:
         return list(self.values)
+
+    def remap(self, kept: np.ndarray) -> None:
+        """Positions given as input row indices -> positions among ``kept`` (sorted indices)."""
+        if not len(kept) or kept[-1] == len(kept) - 1:
+            return  # every row kept: indices are positions
+        position_of = np.zeros(int(kept[-1]) + 1, dtype=np.int64)
+        position_of[kept] = np.arange(len(kept), dtype=np.int64)
+        for name, positions in self.positions.items():
+            self.positions[name] = [position_of[p] for p in positions]
 
 
 def plan_columns(plan: Plan, pieces: Pieces) -> list[int]:

@@ -1,0 +1,276 @@
+"""The vectorised shape path gives exactly what the per-row path gives (tables, errors, names).
+
+Every case runs ``flatten_raw`` twice, with ``FAST_PATH`` on and off, and compares everything.
+Inputs: the injector's generators (drift, malformed bodies, duplicates, corrections, poison),
+adversarial payloads (numbers, escapes, whitespace, collisions, invalid JSON) and seeded random
+payloads mixing both.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import string
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from conftest import raw_rows
+
+from leanops_dagster.schemas.models import StandardizedSchema
+from leanops_dagster.transforms import flatten
+from leanops_dagster.transforms.naming import ColumnNamer
+from leanops_dagster.transforms.payload import float_text
+from leanops_dagster.transforms.shapes import ShapeMatcher
+from tools.data_injector.config import StreamConfig
+from tools.data_injector.generators import stream_bodies
+
+SCHEMA = StandardizedSchema()
+SENSOR_SCHEMA = StandardizedSchema(drop_keys=["_metadata_messageid"])
+
+
+def both(raw: pa.Table, schema: StandardizedSchema = SCHEMA, monkeypatch=None):
+    fast = flatten.flatten_raw(raw, schema)
+    monkeypatch.setattr(flatten, "FAST_PATH", False)
+    slow = flatten.flatten_raw(raw, schema)
+    monkeypatch.setattr(flatten, "FAST_PATH", True)
+    assert fast.rows.schema == slow.rows.schema
+    assert fast.rows.equals(slow.rows), _first_difference(fast.rows, slow.rows)
+    assert fast.errors.equals(slow.errors)
+    assert fast.columns == slow.columns
+    assert fast.sanitised == slow.sanitised
+    return fast
+
+
+def _first_difference(a: pa.Table, b: pa.Table) -> str:
+    for name in a.column_names:
+        x, y = a.column(name).to_pylist(), b.column(name).to_pylist()
+        for i, (u, v) in enumerate(zip(x, y, strict=True)):
+            if u != v:
+                return f"{name} row {i}: fast {u!r} per-row {v!r}"
+    return "same values"
+
+
+def shaped_share(payloads: list) -> float:
+    """Share of rows the vectorised path takes (the rest go to the per-row path)."""
+    array = pa.array(payloads, pa.string())
+    hit = ShapeMatcher(ColumnNamer()).run(array, lambda *_: None)
+    return len(hit) / max(1, len(payloads))
+
+
+@pytest.mark.parametrize("kind", ["events", "sensor_readings"])
+def test_generators_with_drift_malformed_duplicates(kind, monkeypatch):
+    stream = StreamConfig(topic=kind, records=3000, drift=300, malformed=120, duplicates=100,
+                          corrections=100, poison=5, delivery_errors=5)
+    bodies = stream_bodies(stream, seed=11)
+    schema = SCHEMA if kind == "events" else SENSOR_SCHEMA
+    result = both(raw_rows(bodies), schema, monkeypatch)
+    assert result.errors.num_rows == 120
+    assert shaped_share(bodies) > 0.9  # the comparison exercises the vectorised path
+
+
+NUMBERS = [
+    "0", "-0", "7", "-12", "42", "123456789012345678901234567890", "18446744073709551616",
+    "9223372036854775807", "-9223372036854775809", "1.5", "1.50", "-0.25", "0.0", "-0.0",
+    "21.0", "100.0", "1E5", "1e5", "1e-7", "2.5e+3", "0.0001", "0.00001", "-0.00012",
+    "0.1", "0.30000000000000004", "0.12345678901234567", "123456789012345.6",
+    "12345678901234.5", "1234567890123456.0", "1e400", "-1e400", "1.7976931348623157e308",
+    "5e-324", "3.141592653589793", "2.718281828", "0.000123", "99999999999999.9",
+]
+ODD_STRINGS = [
+    "", " ", "plain", "t\u00e9xt", "\u65e5\u672c", "emoji \U0001f680", 'quote " inside',
+    "back\\slash", "tab\tin", "new\nline", "\u00e9\u0301", "null", "true", "1.50", "{}",
+    "[1]", "\u2028", "\x7f",
+]
+
+
+def adversarial_payloads() -> list:
+    meta = {"idempotencyKeyResource": "k", "messageId": "m", "publishTime": "t"}
+    rows: list = []
+    for text in NUMBERS:
+        for sep in ((",", ":"), (", ", ": ")):
+            rows.append('{"n"' + sep[1] + text + sep[0] + '"s"' + sep[1] + '"x"' + sep[0]
+                        + '"_metadata"' + sep[1] + json.dumps(meta, separators=sep) + "}")
+            rows.append('{"a"' + sep[1] + '{"n"' + sep[1] + text + "}" + sep[0] + '"_metadata"'
+                        + sep[1] + json.dumps(meta, separators=sep) + "}")
+    for value in ODD_STRINGS:
+        for ensure_ascii in (True, False):
+            rows.append(json.dumps({"s": value, "_metadata": meta}, ensure_ascii=ensure_ascii))
+            rows.append(json.dumps({value or "_": {"k": value}, "_metadata": meta},
+                                   ensure_ascii=ensure_ascii))
+    rows += [
+        '{"flag": true, "off": false, "nothing": null, "_metadata": {"idempotencyKeyResource": 1}}',
+        '{"flag": false, "off": true, "nothing": 3, "_metadata": {"idempotencyKeyResource": 2}}',
+        '{"flag": null, "off": null, "nothing": null, "_metadata": {"idempotencyKeyResource": 3}}',
+        '{"e": {}, "_metadata": {"idempotencyKeyResource": "k"}}',
+        '{"e": {"f": {}}, "_metadata": {"idempotencyKeyResource": "k"}}',
+        '{"e": {"f": null}, "_metadata": {"idempotencyKeyResource": "k"}}',
+        '{"l": [1, 2.50, "x", {"a": 1e5}], "_metadata": {"idempotencyKeyResource": "k"}}',
+        '{"l": [], "_metadata": {"idempotencyKeyResource": "k"}}',
+        '{"a": 1, "a": 2, "_metadata": {"idempotencyKeyResource": "k"}}',
+        '{"userId": "A", "userid": "B", "_metadata": {"idempotencyKeyResource": "k"}}',
+        '{"userId": null, "userid": "B", "_metadata": {"idempotencyKeyResource": "k"}}',
+        '{"a": {"b": "nested"}, "a_b": "flat", "_metadata": {"idempotencyKeyResource": "k"}}',
+        '{"message_id": "spoof", "user-Name": "x", "1st": "y", "_metadata": '
+        '{"idempotencyKeyResource": "k"}}',
+        '{"drop table x;--": "f", "caf\u00e9": "d", "_metadata": {"idempotencyKeyResource": "k"}}',
+        '{"' + "k" * 130 + '": "long", "_metadata": {"idempotencyKeyResource": "k"}}',
+        '{"": "empty key", "_metadata": {"idempotencyKeyResource": "k"}}',
+        '{"x": "no metadata"}',
+        '{"x": "empty key", "_metadata": {"idempotencyKeyResource": ""}}',
+        '{"x": "null key", "_metadata": {"idempotencyKeyResource": null}}',
+        '{"_metadata": {"idempotencyKeyResource": "only metadata"}}',
+        "{}", " {} ", "{ }", '  {"x": "padded", "_metadata": {"idempotencyKeyResource": "k"}}  ',
+        '{\n"x": "newline", "_metadata": {"idempotencyKeyResource": "k"}}',
+        '{\t"x": "tab", "_metadata": {"idempotencyKeyResource": "k"}}',
+        '{"x": "ctrl\x01", "_metadata": {"idempotencyKeyResource": "k"}}',
+        '{"x": "\\ud800", "_metadata": {"idempotencyKeyResource": "k"}}',
+        '{"x": "\\udc00\\ud800", "_metadata": {"idempotencyKeyResource": "k"}}',
+        '{"x": "\\ud83d\\ude80", "_metadata": {"idempotencyKeyResource": "k"}}',
+        '{"x": NaN, "_metadata": {"idempotencyKeyResource": "k"}}',
+        '{"x": Infinity, "_metadata": {"idempotencyKeyResource": "k"}}',
+        '{"x": -Infinity, "_metadata": {"idempotencyKeyResource": "k"}}',
+        '{"x": 01, "_metadata": {"idempotencyKeyResource": "k"}}',
+        '{"x": .5, "_metadata": {"idempotencyKeyResource": "k"}}',
+        '{"x": 1., "_metadata": {"idempotencyKeyResource": "k"}}',
+        '{"x": +1, "_metadata": {"idempotencyKeyResource": "k"}}',
+        '{"x": tru, "_metadata": {"idempotencyKeyResource": "k"}}',
+        '{"x": True, "_metadata": {"idempotencyKeyResource": "k"}}',
+        '{"x": "a",, "_metadata": {"idempotencyKeyResource": "k"}}',
+        '{"x": "a" "_metadata": {"idempotencyKeyResource": "k"}}',
+        '{"x": "a", "_metadata": {"idempotencyKeyResource": "k"},}',
+        '{"x": "a", "_metadata": {"idempotencyKeyResource": "k"}}{"y": 1}',
+        '{"x": "a", "_metadata": {"idempotencyKeyResource": "k"}} null',
+        '{"x": "a", "_metadata": {"idempotencyKeyResource": "k"}',
+        '{"x": "a", "_metadata": {"idempotencyKeyResource": "k"}}}',
+        "\ufeff{\"x\": \"bom\"}",
+        "null", "true", "1", '"s"', "[1, 2]", "[]", "", "   ", "not json", None,
+        "{'x': 'python'}", '{"x": "a"}\n{"x": "b"}',
+    ]
+    return rows
+
+
+def test_adversarial_payloads(monkeypatch):
+    payloads = adversarial_payloads()
+    both(raw_rows(payloads), SCHEMA, monkeypatch)
+    # each twice in a row, and the whole list reversed: shapes seeded by other rows
+    doubled = [p for p in payloads for _ in range(2)]
+    both(raw_rows(doubled + doubled[::-1]), SCHEMA, monkeypatch)
+
+
+def _random_value(rng: random.Random, depth: int):
+    kind = rng.random()
+    if kind < 0.35:
+        alphabet = string.ascii_letters + string.digits + ' -_:."\\/\u00e9\u65e5\U0001f680\t'
+        return "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 20)))
+    if kind < 0.5:
+        return rng.randrange(-10**rng.randrange(1, 25), 10**rng.randrange(1, 25))
+    if kind < 0.7:
+        x = rng.uniform(-1, 1) * 10 ** rng.randrange(-8, 18)
+        return round(x, rng.randrange(0, 12)) if rng.random() < 0.6 else x
+    if kind < 0.78:
+        return rng.choice([True, False, None])
+    if kind < 0.88 and depth < 3:
+        return {_random_key(rng): _random_value(rng, depth + 1)
+                for _ in range(rng.randrange(0, 4))}
+    if kind < 0.92:
+        return [_random_value(rng, depth + 1) for _ in range(rng.randrange(0, 3))] \
+            if depth < 3 else "leaf"
+    return rng.choice(["", "x", "null", "1.50"])
+
+
+def _random_key(rng: random.Random) -> str:
+    return rng.choice(["a", "b", "A", "userId", "userid", "a_b", "x.y", "message_id", "1st",
+                       "caf\u00e9", "", "k" * 3, "deep", "n", "s"])
+
+
+def _refresh(rng: random.Random, value):
+    """A new value of the same JSON kind (the same shape, other values)."""
+    if isinstance(value, dict):
+        return {k: _refresh(rng, v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_random_value(rng, 3) for _ in value]
+    if isinstance(value, bool) or value is None:
+        return rng.choice([True, False]) if isinstance(value, bool) else None
+    if isinstance(value, int):
+        return rng.randrange(-10**rng.randrange(1, 22), 10**rng.randrange(1, 22))
+    if isinstance(value, float):
+        x = rng.uniform(-1, 1) * 10 ** rng.randrange(-7, 17)
+        return round(x, rng.randrange(0, 8)) if rng.random() < 0.8 else x
+    alphabet = string.ascii_letters + " -_:./\u00e9\u65e5\U0001f680"
+    if rng.random() < 0.05:
+        alphabet += '"\\\t'
+    return "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 30)))
+
+
+def random_payloads(seed: int, n: int) -> list[str]:
+    """A few random templates, each repeated with fresh values (as a serializer would)."""
+    rng = random.Random(seed)
+    templates = []
+    for _ in range(6):
+        template = {_random_key(rng): _random_value(rng, 1) for _ in range(rng.randrange(1, 6))}
+        separators = rng.choice([(",", ":"), (", ", ": "), (",", ": ")])
+        templates.append((template, separators, rng.random() < 0.3))
+    payloads = []
+    for i in range(n):
+        template, separators, ascii_only = templates[i % len(templates)]
+        obj = _refresh(rng, template) if rng.random() < 0.9 else \
+            {_random_key(rng): _random_value(rng, 1) for _ in range(3)}
+        obj["_metadata"] = {"idempotencyKeyResource": f"k{i}" if rng.random() < 0.95 else ""}
+        payloads.append(json.dumps(obj, separators=separators, ensure_ascii=ascii_only))
+    return payloads
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_payloads(seed, monkeypatch):
+    payloads = random_payloads(seed, 1500)
+    both(raw_rows(payloads), SCHEMA, monkeypatch)
+    random.Random(seed).shuffle(payloads)
+    both(raw_rows(payloads), SCHEMA, monkeypatch)
+
+
+def test_scalar_only_shapes_are_taken_and_numbers_match(monkeypatch):
+    """Rows of one serializer, every value a number, bool or null: mostly vectorised, and
+    every number text identical to the per-row path (shortest round-trip rule)."""
+    rng = random.Random(5)
+    payloads = []
+    for i in range(4000):
+        x = rng.uniform(-1, 1) * 10 ** rng.randrange(-6, 17)
+        values = {
+            "t": round(x, rng.randrange(0, 10)),
+            "raw": x if rng.random() < 0.1 else round(x, 3),  # 17 digits: per-row path
+            "i": rng.randrange(-10**18, 10**18),
+            "b": rng.random() < 0.5,
+            "z": None if rng.random() < 0.5 else 0.0,
+        }
+        values["_metadata"] = {"idempotencyKeyResource": f"k{i}"}
+        payloads.append(json.dumps(values, separators=(",", ":")))
+    both(raw_rows(payloads), SCHEMA, monkeypatch)
+    assert shaped_share(payloads) > 0.5
+
+
+def test_canonical_float_texts_are_their_own_shortest_form():
+    rng = np.random.default_rng(3)
+    values = np.concatenate([
+        rng.uniform(-1, 1, 20_000) * 10.0 ** rng.integers(-5, 17, 20_000),
+        np.round(rng.uniform(-1000, 1000, 20_000), rng.integers(0, 12)),
+    ])
+    for value in values.tolist():
+        text = repr(value)
+        if "e" in text or len(text) > 16 or text.lstrip("-").startswith("0.0000"):
+            continue
+        assert float_text(float(text)) == text
+
+
+def test_chunked_sliced_and_large_string_inputs(monkeypatch):
+    bodies = stream_bodies(StreamConfig(topic="events", records=900, drift=50, malformed=30),
+                           seed=4)
+    raw = raw_rows(bodies)
+    chunked = pa.concat_tables([raw.slice(0, 300), raw.slice(300, 1), raw.slice(301)])
+    both(chunked, SCHEMA, monkeypatch)
+    both(raw.slice(17, 500), SCHEMA, monkeypatch)
+    large = raw.set_column(2, "json_payload", raw.column("json_payload").cast(pa.large_string()))
+    both(large, SCHEMA, monkeypatch)
+    fast = flatten.flatten_raw(raw, SCHEMA)
+    parallel = flatten.flatten_raw(raw, SCHEMA, workers=2)
+    assert parallel.rows.equals(fast.rows) and parallel.errors.equals(fast.errors)
