@@ -51,6 +51,8 @@ _PADDING = 24
 #: caches while every fixed piece and value slot is swept (measured: 2 MiB ~2x faster than 16)
 BLOCK_BYTES = 2 << 20
 MAX_NEW_SHAPES_PER_BLOCK = 32
+MAX_KNOWN_TRIES_PER_BLOCK = 8  # per quote count: more shapes than this are a rare mix
+MAX_SHAPES_PER_QUOTE_COUNT = 32
 MAX_FAILED_SEEDS_PER_GROUP = 4
 _WS = b" \t\n\r"
 _LITERAL_END = b",]} \t\n\r"
@@ -99,10 +101,9 @@ class Piece:
 class Slot:
     path: tuple[str, ...]
     literal: bool
-    #: string: the index of its opening quote; literal: the pieces before and after it
-    quote: int = -1
-    before: int = -1
-    after: int = -1
+    #: the pieces before and after the value
+    before: int
+    after: int
 
 
 @dataclass
@@ -225,11 +226,8 @@ def build_shape(text: bytes, namer: Callable[[tuple], str]) -> Shape:
             raise Unsupported("unanchored piece")
         pieces.append(Piece(anchor, offset, buf[start:end].copy()))
     slots = []
-    for k, (start, _, path, literal) in enumerate(regions):
-        if literal:
-            slots.append(Slot(path, True, before=k, after=k + 1))
-        else:
-            slots.append(Slot(path, False, quote=quote_index[start - 1]))
+    for k, (_, _, path, literal) in enumerate(regions):
+        slots.append(Slot(path, literal, before=k, after=k + 1))
     return Shape(len(quote_at), pieces, slots, names)
 
 
@@ -368,7 +366,10 @@ class ShapeMatcher:
         for count in groups[np.argsort(-sizes, kind="stable")]:
             count = int(count)
             rows = np.flatnonzero((qcount == count) & ~assigned)
-            for shape in self.shapes.get(count, []):
+            known = self.shapes.get(count, [])
+            known.sort(key=lambda shape: -shape.rows)  # the most productive first
+            del known[MAX_SHAPES_PER_QUOTE_COUNT:]
+            for shape in known[:MAX_KNOWN_TRIES_PER_BLOCK]:
                 if not len(rows):
                     break
                 hit = self._match(shape, ctx, rows, add, base)
@@ -432,7 +433,7 @@ class ShapeMatcher:
                 ok[:] = False
                 continue
             # a start beyond the data cannot fit (checked above); clipped, reads stay inside
-            at = np.clip(start, 0, size - length)
+            at = np.minimum(np.maximum(start, 0), size - length)
             for word, mask in zip(piece.words, piece.masks, strict=True):
                 value = ctx.words[at]
                 if mask != _FULL:
@@ -441,13 +442,15 @@ class ShapeMatcher:
                 at = at + 8
         ok &= piece_start[0] == row_start
         ok &= piece_start[-1] + len(shape.pieces[-1].data) == row_end
-        lit_bounds = []
+        # a value lies between the pieces around it; a string's pieces end and start with
+        # its quotes (consecutive quotes of the row), a literal is not empty
+        bounds = []
         for slot in shape.slots:
+            begin = piece_start[slot.before] + len(shape.pieces[slot.before].data)
+            end = piece_start[slot.after]
             if slot.literal:
-                begin = piece_start[slot.before] + len(shape.pieces[slot.before].data)
-                end = piece_start[slot.after]
                 ok &= end > begin
-                lit_bounds.append((begin, end))
+            bounds.append((begin, end))
         if not ok.any():
             return np.zeros(0, dtype=np.int64)
         keep = np.flatnonzero(ok)
@@ -455,8 +458,8 @@ class ShapeMatcher:
         literals = [k for k, s in enumerate(shape.slots) if s.literal]
         if literals:
             lit_ok = np.ones(len(keep), dtype=bool)
-            for k, (begin, end) in zip(literals, lit_bounds, strict=True):
-                b, e = begin[keep], end[keep]
+            for k in literals:
+                b, e = bounds[k][0][keep], bounds[k][1][keep]
                 texts = _views(ctx, b, e - b)
                 values[k], good = _literal_text(texts)
                 lit_ok &= good
@@ -469,9 +472,9 @@ class ShapeMatcher:
                 return np.zeros(0, dtype=np.int64)
         strings = [k for k, s in enumerate(shape.slots) if not s.literal]
         if strings:
-            opens = np.stack([quote(shape.slots[k].quote)[keep] for k in strings])
-            closes = np.stack([quote(shape.slots[k].quote + 1)[keep] for k in strings])
-            texts = _views(ctx, (opens + 1).ravel(), (closes - opens - 1).ravel())
+            begins = np.stack([bounds[k][0][keep] for k in strings]).ravel()
+            ends = np.stack([bounds[k][1][keep] for k in strings]).ravel()
+            texts = _views(ctx, begins, ends - begins)
             m = len(keep)
             for j, k in enumerate(strings):
                 values[k] = texts.slice(j * m, m)
