@@ -18,15 +18,16 @@ def stack_settings(tmp_path_factory) -> Settings:
     return Settings(home=tmp_path_factory.mktemp("leanops-home"))
 
 
-# Package scope: the stack's moto runs in this process, and tests elsewhere that use moto's
-# `mock_aws` reset its state; the stack must be stopped before they run.
-@pytest.fixture(scope="package")
+# Module scope: the stack's moto runs in this process, and tests elsewhere that use moto's
+# `mock_aws` reset its state; the stack must be stopped before they run (a package scope
+# without __init__.py files is the session).
+@pytest.fixture(scope="module")
 def stack(stack_settings):
     with LocalStack(stack_settings, topics=()) as running:
         yield running
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def catalog(stack_settings, stack):
     return open_catalog(stack_settings)
 
