@@ -196,12 +196,16 @@ class Pieces:
         self.values.setdefault(name, []).append(values)
         self.positions.setdefault(name, []).append(positions)
 
-    def column(self, name: str, count: int) -> pa.Array:
-        values = pa.concat_arrays(self.values[name]) if len(self.values[name]) > 1 \
-            else self.values[name][0]
+    def column(self, name: str, count: int) -> pa.Array | pa.ChunkedArray:
+        """The column of ``count`` rows (a chunked array when its pieces are the rows in
+        order: no copy)."""
         positions = np.concatenate(self.positions[name])
         if len(positions) == count and np.array_equal(positions, np.arange(count)):
-            return values
+            if len(self.values[name]) == 1:
+                return self.values[name][0]
+            return pa.chunked_array(self.values[name], pa.string())
+        values = pa.concat_arrays(self.values[name]) if len(self.values[name]) > 1 \
+            else self.values[name][0]
         index = np.full(count, -1, dtype=np.int64)
         index[positions] = np.arange(len(positions), dtype=np.int64)
         return values.take(pa.array(index, mask=index < 0))
