@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
-
 import click
 
-# Each module exposes ``register(group)``; one module per concern keeps this file stable.
-_COMMAND_MODULES = ("ingest", "schema", "pipeline")
+from leanops_dagster.cli import ingest, pipeline, schema
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,11 +15,6 @@ def main() -> None:
     """
 
 
-for _name in _COMMAND_MODULES:
-    try:
-        _module = importlib.import_module(f"{__name__}.{_name}")
-    except ModuleNotFoundError as exc:  # a concern not yet in this checkout
-        if exc.name != f"{__name__}.{_name}":
-            raise
-        continue
+# Each module owns its commands (ingestion, schemas, the Dagster side).
+for _module in (ingest, schema, pipeline):
     _module.register(main)
