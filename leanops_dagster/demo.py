@@ -35,33 +35,15 @@ def _start_daemon(settings: Settings) -> subprocess.Popen:
 def pending_work(settings: Settings, topics: list[str]) -> dict[str, str]:
     """Topics whose Standardized or Curated watermark is behind its upstream table."""
     from leanops_dagster.iceberg.catalog import open_catalog
-    from leanops_dagster.iceberg.watermarks import appended_snapshots_since, read_watermark
-    from leanops_dagster.pipeline.curate import STD_WATERMARK
     from leanops_dagster.pipeline.layout import TopicTables
-    from leanops_dagster.pipeline.standardize import RAW_WATERMARK
+    from leanops_dagster.pipeline.status import oldest_pending
 
     catalog = open_catalog(settings)
-    behind: dict[str, str] = {}
-    for topic in topics:
-        tables = TopicTables(topic, settings.namespace_prefix)
-        if not catalog.table_exists(tables.raw):
-            continue
-        raw = catalog.load_table(tables.raw)
-        if not catalog.table_exists(tables.standardized):
-            behind[topic] = "standardized not created"
-            continue
-        std = catalog.load_table(tables.standardized)
-        if appended_snapshots_since(raw, read_watermark(std, RAW_WATERMARK)):
-            behind[topic] = "standardized behind RAW"
-            continue
-        cur_wm = (
-            read_watermark(catalog.load_table(tables.curated), STD_WATERMARK)
-            if catalog.table_exists(tables.curated) else None
-        )
-        if any(s.summary and s.summary.get("added-records", "0") != "0"
-               for s in appended_snapshots_since(std, cur_wm)):
-            behind[topic] = "curated behind standardized"
-    return behind
+    behind = {
+        topic: oldest_pending(catalog, TopicTables(topic, settings.namespace_prefix))
+        for topic in topics
+    }
+    return {topic: f"{p.layer} behind" for topic, p in behind.items() if p is not None}
 
 
 def wait_for_pipeline(

@@ -7,11 +7,9 @@ import dagster as dg
 
 from leanops_dagster import accountability
 from leanops_dagster.assets.keys import CURATED, RAW_STAGING, STANDARDIZED
-from leanops_dagster.iceberg.watermarks import appended_snapshots_since, read_watermark
 from leanops_dagster.partitions import topic_partitions
-from leanops_dagster.pipeline.curate import STD_WATERMARK
 from leanops_dagster.pipeline.layout import TopicTables
-from leanops_dagster.pipeline.standardize import RAW_WATERMARK
+from leanops_dagster.pipeline.status import oldest_pending
 from leanops_dagster.resources.catalog import IcebergCatalogResource
 from leanops_dagster.resources.ingestion import IngestionCountsResource
 from leanops_dagster.resources.pipeline import PipelineConfigResource
@@ -115,17 +113,8 @@ def curated_freshness(
     now_ms = dt.datetime.now(dt.UTC).timestamp() * 1000
     lags: dict[str, float] = {}
     for topic in _topics(context):
-        tables = TopicTables(topic, catalog.namespace_prefix)
-        if not iceberg.table_exists(tables.raw):
-            continue
-        raw = iceberg.load_table(tables.raw)
-        std = iceberg.load_table(tables.standardized) if iceberg.table_exists(
-            tables.standardized) else None
-        pending = appended_snapshots_since(raw, read_watermark(std, RAW_WATERMARK) if std else None)
-        if not pending and std is not None and iceberg.table_exists(tables.curated):
-            cur = iceberg.load_table(tables.curated)
-            pending = appended_snapshots_since(std, read_watermark(cur, STD_WATERMARK))
-        lags[topic] = (now_ms - pending[0].timestamp_ms) / 60_000 if pending else 0.0
+        pending = oldest_pending(iceberg, TopicTables(topic, catalog.namespace_prefix))
+        lags[topic] = (now_ms - pending.oldest.timestamp_ms) / 60_000 if pending else 0.0
     worst = max(lags.values(), default=0.0)
     return dg.AssetCheckResult(
         passed=worst <= pipeline.freshness_minutes,

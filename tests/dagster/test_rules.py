@@ -312,3 +312,17 @@ def test_curated_commit_carries_watermark_and_totals_in_one_snapshot(catalog, de
         std.current_snapshot().snapshot_id)
     assert (summary["leanops.total.updated"], summary["leanops.total.superseded"]) == ("1", "1")
     assert (cur.updated, cur.superseded) == (1, 1)
+
+
+def test_pending_work_is_reported_per_layer(catalog, deployed):
+    from leanops_dagster.pipeline.status import oldest_pending
+
+    assert oldest_pending(catalog, TABLES) is None  # no RAW yet
+    first = append_raw(catalog, [raw_row("m1", event("k1"))])
+    append_raw(catalog, [raw_row("m2", event("k2"))])
+    pending = oldest_pending(catalog, TABLES)
+    assert (pending.layer, pending.oldest.snapshot_id) == ("standardized", first)
+    standardize_topic(catalog, TABLES, deployed.load("events"))
+    assert oldest_pending(catalog, TABLES).layer == "curated"
+    curate_topic(catalog, TABLES, deployed.load("events"), pii_key=KEY)
+    assert oldest_pending(catalog, TABLES) is None
