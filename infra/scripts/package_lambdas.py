@@ -4,8 +4,12 @@ One zip serves the three functions (``sqs_processor``, ``dlq_processor``, ``circ
 Terraform points each function's handler into it. The zip holds, at its root:
 
 - the ``ingestion_lambdas/`` package of this repository (``*.py`` only), and
-- ``aws-lambda-powertools`` with its dependencies, at the exact versions of ``uv.lock``,
-  installed from wheels whose sha256 must match the lock (``--require-hashes``).
+- ``aws-lambda-powertools`` with its dependencies, and ``orjson`` (the handlers' optional fast
+  JSON codec), at the exact versions of ``uv.lock``, installed from wheels whose sha256 must
+  match the lock (``--require-hashes``). orjson is a compiled wheel: the one for the functions'
+  runtime and architecture (CPython 3.12, manylinux aarch64 = ``arm64``) is installed. On any
+  other architecture its import fails and the handlers fall back to the std-lib ``json``
+  (same records, slower).
 
 boto3 / botocore / s3transfer are not packaged: the Lambda Python runtime provides them.
 
@@ -39,10 +43,13 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUTPUT = REPO_ROOT / "infra" / "terraform" / ".build" / "lambdas.zip"
 SOURCE_PACKAGE = "ingestion_lambdas"
-ROOT_REQUIREMENT = "aws-lambda-powertools"
+ROOT_REQUIREMENTS = ("aws-lambda-powertools", "orjson")
 # Provided by the AWS Lambda Python runtime.
 RUNTIME_PROVIDED = frozenset({"boto3", "botocore", "s3transfer"})
 PYTHON_VERSION = "3.12"  # the functions' runtime (modules/compute: runtime = python3.12)
+# The functions' architecture (modules/compute: architecture = arm64), for compiled wheels.
+UV_PLATFORM = "aarch64-manylinux_2_17"
+PIP_PLATFORMS = ("manylinux_2_17_aarch64", "manylinux2014_aarch64")
 FIXED_DATE = (1980, 1, 1, 0, 0, 0)
 FILE_MODE = 0o644 << 16
 # Installer-specific files that would make two builds differ.
@@ -54,11 +61,11 @@ def _normalize(name: str) -> str:
 
 
 def locked_requirements(lock_path: Path = REPO_ROOT / "uv.lock") -> list[str]:
-    """``name==version --hash=...`` lines of powertools and its dependencies, from uv.lock."""
+    """``name==version --hash=...`` lines of powertools, orjson and their dependencies."""
     lock = tomllib.loads(lock_path.read_text())
     packages = {_normalize(p["name"]): p for p in lock["package"]}
     wanted: list[str] = []
-    stack = [_normalize(ROOT_REQUIREMENT)]
+    stack = [_normalize(name) for name in ROOT_REQUIREMENTS]
     while stack:
         name = stack.pop()
         if name in wanted or name in RUNTIME_PROVIDED:
@@ -97,6 +104,8 @@ def install_dependencies(target: Path, requirements: Iterable[str]) -> None:
             str(target),
             "--python-version",
             PYTHON_VERSION,
+            "--python-platform",
+            UV_PLATFORM,
             *common,
         ]
     else:
@@ -112,9 +121,10 @@ def install_dependencies(target: Path, requirements: Iterable[str]) -> None:
             "--python-version",
             PYTHON_VERSION,
             "--implementation",
-            "py",
-            "--platform",
-            "any",
+            "cp",
+            "--abi",
+            "cp" + PYTHON_VERSION.replace(".", ""),
+            *(arg for platform in PIP_PLATFORMS for arg in ("--platform", platform)),
             *common,
         ]
     try:

@@ -12,8 +12,7 @@ delivered nor otherwise handled: a message is never reported processed unless de
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -21,8 +20,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from ingestion_lambdas.common.firehose import DeliveryReport
 
 
-@dataclass(frozen=True, slots=True)
-class ForFirehose:
+class ForFirehose(NamedTuple):
     """A record handler's result: ``data`` still has to reach Firehose."""
 
     data: bytes
@@ -55,10 +53,19 @@ class FirehoseBatchProcessor(BatchProcessor):
         self.undelivered = []
         self.delivery = None
 
-    def success_handler(self, record, result: Any):
-        if isinstance(result, ForFirehose):
-            self.pending.append((record, result))
-        return super().success_handler(record, result)
+    def process(self) -> list[tuple]:
+        """Powertools' per-record loop; then collect the successes that still need Firehose.
+
+        One pass over the ``("success", result, record)`` entries after the loop instead of an
+        overridden ``success_handler`` call per record (the per-record path stays powertools').
+        """
+        results = super().process()
+        self.pending = [
+            (entry[2], entry[1])
+            for entry in results
+            if entry and entry[0] == "success" and type(entry[1]) is ForFirehose
+        ]
+        return results
 
     def _clean(self) -> None:
         self._flush()

@@ -64,6 +64,10 @@ def chunk_indices(
     A single record larger than ``max_bytes`` gets a chunk of its own (callers reject records
     above Firehose's per-record limit before delivery, which is far below ``max_bytes``).
     """
+    if len(sizes) <= max_records and sum(sizes) <= max_bytes:
+        if sizes:
+            yield list(range(len(sizes)))  # the common case: one call takes everything
+        return
     chunk: list[int] = []
     chunk_bytes = 0
     for index, size in enumerate(sizes):
@@ -118,7 +122,7 @@ def deliver(
 ) -> DeliveryReport:
     """Put ``records`` to ``stream_name``; report which indices were not delivered."""
     report = DeliveryReport()
-    sizes = [len(r) for r in records]
+    sizes = list(map(len, records))
     for chunk in chunk_indices(sizes, max_records=max_batch_records, max_bytes=max_batch_bytes):
         _deliver_chunk(
             firehose, stream_name, records, chunk, report,
@@ -150,7 +154,8 @@ def _deliver_chunk(
         report.calls += 1
         try:
             response = firehose.put_record_batch(
-                DeliveryStreamName=stream_name, Records=[{"Data": records[i]} for i in pending]
+                DeliveryStreamName=stream_name,
+                Records=[{"Data": data} for data in map(records.__getitem__, pending)],
             )
         except Exception as exc:  # a whole call failed
             message = f"{_error_code(exc) or type(exc).__name__}: {exc}"

@@ -22,6 +22,7 @@ Accountability per topic and invocation:
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -42,7 +43,7 @@ from ingestion_lambdas.common.config import Config, get_config
 from ingestion_lambdas.common.firehose import deliver
 from ingestion_lambdas.common.raw_record import (
     InvalidQueueNameError,
-    build_raw_record,
+    RawRecordBuilder,
     format_ts,
     queue_name_from_arn,
     topic_from_queue_name,
@@ -134,6 +135,8 @@ def process_batch(
     topics: dict[str, str | None] = {}
     counts: dict[str, TopicCounts] = {}
     invalid_queues: set[str] = set()
+    # Per event source queue: (topic or None, its counts, its record builder), resolved once.
+    sources: dict[str, tuple[str | None, TopicCounts, RawRecordBuilder | None]] = {}
 
     def topic_of(arn: str) -> str | None:
         try:
@@ -160,14 +163,22 @@ def process_batch(
             found = counts[key] = TopicCounts()
         return found
 
+    def source_of(arn: str) -> tuple[str | None, TopicCounts, RawRecordBuilder | None]:
+        topic = topic_of(arn)
+        builder = RawRecordBuilder(topic, ingestion_ts) if topic is not None else None
+        found = sources[arn] = (topic, counts_for(topic), builder)
+        return found
+
     def record_handler(record: SQSRecord) -> ForFirehose | None:
         raw = record.raw_event
         arn = raw.get("eventSourceARN", "")
-        topic = topic_of(arn)
-        tally = counts_for(topic)
+        try:
+            topic, tally, builder = sources[arn]
+        except KeyError:
+            topic, tally, builder = source_of(arn)
         tally.received += 1
         sqs_message_id = raw["messageId"]
-        if topic is None:
+        if builder is None:
             send_to_dlq(
                 sqs, config.require("dlq_url"), raw, topic=None,
                 reason=c.REASON_INVALID_QUEUE_NAME, error_class=c.ERROR_INVALID_QUEUE_NAME,
@@ -175,12 +186,8 @@ def process_batch(
             )
             tally.sent_to_dlq += 1
             return None
-        rec = build_raw_record(
-            body=raw.get("body", ""),
-            sqs_message_id=sqs_message_id,
-            sent_timestamp=(raw.get("attributes") or {}).get("SentTimestamp"),
-            topic=topic,
-            ingestion_ts=ingestion_ts,
+        rec = builder.build(
+            raw.get("body", ""), sqs_message_id, (raw.get("attributes") or {}).get("SentTimestamp")
         )
         if len(rec.data) > c.FIREHOSE_MAX_RECORD_BYTES:
             send_to_dlq(
@@ -203,6 +210,7 @@ def process_batch(
                 extra={"topic": topic, "message_id": rec.message_id,
                        "sqs_message_id": sqs_message_id, "error_class": rec.error_class},
             )
+        tally.delivered += 1  # provisional: the undelivered are subtracted after the put
         return ForFirehose(rec.data, topic)
 
     processor = FirehoseBatchProcessor(
@@ -218,16 +226,12 @@ def process_batch(
         event=event, record_handler=record_handler, processor=processor
     )
 
-    undelivered_ids = set()
     for raw, item, error in processor.undelivered:
-        undelivered_ids.add(raw["messageId"])
+        counts_for(item.topic).delivered -= 1
         logger.error(
             "record not delivered to Firehose; reported as a batch item failure",
             extra={"topic": item.topic, "sqs_message_id": raw["messageId"], "error": error},
         )
-    for raw, item in processor.pending:
-        if raw["messageId"] not in undelivered_ids:
-            counts_for(item.topic).delivered += 1
     for failed in processor.fail_messages:
         counts_for(topics.get(failed.raw_event.get("eventSourceARN", ""))).failed += 1
     for failure, exc_info in zip(processor.fail_messages, processor.exceptions, strict=False):
@@ -242,13 +246,14 @@ def process_batch(
         counts=counts,
         firehose_calls=processor.delivery.calls if processor.delivery else 0,
     )
-    logger.info(
-        "batch processed",
-        extra={"records": len(event.get("Records") or []),
-               "batch_item_failures": len(response.get("batchItemFailures", [])),
-               "firehose_calls": outcome.firehose_calls,
-               "counts": {t: asdict(v) for t, v in counts.items()}},
-    )
+    if logger.isEnabledFor(logging.INFO):  # one line per invocation; skip building it if off
+        logger.info(
+            "batch processed",
+            extra={"records": len(event.get("Records") or []),
+                   "batch_item_failures": len(response.get("batchItemFailures", [])),
+                   "firehose_calls": outcome.firehose_calls,
+                   "counts": {t: asdict(v) for t, v in counts.items()}},
+        )
     return outcome
 
 

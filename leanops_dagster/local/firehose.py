@@ -39,6 +39,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter, methodcaller
 from pathlib import Path
 from typing import Literal
 
@@ -79,6 +80,9 @@ _DLQ_ARROW = DLQ_ERRORS_SCHEMA.as_arrow()
 _DLQ_READ = pa.schema([f.with_nullable(True) for f in _DLQ_ARROW])
 _BACKPRESSURE = 4  # a put waits for delivery once the buffer holds 4 x size_mib
 _READ_OPTIONS = pj.ReadOptions(block_size=64 << 20, use_threads=True)
+_DATA = itemgetter("Data")
+_ENDS_WITH_NEWLINE = methodcaller("endswith", b"\n")
+_RECORD_ID = "{:056d}".format
 
 
 @dataclass(frozen=True)
@@ -207,13 +211,20 @@ class LocalFirehose:
     # --- boto3 surface ---------------------------------------------------------------
     def put_record_batch(self, *, DeliveryStreamName: str, Records: list[dict]) -> dict:
         """Same contract as ``boto3.client("firehose").put_record_batch``."""
-        datas = [d.encode() if isinstance(d, str) else d for d in (r["Data"] for r in Records)]
+        datas = list(map(_DATA, Records))
+        if str in set(map(type, datas)):
+            datas = [d.encode() if isinstance(d, str) else d for d in datas]
         self._check_call(DeliveryStreamName, datas, "PutRecordBatch")
         blob = b"\x00".join(datas)  # one scan decides whether any record needs a closer look
         rules = [r for r in self.fault_rules if r.marker is None or r.marker.encode() in blob]
-        verdicts: list[FaultRule | None] = (
-            [self._matching_rule(d, rules) for d in datas] if rules else [None] * len(datas)
-        )
+        if not rules:  # the common case: every record is accepted
+            with self._lock:
+                first = self._ids + 1
+                self._ids += len(datas)
+            responses = [{"RecordId": i} for i in map(_RECORD_ID, range(first, first + len(datas)))]
+            self._enqueue(datas, maybe_dlq=_DLQ_TAG in blob)
+            return {"FailedPutCount": 0, "Encrypted": False, "RequestResponses": responses}
+        verdicts = [self._matching_rule(d, rules) for d in datas]
         accepted = [d for d, v in zip(datas, verdicts, strict=True) if v is None]
         failed = len(datas) - len(accepted)
         with self._lock:
@@ -222,7 +233,7 @@ class LocalFirehose:
             self.stats.rejected += failed
         ids = iter(range(first, first + len(accepted)))
         responses = [
-            {"RecordId": f"{next(ids):056d}"} if v is None
+            {"RecordId": _RECORD_ID(next(ids))} if v is None
             else {"ErrorCode": v.error_code, "ErrorMessage": v.error_message}
             for v in verdicts
         ]
@@ -289,15 +300,15 @@ class LocalFirehose:
                 f"Member must have length between 1 and {constants.FIREHOSE_MAX_BATCH_RECORDS}",
                 operation,
             )
-        total = 0
-        for size in map(len, records):
-            if size > constants.FIREHOSE_MAX_RECORD_BYTES:
-                raise _client_error(
-                    "ValidationException",
-                    f"Record size {size} exceeds {constants.FIREHOSE_MAX_RECORD_BYTES} bytes",
-                    operation,
-                )
-            total += size
+        sizes = list(map(len, records))
+        if max(sizes) > constants.FIREHOSE_MAX_RECORD_BYTES:
+            size = next(n for n in sizes if n > constants.FIREHOSE_MAX_RECORD_BYTES)
+            raise _client_error(
+                "ValidationException",
+                f"Record size {size} exceeds {constants.FIREHOSE_MAX_RECORD_BYTES} bytes",
+                operation,
+            )
+        total = sum(sizes)
         if total > constants.FIREHOSE_MAX_BATCH_BYTES:
             raise _client_error(
                 "InvalidArgumentException",
@@ -314,7 +325,8 @@ class LocalFirehose:
         return None
 
     def _enqueue(self, records: list[bytes], maybe_dlq: bool = True) -> None:
-        records = [d if d.endswith(b"\n") else d + b"\n" for d in records]
+        if not all(map(_ENDS_WITH_NEWLINE, records)):
+            records = [d if d.endswith(b"\n") else d + b"\n" for d in records]
         size = sum(map(len, records))
         if maybe_dlq:
             staging, dlq = [], []

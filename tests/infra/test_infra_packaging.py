@@ -45,6 +45,7 @@ def test_locked_requirements_pin_powertools_with_hashes(packaging):
     lines = packaging.locked_requirements()
     names = [line.split("==")[0] for line in lines]
     assert "aws-lambda-powertools" in names
+    assert "orjson" in names  # the handlers' optional fast JSON codec
     assert not {"boto3", "botocore", "s3transfer"} & set(names)  # the runtime provides them
     assert all("--hash=sha256:" in line for line in lines)
 
@@ -55,6 +56,8 @@ def test_zip_has_the_package_and_powertools_at_its_root(built_zip):
     for handler in HANDLERS:
         assert handler.replace(".", "/") + ".py" in names
     assert "aws_lambda_powertools/__init__.py" in names
+    # orjson's compiled module for the functions' runtime and architecture (python3.12, arm64)
+    assert "orjson/orjson.cpython-312-aarch64-linux-gnu.so" in names
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
     assert not any(n.startswith(("tests/", "leanops_dagster/")) for n in names)
 
@@ -82,6 +85,10 @@ def test_handlers_import_from_the_zip_alone(built_zip):
         "    assert module.__file__.startswith(sys.argv[1]), module.__file__\n"
         "import aws_lambda_powertools\n"
         "assert aws_lambda_powertools.__file__.startswith(sys.argv[1])\n"
+        # Here the zip's arm64 orjson cannot load: the handlers fall back to the std-lib json.
+        "from ingestion_lambdas.common import raw_record\n"
+        "assert raw_record.build_raw_record(body='{}', sqs_message_id='m', sent_timestamp=None,"
+        " topic='t', ingestion_ts='2026-01-19T00:00:00.000000Z').error_class is None\n"
     )
     env = {**os.environ, "PYTHONPATH": str(built_zip), "AWS_DEFAULT_REGION": "us-east-1"}
     result = subprocess.run(  # fixed argv, no shell

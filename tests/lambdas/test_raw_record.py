@@ -150,3 +150,56 @@ def test_encoding_equals_json_dumps(body):
            "publish_time": SENT_ISO, "ingestion_ts": INGESTED}
     expected = json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n"
     assert encode_raw_record(*row.values()) == expected.encode()
+
+
+# --- the fast paths (orjson, UTC ISO strings) give exactly the std-lib results ---------------
+def test_orjson_encoding_equals_the_stdlib_for_every_code_point():
+    from ingestion_lambdas.common import raw_record
+
+    if raw_record._fast_dumps is None:
+        pytest.skip("orjson not installed")
+    every = "".join(chr(i) for i in range(0x110000) if not 0xD800 <= i <= 0xDFFF)
+    args = ("m\"1", "events", every, SENT_ISO, INGESTED)
+    assert encode_raw_record(*args) == raw_record._encode_raw_record_stdlib(*args)
+    lone = '{"a": "\ud800"}'  # a lone surrogate: orjson refuses it, the std-lib path writes it
+    assert encode_raw_record("m", "events", lone, SENT_ISO, INGESTED) == (
+        raw_record._encode_raw_record_stdlib("m", "events", lone, SENT_ISO, INGESTED)
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "error_class"),
+    [
+        ('{"a": NaN, "_metadata": {"messageId": "p-1"}}', None),  # std-lib accepts NaN
+        ("Infinity", "NOT_JSON_OBJECT"),
+        ('{"a": "\\ud800"}', None),  # lone surrogate escape: std-lib accepts it
+        ('{"a": 123456789012345678901234567890}', None),
+        ('{"a": 1, "a": 2}', None),
+        ('{"a": 1,}', "MALFORMED_JSON"),
+    ],
+)
+def test_classification_is_the_stdlibs(body, error_class, monkeypatch):
+    from ingestion_lambdas.common import raw_record
+
+    fast = build(body)
+    monkeypatch.setattr(raw_record, "_fast_loads", None)
+    monkeypatch.setattr(raw_record, "_fast_dumps", None)
+    stdlib = build(body)
+    assert fast[0].error_class == stdlib[0].error_class == error_class
+    assert fast[0] == stdlib[0]
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["2026-01-19T00:00:00Z", "2026-01-19T00:00:00.1Z", "2026-01-19T00:00:00.123456+00:00",
+     "2026-01-19T00:00:00.226-00:00", "2026-01-19T00:00:00.1234567Z", "2026-02-30T00:00:00Z",
+     "2026-01-19T24:00:00Z", "2026-01-19 00:00:00Z", "2026-01-19T00:00:00,5Z",
+     "2026-W03-1T00:00:00Z", " 2026-01-19T00:00:00Z", "2026-01-19T00:00:00+01:00",
+     "0001-01-01T00:00:00Z", "9999-12-31T23:59:59.999999Z", "2026-01-19T00:00:00.Z",
+     "2026-01-19T00:00:00", 1768816800250, "1768816800250", None, True],
+)
+def test_publish_time_text_equals_parse_then_format(value):
+    from ingestion_lambdas.common.raw_record import publish_time_text
+
+    parsed = parse_publish_time(value)
+    assert publish_time_text(value) == (None if parsed is None else format_ts(parsed))
