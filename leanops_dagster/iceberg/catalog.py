@@ -3,21 +3,43 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
+from pathlib import Path
 
+import pyarrow as pa
 from pyiceberg.catalog import Catalog, load_catalog
 from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError
+from pyiceberg.io.pyarrow import pyarrow_to_schema
 from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
+from pyiceberg.table.name_mapping import MappedField, NameMapping
 
 from leanops_dagster.settings import Settings
 
 
 def open_catalog(settings: Settings) -> Catalog:
-    """Open the catalog; for the embedded default, create ``LEANOPS_HOME`` first."""
-    if settings.catalog_type == "sql" and settings.catalog_config["uri"].startswith("sqlite"):
-        (settings.home / "warehouse").mkdir(parents=True, exist_ok=True)
-    return load_catalog(settings.catalog_name, **settings.catalog_config)
+    """Open the catalog named by settings."""
+    return load_catalog_from_properties(settings.catalog_name, settings.catalog_config)
+
+
+def load_catalog_from_properties(name: str, properties: Mapping[str, str]) -> Catalog:
+    """Open a pyiceberg catalog; for an embedded SQLite catalog, create its folders first."""
+    for key in ("uri", "warehouse"):
+        for prefix in ("sqlite:///", "file://"):
+            value = properties.get(key, "")
+            if value.startswith(prefix):
+                folder = Path(value.removeprefix(prefix))
+                (folder.parent if key == "uri" else folder).mkdir(parents=True, exist_ok=True)
+    return load_catalog(name, **properties)
+
+
+def schema_from_arrow(arrow_schema: pa.Schema) -> Schema:
+    """An Iceberg schema for a new table, field ids assigned in column order."""
+    mapping = NameMapping(
+        [MappedField(field_id=i + 1, names=[f.name]) for i, f in enumerate(arrow_schema)]
+    )
+    return pyarrow_to_schema(arrow_schema, name_mapping=mapping)
 
 
 def ensure_namespace(catalog: Catalog, namespace: str) -> None:

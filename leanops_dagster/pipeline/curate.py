@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
 from pyiceberg.expressions import EqualTo
 
-from leanops_dagster.iceberg.catalog import ensure_table
+from leanops_dagster.iceberg.catalog import ensure_table, schema_from_arrow
 from leanops_dagster.iceberg.commit import retry_commit
 from leanops_dagster.iceberg.merge import MergeStats, curated_partition_spec, merge_lifo
 from leanops_dagster.iceberg.tables import (
@@ -141,7 +141,7 @@ def _curate_once(
     masked = mask.mask_pii(valid.drop_columns(lineage), schema.curated, pii_key)
     winners = dedup.lifo_dedup(masked, key=IDEMPOTENCY_KEY, sequence=schema.curated.sequence)
     if curated is None:
-        iceberg_schema = _iceberg_schema(schema.curated.arrow_schema())
+        iceberg_schema = schema_from_arrow(schema.curated.arrow_schema())
         curated = ensure_table(
             catalog, tables.curated, iceberg_schema, curated_partition_spec(iceberg_schema)
         )
@@ -186,15 +186,6 @@ def _curate_once(
     result.snapshot_id = curated.current_snapshot().snapshot_id  # type: ignore[union-attr]
     return result
 
-
-def _iceberg_schema(arrow_schema: pa.Schema):
-    from pyiceberg.io.pyarrow import pyarrow_to_schema
-    from pyiceberg.table.name_mapping import MappedField, NameMapping
-
-    mapping = NameMapping(
-        [MappedField(field_id=i + 1, names=[f.name]) for i, f in enumerate(arrow_schema)]
-    )
-    return pyarrow_to_schema(arrow_schema, name_mapping=mapping)
 
 
 def _log_new_drift(

@@ -8,7 +8,7 @@ from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.table import Table
 from pyiceberg.transforms import DayTransform
 
-from leanops_dagster.iceberg.catalog import ensure_table
+from leanops_dagster.iceberg.catalog import ensure_table, schema_from_arrow
 from leanops_dagster.pipeline.layout import Identifier
 
 
@@ -27,13 +27,7 @@ def evolve_and_align(
     """Create or evolve ``identifier`` to hold ``rows``' columns; return rows in table order."""
     incoming = _normalise(rows.schema)
     if table is None:
-        from pyiceberg.io.pyarrow import pyarrow_to_schema
-        from pyiceberg.table.name_mapping import MappedField, NameMapping
-
-        mapping = NameMapping(
-            [MappedField(field_id=i + 1, names=[f.name]) for i, f in enumerate(incoming)]
-        )
-        schema = pyarrow_to_schema(incoming, name_mapping=mapping)
+        schema = schema_from_arrow(incoming)
         spec = PartitionSpec()
         if "publish_time" in incoming.names:
             spec = PartitionSpec(

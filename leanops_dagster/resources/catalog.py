@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import dagster as dg
 from pydantic import Field
-from pyiceberg.catalog import Catalog, load_catalog
+from pyiceberg.catalog import Catalog
 from pyiceberg.table import Table
 
 from leanops_dagster import constants
-from leanops_dagster.iceberg.catalog import ensure_namespace
+from leanops_dagster.iceberg.catalog import ensure_namespace, load_catalog_from_properties
 from leanops_dagster.settings import Settings
 
 
@@ -28,13 +28,7 @@ class IcebergCatalogResource(dg.ConfigurableResource):
         )
 
     def load(self) -> Catalog:
-        if self.properties.get("uri", "").startswith("sqlite:///"):
-            from pathlib import Path
-
-            Path(self.properties["uri"].removeprefix("sqlite:///")).parent.mkdir(
-                parents=True, exist_ok=True
-            )
-        catalog = load_catalog(self.catalog_name, **self.properties)
+        catalog = load_catalog_from_properties(self.catalog_name, self.properties)
         for zone in constants.ZONES:
             ensure_namespace(catalog, self.namespace(zone))
         return catalog
