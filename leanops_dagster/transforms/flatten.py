@@ -440,7 +440,13 @@ def _error_table(
     )
     order = pc.sort_indices(idx)
     idx, reasons, details = idx.take(order), reasons.take(order), details.take(order)
-    picked = raw.take(idx)
+    needed = ["message_id", "topic_name", "json_payload", "publish_time", "ingestion_ts"]
+    if snapshot_column and snapshot_column in raw.column_names:
+        needed.append(snapshot_column)
+    # a take on a chunked column concatenates its chunks first, even for zero indices:
+    # with no error rows that would copy every payload of the increment for nothing
+    raw = raw.select(needed)
+    picked = raw.slice(0, 0) if len(idx) == 0 else raw.take(idx)
     snapshot = (
         picked.column(snapshot_column)
         if snapshot_column and snapshot_column in raw.column_names
