@@ -11,7 +11,8 @@ RAW record, one JSON object per Firehose record, newline-terminated::
   messageId.
 - ``json_payload``: the body exactly as received (also when it is not JSON).
 - ``publish_time``: payload ``_metadata.publishTime`` when valid (ISO-8601 *with* an offset, or
-  epoch milliseconds as a number or a string of digits), else the SQS ``SentTimestamp``.
+  epoch milliseconds as a number or a string of digits; either within years 1..9999 in UTC),
+  else the SQS ``SentTimestamp`` (else the invocation time).
 - timestamps: ISO-8601 UTC with microseconds, ``2026-01-19T10:00:00.123456Z``.
 """
 
@@ -138,7 +139,9 @@ def parse_publish_time(value: Any) -> dt.datetime | None:
     """``_metadata.publishTime`` as an aware datetime, or None when absent or invalid.
 
     Valid: epoch milliseconds (int, float or a string of digits) or ISO-8601 with an offset
-    (``Z`` or ``±hh:mm``). A naive ISO string is invalid: its instant is unknown.
+    (``Z`` or ``±hh:mm``). A naive ISO string is invalid: its instant is unknown; so is one whose
+    instant in UTC falls outside 0001-01-01 .. 9999-12-31 (``0001-01-01T00:30:00+01:00``),
+    which no datetime can hold. The result is in UTC.
     """
     if not isinstance(value, str):  # the common case, an ISO string, tested first
         if isinstance(value, bool) or value is None:
@@ -155,7 +158,10 @@ def parse_publish_time(value: Any) -> dt.datetime | None:
         return None
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         return None
-    return parsed
+    try:
+        return parsed.astimezone(_UTC)
+    except OverflowError:  # the offset moves the instant past year 1 or year 9999
+        return None
 
 
 # ISO-8601 in UTC, laid out as RAW wants it but for the fraction's length ("...:00.5Z"): the

@@ -143,6 +143,26 @@ def test_parse_publish_time_requires_an_offset():
 
 
 @pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("0001-01-01T00:30:00+01:00", None),  # 0000-12-31T23:30Z: before year 1
+        ("9999-12-31T23:30:00-01:00", None),  # 10000-01-01T00:30Z: after year 9999
+        ("0001-01-01T01:00:00+01:00", dt.datetime(1, 1, 1, tzinfo=dt.UTC)),
+        ("9999-12-31T22:59:59.999999-01:00", dt.datetime.max.replace(tzinfo=dt.UTC)),
+    ],
+)
+def test_parse_publish_time_outside_the_utc_range_is_invalid(value, expected):
+    assert parse_publish_time(value) == expected
+
+
+@pytest.mark.parametrize("value", ["0001-01-01T00:30:00+01:00", "9999-12-31T23:30:00-01:00"])
+def test_publish_time_outside_the_utc_range_falls_back_to_sent_timestamp(value):
+    rec, row = build(json.dumps({"_metadata": {"messageId": "p-1", "publishTime": value}}))
+    assert row["publish_time"] == SENT_ISO and not rec.publish_time_from_payload
+    assert rec.error_class is None and row["message_id"] == "p-1"
+
+
+@pytest.mark.parametrize(
     "body", ['{"a": "b"}', 'quote " backslash \\ newline \n tab \t', "\x00\x1f ü 🚀 \u2028"]
 )
 def test_encoding_equals_json_dumps(body):
@@ -196,7 +216,9 @@ def test_classification_is_the_stdlibs(body, error_class, monkeypatch):
      "2026-01-19T24:00:00Z", "2026-01-19 00:00:00Z", "2026-01-19T00:00:00,5Z",
      "2026-W03-1T00:00:00Z", " 2026-01-19T00:00:00Z", "2026-01-19T00:00:00+01:00",
      "0001-01-01T00:00:00Z", "9999-12-31T23:59:59.999999Z", "2026-01-19T00:00:00.Z",
-     "2026-01-19T00:00:00", 1768816800250, "1768816800250", None, True],
+     "2026-01-19T00:00:00", 1768816800250, "1768816800250", None, True,
+     "0001-01-01T00:30:00+01:00", "9999-12-31T23:30:00-01:00", "0001-01-01T01:00:00+01:00",
+     "9999-12-31T22:59:59.999999-01:00"],
 )
 def test_publish_time_text_equals_parse_then_format(value):
     from ingestion_lambdas.common.raw_record import publish_time_text

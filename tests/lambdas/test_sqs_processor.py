@@ -51,6 +51,26 @@ def test_every_classification_lands_in_raw_in_one_put():
     assert (counts.received, counts.delivered, counts.malformed, counts.failed) == (4, 4, 2, 0)
 
 
+@pytest.mark.parametrize("publish_time", ["0001-01-01T00:30:00+01:00", "9999-12-31T23:30:00-01:00"])
+def test_publish_time_beyond_the_datetime_range_in_utc_falls_back_to_sent_timestamp(publish_time):
+    # Converting such a publishTime to UTC overflows; it is an invalid publishTime like any
+    # other (SentTimestamp is used), not an error that fails the record into retries and the DLQ.
+    firehose = FakeFirehose()
+    records = [
+        sqs_record(payload("edge", publish_time), message_id="a"),
+        sqs_record(payload("ok", "2026-01-19T11:00:00+01:00"), message_id="b"),
+    ]
+    outcome = process_batch(sqs_event(*records), firehose=firehose, sqs=None, config=config())
+
+    assert outcome.response == {"batchItemFailures": []}
+    rows = {r["message_id"]: r for r in firehose.delivered_rows()}
+    assert rows["edge"]["publish_time"] == "2025-01-19T10:00:00.123000Z"  # SentTimestamp
+    assert json.loads(rows["edge"]["json_payload"])["_metadata"]["publishTime"] == publish_time
+    assert rows["ok"]["publish_time"] == "2026-01-19T10:00:00.000000Z"
+    counts = outcome.counts["events"]
+    assert (counts.received, counts.delivered, counts.malformed, counts.failed) == (2, 2, 0, 0)
+
+
 def test_malformed_body_is_logged_with_its_error_class(caplog):
     process_event(
         sqs_event(sqs_record("{nope", message_id="m-1")),
