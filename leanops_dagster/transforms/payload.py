@@ -9,8 +9,9 @@ Arrow. Text conversion happens per column: a column of strings goes to Arrow unt
 columns with other JSON types are converted value by value.
 
 Payloads that fit no plan (an empty object as value, a name collision within the payload, too
-many shapes) and values needing their exact text (a number beyond 15 significant digits) take
-the exact path in ``flatten``. Both paths give the same values (tests assert it).
+many shapes) and values needing their exact text (a number beyond 15 significant digits, an
+integer beyond 64 bits, which orjson reads as a float) take the exact path in ``flatten``.
+Both paths give the same values (tests assert it).
 """
 
 from __future__ import annotations
@@ -46,10 +47,19 @@ def float_text(value: float) -> str | None:
     return text if len(mantissa) <= 15 else None
 
 
+#: orjson reads a JSON integer outside [-2**63, 2**64) as a float (``100000000000000000000`` ->
+#: ``1e+20``, its digits lost); a float at or beyond these bounds may be one, so only the exact
+#: path, which has the text as written, can write it (a float literal there gets the same text)
+_INT_LOW, _INT_HIGH = -(2.0**63), 2.0**64
+
+
 def has_long_float(value: object) -> bool:
+    """A float (at any depth) only the exact path can write: 16+ significant digits, or
+    possibly an integer beyond 64 bits."""
     kind = type(value)
     if kind is float:
-        return float_text(value) is None  # type: ignore[arg-type]
+        return (not _INT_LOW < value < _INT_HIGH  # type: ignore[operator]
+                or float_text(value) is None)  # type: ignore[arg-type]
     if kind is list:
         return any(has_long_float(v) for v in value)  # type: ignore[union-attr]
     if kind is dict:
@@ -75,6 +85,8 @@ def value_text(value: object) -> object:
     if kind is int:
         return str(value)
     if kind is float:
+        if not _INT_LOW < value < _INT_HIGH:  # type: ignore[operator]
+            return REROUTE  # maybe an integer beyond 64 bits (see _INT_LOW)
         text = float_text(value)  # type: ignore[arg-type]
         return REROUTE if text is None else text
     if kind is list:

@@ -76,6 +76,7 @@ NUMBERS = [
     "0.1", "0.30000000000000004", "0.12345678901234567", "123456789012345.6",
     "12345678901234.5", "1234567890123456.0", "1e400", "-1e400", "1.7976931348623157e308",
     "5e-324", "3.141592653589793", "2.718281828", "0.000123", "99999999999999.9",
+    "100000000000000000000", "-100000000000000000000000", "1e20", "1E+20", "-9.3e18",
 ]
 ODD_STRINGS = [
     "", " ", "plain", "t\u00e9xt", "\u65e5\u672c", "emoji \U0001f680", 'quote " inside',
@@ -247,6 +248,33 @@ def test_scalar_only_shapes_are_taken_and_numbers_match(monkeypatch):
         payloads.append(json.dumps(values, separators=(",", ":")))
     both(raw_rows(payloads), SCHEMA, monkeypatch)
     assert shaped_share(payloads) > 0.5
+
+
+BEYOND_64_BITS = [  # orjson reads these as floats; their digits must survive anyway
+    "123456789012345678901234567890", "100000000000000000000", "18446744073709551616",
+    "-9223372036854775809", "-100000000000000000000000", "100000000000000000000000000000",
+]
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_integers_beyond_64_bits_keep_their_digits(fast_path, monkeypatch):
+    """Scalar, nested and in an array, alone in a row or next to ordinary values."""
+    monkeypatch.setattr(flatten, "FAST_PATH", fast_path)
+    meta = '"_metadata":{"idempotencyKeyResource":"k"}'
+    payloads = []
+    for text in BEYOND_64_BITS:
+        payloads += [
+            f'{{"n":{text},{meta}}}', f'{{"a":{{"n":{text}}},{meta}}}',
+            f'{{"l":[1,{text},2.5,1e20],{meta}}}', f'{{"n":{text},"f":1.5,"i":7,{meta}}}',
+        ]
+    result = flatten.flatten_raw(raw_rows(payloads), SCHEMA)
+    rows = result.rows.select(["n", "a_n", "l", "f", "i"]).to_pylist()
+    for k, text in enumerate(BEYOND_64_BITS):
+        scalar, nested, array, mixed = rows[4 * k: 4 * k + 4]
+        assert scalar["n"] == nested["a_n"] == mixed["n"] == text
+        assert array["l"] == f"[1,{text},2.5,1e+20]"
+        assert (mixed["f"], mixed["i"]) == ("1.5", "7")
+    both(raw_rows(payloads), SCHEMA, monkeypatch)
 
 
 def test_canonical_float_texts_are_their_own_shortest_form():
