@@ -53,12 +53,9 @@ from benchmarks._data import (
     make_increment,
     raw_from_curated,
 )
-from leanops_dagster.iceberg.merge import (
-    MergeStats,
-    curated_partition_spec,
-    merge_lifo,
-    write_data_files,
-)
+from leanops_dagster.iceberg.datafiles import write_indexed_files
+from leanops_dagster.iceberg.key_index import KeyIndex, updated_index
+from leanops_dagster.iceberg.merge import KEY_COLUMN, MergeStats, curated_partition_spec, merge_lifo
 from leanops_dagster.iceberg.tables import (
     RAW_STAGING_PARTITION_SPEC,
     RAW_STAGING_SCHEMA,
@@ -95,7 +92,8 @@ def base_table(catalog: Catalog, history: History) -> Table:
     name = (NAMESPACE, f"curated_{history.rows}_{history.rows_per_day}_{history.seed}")
     columns = ",".join(f"{f.field_id}:{f.name}:{f.field_type}"
                        for f in CURATED_EVENTS_SCHEMA.fields)
-    signature = f"{history.rows}/{history.rows_per_day}/{history.end_day}/{history.seed}/{columns}"
+    signature = (f"{history.rows}/{history.rows_per_day}/{history.end_day}/{history.seed}/"
+                 f"{columns}/key-index")
     try:
         table = catalog.load_table(name)
         if table.properties.get(BASE_COMPLETE) == signature:
@@ -117,8 +115,17 @@ def base_table(catalog: Catalog, history: History) -> Table:
         chunk = pa.Table.from_arrays(
             [chunk.column(f.name).cast(f.type) for f in arrow_schema], schema=arrow_schema
         )
-        files = write_data_files(table.metadata, table.io, chunk)
-        with table.transaction() as tx, tx.update_snapshot().fast_append() as append:
+        # as the pipeline's MERGE writes them: data files plus a key index segment
+        written = write_indexed_files(table.metadata, table.io, chunk, index_column=KEY_COLUMN)
+        previous = KeyIndex.of(table, KEY_COLUMN)
+        index = updated_index(
+            table, KEY_COLUMN, previous, previous.read(table.io) if previous else [],
+            written.entries,
+        )
+        files = written.files
+        with table.transaction() as tx, tx.update_snapshot(
+            snapshot_properties=index.property()
+        ).fast_append() as append:
             for data_file in files:
                 append.append_data_file(data_file)
         say(f"  base {name[1]}: {min(start + append_rows, history.rows):,} rows "

@@ -11,6 +11,7 @@ from pyiceberg.io.pyarrow import _dataframe_to_data_files
 from pyiceberg.table import Table
 
 from leanops_dagster import constants
+from leanops_dagster.iceberg.key_index import INDEX_PROPERTY_PREFIX
 from leanops_dagster.iceberg.watermarks import read_summary_value
 
 
@@ -100,11 +101,19 @@ def compact_small_files(table: Table, *, min_files: int = 8) -> tuple[int, int]:
 
 
 def _carried_properties(table: Table) -> dict[str, str]:
+    """Watermarks and totals (newest value of each), and the key index pointers of the current
+    snapshot only: compaction keeps every row in its partition, so the index stays true, but
+    an older pointer would not cover rows a foreign writer added since."""
     keys: set[str] = set()
     for snapshot in table.snapshots():
         if snapshot.summary is not None:
-            keys |= {k for k in snapshot.summary.additional_properties if k.startswith("leanops.")}
+            keys |= {k for k in snapshot.summary.additional_properties if k.startswith("leanops.")
+                     and not k.startswith(INDEX_PROPERTY_PREFIX)}
     values = {k: read_summary_value(table, k) for k in keys}
+    current = table.current_snapshot()
+    if current is not None and current.summary is not None:
+        values |= {k: v for k, v in current.summary.additional_properties.items()
+                   if k.startswith(INDEX_PROPERTY_PREFIX)}
     return {k: v for k, v in values.items() if v is not None}
 
 

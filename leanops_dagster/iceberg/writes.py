@@ -1,5 +1,6 @@
 """Appends of large increments: one grouping pass per write instead of pyiceberg's one filter
-pass per partition (``merge.write_data_files``), committed as a normal fast append."""
+pass per partition (``datafiles.write_indexed_files``), committed as a normal fast append
+that also carries the table's key index (``iceberg.key_index``) forward."""
 
 from __future__ import annotations
 
@@ -8,19 +9,41 @@ import uuid
 import pyarrow as pa
 from pyiceberg.table import Table
 
-from leanops_dagster.iceberg.merge import write_data_files
+from leanops_dagster.iceberg.datafiles import write_indexed_files
+from leanops_dagster.iceberg.key_index import Entries
+from leanops_dagster.iceberg.lookup import StoredRows
 
 
-def append_rows(table: Table, rows: pa.Table, snapshot_properties: dict[str, str]) -> None:
+def append_rows(
+    table: Table,
+    rows: pa.Table,
+    snapshot_properties: dict[str, str],
+    *,
+    indexed: StoredRows | None = None,
+) -> None:
     """Append ``rows`` in one APPEND snapshot carrying ``snapshot_properties`` (even if empty:
-    the watermark must still be committed)."""
+    the watermark must still be committed).
+
+    ``indexed``: the lookup of ``rows``' keys this run made (``lookup.find_stored``) on the
+    same snapshot; the commit then carries the key index of that column with the new rows'
+    entries, so the next lookup reads the index instead of the table.
+    """
     if rows.num_rows == 0:
-        table.append(rows, snapshot_properties=snapshot_properties)
+        properties = dict(snapshot_properties)
+        if indexed is not None:  # the index as it is (or as the lookup rebuilt it)
+            properties |= indexed.next_index(table, Entries.empty()).property()
+        table.append(rows, snapshot_properties=properties)
         return
     write_uuid = uuid.uuid4()
-    data_files = write_data_files(table.metadata, table.io, rows, write_uuid=write_uuid)
+    written = write_indexed_files(
+        table.metadata, table.io, rows, write_uuid=write_uuid,
+        index_column=indexed.column if indexed is not None else None,
+    )
+    properties = dict(snapshot_properties)
+    if indexed is not None:
+        properties |= indexed.next_index(table, written.entries).property()
     with table.transaction() as tx, tx.update_snapshot(
-        snapshot_properties=snapshot_properties
+        snapshot_properties=properties
     ).fast_append() as append:
-        for data_file in data_files:
+        for data_file in written.files:
             append.append_data_file(data_file)

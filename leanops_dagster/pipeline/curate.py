@@ -18,6 +18,7 @@ from pyiceberg.expressions import EqualTo
 
 from leanops_dagster.iceberg.catalog import ensure_table, schema_from_arrow
 from leanops_dagster.iceberg.commit import retry_commit
+from leanops_dagster.iceberg.key_index import carried_property
 from leanops_dagster.iceberg.merge import MergeStats, curated_partition_spec, merge_lifo
 from leanops_dagster.iceberg.tables import (
     CURATED_ERRORS_PARTITION_SPEC,
@@ -180,7 +181,9 @@ def _curate_once(
     result.superseded = winners.superseded + stats.stale
     if stats.snapshot_id is None:  # nothing to write: commit the watermark and counts alone
         curated.append(
-            curated.schema().as_arrow().empty_table(), snapshot_properties=properties_for(stats)
+            curated.schema().as_arrow().empty_table(),
+            snapshot_properties={**properties_for(stats),
+                                 **carried_property(curated, IDEMPOTENCY_KEY)},
         )
     curated = catalog.load_table(tables.curated)
     result.snapshot_id = curated.current_snapshot().snapshot_id  # type: ignore[union-attr]

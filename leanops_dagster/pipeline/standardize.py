@@ -17,6 +17,8 @@ from pyiceberg.table import Table
 
 from leanops_dagster.iceberg.catalog import ensure_table
 from leanops_dagster.iceberg.commit import retry_commit
+from leanops_dagster.iceberg.key_index import Entries
+from leanops_dagster.iceberg.lookup import StoredRows, find_stored
 from leanops_dagster.iceberg.tables import PARSE_ERRORS_PARTITION_SPEC, PARSE_ERRORS_SCHEMA
 from leanops_dagster.iceberg.watermarks import (
     counter_properties,
@@ -125,10 +127,10 @@ def _standardize_once(
 
     # 2. standardized rows of the snapshots after the Standardized watermark.
     rows = after(flattened.rows, std_watermark)
-    existing_ids = _stored_message_ids(std)
+    stored = _stored_message_ids(std, rows.column("message_id"))
     deduped = dedup.fifo_dedup(
-        rows, existing_ids=existing_ids, snapshot_column=RAW_SNAPSHOT_COLUMN,
-        snapshot_order=positions,
+        rows, existing_ids=stored.rows.column("message_id").combine_chunks(),
+        snapshot_column=RAW_SNAPSHOT_COLUMN, snapshot_order=positions,
     )
     std, aligned, new_columns = evolve_and_align(
         catalog, tables.standardized, std, deduped.rows.drop_columns([RAW_SNAPSHOT_COLUMN])
@@ -153,13 +155,15 @@ def _standardize_once(
             },
         ),
     }
-    append_rows(std, aligned, properties)
+    append_rows(std, aligned, properties, indexed=stored)
     result.snapshot_id = std.current_snapshot().snapshot_id  # type: ignore[union-attr]
     return result
 
 
-def _stored_message_ids(std: Table | None) -> pa.Array:
+def _stored_message_ids(std: Table | None, message_ids: pa.ChunkedArray) -> StoredRows:
+    """Stored rows among ``message_ids`` (through the table's key index on ``message_id``)."""
     if std is None or std.current_snapshot() is None:
-        return pa.array([], pa.string())
-    column = std.scan(selected_fields=("message_id",)).to_arrow().column("message_id")
-    return column.combine_chunks()
+        empty = pa.table({"message_id": pa.array([], pa.string())})
+        return StoredRows(empty, "message_id", rebuilt=Entries.empty())
+    tasks = list(std.scan().plan_files())
+    return find_stored(std, tasks, message_ids, "message_id")

@@ -9,7 +9,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
@@ -31,16 +30,6 @@ SCHEMA = Schema(
     NestedField(5, "ingestion_ts", TimestamptzType(), required=False),
 )
 COLUMNS = ("value", "message_id", "idempotency_key", "publish_time", "ingestion_ts")
-
-
-@pytest.fixture
-def catalog(tmp_path) -> SqlCatalog:
-    catalog = SqlCatalog(
-        "test", uri=f"sqlite:///{tmp_path / 'catalog.db'}",
-        warehouse=(tmp_path / "warehouse").as_uri(),
-    )
-    catalog.create_namespace("curated")
-    return catalog
 
 
 @pytest.fixture

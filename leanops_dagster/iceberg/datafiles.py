@@ -1,0 +1,311 @@
+"""Writing Iceberg data files without committing them: the write half of MERGE and appends.
+
+``write_data_files`` writes the files pyiceberg's ``_dataframe_to_data_files`` would write,
+partitioned with one sort and one gather instead of one filter pass per partition (thousands
+of partitions are normal for ``day x bucket(16)``), and optionally returns the key index
+entries of the rows it wrote (``iceberg.key_index``). Callers commit the ``DataFile``s.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from pyiceberg.io import FileIO
+from pyiceberg.io.pyarrow import (
+    _get_parquet_writer_kwargs,
+    bin_pack_arrow_table,
+    compute_statistics_plan,
+    data_file_statistics_from_parquet_metadata,
+    parquet_path_to_id_mapping,
+    pyarrow_to_schema,
+    schema_to_pyarrow,
+    write_file,
+)
+from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
+from pyiceberg.partitioning import (
+    PartitionField,
+    PartitionFieldValue,
+    PartitionKey,
+    PartitionSpec,
+)
+from pyiceberg.schema import Schema, sanitize_column_names
+from pyiceberg.table import TableProperties, WriteTask
+from pyiceberg.table.locations import load_location_provider
+from pyiceberg.table.metadata import TableMetadata
+from pyiceberg.typedef import Record
+from pyiceberg.utils.concurrent import ExecutorFactory
+from pyiceberg.utils.properties import property_as_int
+
+from leanops_dagster.iceberg.key_index import Entries, key_hashes, partition_token
+
+# Arrow kernels release the GIL: a gather of a wide table runs one column per thread.
+_GATHER_THREADS = 4
+
+
+@dataclass(frozen=True)
+class Written:
+    """Data files written (not committed) and the key index entries of the new rows."""
+
+    files: list[DataFile]
+    entries: Entries
+
+
+def file_partition_token(data_file: DataFile) -> str:
+    """``key_index.partition_token`` of the partition a data file belongs to."""
+    record = data_file.partition
+    return partition_token(data_file.spec_id, [record[i] for i in range(len(record))])
+
+
+def write_data_files(
+    table_metadata: TableMetadata,
+    io: FileIO,
+    df: pa.Table,
+    *,
+    selection: pa.Array | None = None,
+    remainders: Sequence[tuple[DataFile, pa.Table]] = (),
+    write_uuid: uuid.UUID | None = None,
+) -> list[DataFile]:
+    """Write ``df`` (its ``selection`` rows if given) and ``remainders`` of rewritten files as
+    data files; commit nothing. A remainder keeps its file's partition without recomputing it,
+    and shares a new file with ``df``'s rows of the same partition."""
+    return write_indexed_files(
+        table_metadata, io, df, selection=selection, remainders=remainders,
+        write_uuid=write_uuid,
+    ).files
+
+
+def write_indexed_files(
+    table_metadata: TableMetadata,
+    io: FileIO,
+    df: pa.Table,
+    *,
+    selection: pa.Array | None = None,
+    remainders: Sequence[tuple[DataFile, pa.Table]] = (),
+    write_uuid: uuid.UUID | None = None,
+    index_column: str | None = None,
+    hashes: np.ndarray | None = None,
+) -> Written:
+    """``write_data_files`` that also returns the key index entries of ``index_column`` for
+    the rows of ``df`` (``hashes``: ``key_hashes`` of that column of ``df``, if known).
+    Remainders need no entries: their rows stay in the partition they were indexed under,
+    except rows of files written under an older spec, which are partitioned (and indexed)
+    again."""
+    write_uuid = write_uuid or uuid.uuid4()
+    counter = itertools.count(0)
+    schema = table_metadata.schema()
+    spec = table_metadata.spec()
+    target_size = property_as_int(
+        table_metadata.properties, TableProperties.WRITE_TARGET_FILE_SIZE_BYTES,
+        TableProperties.WRITE_TARGET_FILE_SIZE_BYTES_DEFAULT,
+    )
+    arrow_schema = schema.as_arrow()
+    plain = pa.schema([f.remove_metadata() for f in arrow_schema])
+    task_schema = pyarrow_to_schema(
+        plain, name_mapping=schema.name_mapping, format_version=table_metadata.format_version
+    )
+
+    parts: dict[tuple, tuple[PartitionKey | None, list[pa.Table]]] = {}
+    loose: list[pa.Table] = []
+    for data_file, rows in remainders:
+        if not rows.num_rows:
+            continue
+        rows = _conform_plain(rows, plain)
+        if data_file.spec_id != spec.spec_id:
+            loose.append(rows)  # written under an older spec: partition again
+            continue
+        partition_key = _file_partition_key(spec, schema, data_file)
+        parts.setdefault(_partition_id(partition_key), (partition_key, []))[1].append(rows)
+    fresh = [(_conform_plain(df, plain), selection, hashes)] if df.num_rows else []
+    fresh += [(rows, None, None) for rows in loose]
+    row_bytes = max((t.nbytes / t.num_rows for t, _, _ in fresh), default=0.0)
+
+    entries: list[Entries] = []
+    layouts = []
+    for rows, chosen, known in fresh:
+        ordered, keys, offsets, order = _partition_layout(spec, schema, rows, chosen)
+        layouts.append((ordered, keys, offsets))
+        if index_column is not None:
+            if known is None:
+                ordered_hashes = key_hashes(ordered.column(index_column))
+            else:
+                positions = order if chosen is None else np.asarray(chosen)[order]
+                ordered_hashes = known[positions]
+            entries.append(Entries(
+                ordered_hashes,
+                np.repeat(np.arange(len(keys), dtype=np.int32), np.diff(offsets)),
+                tuple(partition_token(spec.spec_id, _partition_id(k)) for k in keys),
+            ))
+
+    def tasks() -> Iterator[WriteTask]:
+        pending = dict(parts)
+        for ordered, keys, offsets in layouts:
+            for i, partition_key in enumerate(keys):
+                group = ordered.slice(int(offsets[i]), int(offsets[i + 1] - offsets[i]))
+                _, tables = pending.pop(_partition_id(partition_key), (partition_key, []))
+                yield from packed(partition_key, [group, *tables])
+        for partition_key, tables in pending.values():
+            yield from packed(partition_key, tables)
+
+    def packed(partition_key: PartitionKey | None, tables: list[pa.Table]) -> Iterator[WriteTask]:
+        rows = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+        if rows.num_rows * max(row_bytes, 1.0) < target_size / 2:
+            groups: Iterable[list[pa.RecordBatch]] = [rows.to_batches()]  # one file: no packing
+        else:
+            groups = bin_pack_arrow_table(rows, target_size)
+        for batches in groups:
+            yield WriteTask(
+                write_uuid=write_uuid, task_id=next(counter), record_batches=batches,
+                partition_key=partition_key, schema=task_schema,
+            )
+
+    if sanitize_column_names(schema) != schema:
+        files = list(write_file(io=io, table_metadata=table_metadata, tasks=tasks()))
+    else:
+        files = _ParquetWriter(table_metadata, io).write(tasks())
+    return Written(files, Entries.concat(entries))
+
+
+def _conform_plain(rows: pa.Table, plain: pa.Schema) -> pa.Table:
+    if rows.schema.equals(plain, check_metadata=False) and not rows.schema.metadata:
+        return rows
+    return pa.Table.from_arrays([rows.column(f.name).cast(f.type) for f in plain], schema=plain)
+
+
+def _partition_id(partition_key: PartitionKey | None) -> tuple:
+    if partition_key is None:
+        return ()
+    record = partition_key.partition
+    return tuple(record[i] for i in range(len(record)))
+
+
+def _file_partition_key(spec: PartitionSpec, schema: Schema, data_file: DataFile) -> PartitionKey:
+    record = data_file.partition
+    return PartitionKey(
+        field_values=[
+            PartitionFieldValue(field=part_field, value=record[i])
+            for i, part_field in enumerate(spec.fields)
+        ],
+        partition_spec=spec,
+        schema=schema,
+    )
+
+
+def _partition_layout(
+    spec: PartitionSpec, schema: Schema, df: pa.Table, selection: pa.Array | None = None
+) -> tuple[pa.Table, list[PartitionKey | None], np.ndarray, np.ndarray]:
+    """``df`` (its ``selection`` rows) sorted by partition: one sort, one gather. Returns the
+    sorted rows, each partition's key, the partitions' row offsets and the sort order
+    (positions into ``selection``, or into ``df`` without one)."""
+    if spec.is_unpartitioned():
+        order = np.arange(df.num_rows if selection is None else len(selection))
+        rows = df if selection is None else take_rows(df, selection)
+        return rows, [None], np.array([0, rows.num_rows]), order
+    names = [f"_p{i}" for i in range(len(spec.fields))]
+
+    def source(part_field: PartitionField) -> pa.ChunkedArray:
+        column = df.column(schema.find_column_name(part_field.source_id))
+        return column if selection is None else column.take(selection)
+
+    values = pa.table({
+        name: part_field.transform.pyarrow_transform(
+            schema.find_field(part_field.source_id).field_type
+        )(source(part_field))
+        for name, part_field in zip(names, spec.fields, strict=True)
+    })
+    order = pc.sort_indices(values, sort_keys=[(name, "ascending", "at_end") for name in names])
+    values = values.take(order)
+    rows = take_rows(df, order if selection is None else selection.take(order))
+    # sorted input + use_threads=False: the groups come out in sorted order
+    groups = values.group_by(names, use_threads=False).aggregate([([], "count_all")])
+    offsets = np.concatenate([[0], np.cumsum(groups.column("count_all").to_numpy())])
+    keys: list[PartitionKey | None] = [
+        PartitionKey(
+            field_values=[
+                PartitionFieldValue(field=part_field, value=partition[name])
+                for part_field, name in zip(spec.fields, names, strict=True)
+            ],
+            partition_spec=spec,
+            schema=schema,
+        )
+        for partition in groups.select(names).to_pylist()
+    ]
+    return rows, keys, offsets, order.to_numpy()
+
+
+def take_rows(rows: pa.Table, indices: pa.Array) -> pa.Table:
+    """``rows.take(indices)`` with the columns gathered in parallel (GIL released)."""
+    if rows.num_columns < 2 or len(indices) < 100_000:
+        return rows.take(indices)
+    with ThreadPoolExecutor(_GATHER_THREADS) as pool:
+        columns = list(pool.map(lambda column: column.take(indices), rows.columns))
+    return pa.Table.from_arrays(columns, schema=rows.schema)
+
+
+class _ParquetWriter:
+    """pyiceberg's ``write_file`` with the per-table work done once instead of per file.
+
+    Same files and ``DataFile`` entries (field ids, writer options, metrics per the table's
+    metrics config); used when the schema's names need no sanitising, which pyiceberg's own
+    writer handles otherwise. Per-file Python work is what limits small-file writes here.
+    """
+
+    def __init__(self, table_metadata: TableMetadata, io: FileIO) -> None:
+        self.metadata = table_metadata
+        self.io = io
+        schema = table_metadata.schema()
+        properties = table_metadata.properties
+        self.arrow_schema = schema_to_pyarrow(schema, include_field_ids=True)
+        self.stats_columns = compute_statistics_plan(schema, properties)
+        self.column_mapping = parquet_path_to_id_mapping(schema)
+        self.writer_kwargs = _get_parquet_writer_kwargs(properties)
+        self.row_group_size = property_as_int(
+            properties, TableProperties.PARQUET_ROW_GROUP_LIMIT,
+            TableProperties.PARQUET_ROW_GROUP_LIMIT_DEFAULT,
+        )
+        self.locations = load_location_provider(table_metadata.location, properties)
+
+    def write(self, tasks: Iterable[WriteTask]) -> list[DataFile]:
+        return list(ExecutorFactory.get_or_create().map(self._write_one, tasks))
+
+    def _write_one(self, task: WriteTask) -> DataFile:
+        table = pa.Table.from_batches(task.record_batches)
+        table = pa.Table.from_arrays(
+            [table.column(i) for i in range(table.num_columns)], schema=self.arrow_schema
+        )
+        path = self.locations.new_data_location(
+            data_file_name=task.generate_data_file_filename("parquet"),
+            partition_key=task.partition_key,
+        )
+        output = self.io.new_output(path)
+        with output.create(overwrite=True) as stream, pq.ParquetWriter(
+            stream, schema=self.arrow_schema, store_decimal_as_integer=True,
+            **self.writer_kwargs,
+        ) as writer:
+            writer.write(table, row_group_size=self.row_group_size)
+        statistics = data_file_statistics_from_parquet_metadata(
+            parquet_metadata=writer.writer.metadata,
+            stats_columns=self.stats_columns,
+            parquet_column_mapping=self.column_mapping,
+        )
+        return DataFile.from_args(
+            content=DataFileContent.DATA,
+            file_path=path,
+            file_format=FileFormat.PARQUET,
+            partition=task.partition_key.partition if task.partition_key else Record(),
+            file_size_in_bytes=len(output),
+            sort_order_id=None,
+            spec_id=self.metadata.default_spec_id,
+            equality_ids=None,
+            key_metadata=None,
+            **statistics.to_serialized_dict(),
+        )
+
+

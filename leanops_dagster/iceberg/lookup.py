@@ -1,0 +1,243 @@
+"""Finding the stored rows of given keys in an Iceberg table: the lookup half of MERGE and of
+the Standardized ``message_id`` dedup.
+
+``find_stored(table, tasks, keys, key, columns)`` returns the stored rows whose ``key`` is one
+of ``keys`` (``key``, ``columns`` and the data file path). With a usable key index
+(``iceberg.key_index``) only the files of the partitions the index names are read, in one
+pass over ``key`` + ``columns``; without one, the key column of every file is read (pass 1),
+then ``columns`` of the matched files (pass 2), and the entries of every stored key are kept,
+so the caller's commit can write a full index segment and the next lookup is fast again.
+Files are read directly with pyarrow (Parquet projection, through the table's own FileIO
+filesystem, so ``file://`` and ``s3://`` behave the same); files with delete files, or not
+Parquet, go through pyiceberg's reader, which applies deletes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+from pyiceberg.expressions import AlwaysTrue
+from pyiceberg.io import FileIO
+from pyiceberg.io.pyarrow import ArrowScan, PyArrowFileIO
+from pyiceberg.table import FileScanTask, Table
+
+from leanops_dagster.iceberg.datafiles import file_partition_token
+from leanops_dagster.iceberg.key_index import (
+    Entries,
+    KeyIndex,
+    candidate_partitions,
+    key_hashes,
+    updated_index,
+)
+
+FILE_COLUMN = "__leanops_file"
+_FILE = FILE_COLUMN
+_PROBE_ROWS = 2_000_000  # stored keys buffered per membership test (hashing the value set once)
+
+
+@dataclass
+class StoredRows:
+    """What a lookup found, and the index state the caller's commit must carry on."""
+
+    rows: pa.Table
+    column: str
+    index: KeyIndex | None = None  # the usable index read, if any
+    segments: list[Entries] = field(default_factory=list)  # its entries
+    rebuilt: Entries | None = None  # no usable index: entries of every stored row
+    files_read: int = 0
+
+    def next_index(self, table: Table, new: Entries) -> KeyIndex:
+        """The index to commit with rows whose entries are ``new`` (writes one segment)."""
+        if self.index is None:
+            new = Entries.concat([self.rebuilt or Entries.empty(), new])
+        return updated_index(table, self.column, self.index, self.segments, new)
+
+
+def find_stored(
+    table: Table,
+    tasks: list[FileScanTask],
+    keys: pa.ChunkedArray | pa.Array,
+    key: str,
+    columns: tuple[str, ...] = (),
+    *,
+    hashes: np.ndarray | None = None,
+) -> StoredRows:
+    """Stored rows of ``tasks`` whose ``key`` is in ``keys``: ``key``, ``columns``, file path.
+
+    ``tasks`` are the current snapshot's files (``plan_files``); ``hashes`` the
+    ``key_hashes`` of ``keys`` if the caller has them.
+    """
+    columns = tuple(c for c in columns if c != key)
+    out_schema = table.schema().select(key, *columns).as_arrow()
+    out_schema = out_schema.append(pa.field(_FILE, pa.string()))
+    result = StoredRows(out_schema.empty_table(), key)
+    if not tasks:
+        result.rebuilt = Entries.empty()
+        return result
+    if isinstance(keys, pa.ChunkedArray):
+        keys = keys.combine_chunks()
+    value_set = pc.unique(keys)
+
+    index = KeyIndex.of(table, key)
+    segments = index.read(table.io) if index is not None else None
+    parts: list[pa.Table] = []
+    if index is not None and segments is not None:
+        result.index, result.segments = index, segments
+        wanted = candidate_partitions(segments, key_hashes(keys) if hashes is None else hashes)
+        candidates = [t for t in tasks if file_partition_token(t.file) in wanted]
+        result.files_read = len(candidates)
+        parts = _read_matching(table, candidates, (key, *columns), key, value_set)
+    else:
+        entries: list[Entries] = []
+        fast, slow = _split_fast_path(table.io, tasks)
+        result.files_read = len(tasks)
+        # Pass 1: only the key column of every file. Pass 2: key + columns of matched files.
+        hits = _scan_matching(table.io, fast, [key], key, value_set, collect=entries)
+        if hits is not None:
+            paths = set(pc.unique(hits.column(_FILE)).to_pylist())
+            parts += _read_matching(
+                table, [t for t in fast if t.file.file_path in paths], (key, *columns), key,
+                pc.unique(hits.column(key).combine_chunks()),
+            )
+        parts += _read_slow(table, slow, (key, *columns), key, value_set, collect=entries)
+        result.rebuilt = Entries.concat(entries)
+    parts = [_cast_to(p.select(out_schema.names), out_schema) for p in parts if p.num_rows]
+    if parts:
+        result.rows = pa.concat_tables(parts)
+    return result
+
+
+def _read_matching(
+    table: Table,
+    tasks: list[FileScanTask],
+    columns: tuple[str, ...],
+    key: str,
+    value_set: pa.Array,
+) -> list[pa.Table]:
+    fast, slow = _split_fast_path(table.io, tasks)
+    found = _scan_matching(table.io, fast, list(columns), key, value_set) if fast else None
+    return ([found] if found is not None else []) + _read_slow(
+        table, slow, columns, key, value_set
+    )
+
+
+def _read_slow(
+    table: Table,
+    tasks: list[FileScanTask],
+    columns: tuple[str, ...],
+    key: str,
+    value_set: pa.Array,
+    *,
+    collect: list[Entries] | None = None,
+) -> list[pa.Table]:
+    """Files pyarrow cannot read alone (delete files, other formats), via pyiceberg."""
+    parts = []
+    for task in tasks:
+        part = ArrowScan(
+            table.metadata, table.io, table.schema().select(*columns), AlwaysTrue()
+        ).to_table([task])
+        if collect is not None and part.num_rows:
+            collect.append(Entries(
+                key_hashes(part.column(key)), np.zeros(part.num_rows, np.int32),
+                (file_partition_token(task.file),),
+            ))
+        part = part.filter(pc.is_in(part.column(key), value_set=value_set))
+        parts.append(part.append_column(
+            _FILE, pa.array([task.file.file_path] * part.num_rows, pa.string())
+        ))
+    return parts
+
+
+def _split_fast_path(
+    io: FileIO, tasks: list[FileScanTask]
+) -> tuple[list[FileScanTask], list[FileScanTask]]:
+    """Files readable directly with pyarrow (no delete files, Parquet, pyarrow FileIO)."""
+    if not isinstance(io, PyArrowFileIO):
+        return [], tasks
+    fast, slow = [], []
+    for task in tasks:
+        plain = not task.delete_files and task.file.file_format.name == "PARQUET"
+        (fast if plain else slow).append(task)
+    return fast, slow
+
+
+def _scan_matching(
+    io: FileIO,
+    tasks: list[FileScanTask],
+    columns: list[str],
+    key: str,
+    value_set: pa.Array,
+    *,
+    collect: list[Entries] | None = None,
+) -> pa.Table | None:
+    """``columns`` of the rows of ``tasks``' files whose ``key`` is in ``value_set``.
+
+    Reads the Parquet files directly (projection: only ``columns`` are decoded) through the
+    FileIO's pyarrow filesystem, so local and S3 tables take the same path. Adds the data
+    file's location as Iceberg records it in ``_FILE``; None if no row matches. The
+    membership test runs on large buffers of rows: each ``is_in`` call hashes ``value_set``.
+    """
+    if not isinstance(io, PyArrowFileIO):
+        raise TypeError(f"the direct Parquet path needs PyArrowFileIO, not {type(io).__name__}")
+    if not tasks:
+        return None
+    locations: list[str] = []
+    groups: dict[tuple[str, str], dict[str, int]] = {}
+    for task in tasks:
+        scheme, netloc, path = PyArrowFileIO.parse_location(task.file.file_path, io.properties)
+        groups.setdefault((scheme, netloc), {})[path] = len(locations)
+        locations.append(task.file.file_path)
+
+    tokens = tuple(dict.fromkeys(file_partition_token(t.file) for t in tasks))
+    position = {token: i for i, token in enumerate(tokens)}
+    token_ids = np.array([position[file_partition_token(t.file)] for t in tasks], np.int32)
+    found: list[pa.Table] = []
+    buffer: list[pa.RecordBatch] = []
+    ordinals: list[np.ndarray] = []
+
+    def probe() -> None:
+        if not buffer:
+            return
+        files = np.concatenate(ordinals)
+        rows = pa.Table.from_batches(buffer).append_column(_FILE, pa.array(files, pa.int32()))
+        if collect is not None:  # every stored key, for a full index segment
+            collect.append(Entries(key_hashes(rows.column(key)), token_ids[files], tokens))
+        rows = rows.filter(pc.is_in(rows.column(key), value_set=value_set))
+        if rows.num_rows:
+            found.append(rows)
+        buffer.clear()
+        ordinals.clear()
+
+    buffered = 0
+    for (scheme, netloc), paths in groups.items():
+        filesystem = io.fs_by_scheme(scheme, netloc)
+        dataset = ds.dataset(list(paths), format="parquet", filesystem=filesystem)
+        for tagged in dataset.scanner(columns=columns).scan_batches():
+            batch = tagged.record_batch
+            if batch.num_rows:
+                buffer.append(batch)
+                ordinals.append(np.full(batch.num_rows, paths[tagged.fragment.path], np.int32))
+                buffered += batch.num_rows
+                if buffered >= _PROBE_ROWS:
+                    probe()
+                    buffered = 0
+    probe()
+    if not found:
+        return None
+    rows = pa.concat_tables(found, promote_options="permissive")
+    names = pa.array(locations, pa.string())
+    return rows.set_column(
+        rows.schema.get_field_index(_FILE), _FILE, names.take(rows.column(_FILE))
+    )
+
+
+def _cast_to(part: pa.Table, schema: pa.Schema) -> pa.Table:
+    return pa.Table.from_arrays(
+        [part.column(f.name).cast(f.type) for f in schema], schema=schema.remove_metadata()
+    )
+
+
