@@ -203,9 +203,10 @@ def _file_partition_key(spec: PartitionSpec, schema: Schema, data_file: DataFile
 def _partition_layout(
     spec: PartitionSpec, schema: Schema, df: pa.Table, selection: pa.Array | None = None
 ) -> tuple[pa.Table, list[PartitionKey | None], np.ndarray, np.ndarray]:
-    """``df`` (its ``selection`` rows) sorted by partition: one sort, one gather. Returns the
-    sorted rows, each partition's key, the partitions' row offsets and the sort order
-    (positions into ``selection``, or into ``df`` without one)."""
+    """``df`` (its ``selection`` rows) grouped by partition: one sort and one gather, or
+    neither when the rows already come partition by partition. Returns the grouped rows,
+    each partition's key, the partitions' row offsets and the order of the rows (positions
+    into ``selection``, or into ``df`` without one)."""
     if spec.is_unpartitioned():
         order = np.arange(df.num_rows if selection is None else len(selection))
         rows = df if selection is None else take_rows(df, selection)
@@ -222,14 +223,9 @@ def _partition_layout(
         )(source(part_field))
         for name, part_field in zip(names, spec.fields, strict=True)
     })
-    order = pc.sort_indices(values, sort_keys=[(name, "ascending", "at_end") for name in names])
-    values = values.take(order)
-    rows = take_rows(df, order if selection is None else selection.take(order))
-    # sorted input + use_threads=False: the groups come out in sorted order
-    groups = values.group_by(names, use_threads=False).aggregate([([], "count_all")])
-    offsets = np.concatenate([[0], np.cumsum(groups.column("count_all").to_numpy())])
-    keys: list[PartitionKey | None] = [
-        PartitionKey(
+
+    def key_of(partition: dict) -> PartitionKey:
+        return PartitionKey(
             field_values=[
                 PartitionFieldValue(field=part_field, value=partition[name])
                 for part_field, name in zip(spec.fields, names, strict=True)
@@ -237,9 +233,49 @@ def _partition_layout(
             partition_spec=spec,
             schema=schema,
         )
-        for partition in groups.select(names).to_pylist()
+
+    runs = _contiguous_runs(values)
+    if runs is not None:  # already grouped (an append of data in partition order): no gather
+        heads, offsets = runs
+        rows = df if selection is None else take_rows(df, selection)
+        order = np.arange(rows.num_rows)
+        return rows, [key_of(p) for p in values.take(heads).to_pylist()], offsets, order
+    order = pc.sort_indices(values, sort_keys=[(name, "ascending", "at_end") for name in names])
+    values = values.take(order)
+    rows = take_rows(df, order if selection is None else selection.take(order))
+    # sorted input + use_threads=False: the groups come out in sorted order
+    groups = values.group_by(names, use_threads=False).aggregate([([], "count_all")])
+    offsets = np.concatenate([[0], np.cumsum(groups.column("count_all").to_numpy())])
+    keys: list[PartitionKey | None] = [
+        key_of(partition) for partition in groups.select(names).to_pylist()
     ]
     return rows, keys, offsets, order.to_numpy()
+
+
+_MAX_RUNS = 1_000
+
+
+def _contiguous_runs(values: pa.Table) -> tuple[pa.Array, np.ndarray] | None:
+    """(first row of each run, run offsets) when every partition's rows are one contiguous
+    run (integer partition values only); None otherwise."""
+    n = values.num_rows
+    if n == 0 or not all(pa.types.is_integer(t) or pa.types.is_date(t)
+                         for t in values.schema.types):
+        return None
+    change = np.zeros(n - 1, dtype=bool)
+    for column in values.columns:
+        array = column.combine_chunks()
+        valid = np.asarray(array.is_valid())
+        filled = pc.fill_null(array.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
+        change |= (filled[1:] != filled[:-1]) | (valid[1:] != valid[:-1])
+    starts = np.flatnonzero(change) + 1
+    if len(starts) + 1 > _MAX_RUNS:
+        return None
+    heads = np.concatenate([[0], starts])
+    head_values = values.take(pa.array(heads)).to_pylist()
+    if len({tuple(v.values()) for v in head_values}) != len(heads):
+        return None  # a partition comes back later in the rows: sort
+    return pa.array(heads), np.concatenate([heads, [n]])
 
 
 def take_rows(rows: pa.Table, indices: pa.Array) -> pa.Table:

@@ -38,6 +38,7 @@ from leanops_dagster.iceberg.key_index import (
     key_hashes,
     updated_index,
 )
+from leanops_dagster.iceberg.reads import cast_to, split_fast_path
 
 FILE_COLUMN = "__leanops_file"
 _FILE = FILE_COLUMN
@@ -118,7 +119,7 @@ def find_stored(
         tasks = list(table.scan(snapshot_id=snapshot.snapshot_id).plan_files())
         result.tasks = tasks
         entries: list[Entries] = []
-        fast, slow = _split_fast_path(table.io, tasks)
+        fast, slow = split_fast_path(table.io, tasks)
         # Pass 1: only the key column of every file. Pass 2: key + columns of matched files.
         hits = _scan_matching(table.io, fast, [key], key, value_set, collect=entries)
         if hits is not None:
@@ -129,7 +130,7 @@ def find_stored(
             )
         parts += _read_slow(table, slow, (key, *columns), key, value_set, collect=entries)
         result.rebuilt = Entries.concat(entries)
-    parts = [_cast_to(p.select(out_schema.names), out_schema) for p in parts if p.num_rows]
+    parts = [cast_to(p.select(out_schema.names), out_schema) for p in parts if p.num_rows]
     if parts:
         result.rows = pa.concat_tables(parts)
     return result
@@ -186,7 +187,7 @@ def _read_matching(
     key: str,
     value_set: pa.Array,
 ) -> list[pa.Table]:
-    fast, slow = _split_fast_path(table.io, tasks)
+    fast, slow = split_fast_path(table.io, tasks)
     found = _scan_matching(table.io, fast, list(columns), key, value_set) if fast else None
     return ([found] if found is not None else []) + _read_slow(
         table, slow, columns, key, value_set
@@ -218,19 +219,6 @@ def _read_slow(
             _FILE, pa.array([task.file.file_path] * part.num_rows, pa.string())
         ))
     return parts
-
-
-def _split_fast_path(
-    io: FileIO, tasks: list[FileScanTask]
-) -> tuple[list[FileScanTask], list[FileScanTask]]:
-    """Files readable directly with pyarrow (no delete files, Parquet, pyarrow FileIO)."""
-    if not isinstance(io, PyArrowFileIO):
-        return [], tasks
-    fast, slow = [], []
-    for task in tasks:
-        plain = not task.delete_files and task.file.file_format.name == "PARQUET"
-        (fast if plain else slow).append(task)
-    return fast, slow
 
 
 def _scan_matching(
@@ -300,12 +288,6 @@ def _scan_matching(
     names = pa.array(locations, pa.string())
     return rows.set_column(
         rows.schema.get_field_index(_FILE), _FILE, names.take(rows.column(_FILE))
-    )
-
-
-def _cast_to(part: pa.Table, schema: pa.Schema) -> pa.Table:
-    return pa.Table.from_arrays(
-        [part.column(f.name).cast(f.type) for f in schema], schema=schema.remove_metadata()
     )
 
 

@@ -57,9 +57,6 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
-from pyiceberg.expressions import AlwaysTrue
-from pyiceberg.io import FileIO
-from pyiceberg.io.pyarrow import ArrowScan, PyArrowFileIO
 from pyiceberg.manifest import DataFile
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
@@ -68,7 +65,8 @@ from pyiceberg.transforms import BucketTransform, DayTransform
 
 from leanops_dagster.iceberg.datafiles import write_data_files, write_indexed_files
 from leanops_dagster.iceberg.key_index import key_hashes
-from leanops_dagster.iceberg.lookup import FILE_COLUMN, _cast_to, _split_fast_path, find_stored
+from leanops_dagster.iceberg.lookup import FILE_COLUMN, find_stored
+from leanops_dagster.iceberg.reads import read_files, split_fast_path
 
 __all__ = ["MergeStats", "curated_partition_spec", "merge_lifo", "write_data_files"]
 
@@ -337,81 +335,37 @@ def _remainders(
     key: str,
     expected_removed: int,
 ) -> list[tuple[DataFile, pa.Table]]:
-    """Per file of ``tasks``: the rows that stay (all but those of ``updated_keys``).
-
-    Files written with the current schema (checked by Parquet field id) are read directly,
-    the filter applied batch by batch inside the (multi-threaded) scan; others go through
-    pyiceberg's reader, which resolves schema evolution and deletes.
-    """
+    """Per file of ``tasks``: the rows that stay (all but those of ``updated_keys``), the
+    filter applied inside the scan (``reads.read_files``)."""
     if not tasks:
         return []
-    schema = table.schema()
-    arrow_schema = schema.as_arrow()
-    fast, slow = _split_fast_path(table.io, tasks)
-    tables: list[tuple[DataFile, pa.Table]] = []
-    removed = 0
-    if fast:
-        read, mismatched = _read_current_schema(table.io, fast, arrow_schema, key, updated_keys)
-        tables += read
-        slow += mismatched
-        read_files = {id(data_file) for data_file, _ in read}
-        removed += sum(t.file.record_count for t in fast if id(t.file) in read_files)
-        removed -= sum(rows.num_rows for _, rows in read)
-    for task in slow:
-        rows = ArrowScan(table.metadata, table.io, schema, AlwaysTrue()).to_table([task])
-        kept = rows.filter(pc.invert(pc.is_in(rows.column(key), value_set=updated_keys)))
-        removed += rows.num_rows - kept.num_rows
-        tables.append((task.file, _cast_to(kept, arrow_schema)))
+    kept = read_files(table, tasks, table.schema(),
+                      row_filter=~ds.field(key).isin(updated_keys))
+    # files read directly hold exactly record_count rows (no delete files); the others were
+    # read through pyiceberg, which applies deletes: count what their scan returned
+    fast, _ = split_fast_path(table.io, tasks)
+    direct = {task.file.file_path for task in fast}
+    before = sum(task.file.record_count for task in tasks if task.file.file_path in direct)
+    after = sum(rows.num_rows for data_file, rows in kept if data_file.file_path in direct)
+    removed = before - after + _removed_by_slow_path(table, tasks, direct, key, updated_keys)
     if removed != expected_removed:
         raise RuntimeError(
             f"copy-on-write mismatch: lookup found {expected_removed} row(s) to replace in "
-            f"{len(tables)} file(s), the rewrite removed {removed}"
+            f"{len(tasks)} file(s), the rewrite removed {removed}"
         )
-    return tables
+    return kept
 
 
-def _read_current_schema(
-    io: FileIO,
-    tasks: list[FileScanTask],
-    arrow_schema: pa.Schema,
-    key: str,
-    dropped_keys: pa.Array,
-) -> tuple[list[tuple[DataFile, pa.Table]], list[FileScanTask]]:
-    """Files whose Parquet columns carry the current names and field ids, without the rows
-    of ``dropped_keys``; the other files (to be read by pyiceberg)."""
-    if not isinstance(io, PyArrowFileIO):
-        raise TypeError(f"the direct Parquet path needs PyArrowFileIO, not {type(io).__name__}")
-    expected = {f.name: f.metadata[b"PARQUET:field_id"] for f in arrow_schema}
-    target = arrow_schema.remove_metadata()
-    target = pa.schema([f.remove_metadata() for f in target])
-    keep = ~ds.field(key).isin(dropped_keys)
-    read: list[tuple[DataFile, pa.Table]] = []
-    mismatched: list[FileScanTask] = []
-    groups: dict[tuple[str, str], dict[str, FileScanTask]] = {}
-    for task in tasks:
-        scheme, netloc, path = PyArrowFileIO.parse_location(task.file.file_path, io.properties)
-        groups.setdefault((scheme, netloc), {})[path] = task
-    for (scheme, netloc), by_path in groups.items():
-        filesystem = io.fs_by_scheme(scheme, netloc)
-        fragments = []
-        for fragment in ds.dataset(list(by_path), format="parquet", filesystem=filesystem
-                                   ).get_fragments():
-            physical = fragment.physical_schema
-            ids = {f.name: (f.metadata or {}).get(b"PARQUET:field_id") for f in physical}
-            if all(expected.get(name) == field_id for name, field_id in ids.items()):
-                fragments.append(fragment)
-            else:
-                mismatched.append(by_path[fragment.path])
-        if not fragments:
-            continue
-        dataset = ds.FileSystemDataset(fragments, target, ds.ParquetFileFormat(), filesystem)
-        batches: dict[str, list[pa.RecordBatch]] = {}
-        for tagged in dataset.scanner(filter=keep).scan_batches():
-            batches.setdefault(tagged.fragment.path, []).append(tagged.record_batch)
-        for fragment in fragments:
-            rows = pa.Table.from_batches(batches.get(fragment.path, []), schema=target)
-            read.append((by_path[fragment.path].file, rows))
-    return read, mismatched
+def _removed_by_slow_path(
+    table: Table, tasks: list[FileScanTask], direct: set[str], key: str, updated_keys: pa.Array
+) -> int:
+    """Rows of ``updated_keys`` in the files pyiceberg reads (with their deletes applied)."""
+    others = [task for task in tasks if task.file.file_path not in direct]
+    if not others:
+        return 0
+    keys = read_files(table, others, table.schema().select(key))
+    return sum(int(pc.sum(pc.is_in(rows.column(key), value_set=updated_keys)).as_py() or 0)
+               for _, rows in keys)
 
 
 # --- commit ---------------------------------------------------------------------------------

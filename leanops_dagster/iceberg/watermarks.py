@@ -11,11 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
-from pyiceberg.table import Table
+from pyiceberg.table import FileScanTask, Table
 from pyiceberg.table.snapshots import Operation, Snapshot, ancestors_of
 
 from leanops_dagster.constants import WATERMARK_PROPERTY_PREFIX
+from leanops_dagster.iceberg.reads import read_files
 
 
 def watermark_key(name: str) -> str:
@@ -95,28 +97,35 @@ def read_increment(
 ) -> Increment:
     """Read what was appended after ``watermark``, adding ``snapshot_column`` per row.
 
-    Uses pyiceberg's incremental append scan one snapshot at a time so every row knows the
-    snapshot that brought it (error rows record it; crash recovery filters on it).
+    Plans pyiceberg's incremental append scan one snapshot at a time so every row knows the
+    snapshot that brought it (error rows record it; crash recovery filters on it), then reads
+    all the files at once (``reads.read_files``).
     """
     current = table.current_snapshot()
     snapshots = appended_snapshots_since(table, watermark)
     if current is None or (watermark is not None and current.snapshot_id == watermark):
         return Increment(_empty(table, selected_fields, snapshot_column), watermark, watermark, ())
-    parts: list[pa.Table] = []
+    tasks: list[FileScanTask] = []
+    brought_by: list[int] = []  # the snapshot that added each file of ``tasks``
     for snapshot in snapshots:
         if snapshot.summary is not None and snapshot.summary.get("added-records", "0") == "0":
             continue  # a watermark-only commit: no data files
-        part = table.incremental_append_scan(
-            selected_fields=selected_fields,
+        added = list(table.incremental_append_scan(
             from_snapshot_id_exclusive=snapshot.parent_snapshot_id,
             to_snapshot_id_inclusive=snapshot.snapshot_id,
-        ).to_arrow()
+        ).plan_files())
+        tasks += added
+        brought_by += [snapshot.snapshot_id] * len(added)
+    schema = table.schema()
+    if "*" not in selected_fields:
+        schema = schema.select(*selected_fields)
+    parts: list[pa.Table] = []
+    # all files in one read (pyarrow's threads over every file), each tagged afterwards
+    for (_, part), snapshot_id in zip(read_files(table, tasks, schema), brought_by, strict=True):
         if part.num_rows:
-            parts.append(
-                part.append_column(
-                    snapshot_column, pa.array([snapshot.snapshot_id] * part.num_rows, pa.int64())
-                )
-            )
+            parts.append(part.append_column(
+                snapshot_column, pa.array(np.full(part.num_rows, snapshot_id, np.int64))
+            ))
     rows = (
         pa.concat_tables(parts, promote_options="default")
         if parts

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import numpy as np
 import pyarrow as pa
@@ -10,8 +11,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from pyiceberg.exceptions import CommitFailedException
+from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
+from pyiceberg.transforms import DayTransform
 from pyiceberg.types import LongType, NestedField, StringType, TimestamptzType
 
 from leanops_dagster.iceberg.merge import MergeStats, curated_partition_spec, merge_lifo
@@ -314,3 +317,53 @@ def test_written_data_files_match_pyiceberg_writer(table):
     ids = {f.name: f.metadata[b"PARQUET:field_id"] for f in
            pq.read_schema(ours[0].file_path.removeprefix("file://"))}
     assert ids == {f.name: str(f.field_id).encode() for f in SCHEMA.fields}
+
+
+@pytest.mark.parametrize("layout", ["grouped", "interleaved"])
+def test_rows_already_grouped_by_partition_are_written_without_a_sort(
+    catalog, layout, monkeypatch
+):
+    """An append whose rows come partition by partition (day 3, then 1, then 2) takes the
+    no-gather path; the same rows interleaved take the sort path; both write one file per
+    partition holding exactly its rows, and the index entries name the right partitions."""
+    from leanops_dagster.iceberg import datafiles
+    from leanops_dagster.iceberg.datafiles import file_partition_token, write_indexed_files
+    from leanops_dagster.iceberg.key_index import key_hashes
+
+    gathers = []
+    take_rows = datafiles.take_rows
+    monkeypatch.setattr(datafiles, "take_rows",
+                        lambda rows, indices: gathers.append(1) or take_rows(rows, indices))
+
+    table = catalog.create_table(("curated", f"by_day_{layout}"), schema=SCHEMA,
+                                 partition_spec=PartitionSpec(PartitionField(
+                                     source_id=4, field_id=1000, transform=DayTransform(),
+                                     name="publish_time_day")))
+    days = [DAY3] * 5 + [DAY1] * 4 + [DAY2] * 3
+    if layout == "interleaved":
+        days = days[::2] + days[1::2]
+    rows = batch(*[(i, f"m{i}", f"k{i}", day, None) for i, day in enumerate(days)])
+    written = write_indexed_files(table.metadata, table.io, rows.cast(SCHEMA.as_arrow()),
+                                  index_column="idempotency_key")
+    assert len(gathers) == (0 if layout == "grouped" else 1)
+    by_day = {}
+    for data_file in written.files:
+        stored = pq.read_table(data_file.file_path.removeprefix("file://"))
+        assert len(set(stored.column("publish_time").to_pylist())) == 1
+        by_day[stored.column("publish_time")[0].as_py()] = sorted(
+            stored.column("value").to_pylist())
+    assert by_day == {day: sorted(i for i, d in enumerate(days) if d == day)
+                      for day in (DAY1, DAY2, DAY3)}
+    with table.transaction() as tx, tx.update_snapshot().fast_append() as append:
+        for data_file in written.files:
+            append.append_data_file(data_file)
+    tokens = {file_partition_token(task.file) for task in table.scan().plan_files()}
+    entries = written.entries
+    assert set(entries.partitions) == tokens
+    expected = dict(zip(key_hashes(rows.column("idempotency_key")).tolist(),
+                        [table.spec().fields[0].transform.transform(
+                            table.schema().find_field(4).field_type)(
+                            int(d.timestamp() * 1_000_000)) for d in days], strict=True))
+    got = {h: json.loads(entries.partitions[i])[1]
+           for h, i in zip(entries.hashes.tolist(), entries.ids.tolist(), strict=True)}
+    assert got == expected

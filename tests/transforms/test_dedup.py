@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 import pytest
 from conftest import TS, at
@@ -31,6 +32,28 @@ def test_fifo_keeps_first_by_ingestion_then_position():
     assert result.rows.column("pos").to_pylist() == [1, 2, 3]
     assert result.dropped == 3
     assert result.dropped_existing == 0
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_fifo_matches_a_naive_reference_on_random_input(seed):
+    """Many duplicates, ties on ingestion_ts and null ids: the first row per id by
+    (ingestion_ts, snapshot rank, position) is kept, every null id is kept."""
+    rng = np.random.default_rng(seed)
+    n = 2_000
+    ids = [None if rng.random() < 0.05 else f"m{rng.integers(0, 400)}" for _ in range(n)]
+    ingested = rng.integers(0, 50, n).tolist()
+    snapshots = rng.choice([7, 3, 9], n).tolist()
+    order = {3: 0, 9: 1, 7: 2}
+    result = fifo_dedup(rows(ids, ingested, snapshots=snapshots), snapshot_order=order)
+    best: dict[str, tuple] = {}
+    for pos, (mid, ing, snap) in enumerate(zip(ids, ingested, snapshots, strict=True)):
+        rank = (ing, order[snap], pos)
+        if mid is not None and (mid not in best or rank < best[mid]):
+            best[mid] = rank
+    expected = sorted([rank[2] for rank in best.values()]
+                      + [pos for pos, mid in enumerate(ids) if mid is None])
+    assert result.rows.column("pos").to_pylist() == expected
+    assert result.dropped == n - len(expected)
 
 
 def test_fifo_snapshot_order_breaks_ingestion_ties():
