@@ -26,6 +26,7 @@ import contextlib
 import gc
 import json
 import multiprocessing
+import os
 import resource
 import sys
 import time
@@ -33,6 +34,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
+
+# as the Dockerfile sets it for the workers; read by Arrow's allocator when pyarrow loads
+os.environ.setdefault("MIMALLOC_PURGE_DECOMMITS", "0")
 
 import pyarrow as pa
 from pyiceberg.catalog import Catalog

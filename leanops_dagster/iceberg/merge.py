@@ -63,7 +63,11 @@ from pyiceberg.schema import Schema
 from pyiceberg.table import FileScanTask, Table, TableProperties
 from pyiceberg.transforms import BucketTransform, DayTransform
 
-from leanops_dagster.iceberg.datafiles import write_data_files, write_indexed_files
+from leanops_dagster.iceberg.datafiles import (
+    cast_columns,
+    write_data_files,
+    write_indexed_files,
+)
 from leanops_dagster.iceberg.key_index import key_hashes
 from leanops_dagster.iceberg.lookup import FILE_COLUMN, find_stored
 from leanops_dagster.iceberg.reads import read_files, split_fast_path
@@ -244,11 +248,12 @@ def _conform(increment: pa.Table, schema: Schema, key: str, sequence: tuple[str,
                 raise ValueError(
                     f"column {target.name!r} is required but has {column.null_count} null(s)"
                 )
-            columns.append(column.cast(target.type))
+            columns.append(column)
         elif target.nullable:
             columns.append(pa.nulls(increment.num_rows, target.type))
         else:
             raise ValueError(f"increment lacks required column {target.name!r}")
+    columns = cast_columns(columns, arrow_schema.types)
     rows = pa.Table.from_arrays(columns, schema=arrow_schema)
     keys = rows.column(key)
     if keys.null_count:

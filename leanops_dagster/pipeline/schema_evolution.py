@@ -9,6 +9,7 @@ from pyiceberg.table import Table
 from pyiceberg.transforms import DayTransform
 
 from leanops_dagster.iceberg.catalog import ensure_table, schema_from_arrow
+from leanops_dagster.iceberg.datafiles import cast_columns
 from leanops_dagster.pipeline.layout import Identifier
 
 
@@ -48,10 +49,9 @@ def evolve_and_align(
                 update.union_by_name(pa.schema([incoming.field(n) for n in new_columns]))
             table = catalog.load_table(identifier)
     target = table.schema().as_arrow()
-    columns = []
-    for f in target:
-        if f.name in rows.column_names:
-            columns.append(rows.column(f.name).cast(f.type))
-        else:
-            columns.append(pa.nulls(rows.num_rows, f.type))
+    columns = [
+        rows.column(f.name) if f.name in rows.column_names else pa.nulls(rows.num_rows, f.type)
+        for f in target
+    ]
+    columns = cast_columns(columns, target.types)
     return table, pa.Table.from_arrays(columns, schema=target), new_columns
