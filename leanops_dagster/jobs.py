@@ -66,7 +66,8 @@ class MaintenanceConfig(dg.Config):
     min_files_to_compact: int = 8
 
 
-@dg.op(description="Expires old snapshots and compacts small files of Standardized/Curated.")
+@dg.op(description="Expires old snapshots and compacts small files of Standardized/Curated; "
+                   "removes key index segments no snapshot points to any more.")
 def maintain_tables_op(
     context: dg.OpExecutionContext, config: MaintenanceConfig, catalog: IcebergCatalogResource
 ):
@@ -76,10 +77,11 @@ def maintain_tables_op(
         older_than=dt.timedelta(hours=config.expire_older_than_hours),
         min_files=config.min_files_to_compact,
     )
-    table = "| table | files before | files after | snapshots expired |\n"
-    table += "| --- | --- | --- | --- |\n"
+    table = "| table | files before | files after | snapshots expired | index segments removed |\n"
+    table += "| --- | --- | --- | --- | --- |\n"
     table += "".join(
-        f"| {r.table} | {r.files_before} | {r.files_after} | {r.snapshots_expired} |\n"
+        f"| {r.table} | {r.files_before} | {r.files_after} | {r.snapshots_expired} "
+        f"| {r.index_segments_removed} |\n"
         for r in results
     )
     context.add_output_metadata({"tables": dg.MetadataValue.md(table)})

@@ -11,7 +11,7 @@ from pyiceberg.io.pyarrow import _dataframe_to_data_files
 from pyiceberg.table import Table
 
 from leanops_dagster import constants
-from leanops_dagster.iceberg.key_index import INDEX_PROPERTY_PREFIX
+from leanops_dagster.iceberg.key_index import INDEX_PROPERTY_PREFIX, unreferenced_segments
 from leanops_dagster.iceberg.watermarks import read_summary_value
 
 
@@ -72,6 +72,7 @@ class MaintenanceResult:
     files_before: int
     files_after: int
     snapshots_expired: int
+    index_segments_removed: int = 0
 
 
 def compact_small_files(table: Table, *, min_files: int = 8) -> tuple[int, int]:
@@ -148,7 +149,12 @@ def maintain_catalog(
             # watermark would hide data, so RAW only expires what every consumer has passed.
             before, after = (0, 0) if is_raw else compact_small_files(table, min_files=min_files)
             expired = 0 if is_raw else expire_snapshots(table, older_than=older_than)
-            results.append(MaintenanceResult(".".join(identifier), before, after, expired))
+            orphans = unreferenced_segments(table.refresh())
+            for location in orphans:
+                table.io.delete(location)
+            results.append(MaintenanceResult(
+                ".".join(identifier), before, after, expired, len(orphans)
+            ))
     return results
 
 

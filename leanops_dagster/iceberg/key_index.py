@@ -31,6 +31,7 @@ stale entry costs a read; a missing or unreadable segment makes the index unusab
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import uuid
@@ -41,7 +42,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc as ipc
+from pyarrow.fs import FileSelector
 from pyiceberg.io import FileIO
+from pyiceberg.io.pyarrow import PyArrowFileIO
 from pyiceberg.table import Table
 from pyiceberg_core.transform import bucket
 
@@ -254,3 +257,36 @@ def read_segment(io: FileIO, path: str) -> Entries:
     ids = table.column("partition_id").to_numpy()
     return Entries(hashes.astype(np.uint64, copy=False), ids.astype(np.int32, copy=False),
                    tuple(json.loads(partitions)))
+
+
+def unreferenced_segments(
+    table: Table, *, older_than: dt.timedelta = dt.timedelta(hours=1)
+) -> list[str]:
+    """Segment files under ``<table>/metadata/`` that no snapshot of the table points to and
+    that are older than ``older_than`` (a writer may have written a segment and not yet
+    committed its snapshot): what expiring snapshots and merging segments leave behind."""
+    referenced: set[str] = set()
+    for snapshot in table.snapshots():
+        properties = snapshot.summary.additional_properties if snapshot.summary else {}
+        for name, value in properties.items():
+            if name.startswith(INDEX_PROPERTY_PREFIX):
+                with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError):
+                    referenced.update(json.loads(value)["segments"])
+    io = table.io
+    if not isinstance(io, PyArrowFileIO):
+        return []  # listing needs a pyarrow filesystem
+    metadata_dir = f"{table.location().rstrip('/')}/metadata"
+    scheme, netloc, path = PyArrowFileIO.parse_location(metadata_dir, io.properties)
+    filesystem = io.fs_by_scheme(scheme, netloc)
+    cutoff = dt.datetime.now(dt.UTC) - older_than
+    orphans = []
+    for info in filesystem.get_file_info(FileSelector(path, allow_not_found=True)):
+        if not info.is_file or not info.base_name.startswith("key-index-"):
+            continue
+        location = metadata_dir + "/" + info.base_name
+        modified = info.mtime
+        if modified is not None and modified.tzinfo is None:
+            modified = modified.replace(tzinfo=dt.UTC)
+        if location not in referenced and (modified is None or modified < cutoff):
+            orphans.append(location)
+    return sorted(orphans)

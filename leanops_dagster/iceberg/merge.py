@@ -3,12 +3,16 @@
 ``merge_lifo(table, increment, ...)`` takes an increment that is already unique per key (the
 pure LIFO dedup ran before) and applies it to a Curated table in ONE Iceberg commit:
 
-1. **plan**: the current snapshot's data files (``table.scan().plan_files()``).
-2. **lookup**: every data file is scanned for the increment's keys, reading only the key column
-   (Parquet projection, through the table's own FileIO filesystem, so ``file://`` and ``s3://``
-   behave the same); the few files that hold a match are read again for key + sequence
-   columns. A key is looked up in the *whole* table, not only in the increment's partitions:
-   the stored version of a key may live in an older ``day(publish_time)`` partition.
+1. **lookup** (``iceberg.lookup.find_stored``): a key is looked up in the *whole* table, not
+   only in the increment's partitions: the stored version of a key may live in an older
+   ``day(publish_time)`` partition. The table's key index (``iceberg.key_index``, committed
+   with every MERGE) names the partitions that may hold the increment's keys; only their
+   manifests are planned and only their files' key + sequence columns are read (Parquet
+   projection, through the table's own FileIO filesystem, so ``file://`` and ``s3://`` behave
+   the same). Without a usable index (first MERGE, another writer committed since) the key
+   column of every file is read and a full index is written with this MERGE.
+2. **hash** the increment's keys once: the lookup probes the index with them and the write
+   records them as the new rows' index entries.
 3. **decide**, per increment row: no stored row with that key → *insert*; the increment's
    sequence tuple (``publish_time``, ``ingestion_ts``, ``message_id`` by default) is greater than
    the stored one → *update*; otherwise → *stale* (the row is dropped: an older correction that
@@ -17,13 +21,14 @@ pure LIFO dedup ran before) and applies it to a Curated table in ONE Iceberg com
    appended as tie-breakers when ``sequence`` lacks them (the order of
    ``transforms.dedup.lifo_dedup``, so a schema's ``"sequence": ["publish_time"]`` ranks a
    stored row exactly as the in-increment dedup ranked the increment).
-4. **rewrite**: only data files that hold a stored row being replaced are read in full; the
-   replaced rows are dropped and the rest is written again. No other file is read or touched.
+4. **rewrite**: only data files that hold a stored row being replaced are read in full, the
+   replaced rows dropped inside the scan (``iceberg.reads``); the rest is written again. No
+   other file is read or touched.
 5. **write + commit**: inserted and updated rows plus the rewritten remainders are written as
-   new files (one per partition of ``day(publish_time)``, ``bucket(16, idempotency_key)``),
-   and a single snapshot removes the rewritten files and adds the new ones: ``append`` when
-   nothing is removed, ``overwrite`` otherwise. ``snapshot_properties`` (the caller's
-   watermark) ride on that snapshot.
+   new files (one per partition of ``day(publish_time)``, ``bucket(16, idempotency_key)``,
+   ``iceberg.datafiles``), and a single snapshot removes the rewritten files and adds the new
+   ones: ``append`` when nothing is removed, ``overwrite`` otherwise. ``snapshot_properties``
+   (the caller's watermark) and the key index pointer ride on that snapshot.
 
 Nothing to write (empty increment, or every row stale) commits nothing, even when
 ``snapshot_properties`` are given: the caller decides whether a watermark-only commit is needed.
@@ -34,9 +39,10 @@ writer may have inserted the same keys, or advanced the watermark). The commit i
 with pyiceberg's retries disabled and ``CommitFailedException`` reaches the caller, who re-reads
 the table and its watermark and runs the merge again (``iceberg.commit.retry_commit``).
 
-Cost model (see ``benchmarks/process.py``): the lookup reads the key column of every data file
-(linear in table size, but one narrow column); the rewrite reads and writes every file that
-holds a replaced row, so its cost is (distinct files holding corrected keys) x (file size).
+Cost model (see ``benchmarks/README.md``): the lookup reads the index (12 bytes per stored
+key, in O(log N) sorted segments) and the files of the candidate partitions; the rewrite reads
+and writes every file that holds a replaced row, so its cost is (distinct files holding
+corrected keys) x (file size).
 With ``day x bucket(16)`` partitions, corrections of recent records touch recent files only;
 corrections spread uniformly over years of history would rewrite most of the table (a
 merge-on-read design with delete files would avoid that; pyiceberg does not write them).
@@ -113,7 +119,7 @@ class MergeStats:
     ``rewritten_files`` data files held a replaced row and were replaced by new files;
     ``rewritten_rows`` is the number of other rows those files held, read and written again
     (the copy-on-write cost). ``partitions_touched`` counts partitions that gained or lost a
-    file. ``elapsed`` holds seconds per phase (plan, lookup, decide, rewrite, write, commit).
+    file. ``elapsed`` holds seconds per phase (lookup, decide, rewrite, write, commit).
     """
 
     inserted: int = 0

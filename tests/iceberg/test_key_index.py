@@ -198,3 +198,24 @@ def _drop_index(table: Table) -> None:
     """A watermark-only snapshot without the pointer: the next lookup cannot use the index."""
     if table.current_snapshot() is not None:
         table.append(table.schema().as_arrow().empty_table())
+
+
+def test_segments_no_snapshot_points_to_are_found_for_removal(catalog, monkeypatch):
+    """Tier merges replace segments; once the snapshots pointing to the old ones expire, the
+    maintenance finds them (and only them, and only once they are old enough)."""
+    table = new_table(catalog, "orphans")
+    for step in range(2):  # [10] then [10, 10] -> merged into one new segment of 20
+        merge_lifo(table, rows_for(range(step * 10, step * 10 + 10), step, step))
+    current = set(index_of(table).segments)
+    assert key_index.unreferenced_segments(table, older_than=dt.timedelta(0)) == []
+    expired = [s.snapshot_id for s in table.snapshots()
+               if s.snapshot_id != table.current_snapshot().snapshot_id]
+    table.maintenance.expire_snapshots().by_ids(expired).commit()
+    table.refresh()
+    orphans = key_index.unreferenced_segments(table, older_than=dt.timedelta(0))
+    assert len(orphans) == 1 and not set(orphans) & current
+    assert key_index.unreferenced_segments(table) == []  # written just now: kept for an hour
+    for location in orphans:
+        table.io.delete(location)
+    stats = merge_lifo(table, rows_for(range(0, 20), 5, 5))
+    assert (stats.inserted, stats.updated) == (0, 20)
