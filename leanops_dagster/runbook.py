@@ -79,13 +79,18 @@ def compact_small_files(table: Table, *, min_files: int = 8) -> tuple[int, int]:
     """Rewrite a table's data files into fewer, larger ones when it has many small files.
 
     Copy-on-write replace in one commit; the latest watermark/total properties are carried
-    forward on the new snapshot so readers of the summary keep finding them.
+    forward on the new snapshot so readers of the summary keep finding them, and so is the key
+    index while every row stays in its partition.
     """
     tasks = list(table.scan().plan_files())
     if len(tasks) < min_files:
         return len(tasks), len(tasks)
     rows = table.scan().to_arrow()
     carried = _carried_properties(table)
+    if any(task.file.spec_id != table.spec().spec_id for task in tasks):
+        # rows of an older spec land in other partitions now: the key index would point to
+        # the old ones, so it is dropped and the next run rebuilds it
+        carried = {k: v for k, v in carried.items() if not k.startswith(INDEX_PROPERTY_PREFIX)}
     # One OVERWRITE snapshot (not delete + append): incremental append scans downstream
     # must not see compacted rows as new data.
     with table.transaction() as tx, tx.update_snapshot(

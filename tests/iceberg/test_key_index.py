@@ -219,3 +219,20 @@ def test_segments_no_snapshot_points_to_are_found_for_removal(catalog, monkeypat
         table.io.delete(location)
     stats = merge_lifo(table, rows_for(range(0, 20), 5, 5))
     assert (stats.inserted, stats.updated) == (0, 20)
+
+
+def test_compaction_across_a_spec_change_drops_the_index(catalog):
+    """Rows of an older spec move to other partitions when compacted: the pointer must not
+    survive, and the next MERGE (a full scan) still finds every key."""
+    table = new_table(catalog, "respec")
+    merge_lifo(table, rows_for(range(0, 30), 0, 1))
+    with table.update_spec() as update:
+        update.remove_field("idempotency_key_bucket")
+    merge_lifo(table, rows_for(range(30, 60), 1, 1))
+    assert KeyIndex.of(table, KEY) is not None
+    compact_small_files(table, min_files=2)
+    table.refresh()
+    assert KeyIndex.of(table, KEY) is None
+    stats = merge_lifo(table, rows_for(range(0, 60), 3, 2))
+    assert (stats.inserted, stats.updated) == (0, 60)
+    assert KeyIndex.of(table, KEY) is not None
