@@ -55,6 +55,11 @@ class Settings(BaseSettings):
         default=SecretStr("leanops-local-development-key"),
         description="Key of the HMAC used to mask PII columns in Curated.",
     )
+    disable_thp: bool = Field(
+        default=True,
+        description="Turn transparent huge pages off in processes that run the layers "
+        "(leanops_dagster/runtime.py says why).",
+    )
     backlog_threshold: int = Field(default=10_000, ge=1)
     freshness_minutes: int = Field(default=60, ge=1)
 

@@ -40,6 +40,7 @@ from leanops_dagster.pipeline.increments import (
     with_recorded_ts,
 )
 from leanops_dagster.pipeline.layout import TopicTables
+from leanops_dagster.runtime import prepare_for_increments
 from leanops_dagster.schemas.models import IDEMPOTENCY_KEY, LINEAGE_COLUMNS, TopicSchema
 from leanops_dagster.transforms import dedup, drift, mask, validate
 from leanops_dagster.transforms.dedup import TIEBREAK_COLUMNS
@@ -86,6 +87,9 @@ def curate_topic(
     pii_key: bytes,
     now: dt.datetime | None = None,
 ) -> CurateResult:
+    """Process the Standardized increment of one topic (this process's transparent huge pages
+    are turned off first, ``runtime.prepare_for_increments``)."""
+    prepare_for_increments()
     return retry_commit(lambda: _curate_once(catalog, tables, schema, pii_key, now))
 
 

@@ -35,6 +35,7 @@ from leanops_dagster.pipeline.increments import (
 )
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.pipeline.schema_evolution import evolve_and_align
+from leanops_dagster.runtime import prepare_for_increments
 from leanops_dagster.schemas.models import TopicSchema
 from leanops_dagster.transforms import dedup, flatten
 
@@ -74,7 +75,10 @@ def standardize_topic(
 ) -> StandardizeResult:
     """Process the RAW increment of one topic. ``flatten_workers``: processes for flattening
     (``None``: every core for large increments, see ``transforms.flatten.flatten_raw``); one
-    is the default since the vectorised flatten is faster than shipping rows to workers."""
+    is the default since the vectorised flatten is faster than shipping rows to workers.
+    This process's transparent huge pages are turned off first
+    (``runtime.prepare_for_increments``)."""
+    prepare_for_increments()
     return retry_commit(
         lambda: _standardize_once(catalog, tables, schema, now, flatten_workers)
     )

@@ -75,6 +75,8 @@ def fifo_dedup(
     if n == 0:
         return FifoResult(rows, 0, 0)
     keys = rows.column(key).combine_chunks()
+    if pc.count_distinct(keys, mode="all").as_py() == n:  # no id twice: no order to decide
+        return _without_stored(rows, keys, pa.repeat(pa.scalar(True), n), existing_ids)
     pos = _positions(n)
     sort_cols: dict[str, pa.Array] = {}
     if order_column in rows.column_names:
@@ -89,14 +91,25 @@ def fifo_dedup(
         pa.table(sort_cols), sort_keys=[(c, "ascending", "at_end") for c in sort_cols]
     )
     keep = _keep_first(keys, order)
+    return _without_stored(rows, keys, keep, existing_ids)
+
+
+def _without_stored(
+    rows: pa.Table, keys: pa.Array, keep: pa.Array,
+    existing_ids: pa.Array | pa.ChunkedArray | Sequence[str] | None,
+) -> FifoResult:
+    """``rows`` where ``keep`` and the id is not among ``existing_ids`` (not copied when
+    every row stays)."""
     dropped_existing = 0
     if existing_ids is not None and len(existing_ids):
         value_set = _as_array(existing_ids, keys.type)
         stored = pc.fill_null(pc.is_in(keys, value_set=value_set), False)
         dropped_existing = int(pc.sum(stored).as_py() or 0)
         keep = pc.and_(keep, pc.invert(stored))
+    if pc.all(keep).as_py():
+        return FifoResult(rows, 0, 0)
     kept = rows.filter(keep)
-    return FifoResult(kept, n - kept.num_rows, dropped_existing)
+    return FifoResult(kept, rows.num_rows - kept.num_rows, dropped_existing)
 
 
 def _keep_first(keys: pa.Array, order: pa.Array) -> pa.BooleanArray:
@@ -144,6 +157,8 @@ def lifo_dedup(
     keys = rows.column(key).combine_chunks()
     if keys.null_count:
         raise ValueError(f"{keys.null_count} rows have a null {key}; validate before LIFO")
+    if pc.count_distinct(keys).as_py() == n:  # one version per key: nothing to rank
+        return LifoResult(rows, 0)
     sort_keys = _lifo_sort_keys(sequence, rows)
     order_table = rows.select([c for c, _, _ in sort_keys]).append_column(
         _POS, _positions(n)

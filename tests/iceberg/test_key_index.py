@@ -11,9 +11,10 @@ from pathlib import Path
 import mmh3
 import numpy as np
 import pyarrow as pa
+import pytest
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.table import Table
-from test_merge import SCHEMA, batch, contents  # the MERGE tests' rows and schema
+from test_merge import SCHEMA, batch, contents, open_test_catalog
 
 from leanops_dagster.iceberg import key_index
 from leanops_dagster.iceberg.datafiles import file_partition_token
@@ -29,6 +30,11 @@ from leanops_dagster.runbook import compact_small_files
 UTC = dt.UTC
 START = dt.datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
 KEY = "idempotency_key"
+
+
+@pytest.fixture
+def catalog(tmp_path) -> SqlCatalog:
+    return open_test_catalog(tmp_path)
 
 
 def new_table(catalog: SqlCatalog, name: str) -> Table:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
@@ -33,6 +35,21 @@ SCHEMA = Schema(
     NestedField(5, "ingestion_ts", TimestamptzType(), required=False),
 )
 COLUMNS = ("value", "message_id", "idempotency_key", "publish_time", "ingestion_ts")
+
+
+def open_test_catalog(tmp_path: Path) -> SqlCatalog:
+    """A SQLite SQL catalog under ``tmp_path`` with a ``curated`` namespace."""
+    catalog = SqlCatalog(
+        "test", uri=f"sqlite:///{tmp_path / 'catalog.db'}",
+        warehouse=(tmp_path / "warehouse").as_uri(),
+    )
+    catalog.create_namespace("curated")
+    return catalog
+
+
+@pytest.fixture
+def catalog(tmp_path) -> SqlCatalog:
+    return open_test_catalog(tmp_path)
 
 
 @pytest.fixture
