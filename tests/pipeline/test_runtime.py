@@ -11,6 +11,7 @@ PROBE = """
 import ctypes
 from leanops_dagster.runtime import prepare_for_increments
 libc = ctypes.CDLL(None)
+libc.prctl(41, 0, 0, 0, 0)  # the flag is inherited: start from "enabled" whatever the parent did
 before = libc.prctl(42, 0, 0, 0, 0)  # PR_GET_THP_DISABLE
 prepare_for_increments()
 print(before, libc.prctl(42, 0, 0, 0, 0))
@@ -20,7 +21,7 @@ print(before, libc.prctl(42, 0, 0, 0, 0))
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux only")
 @pytest.mark.parametrize(("setting", "expected"), [("true", "0 1"), ("false", "0 0")])
 def test_layer_runs_turn_transparent_huge_pages_off_unless_told_not_to(setting, expected):
-    """In a fresh process (the flag is per process and inherited, so not in this one)."""
+    """In a child process: the flag is per process (and inherited), so not in this one."""
     out = subprocess.run(
         [sys.executable, "-c", PROBE], capture_output=True, text=True, check=True,
         env={"LEANOPS_DISABLE_THP": setting, "PATH": ""},
