@@ -96,9 +96,10 @@ def _loads_exact(text: str):
 
 
 def _number_text(text: str) -> str:
-    """Integers as written; other numbers as the fast path writes them when that is exact."""
+    """Integers as written (``-0`` as ``0``, as every other path writes it); other numbers as
+    the fast path writes them when that is exact."""
     if "." not in text and "e" not in text and "E" not in text:
-        return text
+        return "0" if text == "-0" else text
     value = float(text)
     if value in (float("inf"), float("-inf")):
         return text

@@ -302,3 +302,13 @@ def test_chunked_sliced_and_large_string_inputs(monkeypatch):
     fast = flatten.flatten_raw(raw, SCHEMA)
     parallel = flatten.flatten_raw(raw, SCHEMA, workers=2)
     assert parallel.rows.equals(fast.rows) and parallel.errors.equals(fast.errors)
+
+
+def test_negative_zero_is_written_alike_on_every_path(monkeypatch):
+    """``-0`` becomes ``"0"`` whether the row is flattened alone, with a long float that sends
+    it to the exact path, or in an array."""
+    meta = '"_metadata":{"idempotencyKeyResource":"k"}'
+    payloads = [f'{{"z":-0,{meta}}}', f'{{"z":-0,"long":0.12345678901234567,{meta}}}',
+                f'{{"z":-0,"l":[-0,1],{meta}}}']
+    result = both(raw_rows(payloads), SCHEMA, monkeypatch)
+    assert result.rows.column("z").to_pylist() == ["0", "0", "0"]
