@@ -73,7 +73,9 @@ def key_hashes(keys: pa.Array | pa.ChunkedArray) -> np.ndarray:
 def partition_token(spec_id: int, values: Sequence[object]) -> str:
     """A stable text of a partition: the same for a writer's ``PartitionKey`` and a manifest's
     ``DataFile.partition`` (dates as epoch days, timestamps as epoch microseconds)."""
-    return json.dumps([spec_id, *(_plain(v) for v in values)], separators=(",", ":"))
+    # default=str: decimals, times and other values JSON has no type for
+    return json.dumps([spec_id, *(_plain(v) for v in values)], separators=(",", ":"),
+                      default=str)
 
 
 def _plain(value: object) -> object:

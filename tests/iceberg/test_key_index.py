@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from decimal import Decimal
 from pathlib import Path
 
 import mmh3
@@ -86,6 +87,7 @@ def test_partition_tokens_of_writer_and_manifest_agree(catalog):
     manifest_tokens = {file_partition_token(t.file) for t in table.scan().plan_files()}
     assert manifest_tokens == segment_tokens
     assert partition_token(0, [dt.date(1970, 1, 11), 3]) == "[0,10,3]"
+    assert partition_token(2, [Decimal("1.50"), None, "a"]) == '[2,"1.50",null,"a"]'
 
 
 def test_merge_reads_only_the_partitions_the_index_names(catalog):
