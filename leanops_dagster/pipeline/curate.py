@@ -66,6 +66,10 @@ class CurateResult:
     watermark_to: int | None = None
     snapshot_id: int | None = None
     drift_columns: list[str] = field(default_factory=list)
+    #: the MERGE's cost: files its lookup read, files rewritten (copy-on-write), their rows
+    files_read: int = 0
+    files_rewritten: int = 0
+    rows_rewritten: int = 0
 
     @property
     def balanced(self) -> bool:
@@ -182,6 +186,9 @@ def _curate_once(
     )
     result.inserted = stats.inserted
     result.updated = stats.updated
+    result.files_read = stats.scanned_files
+    result.files_rewritten = stats.rewritten_files
+    result.rows_rewritten = stats.rewritten_rows
     result.superseded = winners.superseded + stats.stale
     if stats.snapshot_id is None:  # nothing to write: commit the watermark and counts alone
         curated.append(
