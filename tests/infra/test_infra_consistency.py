@@ -138,8 +138,9 @@ def test_messaging_refuses_visibility_below_six_lambda_timeouts():
     # The rule is about the real Lambda timeout: both modules get the same root variable.
     assert first(messaging["lambda_timeout_seconds"]) == "${var.sqs_processor_timeout_seconds}"
     assert first(compute["sqs_processor_timeout_seconds"]) == "${var.sqs_processor_timeout_seconds}"
-    function = _resources(MODULES / "compute", "aws_lambda_function")["sqs_processor"]
-    assert first(function["timeout"]) == "${var.sqs_processor_timeout_seconds}"
+    function, settings = _lambda_block("sqs_processor")
+    assert first(function["timeout"]) == "${each.value.timeout}"
+    assert first(settings["timeout"]) == "${var.sqs_processor_timeout_seconds}"
 
 
 @pytest.mark.parametrize("name", ["dev.tfvars", "prod.tfvars.example"])
@@ -177,6 +178,17 @@ def _functions() -> dict[str, dict[str, str]]:
     return first(module_blocks(MODULES / "compute", "locals")["functions"])
 
 
+def _lambda_block(key: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``aws_lambda_function`` block that deploys ``key`` and its entry of ``local.consumers``
+    (the queue consumers share one for_each block; circuit_breaker has its own, no entry)."""
+    functions = _resources(MODULES / "compute", "aws_lambda_function")
+    if key in functions:
+        return functions[key], {}
+    consumer = functions["consumer"]
+    assert first(consumer["for_each"]) == "${local.consumers}"
+    return consumer, first(module_blocks(MODULES / "compute", "locals")["consumers"])[key]
+
+
 @pytest.mark.parametrize("key", ["sqs_processor", "dlq_processor", "circuit_breaker"])
 def test_handler_strings_name_real_functions(key):
     handler = _functions()[key]["handler"]
@@ -185,8 +197,10 @@ def test_handler_strings_name_real_functions(key):
     assert (REPO_ROOT / Path(*module_name.split("."))).with_suffix(".py").is_file()
     module = importlib.import_module(module_name)
     assert callable(getattr(module, attribute))
-    function = _resources(MODULES / "compute", "aws_lambda_function")[key]
-    assert first(function["handler"]) == f"${{local.functions.{key}.handler}}"
+    function, settings = _lambda_block(key)
+    reference = "local.functions[each.key]" if settings else f"local.functions.{key}"
+    assert first(function["handler"]) == f"${{{reference}.handler}}"
+    assert first(function["function_name"]) == f"${{{reference}.name}}"
 
 
 def _lambda_environment() -> dict[str, dict[str, str]]:

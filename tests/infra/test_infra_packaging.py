@@ -146,7 +146,8 @@ def test_every_variable_dagster_yaml_reads_is_set_by_the_task_definitions():
     provided |= set(re.findall(r"name = \"([A-Z_]+)\", valueFrom", _orchestration_text()))
     missing = _env_refs(config) - provided
     assert not missing, f"dagster.yaml reads variables no task sets: {sorted(missing)}"
-    run = [d for d in _container_names() if d == config["run_launcher"]["config"]["container_name"]]
+    container = config["run_launcher"]["config"]["container_name"]
+    run = [d for d in _run_task_container_names() if d == container]
     assert run, "run_launcher.container_name is not a container of the run task definition"
 
 
@@ -154,8 +155,13 @@ def _orchestration_text() -> str:
     return (MODULES / "orchestration" / "main.tf").read_text()
 
 
-def _container_names() -> list[str]:
-    return re.findall(r'name\s*=\s*"(run|webserver|daemon)"', _orchestration_text())
+def _run_task_container_names() -> list[str]:
+    """Containers of the run task definition (family local.run_family, what
+    DAGSTER_RUN_TASK_DEFINITION names): aws_ecs_task_definition.dagster names the container of
+    each task definition after its key of local.task_definitions."""
+    assert re.search(r"\bname\s*=\s*each\.key\b", _orchestration_text())
+    definitions = first(module_blocks(MODULES / "orchestration", "locals")["task_definitions"])
+    return [key for key, body in definitions.items() if body["family"] == "${local.run_family}"]
 
 
 def test_dockerfile_installs_the_locked_aws_extra_without_dev_deps():

@@ -52,6 +52,27 @@ locals {
       POWERTOOLS_SERVICE_NAME = "dlq_processor"
     })
   }
+  # maximum_concurrency of the DLQ event source mapping.
+  dlq_maximum_concurrency = 2
+  # What differs between the two queue consumers (aws_lambda_function.consumer).
+  # mapping_concurrency: how many instances their event source mappings may run at once, which
+  # the reserved concurrency must cover.
+  consumers = {
+    sqs_processor = {
+      description          = "SQS topic queues -> Firehose (RAW); transient failures as batchItemFailures."
+      timeout              = var.sqs_processor_timeout_seconds
+      memory_size          = var.sqs_processor_memory_mb
+      reserved_concurrency = var.sqs_processor_reserved_concurrency
+      mapping_concurrency  = var.maximum_concurrency * length(var.topics)
+    }
+    dlq_processor = {
+      description          = "Centralized DLQ -> S3 archive + RAW dlq_errors."
+      timeout              = var.sqs_processor_timeout_seconds
+      memory_size          = 256
+      reserved_concurrency = 2
+      mapping_concurrency  = local.dlq_maximum_concurrency
+    }
+  }
   # Separate local: it depends on the mappings, which depend on sqs_processor.
   circuit_breaker_environment = merge(local.common_environment, {
     CB_MAPPINGS               = jsonencode({ for topic, esm in aws_lambda_event_source_mapping.topic : topic => esm.uuid })
@@ -211,25 +232,30 @@ resource "aws_iam_role_policy" "circuit_breaker" {
 }
 
 # --- functions ---------------------------------------------------------------------------------
-resource "aws_lambda_function" "sqs_processor" {
-  #checkov:skip=CKV_AWS_116:Invoked synchronously by SQS event source mappings; failed items return to the queue and reach the centralized DLQ through its redrive policy.
-  #checkov:skip=CKV_AWS_117:Calls only AWS APIs (SQS, Firehose); a VPC would add NAT/endpoint cost without protecting anything reachable.
+# The two queue consumers: one block, their differences in local.consumers. circuit_breaker keeps
+# a block of its own: its environment holds the topic mappings' UUIDs and those mappings need
+# sqs_processor's ARN, so in one for_each resource the resource would depend on itself (a cycle).
+resource "aws_lambda_function" "consumer" {
+  #checkov:skip=CKV_AWS_116:Both are invoked synchronously by SQS event source mappings: a failed topic item returns to its queue and reaches the centralized DLQ through its redrive policy; a failed DLQ item stays in the DLQ (14-day retention) and is retried.
+  #checkov:skip=CKV_AWS_117:Calls only AWS APIs (SQS, S3, Firehose); a VPC would add NAT/endpoint cost without protecting anything reachable.
   #checkov:skip=CKV_AWS_272:The zip is built reproducibly from the repository by infra/scripts/package_lambdas.py; code signing needs an AWS Signer profile per account, outside this module.
-  function_name                  = local.functions.sqs_processor.name
-  description                    = "SQS topic queues -> Firehose (RAW); transient failures as batchItemFailures."
+  for_each = local.consumers
+
+  function_name                  = local.functions[each.key].name
+  description                    = each.value.description
   filename                       = local.zip_path
   source_code_hash               = local.zip_hash
-  handler                        = local.functions.sqs_processor.handler
+  handler                        = local.functions[each.key].handler
   runtime                        = var.runtime
   architectures                  = [var.architecture]
-  role                           = aws_iam_role.lambda["sqs_processor"].arn
-  timeout                        = var.sqs_processor_timeout_seconds
-  memory_size                    = var.sqs_processor_memory_mb
-  reserved_concurrent_executions = var.sqs_processor_reserved_concurrency
+  role                           = aws_iam_role.lambda[each.key].arn
+  timeout                        = each.value.timeout
+  memory_size                    = each.value.memory_size
+  reserved_concurrent_executions = each.value.reserved_concurrency
   kms_key_arn                    = var.kms_key_arn
 
   environment {
-    variables = local.environments.sqs_processor
+    variables = local.environments[each.key]
   }
 
   tracing_config {
@@ -238,50 +264,17 @@ resource "aws_lambda_function" "sqs_processor" {
 
   logging_config {
     log_format = "JSON"
-    log_group  = aws_cloudwatch_log_group.lambda["sqs_processor"].name
+    log_group  = aws_cloudwatch_log_group.lambda[each.key].name
   }
 
   lifecycle {
     precondition {
-      condition     = var.sqs_processor_reserved_concurrency >= var.maximum_concurrency * length(var.topics)
-      error_message = "sqs_processor_reserved_concurrency must cover maximum_concurrency x number of topics, or the mappings are throttled."
+      condition     = each.value.reserved_concurrency >= each.value.mapping_concurrency
+      error_message = "${each.key}: reserved concurrency ${each.value.reserved_concurrency} must cover its event source mappings' maximum concurrency ${each.value.mapping_concurrency} (sqs_processor_reserved_concurrency >= maximum_concurrency x number of topics), or the mappings are throttled."
     }
   }
 
-  depends_on = [aws_iam_role_policy.sqs_processor]
-}
-
-resource "aws_lambda_function" "dlq_processor" {
-  #checkov:skip=CKV_AWS_116:Invoked synchronously by the DLQ event source mapping; a failed item stays in the DLQ (14-day retention) and is retried.
-  #checkov:skip=CKV_AWS_117:Calls only AWS APIs (SQS, S3, Firehose); a VPC would add NAT/endpoint cost without protecting anything reachable.
-  #checkov:skip=CKV_AWS_272:The zip is built reproducibly from the repository by infra/scripts/package_lambdas.py; code signing needs an AWS Signer profile per account, outside this module.
-  function_name                  = local.functions.dlq_processor.name
-  description                    = "Centralized DLQ -> S3 archive + RAW dlq_errors."
-  filename                       = local.zip_path
-  source_code_hash               = local.zip_hash
-  handler                        = local.functions.dlq_processor.handler
-  runtime                        = var.runtime
-  architectures                  = [var.architecture]
-  role                           = aws_iam_role.lambda["dlq_processor"].arn
-  timeout                        = var.sqs_processor_timeout_seconds
-  memory_size                    = 256
-  reserved_concurrent_executions = 2
-  kms_key_arn                    = var.kms_key_arn
-
-  environment {
-    variables = local.environments.dlq_processor
-  }
-
-  tracing_config {
-    mode = "Active"
-  }
-
-  logging_config {
-    log_format = "JSON"
-    log_group  = aws_cloudwatch_log_group.lambda["dlq_processor"].name
-  }
-
-  depends_on = [aws_iam_role_policy.dlq_processor]
+  depends_on = [aws_iam_role_policy.sqs_processor, aws_iam_role_policy.dlq_processor]
 }
 
 resource "aws_lambda_function" "circuit_breaker" {
@@ -322,7 +315,7 @@ resource "aws_lambda_event_source_mapping" "topic" {
   for_each = var.queue_arns
 
   event_source_arn                   = each.value
-  function_name                      = aws_lambda_function.sqs_processor.arn
+  function_name                      = aws_lambda_function.consumer["sqs_processor"].arn
   batch_size                         = var.batch_size
   maximum_batching_window_in_seconds = var.batching_window_seconds
   function_response_types            = ["ReportBatchItemFailures"]
@@ -340,13 +333,13 @@ resource "aws_lambda_event_source_mapping" "topic" {
 
 resource "aws_lambda_event_source_mapping" "dlq" {
   event_source_arn                   = var.dlq_arn
-  function_name                      = aws_lambda_function.dlq_processor.arn
+  function_name                      = aws_lambda_function.consumer["dlq_processor"].arn
   batch_size                         = var.dlq_batch_size
   maximum_batching_window_in_seconds = var.batching_window_seconds
   function_response_types            = ["ReportBatchItemFailures"]
 
   scaling_config {
-    maximum_concurrency = 2
+    maximum_concurrency = local.dlq_maximum_concurrency
   }
 }
 

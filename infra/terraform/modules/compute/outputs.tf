@@ -1,11 +1,11 @@
 output "sqs_processor_function_name" {
   description = "sqs_processor function name."
-  value       = aws_lambda_function.sqs_processor.function_name
+  value       = aws_lambda_function.consumer["sqs_processor"].function_name
 }
 
 output "dlq_processor_function_name" {
   description = "dlq_processor function name."
-  value       = aws_lambda_function.dlq_processor.function_name
+  value       = aws_lambda_function.consumer["dlq_processor"].function_name
 }
 
 output "circuit_breaker_function_name" {

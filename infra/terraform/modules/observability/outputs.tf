@@ -11,11 +11,11 @@ output "circuit_breaker_topic_arn" {
 output "alarm_names" {
   description = "Every alarm of the deployment."
   value = [
-    aws_cloudwatch_metric_alarm.dlq_oldest_message.alarm_name,
-    aws_cloudwatch_metric_alarm.dlq_not_empty.alarm_name,
+    aws_cloudwatch_metric_alarm.single_metric["dlq_oldest_message"].alarm_name,
+    aws_cloudwatch_metric_alarm.single_metric["dlq_not_empty"].alarm_name,
     aws_cloudwatch_metric_alarm.sqs_processor_error_rate.alarm_name,
-    aws_cloudwatch_metric_alarm.firehose_delivery_failures.alarm_name,
-    aws_cloudwatch_metric_alarm.firehose_data_freshness.alarm_name,
-    aws_cloudwatch_metric_alarm.dagster_run_failures.alarm_name,
+    aws_cloudwatch_metric_alarm.single_metric["firehose_delivery_failures"].alarm_name,
+    aws_cloudwatch_metric_alarm.single_metric["firehose_data_freshness"].alarm_name,
+    aws_cloudwatch_metric_alarm.single_metric["dagster_run_failures"].alarm_name,
   ]
 }

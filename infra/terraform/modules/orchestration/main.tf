@@ -52,6 +52,41 @@ locals {
     { sourceVolume = "dagster-storage", containerPath = "${local.dagster_home}/storage", readOnly = false },
   ]
 
+  # What differs between the three task definitions (see aws_ecs_task_definition.dagster).
+  task_definitions = {
+    webserver = {
+      family        = "${var.name_prefix}-dagster-webserver"
+      cpu           = var.webserver_cpu
+      memory        = var.webserver_memory
+      task_role_arn = aws_iam_role.control.arn
+      log_group     = aws_cloudwatch_log_group.services.name
+      container = {
+        command      = ["dagster-webserver", "--host", "0.0.0.0", "--port", "3000", "--workspace", "/app/workspace.yaml"]
+        portMappings = [{ containerPort = 3000, protocol = "tcp" }]
+      }
+    }
+    daemon = {
+      family        = "${var.name_prefix}-dagster-daemon"
+      cpu           = var.daemon_cpu
+      memory        = var.daemon_memory
+      task_role_arn = aws_iam_role.control.arn
+      log_group     = aws_cloudwatch_log_group.services.name
+      container = {
+        command = ["dagster-daemon", "run", "--workspace", "/app/workspace.yaml"]
+      }
+    }
+    # Runs: EcsRunLauncher starts this family with the run's command (task_definition in
+    # dagster.yaml), so the container has no command of its own.
+    run = {
+      family        = local.run_family
+      cpu           = var.run_cpu
+      memory        = var.run_memory
+      task_role_arn = aws_iam_role.run.arn
+      log_group     = aws_cloudwatch_log_group.runs.name
+      container     = {}
+    }
+  }
+
   glue_database_arns = [for db in var.glue_database_names : "arn:${local.partition}:glue:${local.region}:${local.account_id}:database/${db}"]
   glue_table_arns    = [for db in var.glue_database_names : "arn:${local.partition}:glue:${local.region}:${local.account_id}:table/${db}/*"]
 }
@@ -459,14 +494,19 @@ resource "aws_ecs_cluster" "dagster" {
   }
 }
 
-resource "aws_ecs_task_definition" "webserver" {
-  family                   = "${var.name_prefix}-dagster-webserver"
+# One task definition per Dagster process; the container is named after the key (the run
+# container's name is DAGSTER_RUN_CONTAINER) and logs under that stream prefix. `container`
+# holds the container-definition fields only that process has.
+resource "aws_ecs_task_definition" "dagster" {
+  for_each = local.task_definitions
+
+  family                   = each.value.family
   requires_compatibilities = ["FARGATE"]
   network_mode             = "awsvpc"
-  cpu                      = var.webserver_cpu
-  memory                   = var.webserver_memory
+  cpu                      = each.value.cpu
+  memory                   = each.value.memory
   execution_role_arn       = aws_iam_role.execution.arn
-  task_role_arn            = aws_iam_role.control.arn
+  task_role_arn            = each.value.task_role_arn
 
   runtime_platform {
     operating_system_family = "LINUX"
@@ -480,92 +520,8 @@ resource "aws_ecs_task_definition" "webserver" {
     name = "dagster-storage"
   }
 
-  container_definitions = jsonencode([{
-    name                   = "webserver"
-    image                  = local.image
-    essential              = true
-    readonlyRootFilesystem = true
-    command                = ["dagster-webserver", "--host", "0.0.0.0", "--port", "3000", "--workspace", "/app/workspace.yaml"]
-    portMappings           = [{ containerPort = 3000, protocol = "tcp" }]
-    environment            = local.container_environment
-    secrets                = local.container_secrets
-    mountPoints            = local.scratch_mounts
-    logConfiguration = {
-      logDriver = "awslogs"
-      options = {
-        awslogs-group         = aws_cloudwatch_log_group.services.name
-        awslogs-region        = local.region
-        awslogs-stream-prefix = "webserver"
-      }
-    }
-  }])
-}
-
-resource "aws_ecs_task_definition" "daemon" {
-  family                   = "${var.name_prefix}-dagster-daemon"
-  requires_compatibilities = ["FARGATE"]
-  network_mode             = "awsvpc"
-  cpu                      = var.daemon_cpu
-  memory                   = var.daemon_memory
-  execution_role_arn       = aws_iam_role.execution.arn
-  task_role_arn            = aws_iam_role.control.arn
-
-  runtime_platform {
-    operating_system_family = "LINUX"
-    cpu_architecture        = "X86_64"
-  }
-
-  volume {
-    name = "tmp"
-  }
-  volume {
-    name = "dagster-storage"
-  }
-
-  container_definitions = jsonencode([{
-    name                   = "daemon"
-    image                  = local.image
-    essential              = true
-    readonlyRootFilesystem = true
-    command                = ["dagster-daemon", "run", "--workspace", "/app/workspace.yaml"]
-    environment            = local.container_environment
-    secrets                = local.container_secrets
-    mountPoints            = local.scratch_mounts
-    logConfiguration = {
-      logDriver = "awslogs"
-      options = {
-        awslogs-group         = aws_cloudwatch_log_group.services.name
-        awslogs-region        = local.region
-        awslogs-stream-prefix = "daemon"
-      }
-    }
-  }])
-}
-
-# Runs: EcsRunLauncher starts this family with the run's command (task_definition in dagster.yaml).
-resource "aws_ecs_task_definition" "run" {
-  family                   = local.run_family
-  requires_compatibilities = ["FARGATE"]
-  network_mode             = "awsvpc"
-  cpu                      = var.run_cpu
-  memory                   = var.run_memory
-  execution_role_arn       = aws_iam_role.execution.arn
-  task_role_arn            = aws_iam_role.run.arn
-
-  runtime_platform {
-    operating_system_family = "LINUX"
-    cpu_architecture        = "X86_64"
-  }
-
-  volume {
-    name = "tmp"
-  }
-  volume {
-    name = "dagster-storage"
-  }
-
-  container_definitions = jsonencode([{
-    name                   = "run"
+  container_definitions = jsonencode([merge({
+    name                   = each.key
     image                  = local.image
     essential              = true
     readonlyRootFilesystem = true
@@ -575,18 +531,18 @@ resource "aws_ecs_task_definition" "run" {
     logConfiguration = {
       logDriver = "awslogs"
       options = {
-        awslogs-group         = aws_cloudwatch_log_group.runs.name
+        awslogs-group         = each.value.log_group
         awslogs-region        = local.region
-        awslogs-stream-prefix = "run"
+        awslogs-stream-prefix = each.key
       }
     }
-  }])
+  }, each.value.container)])
 }
 
 resource "aws_ecs_service" "webserver" {
   name                   = "${var.name_prefix}-dagster-webserver"
   cluster                = aws_ecs_cluster.dagster.id
-  task_definition        = aws_ecs_task_definition.webserver.arn
+  task_definition        = aws_ecs_task_definition.dagster["webserver"].arn
   desired_count          = 1
   launch_type            = "FARGATE"
   enable_execute_command = true
@@ -602,7 +558,7 @@ resource "aws_ecs_service" "webserver" {
 resource "aws_ecs_service" "daemon" {
   name            = "${var.name_prefix}-dagster-daemon"
   cluster         = aws_ecs_cluster.dagster.id
-  task_definition = aws_ecs_task_definition.daemon.arn
+  task_definition = aws_ecs_task_definition.dagster["daemon"].arn
   # Exactly one daemon: two would evaluate every sensor twice.
   desired_count                      = 1
   deployment_minimum_healthy_percent = 0

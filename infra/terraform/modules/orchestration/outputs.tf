@@ -10,7 +10,7 @@ output "ecr_repository_url" {
 
 output "run_task_definition_family" {
   description = "Task definition family of runs (DAGSTER_RUN_TASK_DEFINITION)."
-  value       = aws_ecs_task_definition.run.family
+  value       = aws_ecs_task_definition.dagster["run"].family
 }
 
 output "leanops_environment" {
