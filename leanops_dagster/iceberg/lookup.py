@@ -1,7 +1,7 @@
 """Finding the stored rows of given keys in an Iceberg table: the lookup half of MERGE and of
 the Standardized ``message_id`` dedup.
 
-``find_stored(table, tasks, keys, key, columns)`` returns the stored rows whose ``key`` is one
+``find_stored(table, keys, key, columns)`` returns the stored rows whose ``key`` is one
 of ``keys`` (``key``, ``columns`` and the data file path). With a usable key index
 (``iceberg.key_index``) only the files of the partitions the index names are read, in one
 pass over ``key`` + ``columns``; without one, the key column of every file is read (pass 1),
