@@ -24,7 +24,7 @@ import pyarrow.dataset as ds
 from pyiceberg.expressions import AlwaysTrue, And, BooleanExpression, In
 from pyiceberg.expressions.visitors import manifest_evaluator
 from pyiceberg.io import FileIO
-from pyiceberg.io.pyarrow import ArrowScan, PyArrowFileIO
+from pyiceberg.io.pyarrow import PyArrowFileIO
 from pyiceberg.manifest import ManifestContent, ManifestFile
 from pyiceberg.table import FileScanTask, Table
 from pyiceberg.table.snapshots import Snapshot
@@ -38,7 +38,7 @@ from leanops_dagster.iceberg.key_index import (
     key_hashes,
     updated_index,
 )
-from leanops_dagster.iceberg.reads import cast_to, split_fast_path
+from leanops_dagster.iceberg.reads import cast_to, read_files, split_fast_path
 
 FILE_COLUMN = "__leanops_file"
 _FILE = FILE_COLUMN
@@ -205,18 +205,16 @@ def _read_slow(
 ) -> list[pa.Table]:
     """Files pyarrow cannot read alone (delete files, other formats), via pyiceberg."""
     parts = []
-    for task in tasks:
-        part = ArrowScan(
-            table.metadata, table.io, table.schema().select(*columns), AlwaysTrue()
-        ).to_table([task])
+    for read in read_files(table, tasks, table.schema().select(*columns)):
+        part = read.rows
         if collect is not None and part.num_rows:
             collect.append(Entries(
                 key_hashes(part.column(key)), np.zeros(part.num_rows, np.int32),
-                (file_partition_token(task.file),),
+                (file_partition_token(read.file),),
             ))
         part = part.filter(pc.is_in(part.column(key), value_set=value_set))
         parts.append(part.append_column(
-            _FILE, pa.array([task.file.file_path] * part.num_rows, pa.string())
+            _FILE, pa.array([read.file.file_path] * part.num_rows, pa.string())
         ))
     return parts
 

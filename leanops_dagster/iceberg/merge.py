@@ -76,7 +76,7 @@ from leanops_dagster.iceberg.datafiles import (
 )
 from leanops_dagster.iceberg.key_index import key_hashes
 from leanops_dagster.iceberg.lookup import FILE_COLUMN, find_stored
-from leanops_dagster.iceberg.reads import read_files, split_fast_path
+from leanops_dagster.iceberg.reads import read_files
 
 __all__ = ["MergeStats", "curated_partition_spec", "merge_lifo", "write_data_files"]
 
@@ -350,33 +350,15 @@ def _remainders(
     filter applied inside the scan (``reads.read_files``)."""
     if not tasks:
         return []
-    kept = read_files(table, tasks, table.schema(),
+    read = read_files(table, tasks, table.schema(),
                       row_filter=~ds.field(key).isin(updated_keys))
-    # files read directly hold exactly record_count rows (no delete files); the others were
-    # read through pyiceberg, which applies deletes: count what their scan returned
-    fast, _ = split_fast_path(table.io, tasks)
-    direct = {task.file.file_path for task in fast}
-    before = sum(task.file.record_count for task in tasks if task.file.file_path in direct)
-    after = sum(rows.num_rows for data_file, rows in kept if data_file.file_path in direct)
-    removed = before - after + _removed_by_slow_path(table, tasks, direct, key, updated_keys)
+    removed = sum(f.scanned - f.rows.num_rows for f in read)
     if removed != expected_removed:
         raise RuntimeError(
             f"copy-on-write mismatch: lookup found {expected_removed} row(s) to replace in "
             f"{len(tasks)} file(s), the rewrite removed {removed}"
         )
-    return kept
-
-
-def _removed_by_slow_path(
-    table: Table, tasks: list[FileScanTask], direct: set[str], key: str, updated_keys: pa.Array
-) -> int:
-    """Rows of ``updated_keys`` in the files pyiceberg reads (with their deletes applied)."""
-    others = [task for task in tasks if task.file.file_path not in direct]
-    if not others:
-        return 0
-    keys = read_files(table, others, table.schema().select(key))
-    return sum(int(pc.sum(pc.is_in(rows.column(key), value_set=updated_keys)).as_py() or 0)
-               for _, rows in keys)
+    return [(f.file, f.rows) for f in read]
 
 
 # --- commit ---------------------------------------------------------------------------------

@@ -8,6 +8,8 @@ filters applied batch by batch inside the scan). Everything else goes through ``
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import pyarrow as pa
 import pyarrow.dataset as ds
 from pyiceberg.expressions import AlwaysTrue
@@ -16,6 +18,8 @@ from pyiceberg.io.pyarrow import ArrowScan, PyArrowFileIO
 from pyiceberg.manifest import DataFile
 from pyiceberg.schema import Schema
 from pyiceberg.table import FileScanTask, Table
+
+from leanops_dagster.iceberg.datafiles import cast_columns
 
 
 def split_fast_path(
@@ -33,9 +37,16 @@ def split_fast_path(
 
 def cast_to(part: pa.Table, schema: pa.Schema) -> pa.Table:
     """``part``'s columns of ``schema``, in its order and types, without field metadata."""
-    return pa.Table.from_arrays(
-        [part.column(f.name).cast(f.type) for f in schema], schema=schema.remove_metadata()
-    )
+    columns = cast_columns([part.column(f.name) for f in schema], schema.types)
+    return pa.Table.from_arrays(columns, schema=schema.remove_metadata())
+
+
+class FileRows(NamedTuple):
+    """One data file's rows as read; ``scanned``: rows before the filter (deletes applied)."""
+
+    file: DataFile
+    rows: pa.Table
+    scanned: int
 
 
 def read_files(
@@ -44,23 +55,25 @@ def read_files(
     schema: Schema,
     *,
     row_filter: ds.Expression | None = None,
-) -> list[tuple[DataFile, pa.Table]]:
+) -> list[FileRows]:
     """Each file of ``tasks`` as a table of ``schema``'s columns (``row_filter`` applied),
     in the order of ``tasks``."""
     arrow_schema = schema.as_arrow()
     target = pa.schema([f.remove_metadata() for f in arrow_schema])
     fast, slow = split_fast_path(table.io, tasks)
-    read: dict[str, pa.Table] = {}
+    read: dict[str, FileRows] = {}
     if fast:
         direct, mismatched = read_current_schema(table.io, fast, arrow_schema, row_filter)
-        read.update((data_file.file_path, rows) for data_file, rows in direct)
+        # no delete files on this path: the file holds exactly its record count
+        read.update((f.file_path, FileRows(f, rows, f.record_count)) for f, rows in direct)
         slow = slow + mismatched
     for task in slow:
         rows = ArrowScan(table.metadata, table.io, schema, AlwaysTrue()).to_table([task])
+        scanned = rows.num_rows
         if row_filter is not None and rows.num_rows:
             rows = ds.dataset(rows).to_table(filter=row_filter)
-        read[task.file.file_path] = cast_to(rows, target)
-    return [(task.file, read[task.file.file_path]) for task in tasks]
+        read[task.file.file_path] = FileRows(task.file, cast_to(rows, target), scanned)
+    return [read[task.file.file_path] for task in tasks]
 
 
 def read_current_schema(

@@ -121,7 +121,8 @@ def read_increment(
         schema = schema.select(*selected_fields)
     parts: list[pa.Table] = []
     # all files in one read (pyarrow's threads over every file), each tagged afterwards
-    for (_, part), snapshot_id in zip(read_files(table, tasks, schema), brought_by, strict=True):
+    for read, snapshot_id in zip(read_files(table, tasks, schema), brought_by, strict=True):
+        part = read.rows
         if part.num_rows:
             parts.append(part.append_column(
                 snapshot_column, pa.array(np.full(part.num_rows, snapshot_id, np.int64))
