@@ -59,7 +59,7 @@ from benchmarks._data import (
     make_increment,
     raw_from_curated,
 )
-from leanops_dagster.iceberg.datafiles import write_indexed_files
+from leanops_dagster.iceberg.datafiles import write_data_files
 from leanops_dagster.iceberg.key_index import FORMAT as KEY_INDEX_FORMAT
 from leanops_dagster.iceberg.key_index import KeyIndex, updated_index
 from leanops_dagster.iceberg.merge import KEY_COLUMN, MergeStats, curated_partition_spec, merge_lifo
@@ -130,7 +130,7 @@ def base_table(catalog: Catalog, history: History) -> Table:
             [chunk.column(f.name).cast(f.type) for f in arrow_schema], schema=arrow_schema
         )
         # as the pipeline's MERGE writes them: data files plus a key index segment
-        written = write_indexed_files(table.metadata, table.io, chunk, index_column=KEY_COLUMN)
+        written = write_data_files(table.metadata, table.io, chunk, index_column=KEY_COLUMN)
         previous = KeyIndex.of(table, KEY_COLUMN)
         index = updated_index(
             table, KEY_COLUMN, previous, previous.read(table.io) if previous else [],

@@ -72,29 +72,14 @@ def write_data_files(
     selection: pa.Array | None = None,
     remainders: Sequence[tuple[DataFile, pa.Table]] = (),
     write_uuid: uuid.UUID | None = None,
-) -> list[DataFile]:
-    """Write ``df`` (its ``selection`` rows if given) and ``remainders`` of rewritten files as
-    data files; commit nothing. A remainder keeps its file's partition without recomputing it,
-    and shares a new file with ``df``'s rows of the same partition."""
-    return write_indexed_files(
-        table_metadata, io, df, selection=selection, remainders=remainders,
-        write_uuid=write_uuid,
-    ).files
-
-
-def write_indexed_files(
-    table_metadata: TableMetadata,
-    io: FileIO,
-    df: pa.Table,
-    *,
-    selection: pa.Array | None = None,
-    remainders: Sequence[tuple[DataFile, pa.Table]] = (),
-    write_uuid: uuid.UUID | None = None,
     index_column: str | None = None,
     hashes: np.ndarray | None = None,
 ) -> Written:
-    """``write_data_files`` that also returns the key index entries of ``index_column`` for
-    the rows of ``df`` (``hashes``: ``key_hashes`` of that column of ``df``, if known).
+    """Write ``df`` (its ``selection`` rows if given) and ``remainders`` of rewritten files as
+    data files; commit nothing. A remainder keeps its file's partition without recomputing it,
+    and shares a new file with ``df``'s rows of the same partition. With ``index_column``, also
+    the key index entries of ``df``'s rows (``hashes``: ``key_hashes`` of that column of
+    ``df``, if known).
     Remainders need no entries: their rows stay in the partition they were indexed under,
     except rows of files written under an older spec, which are partitioned (and indexed)
     again."""

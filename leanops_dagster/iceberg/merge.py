@@ -69,16 +69,10 @@ from pyiceberg.schema import Schema
 from pyiceberg.table import FileScanTask, Table, TableProperties
 from pyiceberg.transforms import BucketTransform, DayTransform
 
-from leanops_dagster.iceberg.datafiles import (
-    cast_columns,
-    write_data_files,
-    write_indexed_files,
-)
+from leanops_dagster.iceberg.datafiles import cast_columns, write_data_files
 from leanops_dagster.iceberg.key_index import key_hashes
 from leanops_dagster.iceberg.lookup import FILE_COLUMN, find_stored
 from leanops_dagster.iceberg.reads import read_files
-
-__all__ = ["MergeStats", "curated_partition_spec", "merge_lifo", "write_data_files"]
 
 KEY_COLUMN = "idempotency_key"
 TIME_COLUMN = "publish_time"
@@ -199,7 +193,7 @@ def merge_lifo(
 
     commit_uuid = uuid.uuid4()
     del rows, stored  # only the rows to write stay in memory
-    written = write_indexed_files(
+    written = write_data_files(
         table.metadata, table.io, decision.rows, selection=decision.selection,
         remainders=remainders, write_uuid=commit_uuid, index_column=key, hashes=hashes,
     )

@@ -1,5 +1,5 @@
 """Appends of large increments: one grouping pass per write instead of pyiceberg's one filter
-pass per partition (``datafiles.write_indexed_files``), committed as a normal fast append
+pass per partition (``datafiles.write_data_files``), committed as a normal fast append
 that also carries the table's key index (``iceberg.key_index``) forward."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import uuid
 import pyarrow as pa
 from pyiceberg.table import Table
 
-from leanops_dagster.iceberg.datafiles import write_indexed_files
+from leanops_dagster.iceberg.datafiles import write_data_files
 from leanops_dagster.iceberg.key_index import Entries
 from leanops_dagster.iceberg.lookup import StoredRows
 
@@ -35,7 +35,7 @@ def append_rows(
         table.append(rows, snapshot_properties=properties)
         return
     write_uuid = uuid.uuid4()
-    written = write_indexed_files(
+    written = write_data_files(
         table.metadata, table.io, rows, write_uuid=write_uuid,
         index_column=indexed.column if indexed is not None else None,
     )

@@ -316,11 +316,11 @@ def test_written_data_files_match_pyiceberg_writer(table):
     """The lean writer records the same metrics and partitions as pyiceberg's own writer."""
     from pyiceberg.io.pyarrow import _dataframe_to_data_files
 
-    from leanops_dagster.iceberg.merge import write_data_files
+    from leanops_dagster.iceberg.datafiles import write_data_files
 
     rows = batch(*[(i, f"m{i}", f"k{i}", DAY1 + dt.timedelta(hours=i), None) for i in range(40)])
     rows = rows.cast(SCHEMA.as_arrow())
-    ours = write_data_files(table.metadata, table.io, rows)
+    ours = write_data_files(table.metadata, table.io, rows).files
     theirs = list(_dataframe_to_data_files(table.metadata, rows, table.io))
 
     def described(data_files):
@@ -344,7 +344,7 @@ def test_rows_already_grouped_by_partition_are_written_without_a_sort(
     no-gather path; the same rows interleaved take the sort path; both write one file per
     partition holding exactly its rows, and the index entries name the right partitions."""
     from leanops_dagster.iceberg import datafiles
-    from leanops_dagster.iceberg.datafiles import file_partition_token, write_indexed_files
+    from leanops_dagster.iceberg.datafiles import file_partition_token, write_data_files
     from leanops_dagster.iceberg.key_index import key_hashes
 
     gathers = []
@@ -360,7 +360,7 @@ def test_rows_already_grouped_by_partition_are_written_without_a_sort(
     if layout == "interleaved":
         days = days[::2] + days[1::2]
     rows = batch(*[(i, f"m{i}", f"k{i}", day, None) for i, day in enumerate(days)])
-    written = write_indexed_files(table.metadata, table.io, rows.cast(SCHEMA.as_arrow()),
+    written = write_data_files(table.metadata, table.io, rows.cast(SCHEMA.as_arrow()),
                                   index_column="idempotency_key")
     assert len(gathers) == (0 if layout == "grouped" else 1)
     by_day = {}
