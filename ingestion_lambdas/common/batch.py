@@ -17,7 +17,8 @@ from typing import Any, NamedTuple
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from ingestion_lambdas.common.firehose import DeliveryReport
+from ingestion_lambdas.common.config import Config
+from ingestion_lambdas.common.firehose import DeliveryReport, deliver
 
 
 class ForFirehose(NamedTuple):
@@ -39,6 +40,22 @@ class FirehoseBatchProcessor(BatchProcessor):
     by SQS), never turned into an invocation error, so a poller or benchmark can rely on the
     response; the circuit breaker reads the per-topic failure metrics instead of Lambda Errors.
     """
+
+    @classmethod
+    def to_stream(
+        cls, firehose: Any, stream: str, config: Config, sleep: Callable[[float], None]
+    ) -> FirehoseBatchProcessor:
+        """The processor of both queue consumers: ``deliver`` to ``stream`` with the
+        configured bounded retries."""
+        return cls(
+            lambda records: deliver(
+                firehose, stream, records,
+                max_attempts=config.firehose_max_attempts,
+                base_delay_s=config.firehose_retry_base_delay_s,
+                max_delay_s=config.firehose_retry_max_delay_s,
+                sleep=sleep,
+            )
+        )
 
     def __init__(self, deliver: Callable[[Sequence[bytes]], DeliveryReport]):
         super().__init__(event_type=EventType.SQS, raise_on_entire_batch_failure=False)

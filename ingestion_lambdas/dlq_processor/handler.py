@@ -42,7 +42,6 @@ from ingestion_lambdas.common import constants as c
 from ingestion_lambdas.common.batch import FirehoseBatchProcessor, ForFirehose
 from ingestion_lambdas.common.clients import bound_context, client
 from ingestion_lambdas.common.config import Config, get_config
-from ingestion_lambdas.common.firehose import deliver
 from ingestion_lambdas.common.raw_record import (
     InvalidQueueNameError,
     datetime_from_epoch_ms,
@@ -207,15 +206,7 @@ def process_event(
         )
         return ForFirehose(data, entry.topic)
 
-    processor = FirehoseBatchProcessor(
-        lambda records: deliver(
-            firehose, stream, records,
-            max_attempts=config.firehose_max_attempts,
-            base_delay_s=config.firehose_retry_base_delay_s,
-            max_delay_s=config.firehose_retry_max_delay_s,
-            sleep=sleep,
-        )
-    )
+    processor = FirehoseBatchProcessor.to_stream(firehose, stream, config, sleep)
     response = process_partial_response(
         event=event, record_handler=record_handler, processor=processor
     )

@@ -40,7 +40,6 @@ from ingestion_lambdas.common.batch import (
 )
 from ingestion_lambdas.common.clients import bound_context, client
 from ingestion_lambdas.common.config import Config, get_config
-from ingestion_lambdas.common.firehose import deliver
 from ingestion_lambdas.common.raw_record import (
     InvalidQueueNameError,
     RawRecordBuilder,
@@ -213,15 +212,7 @@ def process_batch(
         tally.delivered += 1  # provisional: the undelivered are subtracted after the put
         return ForFirehose(rec.data, topic)
 
-    processor = FirehoseBatchProcessor(
-        lambda records: deliver(
-            firehose, stream, records,
-            max_attempts=config.firehose_max_attempts,
-            base_delay_s=config.firehose_retry_base_delay_s,
-            max_delay_s=config.firehose_retry_max_delay_s,
-            sleep=sleep,
-        )
-    )
+    processor = FirehoseBatchProcessor.to_stream(firehose, stream, config, sleep)
     response = process_partial_response(
         event=event, record_handler=record_handler, processor=processor
     )
