@@ -30,6 +30,9 @@ from pyiceberg.types import (
     TimestamptzType,
 )
 
+from tools.data_injector.generators import EVENT_TYPES as INJECTOR_EVENT_TYPES
+from tools.data_injector.generators import USER_AGENTS as INJECTOR_USER_AGENTS
+
 US_PER_DAY = 86_400_000_000
 EPOCH = dt.date(1970, 1, 1)
 
@@ -49,22 +52,11 @@ CURATED_EVENTS_SCHEMA = Schema(  # the columns validate_and_cast makes of schema
     NestedField(13, "user_agent", StringType(), required=False),
 )
 
-EVENT_TYPES = np.array(
-    ["page_view", "click", "search", "add_to_cart", "purchase", "login", "logout", "share"]
-)
-VERBS = np.array(
-    ["viewed", "clicked", "searched", "added", "purchased", "logged_in", "logged_out", "shared"]
-)
-EVENT_WEIGHTS = np.array([40, 25, 10, 8, 3, 7, 4, 3], dtype=np.float64)
-USER_AGENTS = np.array([
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/131.0.0.0 Safari/537.36",
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_6) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-    "Version/18.1 Safari/605.1.15",
-    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 "
-    "(KHTML, like Gecko) Mobile/15E148",
-    "LeanOpsApp/5.2.1 (Android 14; Samsung SM-S918B)",
-])
+# the injector's event mix and user agents, as arrays for vectorised generation
+EVENT_TYPES = np.array([name for name, _, _ in INJECTOR_EVENT_TYPES])
+VERBS = np.array([verb for _, verb, _ in INJECTOR_EVENT_TYPES])
+EVENT_WEIGHTS = np.array([weight for _, _, weight in INJECTOR_EVENT_TYPES], dtype=np.float64)
+USER_AGENTS = np.array(INJECTOR_USER_AGENTS)
 USERS = 50_000
 
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
