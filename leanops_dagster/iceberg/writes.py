@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 
+import numpy as np
 import pyarrow as pa
 from pyiceberg.table import Table
 
@@ -20,13 +21,15 @@ def append_rows(
     snapshot_properties: dict[str, str],
     *,
     indexed: StoredRows | None = None,
+    hashes: np.ndarray | None = None,
 ) -> None:
     """Append ``rows`` in one APPEND snapshot carrying ``snapshot_properties`` (even if empty:
     the watermark must still be committed).
 
     ``indexed``: the lookup of ``rows``' keys this run made (``lookup.find_stored``) on the
     same snapshot; the commit then carries the key index of that column with the new rows'
-    entries, so the next lookup reads the index instead of the table.
+    entries, so the next lookup reads the index instead of the table (``hashes``: their
+    ``key_hashes``, if the caller has them).
     """
     if rows.num_rows == 0:
         properties = dict(snapshot_properties)
@@ -37,7 +40,7 @@ def append_rows(
     write_uuid = uuid.uuid4()
     written = write_data_files(
         table.metadata, table.io, rows, write_uuid=write_uuid,
-        index_column=indexed.column if indexed is not None else None,
+        index_column=indexed.column if indexed is not None else None, hashes=hashes,
     )
     properties = dict(snapshot_properties)
     if indexed is not None:

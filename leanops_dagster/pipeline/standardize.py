@@ -11,13 +11,14 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
 from pyiceberg.catalog import Catalog
 from pyiceberg.table import Table
 
 from leanops_dagster.iceberg.catalog import ensure_table
 from leanops_dagster.iceberg.commit import retry_commit
-from leanops_dagster.iceberg.key_index import Entries
+from leanops_dagster.iceberg.key_index import Entries, key_hashes
 from leanops_dagster.iceberg.lookup import StoredRows, find_stored
 from leanops_dagster.iceberg.tables import PARSE_ERRORS_PARTITION_SPEC, PARSE_ERRORS_SCHEMA
 from leanops_dagster.iceberg.watermarks import (
@@ -131,7 +132,9 @@ def _standardize_once(
 
     # 2. standardized rows of the snapshots after the Standardized watermark.
     rows = after(flattened.rows, std_watermark)
-    stored = _stored_message_ids(std, rows.column("message_id"))
+    # hashed once: the index lookup probes with them, the append indexes the rows it keeps
+    hashes = key_hashes(rows.column("message_id"))
+    stored = _stored_message_ids(std, rows.column("message_id"), hashes)
     deduped = dedup.fifo_dedup(
         rows, existing_ids=stored.rows.column("message_id").combine_chunks(),
         snapshot_column=RAW_SNAPSHOT_COLUMN, snapshot_order=positions,
@@ -159,14 +162,17 @@ def _standardize_once(
             },
         ),
     }
-    append_rows(std, aligned, properties, indexed=stored)
+    kept = hashes if deduped.kept is None else hashes[np.asarray(deduped.kept)]
+    append_rows(std, aligned, properties, indexed=stored, hashes=kept)
     result.snapshot_id = std.current_snapshot().snapshot_id  # type: ignore[union-attr]
     return result
 
 
-def _stored_message_ids(std: Table | None, message_ids: pa.ChunkedArray) -> StoredRows:
+def _stored_message_ids(
+    std: Table | None, message_ids: pa.ChunkedArray, hashes: np.ndarray
+) -> StoredRows:
     """Stored rows among ``message_ids`` (through the table's key index on ``message_id``)."""
     if std is None or std.current_snapshot() is None:
         empty = pa.table({"message_id": pa.array([], pa.string())})
         return StoredRows(empty, "message_id", rebuilt=Entries.empty())
-    return find_stored(std, message_ids, "message_id")
+    return find_stored(std, message_ids, "message_id", hashes=hashes)

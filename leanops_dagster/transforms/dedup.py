@@ -34,6 +34,8 @@ class FifoResult:
     dropped: int
     #: of ``dropped``, rows whose message_id was in ``existing_ids``
     dropped_existing: int = 0
+    #: which input rows ``rows`` holds (None: all of them, in order)
+    kept: pa.BooleanArray | None = None
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,7 @@ def _without_stored(
     if pc.all(keep).as_py():
         return FifoResult(rows, 0, 0)
     kept = rows.filter(keep)
-    return FifoResult(kept, rows.num_rows - kept.num_rows, dropped_existing)
+    return FifoResult(kept, rows.num_rows - kept.num_rows, dropped_existing, keep)
 
 
 def _keep_first(keys: pa.Array, order: pa.Array) -> pa.BooleanArray:
