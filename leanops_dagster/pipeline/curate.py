@@ -28,13 +28,10 @@ from leanops_dagster.iceberg.tables import (
 )
 from leanops_dagster.iceberg.watermarks import (
     counter_properties,
-    read_increment,
-    read_watermark,
-    snapshot_position,
     watermark_key,
 )
 from leanops_dagster.pipeline.increments import (
-    lowest_watermark,
+    read_unconsumed,
     record_error_rows,
     rows_after,
     with_recorded_ts,
@@ -114,15 +111,14 @@ def _curate_once(
     )
     curated = catalog.load_table(tables.curated) if catalog.table_exists(tables.curated) else None
 
-    cur_watermark = read_watermark(curated, STD_WATERMARK) if curated is not None else None
-    err_watermark = read_watermark(errors_table, _errors_watermark_name(tables.topic))
-    positions = snapshot_position(std)
-    increment = read_increment(std, lowest_watermark(cur_watermark, err_watermark, positions),
-                               STD_SNAPSHOT_COLUMN)
-    result.watermark_from = cur_watermark
-    result.watermark_to = increment.to_snapshot_id
-    if increment.is_empty or increment.to_snapshot_id == cur_watermark:
-        result.watermark_to = cur_watermark
+    unconsumed = read_unconsumed(
+        std, curated, STD_WATERMARK, errors_table, _errors_watermark_name(tables.topic),
+        STD_SNAPSHOT_COLUMN,
+    )
+    cur_watermark, err_watermark = unconsumed.layer_watermark, unconsumed.errors_watermark
+    increment, positions = unconsumed.increment, unconsumed.positions
+    result.watermark_from, result.watermark_to = cur_watermark, unconsumed.watermark_to
+    if unconsumed.nothing_new:
         return result
 
     checked = validate.validate_and_cast(increment.rows, schema.curated, topic=tables.topic)

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.table import Table
 
-from leanops_dagster.iceberg.watermarks import read_watermark, watermark_key
+from leanops_dagster.iceberg.watermarks import (
+    Increment,
+    read_increment,
+    read_watermark,
+    snapshot_position,
+    watermark_key,
+)
 
 
 def lowest_watermark(a: int | None, b: int | None, positions: dict[int, int]) -> int | None:
@@ -16,6 +23,41 @@ def lowest_watermark(a: int | None, b: int | None, positions: dict[int, int]) ->
     if a is None or b is None:
         return None
     return a if positions.get(a, -1) <= positions.get(b, -1) else b
+
+
+@dataclass(frozen=True)
+class Unconsumed:
+    """What a layer table and its error table have not consumed of their upstream table."""
+
+    increment: Increment  # from the older of the two watermarks
+    positions: dict[int, int]  # upstream snapshot id -> position in its history
+    layer_watermark: int | None
+    errors_watermark: int | None
+
+    @property
+    def nothing_new(self) -> bool:
+        return self.increment.is_empty or self.increment.to_snapshot_id == self.layer_watermark
+
+    @property
+    def watermark_to(self) -> int | None:
+        """Where the layer's watermark stands after this run."""
+        return self.layer_watermark if self.nothing_new else self.increment.to_snapshot_id
+
+
+def read_unconsumed(
+    upstream: Table, layer: Table | None, layer_watermark: str, errors: Table,
+    errors_watermark: str, snapshot_column: str,
+) -> Unconsumed:
+    """Read ``upstream`` after the older of the layer's and its error table's watermarks, so a
+    crash between their two commits is caught up on the next run (rows tagged with their
+    upstream snapshot in ``snapshot_column``)."""
+    layer_at = read_watermark(layer, layer_watermark) if layer is not None else None
+    errors_at = read_watermark(errors, errors_watermark)
+    positions = snapshot_position(upstream)
+    increment = read_increment(
+        upstream, lowest_watermark(layer_at, errors_at, positions), snapshot_column
+    )
+    return Unconsumed(increment, positions, layer_at, errors_at)
 
 
 def rows_after(

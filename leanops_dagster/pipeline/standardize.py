@@ -23,14 +23,11 @@ from leanops_dagster.iceberg.lookup import StoredRows, find_stored
 from leanops_dagster.iceberg.tables import PARSE_ERRORS_PARTITION_SPEC, PARSE_ERRORS_SCHEMA
 from leanops_dagster.iceberg.watermarks import (
     counter_properties,
-    read_increment,
-    read_watermark,
-    snapshot_position,
     watermark_key,
 )
 from leanops_dagster.iceberg.writes import append_rows
 from leanops_dagster.pipeline.increments import (
-    lowest_watermark,
+    read_unconsumed,
     record_error_rows,
     rows_after,
 )
@@ -104,15 +101,14 @@ def _standardize_once(
         tables.standardized
     ) else None
 
-    std_watermark = read_watermark(std, RAW_WATERMARK) if std is not None else None
-    pe_watermark = read_watermark(parse_errors_table, _parse_errors_watermark_name(tables.topic))
-    positions = snapshot_position(raw)
-    start = lowest_watermark(std_watermark, pe_watermark, positions)
-    increment = read_increment(raw, start, RAW_SNAPSHOT_COLUMN)
-    result.watermark_from = std_watermark
-    result.watermark_to = increment.to_snapshot_id
-    if increment.is_empty or increment.to_snapshot_id == std_watermark:
-        result.watermark_to = std_watermark
+    unconsumed = read_unconsumed(
+        raw, std, RAW_WATERMARK, parse_errors_table, _parse_errors_watermark_name(tables.topic),
+        RAW_SNAPSHOT_COLUMN,
+    )
+    std_watermark, pe_watermark = unconsumed.layer_watermark, unconsumed.errors_watermark
+    increment, positions = unconsumed.increment, unconsumed.positions
+    result.watermark_from, result.watermark_to = std_watermark, unconsumed.watermark_to
+    if unconsumed.nothing_new:
         return result
 
     flattened = flatten.flatten_raw(
