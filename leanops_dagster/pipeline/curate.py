@@ -67,12 +67,18 @@ class CurateResult:
     files_read: int = 0
     files_rewritten: int = 0
     rows_rewritten: int = 0
+    #: rows the safety net routed to curated ``errors`` with reason ``internal:<Exception>``
+    quarantined: int = 0
+    #: set when another run holds this topic's Curated lease: this run did nothing
+    busy: str | None = None
 
     @property
     def balanced(self) -> bool:
-        """Curated accountability: Standardized = inserts + updates + superseded + CDE errors."""
+        """Curated accountability:
+        Standardized = inserts + updates + superseded + CDE errors + quarantined."""
         return self.rows_read == (
             self.inserted + self.updated + self.superseded + self.cde_error_rows
+            + self.quarantined
         )
 
     @property

@@ -56,11 +56,18 @@ class StandardizeResult:
     watermark_to: int | None = None
     snapshot_id: int | None = None
     new_columns: list[str] = field(default_factory=list)
+    #: rows the safety net routed to ``parse_errors`` with reason ``internal:<Exception>``
+    quarantined: int = 0
+    #: set when another run holds this topic's Standardized lease: this run did nothing
+    busy: str | None = None
 
     @property
     def balanced(self) -> bool:
-        """Post-RAW accountability of this run: RAW = new + parse errors + duplicates."""
-        return self.rows_read == self.rows_written + self.parse_errors + self.duplicates
+        """Post-RAW accountability of this run:
+        RAW = new + parse errors + duplicates + quarantined."""
+        return self.rows_read == (
+            self.rows_written + self.parse_errors + self.duplicates + self.quarantined
+        )
 
 
 def standardize_topic(
