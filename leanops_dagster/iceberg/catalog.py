@@ -12,7 +12,7 @@ from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError
 from pyiceberg.io.pyarrow import pyarrow_to_schema
 from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC, PartitionSpec
 from pyiceberg.schema import Schema
-from pyiceberg.table import Table
+from pyiceberg.table import Table, TableProperties
 from pyiceberg.table.name_mapping import MappedField, NameMapping
 
 from leanops_dagster.settings import Settings
@@ -43,8 +43,19 @@ def schema_from_arrow(arrow_schema: pa.Schema) -> Schema:
 
 
 def ensure_namespace(catalog: Catalog, namespace: str) -> None:
-    with contextlib.suppress(NamespaceAlreadyExistsError):
+    """Create ``namespace`` unless it exists. Safe under races on every catalog: a writer
+    that lost the race sees a different error per catalog (``NamespaceAlreadyExistsError``, a
+    PostgreSQL ``UniqueViolation`` on the namespace properties, Glue's
+    ``AlreadyExistsException``), so whatever was raised, a namespace that now exists is success."""
+    if catalog.namespace_exists(namespace):
+        return
+    try:
         catalog.create_namespace(namespace)
+    except NamespaceAlreadyExistsError:
+        return
+    except Exception:
+        if not catalog.namespace_exists(namespace):
+            raise
 
 
 def ensure_table(
@@ -60,14 +71,26 @@ def ensure_table(
     snapshot; for a commit that carries a watermark that double-counts. Our tables therefore
     fail fast (``commit.retry.num-retries=0``) and ``iceberg.commit.retry_commit`` reruns the
     whole read-transform-commit step, which re-reads the watermark first.
+
+    A writer that lost a creation race gets the winner's table, which may already hold the
+    winner's first commit: callers that read the table as absent must check, before they
+    commit, that it is still empty (``iceberg.commit.ensure_unchanged``).
     """
     try:
         return catalog.load_table(identifier)
     except NoSuchTableError:
-        ensure_namespace(catalog, identifier[0])
-        return catalog.create_table_if_not_exists(
+        pass
+    ensure_namespace(catalog, identifier[0])
+    try:
+        return catalog.create_table(
             identifier, schema=schema, partition_spec=partition_spec,
             properties={
-                "format-version": "2", "commit.retry.num-retries": "0", **(properties or {})
+                "format-version": "2", TableProperties.COMMIT_NUM_RETRIES: "0",
+                **(properties or {}),
             },
         )
+    except Exception:
+        # Lost the race (TableAlreadyExistsError, or the catalog's own unique-key error).
+        with contextlib.suppress(NoSuchTableError):
+            return catalog.load_table(identifier)
+        raise
