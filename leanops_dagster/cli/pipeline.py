@@ -34,17 +34,26 @@ def _deployed_schema(settings, topic: str):
     return registry
 
 
+def _open_instance(settings):
+    """The local Dagster instance, or a one-line error saying how to repair a broken home."""
+    from leanops_dagster.instance import BrokenDagsterHome, get_instance
+
+    try:
+        return get_instance(settings)
+    except BrokenDagsterHome as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 @click.command()
 @click.option("--topic", required=True, callback=_topic, help="Topic to materialize.")
 def run(topic: str) -> None:
     """Materialize Standardized and Curated of one topic now (in process)."""
     from leanops_dagster.definitions import build_definitions
-    from leanops_dagster.instance import get_instance
     from leanops_dagster.partitions import topic_partitions
 
     settings = get_settings()
     _deployed_schema(settings, topic)
-    instance = get_instance(settings)
+    instance = _open_instance(settings)
     if not instance.has_dynamic_partition(topic_partitions.name, topic):
         instance.add_dynamic_partitions(topic_partitions.name, [topic])
     job = build_definitions(settings).resolve_job_def("topic_pipeline")
@@ -68,9 +77,13 @@ _SHOWN = {
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def report(topic: str, as_json: bool) -> None:
     """Print the accountability equations of one topic and whether each balances."""
-    from leanops_dagster.report import accountability_rows
+    from leanops_dagster.report import accountability_rows, unknown_topic_reason
 
-    rows = accountability_rows(get_settings(), [topic])
+    settings = get_settings()
+    reason = unknown_topic_reason(settings, topic)
+    if reason is not None:
+        raise click.ClickException(reason)
+    rows = accountability_rows(settings, [topic])
     if as_json:
         click.echo(json.dumps([{"topic": t, **eq.as_dict()} for t, eq in rows], indent=2))
     else:
@@ -85,9 +98,7 @@ def report(topic: str, as_json: bool) -> None:
 @click.argument("dagster_args", nargs=-1, type=click.UNPROCESSED)
 def dev(dagster_args: tuple[str, ...]) -> None:
     """Open the Dagster UI (`dagster dev -w workspace.yaml`) on the local instance."""
-    from leanops_dagster.instance import prepare_dagster_home
-
-    prepare_dagster_home(get_settings())
+    _open_instance(get_settings())  # created once, or refused with a repair hint
     cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(REPO_ROOT / "workspace.yaml")]
     os.execvpe(cmd[0], [*cmd, *dagster_args], os.environ)  # nosec B606 - fixed argv
 
@@ -104,8 +115,12 @@ def demo(timeout: int) -> None:
     topic and layer, then deploys `sensor_readings` and shows its buffered RAW processed.
     """
     from leanops_dagster.demo import run_demo
+    from leanops_dagster.instance import BrokenDagsterHome
 
-    ok = run_demo(get_settings(), console=console, timeout_s=timeout)
+    try:
+        ok = run_demo(get_settings(), console=console, timeout_s=timeout)
+    except BrokenDagsterHome as exc:
+        raise click.ClickException(str(exc)) from exc
     if not ok:
         sys.exit(1)
 
