@@ -129,7 +129,9 @@ def _exception_message(error) -> str:
     """``SerializableErrorInfo.message`` is ``"<module.Class>: <message>"``: keep the message."""
     text = error.message.strip()
     head, sep, rest = text.partition(": ")
-    return rest if sep and head.endswith(error.cls_name) else text
+    if sep and head.endswith(error.cls_name):
+        return rest
+    return "" if text.endswith(error.cls_name) else text  # raised without a message
 
 
 def summarize(result: dg.ExecuteInProcessResult, topic: str) -> RunSummary:
