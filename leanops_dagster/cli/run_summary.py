@@ -72,7 +72,7 @@ class CheckOutcome:
     @property
     def line(self) -> str:
         """``<check name> <sentence>``: the sentence is the description the UI shows."""
-        return f"{self.name} {self.why}"
+        return f"{self.name} {self.why or ('passed' if self.passed else 'failed')}"
 
 
 @dataclass

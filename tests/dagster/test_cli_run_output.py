@@ -236,3 +236,26 @@ def test_help_says_what_run_prints_and_names_verbose():
     assert shown.exit_code == 0
     text = " ".join(shown.output.split())
     assert "--verbose" in text and "one line per failed check or raised step" in text
+
+
+def test_a_failed_blocking_balance_names_the_check_and_curated_does_not_run(
+    settings, registry, catalog, monkeypatch
+):
+    registry.deploy("events")
+    append_raw(catalog, [raw_row("m1", event("k1"))])
+    monkeypatch.setattr(  # a layer that lost two rows: the balance must catch it
+        standardized_asset, "standardize_topic",
+        lambda _catalog, tables, _schema: StandardizeResult(
+            tables.topic, rows_read=3, rows_written=1
+        ),
+    )
+    ran = _run()
+    assert ran.exit_code == 1
+    assert ran.stderr == (
+        "post_raw_water_balance off by 2: 3 RAW rows read != 1 written + 0 parse errors + "
+        "0 duplicates + 0 quarantined (= 1); Standardized is committed, Curated does not run "
+        "in this run; see standardized.parse_errors\n"
+    )
+    rows = _rows(ran.stdout)
+    assert rows["curated"][0] == "not run"
+    assert "curated_water_balance" not in rows  # no verdict without a run
