@@ -9,6 +9,7 @@ tables ``leanops run`` prints instead of Dagster's event log.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import dagster as dg
 from rich.markup import escape
@@ -16,6 +17,9 @@ from rich.table import Table
 
 from leanops_dagster.assets.keys import CURATED, STANDARDIZED
 from leanops_dagster.checks import messages
+
+if TYPE_CHECKING:  # the error record Dagster keeps of a failed step (not exported publicly)
+    from dagster._utils.error import SerializableErrorInfo
 
 #: Dagster's console logger, quiet: the summary replaces the event stream (--verbose keeps it).
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
@@ -118,14 +122,14 @@ def _layer_outcome(spec: _LayerSpec, metadata: dict[str, dg.MetadataValue]) -> L
     )
 
 
-def _user_error(error):
+def _user_error(error: SerializableErrorInfo) -> SerializableErrorInfo:
     """The exception user code raised, below Dagster's step wrapper."""
     while error.cls_name == _STEP_WRAPPER and error.cause is not None:
         error = error.cause
     return error
 
 
-def _exception_message(error) -> str:
+def _exception_message(error: SerializableErrorInfo) -> str:
     """``SerializableErrorInfo.message`` is ``"<module.Class>: <message>"``: keep the message."""
     text = error.message.strip()
     head, sep, rest = text.partition(": ")
