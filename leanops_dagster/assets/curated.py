@@ -22,6 +22,7 @@ CURATED_BALANCE = dg.AssetCheckSpec(
         "+ rows quarantined by the safety net, as exact integers. Failing means the MERGE lost "
         "or invented rows. A run that read nothing passes with 'nothing read' (a balance over "
         "no rows holds)."
+        " A run that found another run holding the topic's lease passes with 'not evaluated'."
     ),
 )
 CDE_ERROR_RATE = dg.AssetCheckSpec(
@@ -33,6 +34,7 @@ CDE_ERROR_RATE = dg.AssetCheckSpec(
         "schema's threshold. Failing means the source is producing bad data at volume; the "
         "valid rows are committed and the failing ones are in `curated.errors`. A run that "
         "read nothing passes with 'nothing read' (no rate to measure)."
+        " A run that found another run holding the topic's lease passes with 'not evaluated'."
     ),
 )
 SCHEMA_DRIFT = dg.AssetCheckSpec(

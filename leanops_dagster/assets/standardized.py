@@ -20,6 +20,7 @@ POST_RAW_BALANCE = dg.AssetCheckSpec(
         "dropped + rows quarantined by the safety net, as exact integers. Failing means rows "
         "were lost or invented; Curated does not run on this increment. A run that read "
         "nothing passes with 'nothing read' (a balance over no rows holds)."
+        " A run that found another run holding the topic's lease passes with 'not evaluated'."
     ),
 )
 
