@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table, TableProperties
 from pyiceberg.table.name_mapping import MappedField, NameMapping
+from sqlalchemy.exc import DBAPIError
 
 from leanops_dagster.settings import Settings
 
@@ -31,7 +33,18 @@ def load_catalog_from_properties(name: str, properties: Mapping[str, str]) -> Ca
             if value.startswith(prefix):
                 folder = Path(value.removeprefix(prefix))
                 (folder.parent if key == "uri" else folder).mkdir(parents=True, exist_ok=True)
-    return load_catalog(name, **properties)
+    attempts = 3
+    for attempt in range(1, attempts + 1):
+        try:
+            return load_catalog(name, **properties)
+        except DBAPIError:
+            # Two processes opening a new SQL catalog both create its tables; the loser's
+            # CREATE TABLE fails ("already exists", a unique violation on PostgreSQL). The
+            # next attempt finds the tables and skips creating them.
+            if properties.get("type") != "sql" or attempt == attempts:
+                raise
+            time.sleep(0.05 * attempt)
+    raise AssertionError("unreachable")
 
 
 def schema_from_arrow(arrow_schema: pa.Schema) -> Schema:
