@@ -16,8 +16,8 @@ CURATED_BALANCE = dg.AssetCheckSpec(
     asset=CURATED,
     blocking=True,
     description=(
-        "Per run: Standardized rows read = inserts + updates + superseded + CDE error rows, "
-        "as exact integers. Failing means the MERGE lost or invented rows."
+        "Per run: Standardized rows read = inserts + updates + superseded + CDE error rows "
+        "+ quarantined, as exact integers. Failing means the MERGE lost or invented rows."
     ),
 )
 CDE_ERROR_RATE = dg.AssetCheckSpec(
@@ -27,6 +27,19 @@ CDE_ERROR_RATE = dg.AssetCheckSpec(
     description=(
         "Share of this run's rows failing a CDE (not-null, type cast, rule) against the "
         "schema's threshold. Failing means the source is producing bad data at volume."
+    ),
+)
+QUARANTINED_ROWS = dg.AssetCheckSpec(
+    name="quarantined_rows",
+    asset=CURATED,
+    blocking=False,
+    description=(
+        "Rows of this run that made the layer raise (a case no rule foresaw) and that the "
+        "safety net moved to `curated.errors` with reason "
+        "`internal:<ExceptionClass>` and the message; every other row was committed with "
+        "the watermark. A warning, not blocking: failing means a rule or the writer needs a "
+        "fix for those rows (they are kept and can be replayed once fixed); the topic keeps "
+        "flowing."
     ),
 )
 SCHEMA_DRIFT = dg.AssetCheckSpec(
@@ -46,7 +59,7 @@ SCHEMA_DRIFT = dg.AssetCheckSpec(
     group_name="curated",
     kinds={"iceberg", "pyarrow"},
     owners=["team:data-platform"],
-    check_specs=[CURATED_BALANCE, CDE_ERROR_RATE, SCHEMA_DRIFT],
+    check_specs=[CURATED_BALANCE, CDE_ERROR_RATE, QUARANTINED_ROWS, SCHEMA_DRIFT],
     tags={"leanops/layer": "curated"},
     description=(
         "`curated.<topic>`: typed columns from the curated schema, one row per "
@@ -79,6 +92,7 @@ def curated_records(
             "superseded": result.superseded,
             "cde_error_rows": result.cde_error_rows,
             "cde_errors": result.cde_errors,
+            "quarantined": result.quarantined,
             "watermark_from": dg.MetadataValue.text(str(result.watermark_from)),
             "watermark_to": dg.MetadataValue.text(str(result.watermark_to)),
             "snapshot_id": dg.MetadataValue.text(str(result.snapshot_id)),
@@ -98,6 +112,7 @@ def curated_records(
                     "updated": result.updated,
                     "superseded": result.superseded,
                     "cde_error_rows": result.cde_error_rows,
+                    "quarantined": result.quarantined,
                 },
             ),
             dg.AssetCheckResult(
@@ -108,6 +123,12 @@ def curated_records(
                     "threshold": threshold,
                     "cde_error_rows": result.cde_error_rows,
                 },
+            ),
+            dg.AssetCheckResult(
+                check_name=QUARANTINED_ROWS.name,
+                passed=result.quarantined == 0,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={"quarantined": result.quarantined, "rows_read": result.rows_read},
             ),
             dg.AssetCheckResult(
                 check_name=SCHEMA_DRIFT.name,

@@ -16,8 +16,21 @@ POST_RAW_BALANCE = dg.AssetCheckSpec(
     blocking=True,
     description=(
         "Per run: RAW rows read = Standardized rows written + parse errors + duplicates "
-        "dropped, as exact integers. Failing means rows were lost or invented; Curated does "
-        "not run on this increment."
+        "dropped + quarantined, as exact integers. Failing means rows were lost or invented; "
+        "Curated does not run on this increment."
+    ),
+)
+QUARANTINED_ROWS = dg.AssetCheckSpec(
+    name="quarantined_rows",
+    asset=STANDARDIZED,
+    blocking=False,
+    description=(
+        "Rows of this run that made the layer raise (a case no rule foresaw) and that the "
+        "safety net moved to `standardized.parse_errors` with reason "
+        "`internal:<ExceptionClass>` and the message; every other row was committed with "
+        "the watermark. A warning, not blocking: failing means a rule or the writer needs a "
+        "fix for those rows (they are kept and can be replayed once fixed); the topic keeps "
+        "flowing."
     ),
 )
 
@@ -29,7 +42,7 @@ POST_RAW_BALANCE = dg.AssetCheckSpec(
     group_name="standardized",
     kinds={"iceberg", "pyarrow"},
     owners=["team:data-platform"],
-    check_specs=[POST_RAW_BALANCE],
+    check_specs=[POST_RAW_BALANCE, QUARANTINED_ROWS],
     tags={"leanops/layer": "standardized"},
     description=(
         "`standardized.<topic>`: RAW increment since the watermark, flattened (nested keys "
@@ -56,6 +69,7 @@ def standardized_records(
             "rows_written": result.rows_written,
             "parse_errors": result.parse_errors,
             "duplicates": result.duplicates,
+            "quarantined": result.quarantined,
             "watermark_from": dg.MetadataValue.text(str(result.watermark_from)),
             "watermark_to": dg.MetadataValue.text(str(result.watermark_to)),
             "snapshot_id": dg.MetadataValue.text(str(result.snapshot_id)),
@@ -73,9 +87,17 @@ def standardized_records(
                     "standardized_new": result.rows_written,
                     "parse_errors": result.parse_errors,
                     "duplicates": result.duplicates,
+                    "quarantined": result.quarantined,
                     "difference": result.rows_read
-                    - (result.rows_written + result.parse_errors + result.duplicates),
+                    - (result.rows_written + result.parse_errors + result.duplicates
+                       + result.quarantined),
                 },
-            )
+            ),
+            dg.AssetCheckResult(
+                check_name=QUARANTINED_ROWS.name,
+                passed=result.quarantined == 0,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={"quarantined": result.quarantined, "rows_read": result.rows_read},
+            ),
         ],
     )
