@@ -13,7 +13,8 @@ answer in Lambda is ``BisectBatchOnFunctionError``; this is the same idea for a 
    some input rows: transform them as the layer does and build their data files in memory
    (``build_data_files``, Parquet and pyiceberg statistics included, nothing stored).
    A row is quarantined exactly when the probe fails on that row alone; ``isolate`` finds
-   those rows by bisection in O(k log n) probes for k such rows among n.
+   those rows by bisection in O(k log n) probes for k such rows among n (about 1.5 log2 n
+   per row, most of them on small ranges).
 3. The quarantined rows go to the layer's error table (``parse_errors`` for Standardized,
    curated ``errors`` for Curated) with reason/rule ``internal:<ExceptionClass>`` and the
    exception's message, in one append that skips rows the table already holds (a crash
@@ -102,25 +103,36 @@ def _fails(probe: Callable[[pa.Table], object], rows: pa.Table) -> Exception | N
 def isolate(
     rows: pa.Table, probe: Callable[[pa.Table], object]
 ) -> list[tuple[int, Exception]]:
-    """Positions of the rows on which ``probe`` fails alone, each with its exception, in
-    order. Bisection: a range the probe passes holds no such row (a row-local fault fails
-    every range containing its row); a failing range is split in two. Ranges that fail while
-    both halves pass (a fault of rows together, not of one row) yield nothing."""
+    """Positions of the rows on which ``probe`` fails alone, each with that exception, in
+    order. ``rows`` are known to fail together (the attempt just raised on them).
+
+    Bisection of a failing range: probe its left half; if that passes, the right half must
+    hold the fault (a row-local fault fails every range containing its row) and is split
+    without a probe of its own, else the right half is probed too. A row is only reported
+    after the probe failed on it alone, so a fault of rows together (every single row passes)
+    or of no row at all (the probe fails without rows) yields nothing. Costs about
+    1.5 log2(n) probes per culprit, most of them on small ranges."""
     if rows.num_rows == 0 or _fails(probe, rows.slice(0, 0)) is not None:
         return []  # fails without rows: not caused by a row
     culprits: list[tuple[int, Exception]] = []
-    pending = [(0, rows.num_rows, _fails(probe, rows))]
+    # (start, stop, the exception of probing exactly this range, or None if only inferred)
+    pending: list[tuple[int, int, Exception | None]] = [(0, rows.num_rows, None)]
     while pending:
         start, stop, error = pending.pop()
-        if error is None:
-            continue
         if stop - start == 1:
-            culprits.append((start, error))
+            error = error or _fails(probe, rows.slice(start, 1))
+            if error is not None:
+                culprits.append((start, error))
             continue
         middle = (start + stop) // 2
-        # right half pushed first: ranges come off the stack left to right
-        pending.append((middle, stop, _fails(probe, rows.slice(middle, stop - middle))))
-        pending.append((start, middle, _fails(probe, rows.slice(start, middle - start))))
+        left = _fails(probe, rows.slice(start, middle - start))
+        if left is None:  # the fault is on the right
+            pending.append((middle, stop, None))
+            continue
+        right = _fails(probe, rows.slice(middle, stop - middle))
+        if right is not None:
+            pending.append((middle, stop, right))
+        pending.append((start, middle, left))  # popped first: culprits come left to right
     return sorted(culprits, key=lambda c: c[0])
 
 
