@@ -31,6 +31,7 @@ and there are at most ``max_rounds``: never an endless retry of the same increme
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import io
 import logging
 from collections.abc import Callable, Sequence
@@ -333,8 +334,10 @@ def curated_probe(
 ) -> Callable[[pa.Table], None]:
     """Validate, cast, mask, LIFO-dedup and build the Curated data files of some
     Standardized rows."""
-    iceberg_schema = schema_from_arrow(schema.curated.arrow_schema())
-    spec = curated_partition_spec(iceberg_schema)
+    @functools.cache
+    def table_layout() -> tuple[Schema, PartitionSpec]:  # on the first probe, not per run
+        iceberg_schema = schema_from_arrow(schema.curated.arrow_schema())
+        return iceberg_schema, curated_partition_spec(iceberg_schema)
 
     def probe(std_rows: pa.Table) -> None:
         checked = validate.validate_and_cast(std_rows, schema.curated, topic=topic)
@@ -342,7 +345,7 @@ def curated_probe(
         lineage = [c for c in LINEAGE_COLUMNS if c in valid.column_names]
         masked = mask.mask_pii(valid.drop_columns(lineage), schema.curated, pii_key)
         winners = dedup.lifo_dedup(masked, key=IDEMPOTENCY_KEY, sequence=schema.curated.sequence)
-        build_data_files(winners.rows, iceberg_schema, spec)
+        build_data_files(winners.rows, *table_layout())
     return probe
 
 

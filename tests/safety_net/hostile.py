@@ -11,6 +11,7 @@ something that is not a JSON object at all.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 import random
@@ -147,6 +148,8 @@ def base_body(topic: str, index: int, key: str | None = None) -> dict:
 
 
 def set_path(body: dict, path: tuple[str, ...], value: object) -> dict:
+    """``body`` with ``value`` (a copy: the pieces above are shared) at ``path``."""
+    value = copy.deepcopy(value)
     node = body
     for part in path[:-1]:
         child = node.get(part)
