@@ -151,15 +151,6 @@ def _describe(exc: Exception) -> tuple[str, str]:
     return f"{INTERNAL_PREFIX}{type(exc).__name__}", detail[:MAX_DETAIL]
 
 
-class _Fault(Exception):
-    """A row fault raised while the net was armed with ``rows``."""
-
-    def __init__(self, cause: BaseException, rows: pa.Table) -> None:
-        super().__init__(str(cause))
-        self.cause = cause
-        self.rows = rows
-
-
 class SafetyNet:
     """One layer run's net; see the module docstring.
 

@@ -405,8 +405,12 @@ def test_commit_fault_fails_the_curated_run_with_nothing_committed(
 
 
 # --- the asset check -------------------------------------------------------------------------
-def test_quarantined_rows_check_fails_without_blocking_curated(
-    settings, catalog, schema, poisoned_flatten
+@pytest.mark.parametrize(("fault", "verb", "failing", "passing"), [
+    ("poisoned_flatten", POISON, "standardized/records", "curated/records"),
+    ("far_future_cast", "far-future", "curated/records", "standardized/records"),
+])
+def test_quarantined_rows_check_fails_without_blocking_downstream(
+    request, settings, catalog, schema, fault, verb, failing, passing
 ):
     import dagster as dg
 
@@ -414,7 +418,8 @@ def test_quarantined_rows_check_fails_without_blocking_curated(
     from leanops_dagster.instance import get_instance
     from leanops_dagster.partitions import topic_partitions
 
-    append_raw(catalog, [raw_row("m1", event("k1")), raw_row("p1", event("k2", verb=POISON))])
+    request.getfixturevalue(fault)
+    append_raw(catalog, [raw_row("m1", event("k1")), raw_row("p1", event("k2", verb=verb))])
     instance = get_instance(settings)
     instance.add_dynamic_partitions(topic_partitions.name, ["events"])
     job = build_definitions(settings).resolve_job_def("topic_pipeline")
@@ -423,12 +428,13 @@ def test_quarantined_rows_check_fails_without_blocking_curated(
     assert result.success
     checks = {(e.asset_key.to_user_string(), e.check_name): e
               for e in result.get_asset_check_evaluations()}
-    quarantined = checks[("standardized/records", "quarantined_rows")]
+    quarantined = checks[(failing, "quarantined_rows")]
     assert not quarantined.passed
     assert quarantined.severity == dg.AssetCheckSeverity.WARN
     assert quarantined.metadata["quarantined"].value == 1
+    assert checks[(passing, "quarantined_rows")].passed
     assert checks[("standardized/records", "post_raw_water_balance")].passed
-    assert checks[("curated/records", "quarantined_rows")].passed
+    assert checks[("curated/records", "curated_water_balance")].passed
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert materialized == {"standardized/records", "curated/records"}
     assert rows_of(catalog, TABLES.curated, ["idempotency_key"]) == [{"idempotency_key": "k1"}]
