@@ -150,6 +150,9 @@ def _cast_timestamp(values: pa.Array) -> CastResult:
     iso_text = pc.if_else(iso, values, pa.scalar(None, pa.string()))
     # beyond microseconds: truncate; no offset: UTC
     iso_text = pc.replace_substring_regex(iso_text, r"(\.[0-9]{6})[0-9]+", r"\1")
+    lower_z = pc.fill_null(pc.ends_with(iso_text, "z"), False)
+    if pc.any(lower_z).as_py():  # RFC 3339 allows "z"; Arrow's parser wants "Z"
+        iso_text = pc.if_else(lower_z, pc.ascii_upper(iso_text), iso_text)
     iso_text = pc.if_else(
         pc.fill_null(pc.match_substring_regex(iso_text, _HAS_OFFSET), True),
         iso_text,

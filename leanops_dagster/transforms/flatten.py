@@ -417,6 +417,8 @@ def _assemble(
     reason = pa.nulls(count, pa.string())
     for name in reversed(schema.required_metadata):
         reason = pc.if_else(missing_masks[name], f"{REASON_MISSING_METADATA}:{name}", reason)
+    if isinstance(reason, pa.ChunkedArray):  # a metadata column built from several pieces
+        reason = reason.combine_chunks()
     failed = pc.is_valid(reason)
     ok = pc.invert(failed)
 
