@@ -11,14 +11,18 @@ STRING:
 
 * nested objects are flattened, keys joined by ``_`` and lower-cased (see ``naming``);
 * arrays (with whatever they contain) are kept as compact JSON text; an empty object as ``{}``;
-* scalars as their JSON text: strings unquoted, ``true``/``false``, numbers exactly as written
-  (``1.50`` stays ``1.50``), ``null`` -> null;
+* scalars as text: strings unquoted, ``true``/``false``, ``null`` -> null; integers as written
+  (``-0`` as ``0``); other numbers in their shortest round-trip form when it has at most 15
+  significant digits (``1.50`` -> ``1.5``, ``2.5e15`` -> ``2500000000000000.0``), else as
+  written (``1e400``); numbers inside arrays the same way (docs/schemas.md has the full rule);
 * the schema's ``metadata`` keys become metadata columns, its ``drop_keys`` are dropped (RAW
   columns carry them).
 
-Parse errors (one row per RAW row that fails, reasons): ``invalid_json``, ``not_an_object``,
-``missing_required_metadata:<column>`` (the first missing in ``required_metadata`` order; the
-detail lists all; null or empty string counts as missing).
+Parse errors (one row per RAW row that fails, reasons): ``invalid_json`` (also a null payload
+and payload bytes that are not UTF-8, shown with ``\\xNN`` escapes), ``not_an_object``,
+``too_deep`` (nested more than ``MAX_DEPTH`` levels), ``missing_required_metadata:<column>``
+(the first missing in ``required_metadata`` order; the detail lists all; null or empty string
+counts as missing). Total: no payload makes this raise.
 """
 
 from __future__ import annotations
