@@ -225,3 +225,17 @@ def test_an_idempotency_key_that_is_not_utf8_is_an_error_row_not_a_crash():
         {"column_name": "idempotency_key", "rule": "type_cast", "offending_value": "k\\xff"}
     ]
     result.errors.validate(full=True)
+
+
+def test_publish_time_is_the_lambdas_rule_not_this_table():
+    """docs/schemas.md: RAW's publish_time comes from the Lambda's own, more lenient rule
+    (surrounding whitespace stripped, an offset required); a Curated timestamp column takes
+    the table (no whitespace, no offset = UTC)."""
+    from ingestion_lambdas.common.raw_record import parse_publish_time
+
+    at = dt.datetime(2026, 1, 19, 10, tzinfo=UTC)
+    padded, naive = " 2026-01-19T10:00:00Z\n", "2026-01-19T10:00:00"
+    assert parse_publish_time(padded) == at
+    rejected([padded], "timestamp")
+    assert parse_publish_time(naive) is None
+    assert accepted([naive], "timestamp") == [int(at.timestamp()) * 1_000_000]

@@ -75,9 +75,24 @@ json_values = st.recursive(
 styles = st.tuples(st.sampled_from([",", ", "]), st.sampled_from([":", ": "]), st.booleans())
 
 
+def depth_of(value: object) -> int:
+    """Levels of objects and arrays (the payload itself is level 1)."""
+    if isinstance(value, dict):
+        return 1 + max(map(depth_of, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(depth_of, value), default=0)
+    return 0
+
+
 @st.composite
 def payloads(draw) -> tuple[str, dict]:
     body = draw(st.dictionaries(keys, json_values, max_size=5))
+    levels = draw(st.integers(1, 140)) if draw(st.integers(0, 7)) == 0 else 0
+    if levels:  # now and then a value deep down, near and beyond the depth limit
+        deep = draw(leaves)
+        for _ in range(levels):
+            deep = draw(st.sampled_from([[deep], {"d": deep}, [1, {"": deep}]]))
+        body["deep"] = deep
     key = draw(st.one_of(st.text(min_size=1, max_size=4), st.just(""), number_texts))
     body["_metadata"] = {"idempotencyKeyResource": key}
     return to_json(body, draw(styles)), body
@@ -134,6 +149,9 @@ def test_property_flatten_is_total_paths_agree_and_values_keep_their_meaning(cas
     namer = ColumnNamer(SCHEMA.metadata_targets)
     for i, (_, body) in enumerate(cases * repeat):
         message_id = f"m{i}"
+        if depth_of(body) > flatten.MAX_DEPTH:
+            assert errors[message_id]["error_reason"] == "too_deep"
+            continue
         if message_id not in kept:
             assert errors[message_id]["error_reason"].startswith("missing_required_metadata")
             assert body["_metadata"]["idempotencyKeyResource"] == ""
