@@ -31,8 +31,10 @@ k bad values, no per-row Python. Range checks are Arrow compute comparisons on t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -111,7 +113,8 @@ def _cast_valid_text(values: pa.Array, spec: str) -> CastResult:
         "boolean": _BOOLEAN,
         "date": _DATE,
     }[kind]
-    result = _finish(values, _matches(values, grammar), target)
+    screen = {"int": _integer_screen(32), "long": _integer_screen(64), "date": _calendar_ok}
+    result = _finish(values, _matches(values, grammar), target, screen.get(kind))
     if kind == "date":
         return _in_range(result, MIN_DATE_DAYS, MAX_DATE_DAYS)
     if kind == "double":
@@ -158,7 +161,7 @@ def _cast_timestamp(values: pa.Array) -> CastResult:
         iso_text,
         pc.binary_join_element_wise(iso_text, "Z", ""),
     )
-    iso_typed, iso_failed = _split_cast(iso_text, _TS)
+    iso_typed, iso_failed = _cast_or_screen(iso_text, _TS, _calendar_ok)
     millis = pc.if_else(epoch, values, pa.scalar(None, pa.string())).cast(pa.int64())
     epoch_typed = millis.cast(pa.timestamp("ms", tz="UTC")).cast(_TS)
     typed = pc.if_else(epoch, epoch_typed, iso_typed)
@@ -189,11 +192,76 @@ def _matches(values: pa.Array, pattern: str) -> pa.BooleanArray:
     return pc.fill_null(pc.match_substring_regex(values, pattern=pattern), False)
 
 
-def _finish(values: pa.Array, ok: pa.BooleanArray, target: pa.DataType) -> CastResult:
+def _finish(values: pa.Array, ok: pa.BooleanArray, target: pa.DataType,
+            screen: Callable[[pa.Array], pa.BooleanArray] | None = None) -> CastResult:
     candidates = pc.if_else(ok, values, pa.scalar(None, pa.string()))
-    typed, cast_failed = _split_cast(candidates, target)
+    typed, cast_failed = _cast_or_screen(candidates, target, screen)
     not_grammar = pc.and_(pc.is_valid(values), pc.invert(ok))
     return CastResult(typed, pc.or_(not_grammar, cast_failed), values)
+
+
+def _cast_or_screen(
+    values: pa.Array, target: pa.DataType, screen: Callable[[pa.Array], pa.BooleanArray] | None
+) -> tuple[pa.Array, pa.BooleanArray]:
+    """Cast; when the whole cast fails, ``screen`` (vectorised: an int beyond its range, a
+    ``2026-02-30``) removes what Arrow refuses, so a column of bad values costs a few passes
+    rather than one cast per value; halving isolates whatever the screen did not foresee."""
+    try:
+        return pc.cast(values, target), _false(len(values))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        if screen is None:
+            return _split_cast(values, target)
+    refused = pc.and_(pc.is_valid(values), pc.invert(pc.fill_null(screen(values), False)))
+    typed, failed = _split_cast(pc.if_else(refused, pa.scalar(None, values.type), values), target)
+    return typed, pc.or_(failed, refused)
+
+
+def _integer_screen(bits: int) -> Callable[[pa.Array], pa.BooleanArray]:
+    """Texts ``-?[0-9]+`` within a signed ``bits``-bit integer: digits without leading zeros
+    compared with the bound's digits (same length: lexical order is numeric order)."""
+    high, low = str(2 ** (bits - 1) - 1), str(2 ** (bits - 1))
+
+    def fits(values: pa.Array) -> pa.BooleanArray:
+        negative = pc.fill_null(pc.starts_with(values, "-"), False)
+        digits = pc.if_else(negative, pc.utf8_slice_codeunits(values, 1), values)
+        padded = pc.fill_null(pc.starts_with(digits, "0"), False)
+        if pc.any(padded).as_py():
+            stripped = pc.replace_substring_regex(digits.filter(padded), r"^0+([0-9])", r"\1")
+            digits = pc.replace_with_mask(digits, padded, stripped)
+        length = pc.binary_length(digits)
+        bound = pc.if_else(negative, low, high)
+        return pc.or_(pc.less(length, len(high)),
+                      pc.and_(pc.equal(length, len(high)), pc.less_equal(digits, bound)))
+
+    return fits
+
+
+_CALENDAR = (
+    r"^(?P<y>[0-9]{4})-(?P<mo>[0-9]{2})-(?P<d>[0-9]{2})(?:[T ](?P<h>[0-9]{2}):(?P<mi>[0-9]{2})"
+    r"(?::(?P<s>[0-9]{2}))?(?:\.[0-9]+)?(?:Z|[+-](?P<oh>[0-9]{2}):?(?P<om>[0-9]{2})?)?)?$"
+)
+_MONTH_DAYS = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+
+
+def _calendar_ok(values: pa.Array) -> pa.BooleanArray:
+    """Dates and ISO date-times (as ``_cast_timestamp`` passes them) whose fields are real:
+    month 1-12, the month's days (proleptic Gregorian), hours 0-23, minutes and seconds 0-59,
+    offsets up to 23:59."""
+    parts = pc.extract_regex(values, _CALENDAR)
+
+    def field(name: str) -> np.ndarray:
+        text = pc.struct_field(parts, name)
+        text = pc.if_else(pc.equal(text, ""), "0", text)  # an absent optional field
+        return pc.fill_null(text.cast(pa.int32()), -1).to_numpy(zero_copy_only=False)
+
+    year, month, day = field("y"), field("mo"), field("d")
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    days = _MONTH_DAYS[np.clip(month, 1, 12) - 1] + ((month == 2) & leap)
+    ok = (month >= 1) & (month <= 12) & (day >= 1) & (day <= days)
+    ok &= (field("h") <= 23) & (field("mi") <= 59) & (field("s") <= 59)
+    ok &= (field("oh") <= 23) & (field("om") <= 59)
+    ok &= year >= 0  # -1: no match (or null)
+    return pa.array(ok)
 
 
 def _split_cast(values: pa.Array, target: pa.DataType) -> tuple[pa.Array, pa.BooleanArray]:
