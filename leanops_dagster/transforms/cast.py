@@ -24,9 +24,12 @@ date           ``YYYY-MM-DD``, a real calendar date in 0001-01-01 .. 9999-12-31
 string         any value that is valid UTF-8 (NUL and every plane included)
 =============  ============================================================================
 
-A value that matches the grammar but still cannot be cast (``2026-02-30``, an int32 overflow)
-is found by casting halves until the single bad value is isolated: O(k log n) extra casts for
-k bad values, no per-row Python. Range checks are Arrow compute comparisons on the typed column.
+The common case is one regex pass and one Arrow cast per column. When the cast refuses a value
+the grammar admits (``2026-02-30``, an int32 overflow), a vectorised screen (digits against the
+bound, calendar fields) removes such values and the cast runs again; anything the screen did
+not foresee is isolated by casting halves (O(k log n) casts for k values). Range checks are
+Arrow compute comparisons on the typed column. No per-row Python except to show the few values
+that are not UTF-8.
 """
 
 from __future__ import annotations
