@@ -70,7 +70,8 @@ def _with_float_texts(value: object) -> object:
         text = float_text(value)  # type: ignore[arg-type]
         if text is None:
             raise _Reroute
-        return orjson.Fragment(text)
+        # without orjson, json.dumps writes a float as repr: the same text
+        return orjson.Fragment(text) if orjson is not None else value
     if kind is list:
         return [_with_float_texts(v) for v in value]  # type: ignore[union-attr]
     if kind is dict:
