@@ -8,11 +8,11 @@ from decimal import Decimal
 
 import pyarrow as pa
 import pytest
-from conftest import std_rows
 
 from leanops_dagster.schemas.models import CuratedSchema
 from leanops_dagster.transforms.cast import cast_column
 from leanops_dagster.transforms.validate import validate_and_cast
+from tests.transforms.conftest import std_rows
 
 UTC = dt.UTC
 

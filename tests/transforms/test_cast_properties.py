@@ -16,7 +16,6 @@ from decimal import Context, Decimal
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from conftest import BOUNDED, std_rows
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -29,6 +28,7 @@ from leanops_dagster.transforms.cast import (
     cast_column,
 )
 from leanops_dagster.transforms.validate import RULE_ORDER, validate_and_cast
+from tests.transforms.conftest import BOUNDED, std_rows
 
 REJECT = object()
 WIDE = Context(prec=200)  # Decimal's default 28 digits would round a 38-digit value

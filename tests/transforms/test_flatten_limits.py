@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pytest
-from conftest import raw_rows
 
 from leanops_dagster.schemas.models import StandardizedSchema
 from leanops_dagster.transforms import flatten
 from leanops_dagster.transforms.naming import path_digest
+from tests.transforms.conftest import raw_rows
 
 SCHEMA = StandardizedSchema()
 META = '"_metadata":{"idempotencyKeyResource":"k"}'

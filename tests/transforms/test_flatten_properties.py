@@ -15,13 +15,13 @@ import math
 import re
 
 import pyarrow as pa
-from conftest import BOUNDED, raw_rows
 from hypothesis import given
 from hypothesis import strategies as st
 
 from leanops_dagster.schemas.models import StandardizedSchema
 from leanops_dagster.transforms import flatten
 from leanops_dagster.transforms.naming import ColumnNamer
+from tests.transforms.conftest import BOUNDED, raw_rows
 
 SCHEMA = StandardizedSchema()
 META_COLUMNS = {"message_id", "idempotency_key", "topic_name", "publish_time", "ingestion_ts",
