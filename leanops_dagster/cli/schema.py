@@ -7,6 +7,7 @@ from rich.console import Console
 from rich.table import Table
 
 from leanops_dagster.constants import InvalidTopicError, validate_topic
+from leanops_dagster.schemas.compatibility import breaking_changes
 from leanops_dagster.schemas.loader import SchemaFileError, SchemaNotFoundError
 from leanops_dagster.schemas.registry import SchemaRegistry, content_version
 
@@ -91,17 +92,56 @@ def list_schemas() -> None:
 @schema_group.command("diff")
 @click.argument("topic", callback=_topic)
 def diff(topic: str) -> None:
-    """Differences between TOPIC's deployed schema and its source files."""
+    """Differences between TOPIC's deployed schema and its source files, each labelled
+    compatible (deploy applies it) or breaking (deploy needs --rebuild), with the reason."""
     try:
-        lines = _registry().diff(topic)
+        changes = _registry().changes(topic)
     except (SchemaFileError, SchemaNotFoundError) as exc:
         raise _fail(exc) from None
-    if not lines:
+    if not changes:
         click.echo(f"{topic}: no differences (deployed = source)")
         return
-    click.echo(f"{topic}: deployed -> source")
-    for line in lines:
-        click.echo(f"  {line}")
+    breaking = len(breaking_changes(changes))
+    click.echo(
+        f"{topic}: deployed -> source ({len(changes) - breaking} compatible, {breaking} "
+        "breaking)"
+    )
+    for change in changes:
+        click.echo(f"  {change.verdict.value:<10}  {change.what}")
+        click.echo(f"  {'':<10}  {change.reason}")
+
+
+@schema_group.command("check")
+def check() -> None:
+    """CI: classify every source topic's changes against what is deployed; a table of the
+    changes; exit 1 on any breaking change or invalid schema file (deploy them with
+    `leanops schema deploy TOPIC --rebuild`)."""
+    registry = _registry()
+    table = Table(title=f"Schema changes, deployed ({registry.deployed_uri}) -> source")
+    for column in ("topic", "verdict", "change", "reason"):
+        table.add_column(column, overflow="fold")
+    failed: list[str] = []
+    for topic in registry.source_topics():
+        try:
+            changes = registry.changes(topic)
+        except SchemaFileError as exc:
+            table.add_row(topic, "invalid", "source schema files", str(exc))
+            failed.append(topic)
+            continue
+        if not changes:
+            table.add_row(topic, "-", "no differences", "")
+        for change in changes:
+            table.add_row(topic, change.verdict.value, change.what, change.reason)
+        if breaking_changes(changes):
+            failed.append(topic)
+    for topic in sorted(set(registry.deployed_topics()) - set(registry.source_topics())):
+        table.add_row(topic, "-", "deployed, no source files", "deploy never removes a topic")
+    Console(width=160).print(table)
+    if failed:
+        raise click.ClickException(
+            f"breaking or invalid schema changes in: {', '.join(failed)}"
+        )
+    click.echo("no breaking changes")
 
 
 def register(group: click.Group) -> None:

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from leanops_dagster.constants import TOPIC_PATTERN, validate_topic
+from leanops_dagster.schemas.compatibility import Change, classify
 from leanops_dagster.schemas.loader import (
     SchemaFileError,
     SchemaNotFoundError,
@@ -254,3 +255,7 @@ class SchemaRegistry:
 
         source = self.load_source(topic)
         return diff_schemas(self.deployed(topic), source)
+
+    def changes(self, topic: str) -> list[Change]:
+        """Every change deployed -> source, labelled compatible or breaking (empty: none)."""
+        return classify(self.deployed(topic), self.load_source(topic))
