@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.table import Table
 
 from leanops_dagster.constants import InvalidTopicError, validate_topic
-from leanops_dagster.schemas.compatibility import breaking_changes
+from leanops_dagster.schemas.compatibility import BreakingChangeError, breaking_changes
 from leanops_dagster.schemas.loader import SchemaFileError, SchemaNotFoundError
 from leanops_dagster.schemas.registry import SchemaRegistry, content_version
 
@@ -39,20 +39,61 @@ def schema_group() -> None:
 @schema_group.command("deploy")
 @click.argument("topic", required=False, callback=_topic)
 @click.option("--all", "deploy_all", is_flag=True, help="Deploy every topic in the source.")
-def deploy(topic: str | None, deploy_all: bool) -> None:
-    """Validate TOPIC's schema files and publish them to the deployed store."""
+@click.option(
+    "--rebuild", is_flag=True,
+    help="Rebuild TOPIC's Curated table from its whole Standardized history under the new "
+    "schema, swap it in atomically, then publish: required for a breaking change, and the way "
+    "to restate the table after a rule fix. Resumable: rerun after an interruption.",
+)
+def deploy(topic: str | None, deploy_all: bool, rebuild: bool) -> None:
+    """Validate TOPIC's schema files, apply them to its tables, publish them.
+
+    A compatible change evolves the Curated table first (one Iceberg schema commit); a
+    breaking change is refused, with the reasons, unless --rebuild (see docs/schemas.md)."""
     if bool(topic) == deploy_all:
         raise click.UsageError("give exactly one of TOPIC or --all")
-    registry = _registry()
+    if rebuild and deploy_all:
+        raise click.UsageError("--rebuild takes one TOPIC, not --all")
+    from leanops_dagster.iceberg.catalog import open_catalog
+    from leanops_dagster.pipeline.evolve import SchemaMismatchError
+    from leanops_dagster.pipeline.layout import TopicTables
+    from leanops_dagster.pipeline.rebuild import RebuildError, deploy_schema
+    from leanops_dagster.settings import get_settings
+
+    settings = get_settings()
+    registry = SchemaRegistry.from_settings(settings)
     try:
-        results = registry.deploy_all() if deploy_all else [registry.deploy(topic)]  # type: ignore[arg-type]
-    except (SchemaFileError, SchemaNotFoundError) as exc:
+        topics = registry.check_all() if deploy_all else [topic]
+        catalog = open_catalog(settings)
+        for name in topics:
+            outcome = deploy_schema(
+                registry, catalog, TopicTables(name, settings.namespace_prefix),  # type: ignore[arg-type]
+                rebuild=rebuild, pii_key=settings.pii_hash_key.get_secret_value().encode(),
+                progress=click.echo,
+            )
+            _echo_outcome(outcome, registry.deployed_uri)
+    except (SchemaFileError, SchemaNotFoundError, BreakingChangeError, SchemaMismatchError,
+            RebuildError) as exc:
         raise _fail(exc) from None
-    for result in results:
-        state = "deployed" if result.changed else "unchanged"
+
+
+def _echo_outcome(outcome, deployed_uri: str) -> None:
+    result = outcome.deployed
+    state = "deployed" if result.changed else "unchanged"
+    click.echo(
+        f"{result.topic}: {state} version {result.version} (deployed_at "
+        f"{result.deployed_at}) -> {deployed_uri}"
+    )
+    if outcome.evolution is not None and outcome.evolution.committed:
+        steps = "; ".join(outcome.evolution.plan.describe())
+        click.echo(f"  curated table evolved in one schema commit: {steps}")
+    rebuilt = outcome.rebuild
+    if rebuilt is not None:
         click.echo(
-            f"{result.topic}: {state} version {result.version} (deployed_at "
-            f"{result.deployed_at}) -> {registry.deployed_uri}"
+            f"  rebuilt {rebuilt.rebuild_id}: Standardized rows read {rebuilt.rows_read}, "
+            f"curated rows {rebuilt.curated_rows}, CDE error rows {rebuilt.cde_error_rows}, "
+            f"balanced {rebuilt.balanced}; swap snapshot {rebuilt.swap_snapshot_id} replaced "
+            f"{rebuilt.replaced_snapshot_id} (readable as {rebuilt.replaced_copy})"
         )
 
 

@@ -30,6 +30,7 @@ from leanops_dagster.iceberg.watermarks import (
     counter_properties,
     watermark_key,
 )
+from leanops_dagster.pipeline.evolve import SCHEMA_VERSION_PROPERTY, conform_curated_table
 from leanops_dagster.pipeline.increments import (
     read_unconsumed,
     record_error_rows,
@@ -116,6 +117,7 @@ def _curate_once(
         catalog, tables.curated_errors, CURATED_ERRORS_SCHEMA, CURATED_ERRORS_PARTITION_SPEC
     )
     curated = catalog.load_table(tables.curated) if catalog.table_exists(tables.curated) else None
+    curated = conform_curated_table(catalog, tables, schema, curated)
 
     unconsumed = read_unconsumed(
         std, curated, STD_WATERMARK, errors_table, _errors_watermark_name(tables.topic),
@@ -164,6 +166,7 @@ def _curate_once(
         superseded = winners.superseded + stats.stale
         return {
             watermark_key(STD_WATERMARK): str(to_snapshot_id),
+            SCHEMA_VERSION_PROPERTY: str(schema.version),
             "leanops.standardized_snapshot_from": str(cur_watermark or ""),
             "leanops.rows_read": str(result.rows_read),
             "leanops.inserted": str(stats.inserted),

@@ -341,3 +341,19 @@ def affects_standardized(changes: Iterable[Change]) -> bool:
 STANDARDIZED_KINDS = frozenset(
     {"metadata_mapping_changed", "required_metadata_changed", "drop_keys_changed"}
 )
+
+
+class BreakingChangeError(ValueError):
+    """A deployment refused: per topic, the breaking changes that need ``--rebuild``."""
+
+    def __init__(self, refused: dict[str, list[Change]]) -> None:
+        self.refused = refused
+        parts = []
+        for topic, changes in refused.items():
+            lines = "".join(f"\n  {c.what}: {c.reason}" for c in changes)
+            parts.append(
+                f"{topic}: {len(changes)} breaking change(s) refused; deploy it with "
+                f"`leanops schema deploy {topic} --rebuild` to rebuild the topic from its "
+                f"history under the new schema:{lines}"
+            )
+        super().__init__("\n".join(parts))

@@ -152,8 +152,17 @@ def test_cli_deploy_list_diff(cli_env):
     )
     assert "source differs" in runner.invoke(main, ["schema", "list"]).output
 
+    refused = runner.invoke(main, ["schema", "deploy", "--all"])  # a removed column: breaking
+    assert refused.exit_code == 1
+    assert "events: 1 breaking change(s) refused" in refused.output
+    assert "removed column: its stored values would be dropped" in refused.output
+    listed = runner.invoke(main, ["schema", "list"]).output
+    assert "not deployed" in listed  # all or nothing: sensor_readings was not deployed either
+
+    shutil.copy(REPO_ROOT / "schemas/events/curated.json", cli_env / "events/curated.json")
     everything = runner.invoke(main, ["schema", "deploy", "--all"])
-    assert everything.exit_code == 0
+    assert everything.exit_code == 0, everything.output
+    assert "events: unchanged" in everything.output
     assert "sensor_readings: deployed" in everything.output
 
 
