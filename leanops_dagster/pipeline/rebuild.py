@@ -279,7 +279,7 @@ def _stage(
 
 # --- 3. swap Curated --------------------------------------------------------------------------
 def _reshape_schema(update: Any, current: Any, schema: TopicSchema) -> None:
-    """Make the table schema exactly ``schema``'s Curated columns, in order."""
+    """Make the table's columns exactly ``schema``'s Curated columns (order: next step)."""
     target = schema_from_arrow(schema.curated.arrow_schema())
     wanted = {f.name: f.field_type for f in target.fields}
     for stored in current.fields:
@@ -297,7 +297,12 @@ def _reshape_schema(update: Any, current: Any, schema: TopicSchema) -> None:
     for name, kind in wanted.items():
         if name not in present:
             update.add_column(name, kind)
-    names = list(wanted)
+
+
+def _order_columns(update: Any, schema: TopicSchema) -> None:
+    """The schema's column order (a second schema update of the same transaction: pyiceberg
+    cannot move a column re-added under a deleted one's name in the update that added it)."""
+    names = schema.curated.arrow_schema().names
     update.move_first(names[0])
     for before, name in itertools.pairwise(names):
         update.move_after(name, before)
@@ -327,6 +332,8 @@ def _swap_curated(
         with live.transaction() as tx:
             with tx.update_schema() as update:
                 _reshape_schema(update, tx.table_metadata.schema(), schema)
+            with tx.update_schema() as update:
+                _order_columns(update, schema)
             metadata = tx.table_metadata
             target = metadata.schema().as_arrow()
             written = write_data_files(
@@ -351,7 +358,7 @@ def _swap_curated(
                     for data_file in written.files:
                         overwrite.append_data_file(data_file)
             else:
-                with snapshot.fast_append(commit_uuid=commit_uuid) as append:
+                with snapshot.fast_append() as append:
                     for data_file in written.files:
                         append.append_data_file(data_file)
             if replaced_version and replaced_version != schema.version:

@@ -1,0 +1,370 @@
+"""Breaking schema changes: refused, or rebuilt from history and swapped in atomically."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+
+import pyarrow as pa
+import pytest
+from click.testing import CliRunner
+
+from leanops_dagster import accountability
+from leanops_dagster.cli import main
+from leanops_dagster.iceberg.catalog import open_catalog
+from leanops_dagster.iceberg.watermarks import read_watermark
+from leanops_dagster.pipeline import rebuild as rebuild_module
+from leanops_dagster.pipeline.curate import curate_topic
+from leanops_dagster.pipeline.evolve import (
+    SCHEMA_VERSION_PROPERTY,
+    SUPERSEDED_VERSIONS_PROPERTY,
+    SchemaMismatchError,
+)
+from leanops_dagster.pipeline.layout import TopicTables
+from leanops_dagster.pipeline.rebuild import (
+    REBUILD_ID_PROPERTY,
+    RebuildError,
+    deploy_schema,
+    drop_replaced_copies,
+)
+from leanops_dagster.pipeline.standardize import standardize_topic
+from leanops_dagster.schemas.compatibility import BreakingChangeError
+from leanops_dagster.schemas.registry import SchemaRegistry
+from leanops_dagster.settings import REPO_ROOT, get_settings
+from tests.dagster.conftest import append_raw, event, raw_row
+
+TABLES = TopicTables("events")
+KEY = b"leanops-local-development-key"  # the settings' default: what the CLI uses
+
+
+class Home:
+    """One LEANOPS_HOME with its own schema sources, registry and catalog."""
+
+    def __init__(self, root) -> None:
+        self.schemas = root / "schemas"
+        shutil.copytree(REPO_ROOT / "schemas", self.schemas)
+        self.settings = get_settings(home=root / "home", schema_registry=str(self.schemas))
+        self.registry = SchemaRegistry.from_settings(self.settings)
+        self.catalog = open_catalog(self.settings)
+
+    def env(self, monkeypatch) -> None:
+        monkeypatch.setenv("LEANOPS_HOME", str(self.settings.home))
+        monkeypatch.setenv("LEANOPS_SCHEMA_REGISTRY", str(self.schemas))
+
+    def edit(self, change) -> None:
+        path = self.schemas / "events" / "curated.json"
+        data = json.loads(path.read_text())
+        change(data)
+        path.write_text(json.dumps(data))
+
+    def run(self):
+        schema = self.registry.load("events")
+        std = standardize_topic(self.catalog, TABLES, schema)
+        return std, curate_topic(self.catalog, TABLES, schema, pii_key=KEY)
+
+    def deploy(self, **kwargs):
+        return deploy_schema(self.registry, self.catalog, TABLES, pii_key=KEY, **kwargs)
+
+
+def issue_change(data: dict) -> None:
+    """Issue 9's edit: `country` added (compatible), `device_id` string -> long (breaking)."""
+    data["columns"].append(
+        {"name": "country", "source": "event_metadata_country", "type": "string"})
+    next(c for c in data["columns"] if c["name"] == "device_id")["type"] = "long"
+
+
+def payload(key: str, *, device: str, minutes: int = 0, country: str | None = None,
+            user: str = "user-000001", verb: str = "clicked") -> dict:
+    body = event(key, minutes=minutes, user=user, verb=verb)
+    body["event"]["metadata"]["deviceId"] = device
+    if country:
+        body["event"]["metadata"]["country"] = country
+    return body
+
+
+BATCHES = [
+    [raw_row("m1", payload("k1", device="12345")), raw_row("m1", payload("k1", device="12345")),
+     raw_row("m2", payload("k2", device="d-2", minutes=1), minutes=1),
+     raw_row("m3", payload("k3", device="3", user="bad", minutes=2), minutes=2),
+     raw_row("x1", "not json")],
+    [raw_row("m4", payload("k1", device="777", minutes=5, verb="fixed"), minutes=5),
+     raw_row("m5", payload("k4", device="4", minutes=6, country="DE"), minutes=6)],
+    [raw_row("m6", payload("k2", device="22", minutes=9, country="FR"), minutes=9),
+     raw_row("m7", payload("k5", device="5", minutes=9), minutes=9)],
+]
+LATER = [raw_row("m8", payload("k4", device="44", minutes=20, country="IT"), minutes=20),
+         raw_row("m9", payload("k6", device="6", minutes=21), minutes=21)]
+
+
+def old_home(root, batches=BATCHES) -> Home:
+    """Curated under the deployed schema, one run per batch; then the source edited."""
+    home = Home(root)
+    home.registry.deploy("events")
+    for batch in batches:
+        append_raw(home.catalog, batch)
+        home.run()
+    home.edit(issue_change)
+    return home
+
+
+def fresh_home(root, batches=BATCHES) -> Home:
+    """A fresh pipeline under the new schema from the same RAW."""
+    home = Home(root)
+    home.edit(issue_change)
+    home.registry.deploy("events")
+    for batch in batches:
+        append_raw(home.catalog, batch)
+        home.run()
+    return home
+
+
+def curated(home: Home) -> list[dict]:
+    rows = home.catalog.load_table(TABLES.curated).scan().to_arrow().to_pylist()
+    return sorted(rows, key=lambda r: r["idempotency_key"])
+
+
+def errors(home: Home) -> list[tuple]:
+    """The topic's Curated error rows, without what differs between homes by nature
+    (snapshot ids are random, recorded_ts is the wall clock)."""
+    table = home.catalog.load_table(TABLES.curated_errors).scan().to_arrow()
+    rows = table.drop_columns(["standardized_snapshot_id", "recorded_ts"]).to_pylist()
+    return sorted(tuple(sorted(r.items(), key=lambda kv: kv[0])) for r in rows
+                  if r["topic_name"] == "events")
+
+
+def schema_of(home: Home) -> list[tuple[str, str]]:
+    return [(f.name, str(f.field_type))
+            for f in home.catalog.load_table(TABLES.curated).schema().fields]
+
+
+def assert_same_tables(home: Home, expected: Home) -> None:
+    assert schema_of(home) == schema_of(expected)
+    assert curated(home) == curated(expected)
+    assert errors(home) == errors(expected)
+    assert accountability.curated_equation(home.catalog, TABLES).balanced
+
+
+def staging_tables(home: Home) -> list[str]:
+    return [t[-1] for t in home.catalog.list_tables("curated") if "__rebuild_" in t[-1]]
+
+
+def test_breaking_change_is_refused_with_its_reasons(tmp_path, monkeypatch):
+    home = old_home(tmp_path)
+    before = curated(home)
+    version = home.registry.load("events").version
+    home.env(monkeypatch)
+    refused = CliRunner().invoke(main, ["schema", "deploy", "events"])
+    assert refused.exit_code == 1
+    assert "events: 1 breaking change(s) refused" in refused.output
+    assert "device_id: type: 'string' -> 'long'" in refused.output
+    assert "not an Iceberg type promotion" in refused.output
+    assert "--rebuild" in refused.output
+    assert home.registry.load("events").version == version  # nothing published
+    assert curated(home) == before and "country" not in schema_of(home)[-1]
+    with pytest.raises(BreakingChangeError):
+        home.registry.deploy("events")  # the registry alone refuses it too
+
+
+def test_rebuild_gives_the_table_a_fresh_pipeline_builds(tmp_path, monkeypatch):
+    home = old_home(tmp_path / "a")
+    v1 = home.registry.load("events")
+    old_rows = curated(home)
+    live_before = home.catalog.load_table(TABLES.curated)
+    commits_before = len(live_before.metadata.metadata_log)
+    home.env(monkeypatch)
+    rebuilt = CliRunner().invoke(main, ["schema", "deploy", "events", "--rebuild"])
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert "rebuild chunk 1" in rebuilt.output and "balanced True" in rebuilt.output
+    expected = fresh_home(tmp_path / "b")
+    assert_same_tables(home, expected)
+    v2 = home.registry.load("events")
+    assert v2.version == expected.registry.load("events").version != v1.version
+
+    live = home.catalog.load_table(TABLES.curated)
+    assert len(live.metadata.metadata_log) == commits_before + 1  # the swap: one commit
+    swap = live.current_snapshot().summary.additional_properties
+    assert swap[SCHEMA_VERSION_PROPERTY] == v2.version
+    assert swap[REBUILD_ID_PROPERTY].startswith(v2.version)
+    assert live.properties[SUPERSEDED_VERSIONS_PROPERTY] == v1.version
+    # the old table stays readable: its snapshot, and a dated copy on its metadata
+    replaced = int(swap["leanops.rebuild.replaced_snapshot_id"])
+    assert sorted(live.scan(snapshot_id=replaced).to_arrow().column("idempotency_key")
+                  .to_pylist()) == [r["idempotency_key"] for r in old_rows]
+    copies = [t for t in home.catalog.list_tables("curated") if "__replaced_" in t[-1]]
+    assert len(copies) == 1
+    copy_rows = home.catalog.load_table(copies[0]).scan().to_arrow().to_pylist()
+    assert sorted(copy_rows, key=lambda r: r["idempotency_key"]) == old_rows
+    assert staging_tables(home) == []
+
+    # a run still on the replaced version is refused; the deployed one continues
+    # incrementally from the rebuilt table's watermark
+    with pytest.raises(SchemaMismatchError, match="replaces schema version"):
+        curate_topic(home.catalog, TABLES, v1, pii_key=KEY)
+    for target in (home, expected):
+        append_raw(target.catalog, LATER)
+        _, result = target.run()
+        assert result.rows_read == len(LATER)
+    assert_same_tables(home, expected)
+
+    # maintenance drops the dated copy after the retention only
+    import datetime as dt
+
+    assert drop_replaced_copies(home.catalog, "curated", older_than=dt.timedelta(days=7)) == []
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=8)
+    assert drop_replaced_copies(home.catalog, "curated", older_than=dt.timedelta(days=7),
+                                now=later) == [".".join(copies[0])]
+
+
+class Killed(Exception):
+    """Stands for the process being killed at that point."""
+
+
+def test_rebuild_killed_half_way_then_rerun_gives_the_same(tmp_path, monkeypatch):
+    home = old_home(tmp_path / "a")
+    real = rebuild_module.curate.curate_topic
+    calls = []
+
+    def dies_on_the_second_chunk(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise Killed
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rebuild_module.curate, "curate_topic", dies_on_the_second_chunk)
+    with pytest.raises(Killed):
+        home.deploy(rebuild=True, snapshots_per_chunk=1)
+    monkeypatch.undo()
+    [staged] = [t for t in staging_tables(home) if not t.endswith("__errors")]
+    first = min(home.catalog.load_table(TABLES.standardized).snapshots(),
+                key=lambda s: s.sequence_number)
+    assert read_watermark(home.catalog.load_table(("curated", staged)),
+                          "standardized_snapshot_id") == first.snapshot_id  # one chunk staged
+    assert home.catalog.load_table(TABLES.curated).current_snapshot().summary.get(
+        REBUILD_ID_PROPERTY) is None  # the live table was not touched
+
+    progress: list[str] = []
+    outcome = home.deploy(rebuild=True, snapshots_per_chunk=1, progress=progress.append)
+    assert outcome.rebuild.resumed and outcome.rebuild.balanced
+    total = len(home.catalog.load_table(TABLES.standardized).snapshots())
+    assert outcome.rebuild.chunks == total - 1  # the first chunk was not done again
+    assert len(progress) == outcome.rebuild.chunks + 1  # per chunk, then the swap
+    assert_same_tables(home, fresh_home(tmp_path / "b"))
+    assert staging_tables(home) == []
+
+
+def test_rebuild_killed_between_the_two_swaps_then_rerun_gives_the_same(tmp_path, monkeypatch):
+    home = old_home(tmp_path / "a")
+    v1 = home.registry.load("events")
+    monkeypatch.setattr(rebuild_module, "_swap_errors", lambda *a, **k: (_ for _ in ()).throw(
+        Killed()))
+    with pytest.raises(Killed):
+        home.deploy(rebuild=True)
+    monkeypatch.undo()
+    # Curated is swapped, the schema not published: no run of either version writes
+    with pytest.raises(SchemaMismatchError):
+        home.run()
+    assert home.registry.load("events").version == v1.version
+    swapped_at = home.catalog.load_table(TABLES.curated).current_snapshot().snapshot_id
+
+    outcome = home.deploy(rebuild=True)
+    assert outcome.rebuild.resumed and outcome.rebuild.chunks == 0
+    assert home.catalog.load_table(TABLES.curated).current_snapshot().snapshot_id == swapped_at
+    assert_same_tables(home, fresh_home(tmp_path / "b"))
+
+
+def test_a_reader_during_the_swap_sees_the_old_table_or_the_new_one(tmp_path, monkeypatch):
+    home = old_home(tmp_path / "a")
+    old = curated(home)
+    real_write = rebuild_module.write_data_files
+
+    def slow_write(*args, **kwargs):  # hold the swap transaction open while the reader reads
+        written = real_write(*args, **kwargs)
+        time.sleep(0.5)
+        return written
+
+    monkeypatch.setattr(rebuild_module, "write_data_files", slow_write)
+    seen: list[list[dict] | str] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        catalog = open_catalog(home.settings)  # its own connection, as another process
+        while not stop.is_set():
+            try:
+                rows = catalog.load_table(TABLES.curated).scan().to_arrow().to_pylist()
+            except Exception as exc:  # a missing table or a half-written state would land here
+                seen.append(f"{type(exc).__name__}: {exc}")
+                continue
+            seen.append(sorted(rows, key=lambda r: r["idempotency_key"]))
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        home.deploy(rebuild=True)
+        time.sleep(0.2)
+    finally:
+        stop.set()
+        thread.join()
+    new = curated(home)
+    assert old != new
+    assert all(not isinstance(s, str) for s in seen), [s for s in seen if isinstance(s, str)]
+    assert {("old" if s == old else "new" if s == new else "other") for s in seen} == {
+        "old", "new"}
+    first_new = next(i for i, s in enumerate(seen) if s == new)
+    assert all(s == new for s in seen[first_new:])  # never back to the old one
+
+
+def test_a_rebuilt_table_that_does_not_balance_is_not_swapped(tmp_path, monkeypatch):
+    home = old_home(tmp_path / "a")
+    before = curated(home)
+    unbalanced = accountability.Equation("curated", "standardized_consumed", 1, {"curated": 0})
+    monkeypatch.setattr(rebuild_module.accountability, "curated_equation",
+                        lambda *a, **k: unbalanced)
+    with pytest.raises(RebuildError, match="does not balance"):
+        home.deploy(rebuild=True)
+    assert curated(home) == before
+    assert home.registry.load("events").version != home.registry.versioned_source("events").version
+
+
+def test_standardized_breaking_changes_are_refused_even_with_rebuild(tmp_path):
+    home = Home(tmp_path)
+    home.registry.deploy("events")
+    path = home.schemas / "events" / "standardized.json"
+    data = json.loads(path.read_text())
+    data["metadata"]["_metadata_tenant"] = "tenant"
+    path.write_text(json.dumps(data))
+    with pytest.raises(BreakingChangeError, match="rebuilding Standardized from RAW is not "):
+        home.deploy(rebuild=True)
+
+
+def test_rebuild_without_a_schema_change_restates_the_table(tmp_path):
+    """`--rebuild` with nothing changed (e.g. after a rule fix): same content, no version
+    superseded, so runs of the deployed version continue."""
+    home = Home(tmp_path)
+    home.registry.deploy("events")
+    for batch in BATCHES:
+        append_raw(home.catalog, batch)
+        home.run()
+    before = curated(home)
+    outcome = home.deploy(rebuild=True)
+    assert outcome.changes == [] and outcome.rebuild.balanced
+    assert curated(home) == before
+    live = home.catalog.load_table(TABLES.curated)
+    assert SUPERSEDED_VERSIONS_PROPERTY not in live.properties
+    append_raw(home.catalog, LATER)
+    _, result = home.run()
+    assert result.rows_read == len(LATER)
+
+
+def test_rebuild_of_a_topic_never_curated(tmp_path):
+    home = Home(tmp_path)
+    home.registry.deploy("events")
+    home.edit(issue_change)
+    outcome = home.deploy(rebuild=True)
+    assert outcome.rebuild.balanced and outcome.rebuild.rows_read == 0
+    assert home.catalog.load_table(TABLES.curated).scan().to_arrow().num_rows == 0
+    assert isinstance(home.catalog.load_table(TABLES.curated).schema().as_arrow(), pa.Schema)
+    append_raw(home.catalog, BATCHES[0])
+    _, result = home.run()
+    assert result.inserted == 2
