@@ -368,3 +368,68 @@ def test_rebuild_of_a_topic_never_curated(tmp_path):
     append_raw(home.catalog, BATCHES[0])
     _, result = home.run()
     assert result.inserted == 2
+
+
+def test_the_rebuild_job_reports_the_rebuild_as_a_curated_materialization(tmp_path):
+    import dagster as dg
+
+    from leanops_dagster.assets.keys import CURATED
+    from leanops_dagster.definitions import build_definitions
+
+    home = old_home(tmp_path / "a")
+    definitions = build_definitions(home.settings)
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("topics", ["events"])
+        result = definitions.resolve_job_def("schema_rebuild_job").execute_in_process(
+            instance=instance, partition_key="events"
+        )
+        assert result.success
+        (materialization,) = [e.asset_key for e in result.asset_materializations_for_node(
+            "rebuild_topic_op")]
+        assert materialization == CURATED
+        [mat] = result.asset_materializations_for_node("rebuild_topic_op")
+        assert mat.partition == "events"
+        metadata = {k: v.value for k, v in mat.metadata.items()}
+        assert metadata["schema_version"] == home.registry.load("events").version
+        assert metadata["balanced"] is True
+        assert metadata["rows_read_from_history"] == 7  # 8 RAW rows: 1 duplicate dropped
+        assert metadata["cde_error_rows"] == 1
+        [check] = [e for e in result.all_events
+                   if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+        assert check.event_specific_data.passed
+
+        # and the next pipeline run reports the deployed schema version as asset metadata
+        append_raw(home.catalog, LATER)
+        run = definitions.resolve_job_def("topic_pipeline").execute_in_process(
+            instance=instance, partition_key="events"
+        )
+        curated_mat = next(m for m in run.get_asset_materialization_events()
+                       if m.asset_key == CURATED)
+        shown = curated_mat.step_materialization_data.materialization.metadata
+        assert shown["schema_version"].value == home.registry.load("events").version
+    assert_same_tables(home, fresh_home(tmp_path / "b", [*BATCHES, LATER]))
+
+
+def test_table_maintenance_drops_the_dated_copies_past_their_retention(tmp_path):
+    import dagster as dg
+
+    from leanops_dagster.definitions import build_definitions
+
+    home = old_home(tmp_path / "a")
+    home.deploy(rebuild=True)
+    rebuilt = curated(home)
+    [copy] = [t for t in home.catalog.list_tables("curated") if "__replaced_" in t[-1]]
+    job = build_definitions(home.settings).resolve_job_def("table_maintenance_job")
+    kept = job.execute_in_process(instance=dg.DagsterInstance.ephemeral())  # 7 days default
+    assert kept.output_for_node("maintain_tables_op") is None
+    assert home.catalog.table_exists(copy)
+    time.sleep(1.1)  # the copy's stamp has a one-second resolution
+    dropped = job.execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(),
+        run_config={"ops": {"maintain_tables_op": {"config": {"expire_older_than_hours": 0}}}},
+    )
+    [mat] = [e for e in dropped.all_node_events if e.event_type_value == "STEP_OUTPUT"]
+    assert mat.event_specific_data.metadata["replaced_copies_dropped"].value == [".".join(copy)]
+    assert not home.catalog.table_exists(copy)
+    assert curated(home) == rebuilt  # the live table still reads the same after the drop
+    assert accountability.curated_equation(home.catalog, TABLES).balanced
