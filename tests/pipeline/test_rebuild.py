@@ -433,3 +433,29 @@ def test_table_maintenance_drops_the_dated_copies_past_their_retention(tmp_path)
     assert not home.catalog.table_exists(copy)
     assert curated(home) == rebuilt  # the live table still reads the same after the drop
     assert accountability.curated_equation(home.catalog, TABLES).balanced
+
+
+def test_data_arriving_while_the_rebuild_stages_is_picked_up_after_the_swap(
+    tmp_path, monkeypatch
+):
+    """RAW lands and the old version's runs keep going after the staging caught up: the swap
+    still wins, and the next run (new version) curates what arrived, from the rebuilt
+    table's watermark: the same tables as a fresh pipeline over all the RAW."""
+    home = old_home(tmp_path / "a")
+    v1 = home.registry.load("events")
+    real_swap = rebuild_module._swap_curated
+
+    def traffic_then_swap(*args, **kwargs):
+        append_raw(home.catalog, LATER)
+        standardize_topic(home.catalog, TABLES, v1)
+        curate_topic(home.catalog, TABLES, v1, pii_key=KEY)  # the old table, about to go
+        return real_swap(*args, **kwargs)
+
+    monkeypatch.setattr(rebuild_module, "_swap_curated", traffic_then_swap)
+    outcome = home.deploy(rebuild=True)
+    monkeypatch.undo()
+    assert outcome.rebuild.balanced
+    assert accountability.curated_equation(home.catalog, TABLES).pending == len(LATER)
+    _, result = home.run()
+    assert result.rows_read == len(LATER)
+    assert_same_tables(home, fresh_home(tmp_path / "b", [*BATCHES, LATER]))
