@@ -5,7 +5,7 @@ import datetime as dt
 import dagster as dg
 
 from leanops_dagster.assets.keys import CURATED, RAW_STAGING, STANDARDIZED
-from leanops_dagster.constants import CURATED_ZONE, ZONES
+from leanops_dagster.constants import CURATED_ZONE, STANDARDIZED_ZONE, ZONES
 from leanops_dagster.partitions import topic_partitions
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.pipeline.rebuild import deploy_schema, drop_replaced_copies
@@ -89,10 +89,14 @@ def maintain_tables_op(
         for r in results
     )
     # the dated pre-rebuild copies (pipeline.rebuild) live as long as old snapshots do
-    dropped = drop_replaced_copies(
-        catalog.load(), catalog.namespace(CURATED_ZONE),
-        older_than=dt.timedelta(hours=config.expire_older_than_hours),
-    )
+    dropped = [
+        name
+        for zone in (STANDARDIZED_ZONE, CURATED_ZONE)
+        for name in drop_replaced_copies(
+            catalog.load(), catalog.namespace(zone),
+            older_than=dt.timedelta(hours=config.expire_older_than_hours),
+        )
+    ]
     context.add_output_metadata({"tables": dg.MetadataValue.md(table),
                                  "replaced_copies_dropped": dg.MetadataValue.json(dropped)})
 
@@ -104,6 +108,8 @@ def table_maintenance_job():
 
 class SchemaRebuildConfig(dg.Config):
     snapshots_per_chunk: int = 50
+    #: rebuild Standardized from RAW first (automatic for a breaking standardized.json change)
+    from_raw: bool = False
 
 
 @dg.op(description=(
@@ -122,7 +128,7 @@ def rebuild_topic_op(
     topic = context.partition_key
     outcome = deploy_schema(
         schema_registry.registry(), catalog.load(), TopicTables(topic, catalog.namespace_prefix),
-        rebuild=True, pii_key=pipeline.pii_key_bytes(),
+        rebuild=True, from_raw=config.from_raw, pii_key=pipeline.pii_key_bytes(),
         snapshots_per_chunk=config.snapshots_per_chunk, progress=context.log.info,
     )
     rebuilt = outcome.rebuild
@@ -146,6 +152,10 @@ def rebuild_topic_op(
         "replaced_snapshot_id": dg.MetadataValue.text(str(rebuilt.replaced_snapshot_id)),
         "replaced_copy": dg.MetadataValue.text(str(rebuilt.replaced_copy)),
         "watermark_to": dg.MetadataValue.text(str(rebuilt.watermark)),
+        "from_raw": rebuilt.from_raw,
+        "raw_rows_read": rebuilt.raw_rows_read,
+        "standardized_rows": rebuilt.standardized_rows,
+        "parse_errors": rebuilt.parse_errors,
         "dagster/row_count": rebuilt.curated_rows,
     }
     context.log_event(dg.AssetMaterialization(

@@ -45,13 +45,20 @@ def schema_group() -> None:
     "schema, swap it in atomically, then publish: required for a breaking change, and the way "
     "to restate the table after a rule fix. Resumable: rerun after an interruption.",
 )
-def deploy(topic: str | None, deploy_all: bool, rebuild: bool) -> None:
+@click.option(
+    "--from-raw", is_flag=True,
+    help="With --rebuild: rebuild Standardized from the whole RAW history first (automatic "
+    "for a breaking change of standardized.json; use it to restate after a flattening fix).",
+)
+def deploy(topic: str | None, deploy_all: bool, rebuild: bool, from_raw: bool) -> None:
     """Validate TOPIC's schema files, apply them to its tables, publish them.
 
     A compatible change evolves the Curated table first (one Iceberg schema commit); a
     breaking change is refused, with the reasons, unless --rebuild (see docs/schemas.md)."""
     if bool(topic) == deploy_all:
         raise click.UsageError("give exactly one of TOPIC or --all")
+    if from_raw and not rebuild:
+        raise click.UsageError("--from-raw is an option of --rebuild")
     if rebuild and deploy_all:
         raise click.UsageError("--rebuild takes one TOPIC, not --all")
     from leanops_dagster.iceberg.catalog import open_catalog
@@ -68,7 +75,8 @@ def deploy(topic: str | None, deploy_all: bool, rebuild: bool) -> None:
         for name in topics:
             outcome = deploy_schema(
                 registry, catalog, TopicTables(name, settings.namespace_prefix),  # type: ignore[arg-type]
-                rebuild=rebuild, pii_key=settings.pii_hash_key.get_secret_value().encode(),
+                rebuild=rebuild, from_raw=from_raw,
+                pii_key=settings.pii_hash_key.get_secret_value().encode(),
                 progress=click.echo,
             )
             _echo_outcome(outcome, registry.deployed_uri)
@@ -88,6 +96,12 @@ def _echo_outcome(outcome, deployed_uri: str) -> None:
         steps = "; ".join(outcome.evolution.plan.describe())
         click.echo(f"  curated table evolved in one schema commit: {steps}")
     rebuilt = outcome.rebuild
+    if rebuilt is not None and rebuilt.from_raw:
+        click.echo(
+            f"  rebuilt Standardized from RAW: RAW rows read {rebuilt.raw_rows_read}, "
+            f"Standardized rows {rebuilt.standardized_rows}, parse errors "
+            f"{rebuilt.parse_errors}, duplicates {rebuilt.duplicates}"
+        )
     if rebuilt is not None:
         click.echo(
             f"  rebuilt {rebuilt.rebuild_id}: Standardized rows read {rebuilt.rows_read}, "

@@ -127,12 +127,13 @@ def superseded_versions(table: Table) -> set[str]:
 
 
 def refuse_superseded(table: Table | None, schema: TopicSchema) -> None:
-    """A run of a schema version a rebuild replaced must not write to the rebuilt table."""
+    """A run of a schema version a rebuild replaced must not write to the rebuilt table
+    (Curated, or Standardized after a rebuild from RAW)."""
     if table is not None and schema.version and schema.version in superseded_versions(table):
         raise SchemaMismatchError(
-            f"Curated table {'.'.join(table.name())} was rebuilt for a breaking change and "
-            f"replaces schema version {schema.version}: this run's schema is out of date "
-            "(it started before the rebuild); the next run uses the deployed schema"
+            f"table {'.'.join(table.name())} was rebuilt for a breaking change and replaces "
+            f"schema version {schema.version}: this run's schema is out of date (it started "
+            "before the rebuild was published); the next run uses the deployed schema"
         )
 
 

@@ -26,6 +26,7 @@ from leanops_dagster.iceberg.watermarks import (
     watermark_key,
 )
 from leanops_dagster.iceberg.writes import append_rows
+from leanops_dagster.pipeline.evolve import refuse_superseded
 from leanops_dagster.pipeline.increments import (
     read_unconsumed,
     record_error_rows,
@@ -107,6 +108,7 @@ def _standardize_once(
     std = catalog.load_table(tables.standardized) if catalog.table_exists(
         tables.standardized
     ) else None
+    refuse_superseded(std, schema)  # a run on the version a rebuild from RAW replaced
 
     unconsumed = read_unconsumed(
         raw, std, RAW_WATERMARK, parse_errors_table, _parse_errors_watermark_name(tables.topic),

@@ -176,7 +176,7 @@ def test_rebuild_gives_the_table_a_fresh_pipeline_builds(tmp_path, monkeypatch):
     home.env(monkeypatch)
     rebuilt = CliRunner().invoke(main, ["schema", "deploy", "events", "--rebuild"])
     assert rebuilt.exit_code == 0, rebuilt.output
-    assert "rebuild chunk 1" in rebuilt.output and "balanced True" in rebuilt.output
+    assert "rebuild Curated chunk 1" in rebuilt.output and "balanced True" in rebuilt.output
     expected = fresh_home(tmp_path / "b")
     assert_same_tables(home, expected)
     v2 = home.registry.load("events")
@@ -257,8 +257,8 @@ def test_rebuild_killed_half_way_then_rerun_gives_the_same(tmp_path, monkeypatch
 def test_rebuild_killed_between_the_two_swaps_then_rerun_gives_the_same(tmp_path, monkeypatch):
     home = old_home(tmp_path / "a")
     v1 = home.registry.load("events")
-    monkeypatch.setattr(rebuild_module, "_swap_errors", lambda *a, **k: (_ for _ in ()).throw(
-        Killed()))
+    monkeypatch.setattr(rebuild_module, "_swap_error_rows",
+                        lambda *a, **k: (_ for _ in ()).throw(Killed()))
     with pytest.raises(Killed):
         home.deploy(rebuild=True)
     monkeypatch.undo()
@@ -327,15 +327,124 @@ def test_a_rebuilt_table_that_does_not_balance_is_not_swapped(tmp_path, monkeypa
     assert home.registry.load("events").version != home.registry.versioned_source("events").version
 
 
-def test_standardized_breaking_changes_are_refused_even_with_rebuild(tmp_path):
-    home = Home(tmp_path)
-    home.registry.deploy("events")
+def tenant_change(home: Home) -> None:
+    """A breaking Standardized change: `_metadata.tenant` becomes the metadata column
+    `tenant` (Standardized held it as the payload column `_metadata_tenant`), and Curated
+    reads it."""
     path = home.schemas / "events" / "standardized.json"
     data = json.loads(path.read_text())
     data["metadata"]["_metadata_tenant"] = "tenant"
     path.write_text(json.dumps(data))
-    with pytest.raises(BreakingChangeError, match="rebuilding Standardized from RAW is not "):
-        home.deploy(rebuild=True)
+    home.edit(lambda d: d["columns"].append({"name": "tenant", "type": "string"}))
+
+
+def with_tenant(batches):
+    out = []
+    for batch in batches:
+        rows = []
+        for row in batch:
+            if row["json_payload"].startswith("{"):
+                body = json.loads(row["json_payload"])
+                body["_metadata"]["tenant"] = f"t-{row['message_id']}"
+                row = {**row, "json_payload": json.dumps(body)}
+            rows.append(row)
+        out.append(rows)
+    return out
+
+
+TENANT_BATCHES = with_tenant(BATCHES)
+
+
+def standardized(home: Home) -> list[dict]:
+    rows = home.catalog.load_table(TABLES.standardized).scan().to_arrow().to_pylist()
+    return sorted(rows, key=lambda r: r["message_id"])
+
+
+def parse_errors(home: Home) -> list[tuple]:
+    table = home.catalog.load_table(TABLES.parse_errors).scan().to_arrow()
+    rows = table.drop_columns(["raw_snapshot_id", "recorded_ts"]).to_pylist()
+    return sorted(tuple(sorted(r.items())) for r in rows if r["topic_name"] == "events")
+
+
+def tenant_homes(root):
+    old = Home(root / "a")
+    old.registry.deploy("events")
+    for batch in TENANT_BATCHES:
+        append_raw(old.catalog, batch)
+        old.run()
+    tenant_change(old)
+    fresh = Home(root / "b")
+    tenant_change(fresh)
+    fresh.registry.deploy("events")
+    for batch in TENANT_BATCHES:
+        append_raw(fresh.catalog, batch)
+        fresh.run()
+    return old, fresh
+
+
+def assert_same_from_raw(home: Home, expected: Home) -> None:
+    assert standardized(home) == standardized(expected)
+    assert parse_errors(home) == parse_errors(expected)
+    assert accountability.post_raw_equation(home.catalog, TABLES).balanced
+    assert_same_tables(home, expected)
+
+
+def test_standardized_change_rebuilds_from_raw(tmp_path, monkeypatch):
+    home, expected = tenant_homes(tmp_path)
+    v1 = home.registry.load("events")
+    assert "_metadata_tenant" in standardized(home)[0] and "tenant" not in standardized(home)[0]
+    home.env(monkeypatch)
+    refused = CliRunner().invoke(main, ["schema", "deploy", "events"])
+    assert refused.exit_code == 1 and "changed metadata mapping" in refused.output
+    rebuilt = CliRunner().invoke(main, ["schema", "deploy", "events", "--rebuild"])
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert "rebuild Standardized chunk 1" in rebuilt.output
+    assert "rebuild Curated chunk 1" in rebuilt.output
+    assert_same_from_raw(home, expected)
+    assert standardized(home)[0]["tenant"] == "t-m1"
+    assert {r["idempotency_key"]: r["tenant"] for r in curated(home)}["k4"] == "t-m5"
+    copies = [t[-1] for t in home.catalog.list_tables("standardized") if "__replaced_" in t[-1]]
+    assert len(copies) == 1
+    assert [t for t in home.catalog.list_tables("standardized") if "__rebuild_" in t[-1]] == []
+
+    with pytest.raises(SchemaMismatchError, match="replaces schema version"):
+        standardize_topic(home.catalog, TABLES, v1)  # a run still on the old mapping
+    later = with_tenant([LATER])[0]
+    for target in (home, expected):
+        append_raw(target.catalog, later)
+        std, cur = target.run()
+        assert (std.rows_read, cur.rows_read) == (len(later), len(later))
+    assert_same_from_raw(home, expected)
+
+
+def test_rebuild_from_raw_killed_after_the_standardized_swap_then_rerun(tmp_path, monkeypatch):
+    home, expected = tenant_homes(tmp_path)
+    monkeypatch.setattr(rebuild_module, "_swap_curated",
+                        lambda *a, **k: (_ for _ in ()).throw(Killed()))
+    with pytest.raises(Killed):
+        home.deploy(rebuild=True, snapshots_per_chunk=1)
+    monkeypatch.undo()
+    assert "tenant" in standardized(home)[0]  # Standardized swapped, Curated not yet
+    outcome = home.deploy(rebuild=True, snapshots_per_chunk=1)
+    assert outcome.rebuild.resumed and outcome.rebuild.from_raw and outcome.rebuild.balanced
+    assert outcome.rebuild.chunks == 0  # both layers were staged before the kill
+    assert outcome.rebuild.raw_rows_read == sum(len(b) for b in TENANT_BATCHES)
+    assert_same_from_raw(home, expected)
+
+
+def test_from_raw_without_a_schema_change_restates_both_layers(tmp_path):
+    home = Home(tmp_path)
+    home.registry.deploy("events")
+    for batch in BATCHES:
+        append_raw(home.catalog, batch)
+        home.run()
+    before = (standardized(home), parse_errors(home), curated(home), errors(home))
+    outcome = home.deploy(from_raw=True)
+    assert outcome.rebuild.from_raw and outcome.rebuild.balanced
+    assert (standardized(home), parse_errors(home), curated(home), errors(home)) == before
+    append_raw(home.catalog, LATER)
+    std, cur = home.run()
+    assert (std.rows_read, cur.inserted) == (len(LATER), 1)
 
 
 def test_rebuild_without_a_schema_change_restates_the_table(tmp_path):

@@ -178,6 +178,8 @@ def test_cli_errors(cli_env):
     assert missing.exit_code == 1 and "no schema for topic 'payments'" in missing.output
     usage = runner.invoke(main, ["schema", "deploy"])
     assert usage.exit_code == 2
+    assert runner.invoke(main, ["schema", "deploy", "events", "--from-raw"]).exit_code == 2
+    assert runner.invoke(main, ["schema", "deploy", "--all", "--rebuild"]).exit_code == 2
     invalid = runner.invoke(main, ["schema", "diff", "Bad-Topic"])
     assert invalid.exit_code == 2
 
