@@ -41,8 +41,9 @@ where the committed state says it stopped and ends with the same tables.
    reads from the older of its two watermarks, and the swap replaces all of the topic's rows),
    and once a table is swapped no run of the replaced version writes to it.
 5. The tables as they were stay readable under dated names,
-   ``<zone>.<topic>__replaced_<version>_<started>``, registered on the pre-swap metadata (no
-   data copied); the table maintenance job drops such copies after its snapshot retention
+   ``<zone>.<topic>__replaced_<version>_<started>``, registered on a copy of the pre-swap
+   metadata with a location of its own (no data copied; maintenance of the copy cannot touch
+   the live table's files); the table maintenance job drops such copies after its snapshot retention
    (``drop_replaced_copies``). The pre-swap snapshot also stays in the live table's history
    until maintenance expires it.
 
@@ -70,6 +71,7 @@ from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError, TableAl
 from pyiceberg.expressions import EqualTo
 from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC
 from pyiceberg.schema import Schema
+from pyiceberg.serializers import FromInputFile, ToOutputFile
 from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Snapshot, ancestors_of
 
@@ -554,15 +556,22 @@ def _error_rows_swapped(catalog: Catalog, live_id: Identifier, marker: str,
 
 # --- 5. the dated copies ----------------------------------------------------------------------
 def _register_replaced_copy(
-    catalog: Catalog, swap: Snapshot, copy: Identifier
+    catalog: Catalog, live: Table, swap: Snapshot, copy: Identifier
 ) -> str | None:
+    """Register ``copy`` on the pre-swap metadata of ``live``, rewritten with a location of
+    its own: the copy reads the old snapshots and data files, while table maintenance of the
+    copy (orphan key index segments are found by listing ``<location>/metadata``) can never
+    delete the live table's files."""
     location = (swap.summary.additional_properties.get(REPLACED_METADATA_PROPERTY)
                 if swap.summary else None)
-    if not location:
-        return None
-    if not catalog.table_exists(copy):
-        with contextlib.suppress(TableAlreadyExistsError):  # a concurrent rerun was first
-            catalog.register_table(copy, location)
+    if not location or catalog.table_exists(copy):
+        return ".".join(copy) if location else None
+    old = FromInputFile.table_metadata(live.io.new_input(location))
+    own = f"{live.location().rstrip('/')}{REPLACED_MARK}{copy[-1].rsplit(REPLACED_MARK, 1)[1]}"
+    path = f"{own}/metadata/00000-{uuid.uuid4()}.metadata.json"
+    ToOutputFile.table_metadata(old.model_copy(update={"location": own}), live.io.new_output(path))
+    with contextlib.suppress(TableAlreadyExistsError):  # a concurrent rerun was first
+        catalog.register_table(copy, path)
     return ".".join(copy)
 
 
@@ -658,10 +667,11 @@ def rebuild_topic(
     swap = _swap_snapshot(live, staging.rebuild_id)
     assert swap is not None and swap.summary is not None
     result.replaced_copy = _register_replaced_copy(
-        catalog, swap, staging.replaced_copy(constants.CURATED_ZONE))
+        catalog, live, swap, staging.replaced_copy(constants.CURATED_ZONE))
     if std_swap is not None:
-        _register_replaced_copy(catalog, std_swap, staging.replaced_copy(
-            constants.STANDARDIZED_ZONE))
+        _register_replaced_copy(
+            catalog, catalog.load_table(tables.standardized), std_swap,
+            staging.replaced_copy(constants.STANDARDIZED_ZONE))
     result.swap_snapshot_id = swap.snapshot_id
     replaced = swap.summary.additional_properties.get(REPLACED_SNAPSHOT_PROPERTY)
     result.replaced_snapshot_id = int(replaced) if replaced else None
