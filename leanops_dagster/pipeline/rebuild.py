@@ -406,6 +406,8 @@ def _swap_table(
 
     def once() -> Table:
         live = catalog.load_table(live_id)
+        if _swap_snapshot(live, properties[REBUILD_ID_PROPERTY]) is not None:
+            return live  # a concurrent run of the same rebuild swapped it first
         replaced = live.current_snapshot()
         old_files = [task.file for task in live.scan().plan_files()] if replaced else []
         commit_uuid = uuid.uuid4()
@@ -539,6 +541,8 @@ def _swap_error_rows(
 
     def once() -> None:
         errors = catalog.load_table(live_id)
+        if read_summary_value(errors, marker) == rebuild_id:
+            return  # a concurrent run of the same rebuild swapped them first
         with errors.transaction() as tx:
             if errors.current_snapshot() is not None:
                 tx.delete(EqualTo("topic_name", topic))

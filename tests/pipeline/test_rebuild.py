@@ -577,3 +577,25 @@ def test_data_arriving_while_the_rebuild_stages_is_picked_up_after_the_swap(
     _, result = home.run()
     assert result.rows_read == len(LATER)
     assert_same_tables(home, fresh_home(tmp_path / "b", [*BATCHES, LATER]))
+
+
+def test_a_second_swap_of_the_same_rebuild_changes_nothing(tmp_path):
+    """Two runs of one rebuild racing to the swap: the later one finds the rebuild id on
+    the live table (after its commit conflict) and leaves it."""
+    home = old_home(tmp_path / "a")
+    schema = home.registry.versioned_source("events")
+    result = rebuild_module.rebuild_topic(home.catalog, TABLES, schema, pii_key=KEY)
+    staging = rebuild_module.StagingTables("events", "", result.rebuild_id)
+    live = home.catalog.load_table(TABLES.curated)
+    errors_table = home.catalog.load_table(TABLES.curated_errors)
+    again = rebuild_module._swap_curated(home.catalog, TABLES, staging, schema, None)
+    assert again.current_snapshot().snapshot_id == live.current_snapshot().snapshot_id
+    rebuild_module._swap_error_rows(
+        home.catalog, "events", TABLES.curated_errors, staging.curated_errors,
+        table_schema=rebuild_module.CURATED_ERRORS_SCHEMA,
+        spec=rebuild_module.CURATED_ERRORS_PARTITION_SPEC,
+        watermark_name=rebuild_module._errors_watermark("events"),
+        marker=rebuild_module.errors_rebuild_property("events"), rebuild_id=result.rebuild_id,
+    )
+    assert (home.catalog.load_table(TABLES.curated_errors).current_snapshot().snapshot_id
+            == errors_table.current_snapshot().snapshot_id)
