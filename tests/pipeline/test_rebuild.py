@@ -599,3 +599,30 @@ def test_a_second_swap_of_the_same_rebuild_changes_nothing(tmp_path):
     )
     assert (home.catalog.load_table(TABLES.curated_errors).current_snapshot().snapshot_id
             == errors_table.current_snapshot().snapshot_id)
+
+
+def test_rebuild_from_raw_killed_while_staging_standardized_then_rerun(tmp_path, monkeypatch):
+    home, expected = tenant_homes(tmp_path)
+    real = rebuild_module.standardize.standardize_topic
+    calls = []
+
+    def dies_on_the_second_chunk(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise Killed
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rebuild_module.standardize, "standardize_topic",
+                        dies_on_the_second_chunk)
+    with pytest.raises(Killed):
+        home.deploy(rebuild=True, snapshots_per_chunk=1)
+    monkeypatch.undo()
+    assert "_metadata_tenant" in standardized(home)[0]  # live Standardized untouched
+    progress: list[str] = []
+    outcome = home.deploy(rebuild=True, snapshots_per_chunk=1, progress=progress.append)
+    raw_snapshots = len(home.catalog.load_table(TABLES.raw).snapshots())
+    assert outcome.rebuild.resumed
+    # the first RAW chunk was committed before the kill: not staged again
+    assert sum("rebuild Standardized chunk" in p for p in progress) == raw_snapshots - 1
+    assert sum("rebuild Curated chunk" in p for p in progress) >= 1
+    assert_same_from_raw(home, expected)
