@@ -162,12 +162,24 @@ def rebuild_topic_op(
         asset_key=CURATED, partition=topic, metadata=metadata,
         description=f"rebuilt from history ({rebuilt.rebuild_id})",
     ))
-    context.log_event(dg.AssetCheckEvaluation(
-        asset_key=CURATED, check_name="curated_balance_all_time", passed=rebuilt.balanced,
-        metadata={"standardized_consumed": rebuilt.rows_read,
-                  "curated": rebuilt.curated_rows, "updates": rebuilt.updates,
-                  "superseded": rebuilt.superseded, "cde_error_rows": rebuilt.cde_error_rows},
-    ))
+    # the Curated checks, over the rebuilt history (an unbalanced rebuild never got here:
+    # the balance is checked before the swap, which is what makes it blocking)
+    balance = {"standardized_consumed": rebuilt.rows_read, "curated": rebuilt.curated_rows,
+               "updates": rebuilt.updates, "superseded": rebuilt.superseded,
+               "cde_error_rows": rebuilt.cde_error_rows}
+    threshold = schema_registry.load(topic).curated.cde_error_rate_threshold
+    error_rate = rebuilt.cde_error_rows / rebuilt.rows_read if rebuilt.rows_read else 0.0
+    for check_name, passed, check_metadata in (
+        ("curated_balance_all_time", rebuilt.balanced, balance),
+        ("curated_water_balance", rebuilt.balanced, balance),
+        ("cde_error_rate", error_rate <= threshold,
+         {"error_rate": error_rate, "threshold": threshold,
+          "cde_error_rows": rebuilt.cde_error_rows}),
+    ):
+        context.log_event(dg.AssetCheckEvaluation(
+            asset_key=CURATED, check_name=check_name, passed=passed, metadata=check_metadata,
+            partition=topic,
+        ))
 
 
 @dg.job(
