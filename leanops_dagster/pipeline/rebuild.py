@@ -544,8 +544,9 @@ def _swap_error_rows(
         if read_summary_value(errors, marker) == rebuild_id:
             return  # a concurrent run of the same rebuild swapped them first
         with errors.transaction() as tx:
-            if errors.current_snapshot() is not None:
-                tx.delete(EqualTo("topic_name", topic))
+            mine = EqualTo("topic_name", topic)
+            if any(True for _ in errors.scan(row_filter=mine).plan_files()):
+                tx.delete(mine)
             target = tx.table_metadata.schema().as_arrow()
             tx.append(rows.select(target.names).cast(target), snapshot_properties=properties)
 
