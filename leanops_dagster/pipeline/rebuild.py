@@ -623,6 +623,11 @@ def rebuild_topic(
     report = progress or (lambda _message: None)
     now = now or dt.datetime.now(dt.UTC)
     staging, resumed = staging_for(catalog, tables, schema.version, now, from_raw=from_raw)
+    if resumed and _finished(catalog, tables, staging):
+        # killed after its swaps (before its staging was dropped): this call is a new
+        # rebuild, e.g. a restatement after a rule fix, so it must not skip the swaps
+        drop_staging(catalog, staging)
+        staging, resumed = staging_for(catalog, tables, schema.version, now, from_raw=from_raw)
     curated_schema = schema_from_arrow(schema.curated.arrow_schema())
     # the staging Curated table exists from the start: it is how a rerun finds this rebuild
     ensure_table(catalog, staging.curated, curated_schema, curated_partition_spec(curated_schema))
@@ -696,6 +701,18 @@ def rebuild_topic(
         result.duplicates = post_raw.right["duplicates"]
         result.balanced = result.balanced and post_raw.balanced
     return result
+
+
+def _finished(catalog: Catalog, tables: TopicTables, staging: StagingTables) -> bool:
+    """Every swap of ``staging``'s rebuild is committed."""
+    done = _swapped(catalog, tables.curated, staging.rebuild_id) is not None and (
+        _error_rows_swapped(catalog, tables.curated_errors,
+                            errors_rebuild_property(tables.topic), staging.rebuild_id))
+    if staging.from_raw:
+        done = done and _error_rows_swapped(
+            catalog, tables.parse_errors, parse_errors_rebuild_property(tables.topic),
+            staging.rebuild_id)
+    return done
 
 
 def _swap_parse_errors(catalog: Catalog, tables: TopicTables, staging: StagingTables) -> None:

@@ -627,3 +627,19 @@ def test_rebuild_from_raw_killed_while_staging_standardized_then_rerun(tmp_path,
     assert sum("rebuild Standardized chunk" in p for p in progress) == raw_snapshots - 1
     assert sum("rebuild Curated chunk" in p for p in progress) >= 1
     assert_same_from_raw(home, expected)
+
+
+def test_a_finished_rebuild_left_behind_is_not_resumed(tmp_path):
+    """Killed after its swaps but before its staging was dropped, a rebuild must not make
+    the next one (a restatement of the same version) skip its swaps."""
+    home = old_home(tmp_path / "a")
+    schema = home.registry.versioned_source("events")
+    first = rebuild_module.rebuild_topic(home.catalog, TABLES, schema, pii_key=KEY,
+                                         now=dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    assert len(staging_tables(home)) == 2  # left behind (curated and its errors)
+    outcome = home.deploy(rebuild=True)
+    assert not outcome.rebuild.resumed and outcome.rebuild.rebuild_id != first.rebuild_id
+    live = home.catalog.load_table(TABLES.curated)
+    assert live.current_snapshot().summary[REBUILD_ID_PROPERTY] == outcome.rebuild.rebuild_id
+    assert staging_tables(home) == []
+    assert_same_tables(home, fresh_home(tmp_path / "b"))
