@@ -166,7 +166,10 @@ def conform_curated_table(
     evolve the table if the deployed schema got ahead of it (a schema deployed without
     ``leanops schema deploy``, e.g. a document written straight to the S3 store)."""
     refuse_superseded(table, schema)
-    if table is None or plan_evolution(table.schema(), schema).is_empty:
+    if table is None:
         return table
+    plan = plan_evolution(table.schema(), schema)
+    if not (plan.add or plan.promote):  # it can hold the rows; order is the deploy's business
+        return table  # (a run still on an older version must not reorder a newer table)
     evolve_curated(catalog, tables, schema)
     return catalog.load_table(tables.curated)

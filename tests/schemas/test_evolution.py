@@ -147,9 +147,10 @@ def test_type_promotion_and_reorder_keep_stored_values(home, tmp_schemas):
     edit_curated(tmp_schemas, lambda d: d["columns"].insert(
         3, {"name": "clicks", "source": "clicks", "type": "int"}))
     registry.deploy("events")
+    v1 = registry.load("events")
     append_raw(catalog, [raw_row("m1", event("k1", extra={"clicks": 3})),
                          raw_row("m2", event("k2", extra={"clicks": 4}, minutes=1))])
-    run_layers(catalog, registry.load("events"))
+    run_layers(catalog, v1)
 
     def widen_and_move(data):
         clicks = next(c for c in data["columns"] if c["name"] == "clicks")
@@ -169,6 +170,13 @@ def test_type_promotion_and_reorder_keep_stored_values(home, tmp_schemas):
     assert table.schema().column_names == v2.curated.arrow_schema().names
     assert str(table.schema().find_field("clicks").field_type) == "long"
 
+    # a run still on the first version (int, the old order) writes into the evolved table and
+    # leaves its schema alone: no reorder back, no narrowing
+    append_raw(catalog, [raw_row("m0", event("k0", extra={"clicks": 7}, minutes=2), minutes=2)])
+    run_layers(catalog, v1)
+    assert catalog.load_table(TABLES.curated).schema() == table.schema()
+    assert curated_rows(catalog)["k0"]["clicks"] == 7
+
     # a correction of k1 rewrites its old (int) file; a new key holds a value beyond int32
     append_raw(catalog, [
         raw_row("m3", event("k1", extra={"clicks": 5}, minutes=9, verb="again"), minutes=9),
@@ -176,7 +184,8 @@ def test_type_promotion_and_reorder_keep_stored_values(home, tmp_schemas):
     ])
     run_layers(catalog, v2)
     rows = curated_rows(catalog)
-    assert {k: rows[k]["clicks"] for k in sorted(rows)} == {"k1": 5, "k2": 4, "k3": 2**40}
+    assert {k: rows[k]["clicks"] for k in sorted(rows)} == {
+        "k0": 7, "k1": 5, "k2": 4, "k3": 2**40}
     assert accountability.curated_equation(catalog, TABLES).balanced
 
 
