@@ -13,6 +13,7 @@ from leanops_dagster.checks.accountability import accountability_checks
 from leanops_dagster.jobs import (
     accountability_job,
     dlq_replay_job,
+    schema_rebuild_job,
     table_maintenance_job,
     topic_pipeline_job,
 )
@@ -44,7 +45,8 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=[raw_staging, standardized_records, curated_records],
         asset_checks=accountability_checks,
-        jobs=[topic_pipeline_job, accountability_job, dlq_replay_job, table_maintenance_job],
+        jobs=[topic_pipeline_job, accountability_job, dlq_replay_job, table_maintenance_job,
+              schema_rebuild_job],
         sensors=[schema_gate_sensor, raw_snapshot_sensor, backlog_sensor],
         schedules=[accountability_schedule, table_maintenance_schedule],
         resources=build_resources(settings),

@@ -128,6 +128,7 @@ def curated_records(
             "merge_rows_rewritten": result.rows_rewritten,
             "dagster/row_count": result.inserted + result.updated,
             "table": dg.MetadataValue.text(".".join(tables.curated)),
+            "schema_version": dg.MetadataValue.text(str(schema.version)),
         },
         check_results=[
             dg.AssetCheckResult(

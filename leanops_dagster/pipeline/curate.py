@@ -33,6 +33,7 @@ from leanops_dagster.iceberg.watermarks import (
     watermark_key,
 )
 from leanops_dagster.pipeline import quarantine
+from leanops_dagster.pipeline.evolve import SCHEMA_VERSION_PROPERTY, conform_curated_table
 from leanops_dagster.pipeline.exclusive import run_exclusively
 from leanops_dagster.pipeline.increments import (
     read_unconsumed,
@@ -138,6 +139,7 @@ def _curate_once(
         catalog, tables.curated_errors, CURATED_ERRORS_SCHEMA, CURATED_ERRORS_PARTITION_SPEC
     )
     curated = catalog.load_table(tables.curated) if catalog.table_exists(tables.curated) else None
+    curated = conform_curated_table(catalog, tables, schema, curated)
     cur_started = snapshot_id_of(curated)  # the read point the MERGE asserts
 
     unconsumed = read_unconsumed(
@@ -192,6 +194,7 @@ def _curate_once(
         superseded = winners.superseded + stats.stale
         return {
             watermark_key(STD_WATERMARK): str(to_snapshot_id),
+            SCHEMA_VERSION_PROPERTY: str(schema.version),
             "leanops.standardized_snapshot_from": str(cur_watermark or ""),
             "leanops.rows_read": str(result.rows_read),
             "leanops.inserted": str(stats.inserted),

@@ -29,6 +29,7 @@ from leanops_dagster.iceberg.watermarks import (
 )
 from leanops_dagster.iceberg.writes import append_rows
 from leanops_dagster.pipeline import quarantine
+from leanops_dagster.pipeline.evolve import refuse_superseded
 from leanops_dagster.pipeline.exclusive import run_exclusively
 from leanops_dagster.pipeline.increments import (
     read_unconsumed,
@@ -129,6 +130,7 @@ def _standardize_once(
     std = catalog.load_table(tables.standardized) if catalog.table_exists(
         tables.standardized
     ) else None
+    refuse_superseded(std, schema)  # a run on the version a rebuild from RAW replaced
     std_started = snapshot_id_of(std)  # the read point every Standardized commit asserts
 
     unconsumed = read_unconsumed(
