@@ -16,12 +16,15 @@ from leanops_dagster.jobs import (
     table_maintenance_job,
     topic_pipeline_job,
 )
+from leanops_dagster.resources.alerts import AlertSink
 from leanops_dagster.resources.catalog import IcebergCatalogResource
 from leanops_dagster.resources.ingestion import IngestionCountsResource
+from leanops_dagster.resources.metrics import PipelineMetricsResource
 from leanops_dagster.resources.pipeline import PipelineConfigResource
 from leanops_dagster.resources.schema_registry import SchemaRegistryResource
 from leanops_dagster.resources.sqs import SqsResource
-from leanops_dagster.schedules import accountability_schedule, table_maintenance_schedule
+from leanops_dagster.schedules import build_schedules
+from leanops_dagster.sensors.alerts import alert_sensors
 from leanops_dagster.sensors.backlog import BacklogConfig, backlog_sensor
 from leanops_dagster.sensors.raw_snapshots import raw_snapshot_sensor
 from leanops_dagster.sensors.schema_gate import schema_gate_sensor
@@ -36,6 +39,8 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         "ingestion_counts": IngestionCountsResource.from_settings(settings),
         "sqs": SqsResource.from_settings(settings),
         "backlog": BacklogConfig(threshold=settings.backlog_threshold),
+        "alerts": AlertSink.from_settings(settings),
+        "metrics": PipelineMetricsResource.from_settings(settings),
     }
 
 
@@ -45,8 +50,8 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         assets=[raw_staging, standardized_records, curated_records],
         asset_checks=accountability_checks,
         jobs=[topic_pipeline_job, accountability_job, dlq_replay_job, table_maintenance_job],
-        sensors=[schema_gate_sensor, raw_snapshot_sensor, backlog_sensor],
-        schedules=[accountability_schedule, table_maintenance_schedule],
+        sensors=[schema_gate_sensor, raw_snapshot_sensor, backlog_sensor, *alert_sensors],
+        schedules=build_schedules(settings),
         resources=build_resources(settings),
     )
 

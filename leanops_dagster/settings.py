@@ -63,6 +63,23 @@ class Settings(BaseSettings):
     backlog_threshold: int = Field(default=10_000, ge=1)
     freshness_minutes: int = Field(default=60, ge=1)
 
+    # --- operating it (alerts, metrics, schedules) --------------------------------------------
+    alerts_sns_topic_arn: str | None = Field(
+        default=None,
+        description="SNS topic the alert sensors publish to (Terraform: the alarm topic); "
+        "unset: alerts are log lines in the sensor ticks and the daemon's console.",
+    )
+    cloudwatch_metrics: bool = Field(
+        default=False,
+        description="Publish the pipeline metrics (Curated lag per topic, new drift columns) "
+        "to CloudWatch; false: they are only logged.",
+    )
+    schedules_running: bool = Field(
+        default=True,
+        description="The accountability checks (every 15 minutes) and table maintenance "
+        "(nightly) schedules start switched on; false leaves them off until turned on in the UI.",
+    )
+
     @field_validator("home")
     @classmethod
     def _absolute_home(cls, home: Path) -> Path:
