@@ -136,6 +136,12 @@ variable "lambda_error_rate_threshold_percent" {
   default     = 5
 }
 
+variable "curated_freshness_minutes" {
+  description = "How far Curated may lag its newest data (LEANOPS_FRESHNESS_MINUTES): the freshness check, the stale-topic alert and the dashboard's freshness line."
+  type        = number
+  default     = 60
+}
+
 # --- orchestration -----------------------------------------------------------------------------
 variable "vpc_id" {
   description = "VPC of the Dagster services and the RDS instance."

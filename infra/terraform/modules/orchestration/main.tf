@@ -26,6 +26,10 @@ locals {
     LEANOPS_AWS_REGION       = local.region
     LEANOPS_ARCHIVE_BUCKET   = var.archive_bucket_name
     LEANOPS_HOME             = "/tmp/leanops"
+    # Operating it: alerts to the alarm topic, metrics to CloudWatch, the freshness target.
+    LEANOPS_ALERTS_SNS_TOPIC_ARN = var.alerts_sns_topic_arn
+    LEANOPS_CLOUDWATCH_METRICS   = "true"
+    LEANOPS_FRESHNESS_MINUTES    = tostring(var.freshness_minutes)
   }
   # Read by infra/dagster/dagster.yaml.
   dagster_environment = {
@@ -140,6 +144,20 @@ resource "aws_cloudwatch_log_metric_filter" "run_failures" {
 
   metric_transformation {
     name          = var.run_failure_metric_name
+    namespace     = var.run_failure_metric_namespace
+    value         = "1"
+    default_value = "0"
+  }
+}
+
+# Successful runs, for the dashboard's pipeline-health panel beside the failures.
+resource "aws_cloudwatch_log_metric_filter" "run_successes" {
+  name           = "${var.name_prefix}-dagster-run-successes"
+  log_group_name = aws_cloudwatch_log_group.runs.name
+  pattern        = "\"RUN_SUCCESS\""
+
+  metric_transformation {
+    name          = var.run_success_metric_name
     namespace     = var.run_failure_metric_namespace
     value         = "1"
     default_value = "0"
@@ -465,6 +483,33 @@ data "aws_iam_policy_document" "launch_runs" {
     ]
     resources = ["*"]
   }
+}
+
+# The alert sensors (evaluated by the daemon): publish to the alarm topic (KMS-encrypted with
+# the data key, which the data policy already grants) and write the pipeline's own metrics.
+data "aws_iam_policy_document" "alerts" {
+  statement {
+    sid       = "PublishAlerts"
+    actions   = ["sns:Publish"]
+    resources = [var.alerts_sns_topic_arn]
+  }
+  statement {
+    sid = "PublishPipelineMetrics"
+    # PutMetricData has no resource-level permissions; the condition pins the namespace.
+    actions   = ["cloudwatch:PutMetricData"]
+    resources = ["*"]
+    condition {
+      test     = "StringEquals"
+      variable = "cloudwatch:namespace"
+      values   = [var.pipeline_metric_namespace]
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "control_alerts" {
+  name   = "alerts-and-metrics"
+  role   = aws_iam_role.control.id
+  policy = data.aws_iam_policy_document.alerts.json
 }
 
 resource "aws_iam_role_policy" "control_launch" {
