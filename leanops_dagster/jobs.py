@@ -9,7 +9,7 @@ from leanops_dagster.constants import ZONES
 from leanops_dagster.partitions import topic_partitions
 from leanops_dagster.resources.catalog import IcebergCatalogResource
 from leanops_dagster.resources.sqs import SqsResource
-from leanops_dagster.runbook import describe, maintain_catalog, replay_dlq
+from leanops_dagster.runbook import describe, maintain_catalog
 
 TOPIC_TAG = "leanops/topic"
 
@@ -46,14 +46,7 @@ class DlqReplayConfig(dg.Config):
 
 @dg.op(description="Moves DLQ messages back to their source queue, counted per topic.")
 def replay_dlq_op(context: dg.OpExecutionContext, config: DlqReplayConfig, sqs: SqsResource):
-    result = replay_dlq(
-        sqs.client(),
-        dlq_url=sqs.queue_url(sqs.dlq_name),
-        queue_url_for=lambda topic: sqs.queue_url(sqs.queue_name(topic)),
-        queue_prefix=sqs.queue_prefix,
-        topic=config.topic,
-        max_messages=config.max_messages,
-    )
+    result = sqs.replay_dlq(topic=config.topic, max_messages=config.max_messages)
     context.add_output_metadata(
         {"received": result.received, "replayed": dg.MetadataValue.json(result.replayed),
          "skipped": dg.MetadataValue.json(result.skipped)}
