@@ -96,7 +96,9 @@ def evaluate_all_topics_checks(settings: Settings, console: Console) -> bool:
     from leanops_dagster.instance import get_instance
 
     job = build_definitions(settings).resolve_job_def("accountability_checks")
-    result = job.execute_in_process(instance=get_instance(settings), raise_on_error=False)
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # the verdicts only
+    result = job.execute_in_process(
+        instance=get_instance(settings), run_config=quiet, raise_on_error=False)
     evaluations = result.get_asset_check_evaluations()
     for evaluation in evaluations:
         verdict = "[green]passed[/green]" if evaluation.passed else (
