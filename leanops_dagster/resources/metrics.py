@@ -56,17 +56,25 @@ class PipelineMetricsResource(dg.ConfigurableResource):
             endpoint_url=settings.aws_endpoint_url,
         )
 
-    def put(self, metrics: Sequence[Metric], log: logging.Logger | logging.LoggerAdapter) -> None:
+    def put(self, metrics: Sequence[Metric], log: logging.Logger | logging.LoggerAdapter) -> bool:
+        """Publish ``metrics``; True when CloudWatch took them all. Best effort: a failure is
+        logged as an error, never raised, so an alert sensor that also publishes metrics keeps
+        its cursor true (a raise would lose it and re-send its alerts)."""
         if not metrics:
-            return
+            return True
         if not self.publish_to_cloudwatch:
             log.debug("metrics (not published): " + ", ".join(
                 f"{m.name}{m.dimensions or ''}={m.value}" for m in metrics))
-            return
-        client = boto3.client("cloudwatch", region_name=self.region,
-                              endpoint_url=self.endpoint_url)
-        for start in range(0, len(metrics), PUT_BATCH):
-            client.put_metric_data(
-                Namespace=self.namespace,
-                MetricData=[m.as_datum() for m in metrics[start : start + PUT_BATCH]],
-            )
+            return False
+        try:
+            client = boto3.client("cloudwatch", region_name=self.region,
+                                  endpoint_url=self.endpoint_url)
+            for start in range(0, len(metrics), PUT_BATCH):
+                client.put_metric_data(
+                    Namespace=self.namespace,
+                    MetricData=[m.as_datum() for m in metrics[start : start + PUT_BATCH]],
+                )
+        except Exception as exc:  # any failure: metrics are not worth an alert's cursor
+            log.error(f"put_metric_data to {self.namespace} failed: {exc!r}")
+            return False
+        return True

@@ -267,3 +267,35 @@ def test_settings_choose_sns_or_log_and_metrics(settings):
     assert deployed["alerts"].destination == f"SNS {arn}"
     assert isinstance(deployed["metrics"], PipelineMetricsResource)
     assert deployed["metrics"].publish_to_cloudwatch is True
+
+
+def test_a_failed_metric_put_is_logged_and_does_not_resend_drift_alerts(
+    ops_settings, registry, catalog, instance, inbox, monkeypatch, capsys
+):
+    registry.deploy(TOPIC)
+    append_raw(catalog, [raw_row("m1", event("k1", extra={"coupon": "X1"}))])
+    assert run_pipeline(ops_settings, instance).success
+
+    monkeypatch.setattr("botocore.client.BaseClient._make_api_call",
+                        _refusing("PutMetricData"))
+    tick = Ticker(drift_alert_sensor, instance, build_resources(ops_settings))
+    capsys.readouterr()
+    tick()
+    assert [attributes(m)["kind"] for m in inbox.read()] == ["schema_drift"]
+    assert "put_metric_data to LeanOps/Pipeline failed" in capsys.readouterr().err
+    tick()
+    assert inbox.read() == []  # the cursor kept the alert as sent
+
+
+def _refusing(operation: str):
+    """botocore's API call, failing for one operation (everything else reaches moto)."""
+    from botocore.client import BaseClient
+
+    original = BaseClient._make_api_call
+
+    def call(self, operation_name, params):
+        if operation_name == operation:
+            raise RuntimeError(f"{operation} refused")
+        return original(self, operation_name, params)
+
+    return call
