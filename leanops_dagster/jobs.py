@@ -30,7 +30,8 @@ topic_pipeline_job = dg.define_asset_job(
         "Launch it by hand for a manual full run of one topic."
     ),
     # The per-run checks come with the assets; the all-topics checks run in their own job.
-    selection=dg.AssetSelection.assets(STANDARDIZED, CURATED)
+    # downstream(): an optional serving asset (the Snowflake refresh) runs right after Curated
+    selection=dg.AssetSelection.assets(STANDARDIZED, CURATED).downstream()
     - dg.AssetSelection.checks(*ALL_TOPICS_CHECKS),
     partitions_def=topic_partitions,
     # Both steps in one process: no per-step interpreter start-up, and the steps are

@@ -158,6 +158,7 @@ module "orchestration" {
   alerts_sns_topic_arn      = module.observability.alarm_topic_arn
   pipeline_metric_namespace = local.pipeline_metrics.namespace
   freshness_minutes         = var.curated_freshness_minutes
+  snowflake                 = var.snowflake
 }
 
 module "observability" {

@@ -379,6 +379,14 @@ def test_dagster_tasks_alert_to_the_alarm_topic_and_publish_only_their_namespace
     assert first(policies["control_alerts"]["role"]) == "${aws_iam_role.control.id}"
 
 
+def test_every_leanops_variable_terraform_sets_is_a_settings_field():
+    """Also the optional ones (Snowflake) and the secrets: a misspelt name would be ignored."""
+    names = set(re.findall(r"\bLEANOPS_[A-Z_]+\b", module_text(MODULES / "orchestration")))
+    assert {"LEANOPS_SNOWFLAKE_ACCOUNT", "LEANOPS_SNOWFLAKE_TOKEN", "LEANOPS_PII_HASH_KEY"} <= names
+    unknown = {n for n in names if n.removeprefix("LEANOPS_").lower() not in Settings.model_fields}
+    assert not unknown, sorted(unknown)
+
+
 _GLUE_TYPES = {
     StringType: "string",
     TimestamptzType: "timestamp",

@@ -151,4 +151,32 @@ run "operations_alarms_dashboard_and_dagster_alert_settings" {
     condition     = module.orchestration.leanops_environment["LEANOPS_FRESHNESS_MINUTES"] == "60"
     error_message = "the freshness target does not reach the Dagster tasks"
   }
+  assert {
+    condition     = !contains(module.orchestration.task_environment_names, "LEANOPS_SNOWFLAKE_ACCOUNT")
+    error_message = "Snowflake is configured although the snowflake variable is null"
+  }
+}
+
+run "snowflake_refresh_is_configured_only_when_asked" {
+  command = plan
+
+  variables {
+    snowflake = {
+      account          = "myorg-analytics"
+      database         = "ANALYTICS"
+      schema           = "LEAN_OPS"
+      token_secret_arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:lean-ops-dev/snowflake-AbCdEf"
+    }
+  }
+
+  assert {
+    condition = length(setintersection(toset(module.orchestration.task_environment_names), toset([
+      "LEANOPS_SNOWFLAKE_ACCOUNT", "LEANOPS_SNOWFLAKE_DATABASE", "LEANOPS_SNOWFLAKE_SCHEMA",
+    ]))) == 3
+    error_message = "the Snowflake settings do not reach the Dagster tasks"
+  }
+  assert {
+    condition     = !contains(module.orchestration.task_environment_names, "LEANOPS_SNOWFLAKE_TOKEN") && !contains(module.orchestration.task_environment_names, "LEANOPS_SNOWFLAKE_WAREHOUSE")
+    error_message = "the token must be a secret, and unset optional settings must stay unset"
+  }
 }

@@ -41,15 +41,26 @@ locals {
     DAGSTER_RUN_CONTAINER       = "run"
     DAGSTER_COMPUTE_LOG_BUCKET  = var.warehouse_bucket_name
   }
+  # Optional: the Snowflake refresh asset exists only when these are set (its token is a secret).
+  snowflake_environment = var.snowflake == null ? {} : {
+    for k, v in {
+      LEANOPS_SNOWFLAKE_ACCOUNT   = var.snowflake.account
+      LEANOPS_SNOWFLAKE_DATABASE  = var.snowflake.database
+      LEANOPS_SNOWFLAKE_SCHEMA    = var.snowflake.schema
+      LEANOPS_SNOWFLAKE_WAREHOUSE = var.snowflake.warehouse
+      LEANOPS_SNOWFLAKE_ROLE      = var.snowflake.role
+    } : k => v if v != null
+  }
+  task_environment = merge(local.leanops_environment, local.snowflake_environment, local.dagster_environment)
   container_environment = [
-    for k, v in merge(local.leanops_environment, local.dagster_environment) : { name = k, value = v }
+    for k, v in local.task_environment : { name = k, value = v }
   ]
   db_secret_arn = aws_db_instance.dagster.master_user_secret[0].secret_arn
-  container_secrets = [
+  container_secrets = concat([
     { name = "DAGSTER_PG_USERNAME", valueFrom = "${local.db_secret_arn}:username::" },
     { name = "DAGSTER_PG_PASSWORD", valueFrom = "${local.db_secret_arn}:password::" },
     { name = "LEANOPS_PII_HASH_KEY", valueFrom = aws_secretsmanager_secret.pii_hash_key.arn },
-  ]
+  ], var.snowflake == null ? [] : [{ name = "LEANOPS_SNOWFLAKE_TOKEN", valueFrom = var.snowflake.token_secret_arn }])
   # Read-only root filesystem; scratch space is task storage.
   scratch_mounts = [
     { sourceVolume = "tmp", containerPath = "/tmp", readOnly = false },
@@ -367,9 +378,12 @@ data "aws_iam_policy_document" "execution" {
     resources = ["${aws_cloudwatch_log_group.services.arn}:*", "${aws_cloudwatch_log_group.runs.arn}:*"]
   }
   statement {
-    sid       = "ReadSecrets"
-    actions   = ["secretsmanager:GetSecretValue"]
-    resources = [local.db_secret_arn, aws_secretsmanager_secret.pii_hash_key.arn]
+    sid     = "ReadSecrets"
+    actions = ["secretsmanager:GetSecretValue"]
+    resources = concat(
+      [local.db_secret_arn, aws_secretsmanager_secret.pii_hash_key.arn],
+      var.snowflake == null ? [] : [var.snowflake.token_secret_arn],
+    )
   }
   statement {
     sid       = "DecryptSecretsAndImage"

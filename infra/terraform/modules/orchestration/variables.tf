@@ -168,3 +168,16 @@ variable "freshness_minutes" {
   description = "Curated freshness target in minutes (LEANOPS_FRESHNESS_MINUTES)."
   type        = number
 }
+
+variable "snowflake" {
+  description = "Optional Snowflake refresh settings (see the root variable); null: none."
+  type = object({
+    account          = string
+    database         = string
+    schema           = string
+    warehouse        = optional(string)
+    role             = optional(string)
+    token_secret_arn = string
+  })
+  default = null
+}
