@@ -4,7 +4,8 @@ import datetime as dt
 
 import dagster as dg
 
-from leanops_dagster.assets.keys import CURATED, RAW_STAGING, STANDARDIZED
+from leanops_dagster.assets.keys import CURATED, STANDARDIZED
+from leanops_dagster.checks.accountability import accountability_checks
 from leanops_dagster.constants import ZONES
 from leanops_dagster.partitions import topic_partitions
 from leanops_dagster.resources.catalog import IcebergCatalogResource
@@ -15,12 +16,7 @@ TOPIC_TAG = "leanops/topic"
 
 #: The checks over all topics (checks/accountability.py): they run in accountability_checks,
 #: not in every topic run.
-ALL_TOPICS_CHECKS = (
-    dg.AssetCheckKey(RAW_STAGING, "pre_raw_balance"),
-    dg.AssetCheckKey(STANDARDIZED, "post_raw_balance_all_time"),
-    dg.AssetCheckKey(CURATED, "curated_balance_all_time"),
-    dg.AssetCheckKey(CURATED, "curated_freshness"),
-)
+ALL_TOPICS_CHECKS = tuple(key for check in accountability_checks for key in check.check_keys)
 
 topic_pipeline_job = dg.define_asset_job(
     name="topic_pipeline",
@@ -94,7 +90,7 @@ def table_maintenance_job():
 accountability_job = dg.define_asset_job(
     name="accountability_checks",
     description="Evaluates the cumulative water balances, pre-RAW balance and freshness.",
-    # Exactly these four: selecting checks_for_assets minus the assets would also drop the
+    # Exactly these: selecting checks_for_assets minus the assets would also drop the
     # assets' checks and leave only pre_raw_balance.
     selection=dg.AssetSelection.checks(*ALL_TOPICS_CHECKS),
 )
