@@ -37,7 +37,10 @@ def _deployed_schema(settings, topic: str):
 @click.command()
 @click.option("--topic", required=True, callback=_topic, help="Topic to materialize.")
 def run(topic: str) -> None:
-    """Materialize Standardized and Curated of one topic now (in process)."""
+    """Materialize Standardized and Curated of one topic now (in process).
+
+    With LEANOPS_SNOWFLAKE_* set, the run ends with the Snowflake refresh of that topic.
+    """
     from leanops_dagster.definitions import build_definitions
     from leanops_dagster.instance import get_instance
     from leanops_dagster.partitions import topic_partitions
