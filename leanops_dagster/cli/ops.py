@@ -59,11 +59,12 @@ def watermarks(topic: str | None, as_json: bool) -> None:
     if topic is not None and topic not in known:
         raise click.ClickException(f"topic {topic!r} has no RAW table yet: nothing to report")
     now = dt.datetime.now(dt.UTC)
-    marks = [
-        mark
-        for name in ([topic] if topic else known)
-        for mark in layer_watermarks(catalog, TopicTables(name, settings.namespace_prefix))
-    ]
+    marks = []
+    for name in [topic] if topic else known:
+        try:
+            marks += layer_watermarks(catalog, TopicTables(name, settings.namespace_prefix))
+        except ValueError as exc:  # a watermark whose snapshot is gone: say so, do not guess
+            raise click.ClickException(f"topic {name!r}: {exc}") from exc
     if as_json:
         click.echo(json.dumps([
             {

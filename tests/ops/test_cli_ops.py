@@ -136,3 +136,17 @@ def test_dlq_replay_job_does_the_same_work(aws):
     assert output.event_specific_data.metadata["replayed"].value == {"events": 1}
     moved = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
     assert [m["Body"] for m in moved] == ['{"a": 1}']
+
+
+def test_watermarks_report_a_watermark_that_is_not_in_the_history(settings, registry, catalog):
+    registry.deploy("events")
+    append_raw(catalog, [raw_row("m1", event("k1"))])
+    assert CliRunner().invoke(main, ["run", "--topic", "events"]).exit_code == 0
+    # the RAW snapshot under Standardized's watermark expired (by hand: maintenance keeps it)
+    watermark = catalog.load_table(TopicTables("events").raw).current_snapshot().snapshot_id
+    append_raw(catalog, [raw_row("m2", event("k2"))])
+    raw = catalog.load_table(TopicTables("events").raw)
+    raw.maintenance.expire_snapshots().by_id(watermark).commit()
+    result = CliRunner().invoke(main, ["watermarks", "--topic", "events"])
+    assert result.exit_code == 1
+    assert "not an ancestor" in result.output and "refusing to guess" in result.output
