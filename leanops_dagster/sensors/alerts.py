@@ -142,15 +142,31 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext, alerts: AlertS
 
 
 # --- failed checks ----------------------------------------------------------------------------
+def unbalanced_topics(metadata: Mapping[str, Any]) -> list[str]:
+    """Topics whose row of an all-topics check's equations table is not balanced (the table
+    of ``checks/accountability.equations_table``: first cell topic, last cell yes / **NO**)."""
+    entry = metadata.get("equations")
+    if not isinstance(entry, dg.MarkdownMetadataValue):
+        return []
+    topics = []
+    for line in (entry.value or "").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) > 1 and cells[-1] == "**NO**":
+            topics.append(cells[0])
+    return sorted(set(topics))
+
+
 def check_failure_alert(
     evaluation: dg.AssetCheckEvaluation, run: dg.DagsterRun | None, run_id: str
 ) -> Alert:
     numbers, details = _numbers_and_details(evaluation.metadata)
     kind = "blocking check" if evaluation.blocking else "check"
+    # a per-run check names its partition; an all-topics check, the topics that fail it
+    topic = evaluation.partition or (run.tags.get(PARTITION_TAG) if run else None)
     return Alert(
         kind=AlertKind.CHECK_FAILED,
         title=f"{kind} failed: {evaluation.asset_key.to_user_string()} {evaluation.check_name}",
-        topic=evaluation.partition or (run.tags.get(PARTITION_TAG) if run else None),
+        topic=topic or ", ".join(unbalanced_topics(evaluation.metadata)) or None,
         layer=_layer(evaluation.asset_key.path),
         check=evaluation.check_name,
         numbers=numbers,

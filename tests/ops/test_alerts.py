@@ -299,3 +299,27 @@ def _refusing(operation: str):
         return original(self, operation_name, params)
 
     return call
+
+
+def test_a_failed_all_time_balance_names_the_unbalanced_topic(ops_settings, registry, catalog,
+                                                              instance, inbox):
+    from leanops_dagster.pipeline.layout import TopicTables
+
+    registry.deploy(TOPIC)
+    append_raw(catalog, [raw_row("m1", event("k1")), raw_row("m2", event("k2"))])
+    assert run_pipeline(ops_settings, instance).success
+    # a Standardized row lost behind the pipeline's back: RAW consumed 2, Standardized 1
+    catalog.load_table(TopicTables(TOPIC).standardized).delete("message_id = 'm1'")
+    checks = Ticker(check_failure_alert_sensor, instance, build_resources(ops_settings))
+    job = build_definitions(ops_settings).resolve_job_def("accountability_checks")
+    assert job.execute_in_process(instance=instance).success  # a failing check is not a crash
+    checks()
+    messages = {attributes(m)["check"]: m for m in inbox.read()}
+    failed = messages["post_raw_balance_all_time"]
+    assert attributes(failed) == {"kind": "check_failed", "topic": TOPIC,
+                                  "layer": "standardized", "check": "post_raw_balance_all_time"}
+    assert failed["Subject"] == (
+        "[lean-ops-dev] check failed: standardized/records post_raw_balance_all_time (events)")
+    assert "| events | post-RAW |" in failed["Message"] and "**NO**" in failed["Message"]
+    # pre_raw_balance and curated_freshness warn (WARN severity): no alert for them
+    assert "pre_raw_balance" not in messages and "curated_freshness" not in messages
