@@ -305,13 +305,14 @@ def drift_alert_sensor(
     rows = log_table.scan(
         selected_fields=("topic_name", "column_name", "rows_seen", "standardized_snapshot_id")
     ).to_arrow().to_pylist()
-    new: dict[str, list[dict]] = {}
+    new: dict[str, dict[str, dict]] = {}  # topic -> column -> its first log row
     for row in rows:
         if row["column_name"] not in reported.get(row["topic_name"], ()):
-            new.setdefault(row["topic_name"], []).append(row)
+            # two runs racing may log a column twice: it is one new column
+            new.setdefault(row["topic_name"], {}).setdefault(row["column_name"], row)
     pending: list[tuple[Alert | None, Callable[[], None]]] = []
-    for topic, entries in sorted(new.items()):
-        columns = sorted(e["column_name"] for e in entries)
+    for topic, by_column in sorted(new.items()):
+        columns, entries = sorted(by_column), list(by_column.values())
 
         def mark(topic: str = topic, columns: list[str] = columns) -> None:
             reported[topic] = sorted({*reported.get(topic, []), *columns})
