@@ -161,6 +161,10 @@ def curated_records(
                 check_name=QUARANTINED_ROWS.name,
                 passed=result.quarantined == 0,
                 severity=dg.AssetCheckSeverity.WARN,
+                description=messages.quarantined_rows(
+                    read=result.rows_read, quarantined=result.quarantined,
+                    errors_table=".".join(tables.curated_errors),
+                ),
                 metadata={"quarantined": result.quarantined, "rows_read": result.rows_read},
             ),
             dg.AssetCheckResult(

@@ -114,6 +114,10 @@ def standardized_records(
                 check_name=QUARANTINED_ROWS.name,
                 passed=result.quarantined == 0,
                 severity=dg.AssetCheckSeverity.WARN,
+                description=messages.quarantined_rows(
+                    read=result.rows_read, quarantined=result.quarantined,
+                    errors_table=".".join(tables.parse_errors),
+                ),
                 metadata={"quarantined": result.quarantined, "rows_read": result.rows_read},
             ),
         ],
