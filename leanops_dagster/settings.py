@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     )
     backlog_threshold: int = Field(default=10_000, ge=1)
     freshness_minutes: int = Field(default=60, ge=1)
+    lease_ttl_seconds: float = Field(
+        default=600.0, ge=5.0,
+        description="A layer run's per-topic lease expires this long after its last renewal "
+        "(renewed every third of it), so a killed run blocks its topic at most this long.",
+    )
 
     # --- operating it (alerts, metrics, schedules) --------------------------------------------
     alerts_sns_topic_arn: str | None = Field(

@@ -88,7 +88,10 @@ def curated_records(
     tables = TopicTables(topic, catalog.namespace_prefix)
     schema = schema_registry.load(topic)
     iceberg = catalog.load()
-    result = curate_topic(iceberg, tables, schema, pii_key=pipeline.pii_key_bytes())
+    result = curate_topic(
+        iceberg, tables, schema, pii_key=pipeline.pii_key_bytes(),
+        lease_ttl_s=pipeline.lease_ttl_seconds,
+    )
     threshold = schema.curated.cde_error_rate_threshold
     drift = known_drift(iceberg, tables, schema.curated)
     if result.busy:
