@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, settings
 T0 = dt.datetime(2026, 1, 19, 10, 0, tzinfo=dt.UTC)
 
 #: the property tests' budget: bounded so the suite stays fast; no example database (no
-#: ``.hypothesis`` directory in the checkout). A longer local run:
-#: ``LEANOPS_HYPOTHESIS_PROFILE=transforms-long uv run pytest tests/transforms -k propert``
+#: ``.hypothesis`` directory in the checkout). A longer local run: ``LEANOPS_HYPOTHESIS_PROFILE=
+#: transforms-long uv run pytest tests/transforms -k property --timeout=0``
 settings.register_profile(
     "transforms", deadline=None, max_examples=200, database=None, print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],

@@ -127,3 +127,15 @@ def test_missing_metadata_in_rows_of_different_shapes(fast_path, monkeypatch):
     assert result.errors.column("error_reason").to_pylist() == [
         "missing_required_metadata:idempotency_key"
     ]
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_lone_surrogate_escapes_are_invalid_json(fast_path, monkeypatch):
+    """Valid JSON escapes, but no UTF-8 text holds them: in a value or in a key."""
+    result = run([f'{{"x":"\\ud800",{META}}}', f'{{"\\udc00":"x",{META}}}',
+                  f'{{"x":"\\ud83d\\ude80",{META}}}'], fast_path, monkeypatch)
+    assert result.rows.column("x").to_pylist() == ["\U0001f680"]
+    assert result.errors.select(["message_id", "error_reason"]).to_pylist() == [
+        {"message_id": "m0", "error_reason": "invalid_json"},
+        {"message_id": "m1", "error_reason": "invalid_json"},
+    ]
