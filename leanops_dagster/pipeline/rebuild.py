@@ -48,7 +48,11 @@ where the committed state says it stopped and ends with the same tables.
    until maintenance expires it.
 
 Then ``deploy_schema`` publishes the schema and drops the staging tables; the next runs
-continue incrementally from the rebuilt tables' watermarks.
+continue incrementally from the rebuilt tables' watermarks. ``deploy_schema`` holds the topic's
+Curated lease (and Standardized lease, from RAW) for the whole rebuild, so the topic's regular
+runs are no-ops meanwhile (``pipeline.exclusive``) and their input waits upstream; the staging
+runs take no lease. The superseded versions guard the runs that outlive a lease (an expired
+one taken over).
 
 Memory: a swap reads the staged table into memory once to write it for the live table, so a
 rebuild needs memory for the topic's largest rebuilt table.
@@ -60,8 +64,9 @@ import contextlib
 import datetime as dt
 import itertools
 import re
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,6 +85,14 @@ from leanops_dagster.iceberg.catalog import ensure_table, schema_from_arrow
 from leanops_dagster.iceberg.commit import retry_commit
 from leanops_dagster.iceberg.datafiles import write_data_files
 from leanops_dagster.iceberg.key_index import KeyIndex, unreferenced_segments, updated_index
+from leanops_dagster.iceberg.lease import (
+    DEFAULT_TTL_S,
+    LeaseHeld,
+    TableLeases,
+    keep_alive,
+    lease_name,
+    new_holder_id,
+)
 from leanops_dagster.iceberg.merge import curated_partition_spec
 from leanops_dagster.iceberg.reads import cast_to
 from leanops_dagster.iceberg.tables import (
@@ -122,6 +135,7 @@ REPLACED_SNAPSHOT_PROPERTY = "leanops.rebuild.replaced_snapshot_id"
 REPLACED_METADATA_PROPERTY = "leanops.rebuild.replaced_metadata"
 REPLACED_VERSION_PROPERTY = "leanops.rebuild.replaced_schema_version"
 DEFAULT_SNAPSHOTS_PER_CHUNK = 50
+DEFAULT_LEASE_WAIT_S = 600.0
 MESSAGE_ID = "message_id"
 _STAMP = "%Y%m%d%H%M%S"
 _CURATED_TOTALS = ("rows_read", "updated", "superseded", "cde_error_rows")
@@ -336,7 +350,9 @@ def _standardized_layer(
         name="Standardized", upstream=tables.raw, table=staging.standardized,
         watermark=standardize.RAW_WATERMARK, errors=staging.parse_errors,
         errors_watermark=_parse_errors_watermark(tables.topic),
-        run=lambda view: standardize.standardize_topic(view, staging, schema, now=now),
+        # no lease: the rebuild itself holds the topic's leases (``deploy_schema``)
+        run=lambda view: standardize.standardize_topic(
+            view, staging, schema, now=now, lease_ttl_s=None),
         describe=lambda r: (f"RAW rows read {r.rows_read}, written {r.rows_written}, parse "
                             f"errors {r.parse_errors}, duplicates {r.duplicates}"),
     )
@@ -350,7 +366,8 @@ def _curated_layer(
         name="Curated", upstream=staging.standardized, table=staging.curated,
         watermark=curate.STD_WATERMARK, errors=staging.curated_errors,
         errors_watermark=_errors_watermark(tables.topic),
-        run=lambda view: curate.curate_topic(view, staging, schema, pii_key=pii_key, now=now),
+        run=lambda view: curate.curate_topic(
+            view, staging, schema, pii_key=pii_key, now=now, lease_ttl_s=None),
         describe=lambda r: (f"Standardized rows read {r.rows_read}, inserted {r.inserted}, "
                             f"updated {r.updated}, CDE error rows {r.cde_error_rows}"),
     )
@@ -742,6 +759,36 @@ def drop_staging(catalog: Catalog, staging: StagingTables) -> None:
         catalog.purge_table(identifier)
 
 
+# --- leases -----------------------------------------------------------------------------------
+@contextlib.contextmanager
+def hold_topic(
+    catalog: Catalog, tables: TopicTables, zones: tuple[str, ...], *, wait_s: float,
+    ttl_s: float = DEFAULT_TTL_S,
+) -> Iterator[None]:
+    """Hold the topic's lease of each zone (renewed by a heartbeat, released at the end),
+    waiting up to ``wait_s`` for a run holding one to finish."""
+    holder = new_holder_id()
+    with contextlib.ExitStack() as stack:
+        for zone in zones:
+            namespace = tables.standardized[0] if zone == constants.STANDARDIZED_ZONE else (
+                tables.curated[0])
+            leases = TableLeases(catalog, namespace)
+            deadline = time.monotonic() + wait_s
+            while True:
+                try:
+                    lease = leases.acquire(lease_name(tables.topic, zone), holder, ttl_s)
+                    break
+                except LeaseHeld as held:
+                    if time.monotonic() >= deadline:
+                        raise RebuildError(
+                            f"another run of {tables.topic} {zone} is in progress ({held}); "
+                            "rerun the rebuild when it has finished"
+                        ) from None
+                    time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
+            stack.enter_context(keep_alive(leases, lease, ttl_s))
+        yield
+
+
 # --- deploy -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class DeployOutcome:
@@ -763,11 +810,17 @@ def deploy_schema(
     now: dt.datetime | None = None,
     snapshots_per_chunk: int = DEFAULT_SNAPSHOTS_PER_CHUNK,
     progress: Progress | None = None,
+    lease_wait_s: float = DEFAULT_LEASE_WAIT_S,
 ) -> DeployOutcome:
     """Deploy ``tables.topic``'s source schema: classify, then evolve (compatible), refuse
     (breaking without ``rebuild``) or rebuild, and publish last, so no run sees a schema its
     table cannot hold. A breaking change of the Standardized schema rebuilds from RAW;
-    ``from_raw`` (implies ``rebuild``) forces that, e.g. after a flattening rule was fixed."""
+    ``from_raw`` (implies ``rebuild``) forces that, e.g. after a flattening rule was fixed.
+
+    A rebuild holds the topic's Curated lease (and Standardized lease, from RAW) from start to
+    publication, so the topic's regular runs are no-ops meanwhile (one writer per topic and
+    layer; their input waits upstream); it waits up to ``lease_wait_s`` for a run in
+    progress to finish."""
     topic = tables.topic
     source = registry.versioned_source(topic)
     deployed = registry.deployed(topic)
@@ -780,12 +833,15 @@ def deploy_schema(
         evolution = evolve_curated(catalog, tables, source)
         result = registry.deploy(topic, now=now)
         return DeployOutcome(topic, result, changes, evolution=evolution)
-    rebuilt = rebuild_topic(
-        catalog, tables, source, pii_key=pii_key,
-        from_raw=from_raw or affects_standardized(changes),
-        replaced_version=deployed.version if deployed else None, now=now,
-        snapshots_per_chunk=snapshots_per_chunk, progress=progress,
-    )
-    result = registry.deploy(topic, now=now, allow_breaking=True)
+    from_raw = from_raw or affects_standardized(changes)
+    zones = (constants.STANDARDIZED_ZONE, constants.CURATED_ZONE) if from_raw else (
+        constants.CURATED_ZONE,)
+    with hold_topic(catalog, tables, zones, wait_s=lease_wait_s):
+        rebuilt = rebuild_topic(
+            catalog, tables, source, pii_key=pii_key, from_raw=from_raw,
+            replaced_version=deployed.version if deployed else None, now=now,
+            snapshots_per_chunk=snapshots_per_chunk, progress=progress,
+        )
+        result = registry.deploy(topic, now=now, allow_breaking=True)
     drop_staging(catalog, StagingTables(topic, tables.namespace_prefix, rebuilt.rebuild_id))
     return DeployOutcome(topic, result, changes, rebuild=rebuilt)

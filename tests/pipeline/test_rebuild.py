@@ -554,30 +554,50 @@ def test_table_maintenance_drops_the_dated_copies_past_their_retention(tmp_path)
     assert accountability.curated_equation(home.catalog, TABLES).balanced
 
 
-def test_data_arriving_while_the_rebuild_stages_is_picked_up_after_the_swap(
+def test_data_arriving_during_the_rebuild_waits_and_is_picked_up_after_it(
     tmp_path, monkeypatch
 ):
-    """RAW lands and the old version's runs keep going after the staging caught up: the swap
-    still wins, and the next run (new version) curates what arrived, from the rebuilt
-    table's watermark: the same tables as a fresh pipeline over all the RAW."""
+    """RAW lands while the rebuild runs; the topic's regular runs are no-ops meanwhile (the
+    rebuild holds the topic's leases: one writer per topic and layer), and the next run
+    after it curates what arrived, from the rebuilt table's watermark: the same tables as a
+    fresh pipeline over all the RAW."""
     home = old_home(tmp_path / "a")
     v1 = home.registry.load("events")
     real_swap = rebuild_module._swap_curated
+    during = []
 
     def traffic_then_swap(*args, **kwargs):
         append_raw(home.catalog, LATER)
-        standardize_topic(home.catalog, TABLES, v1)
-        curate_topic(home.catalog, TABLES, v1, pii_key=KEY)  # the old table, about to go
+        during.append(standardize_topic(home.catalog, TABLES, v1))
+        during.append(curate_topic(home.catalog, TABLES, v1, pii_key=KEY))
         return real_swap(*args, **kwargs)
 
     monkeypatch.setattr(rebuild_module, "_swap_curated", traffic_then_swap)
     outcome = home.deploy(rebuild=True)
     monkeypatch.undo()
     assert outcome.rebuild.balanced
+    assert during[0].busy is None and during[0].rows_read == len(LATER)  # Standardized is free
+    assert "in progress" in during[1].busy and during[1].rows_read == 0  # Curated is held
     assert accountability.curated_equation(home.catalog, TABLES).pending == len(LATER)
     _, result = home.run()
     assert result.rows_read == len(LATER)
     assert_same_tables(home, fresh_home(tmp_path / "b", [*BATCHES, LATER]))
+
+
+def test_a_rebuild_waits_for_a_run_in_progress_then_gives_up(tmp_path):
+    from leanops_dagster.iceberg.lease import TableLeases, lease_name
+
+    home = old_home(tmp_path / "a")
+    leases = TableLeases(home.catalog, "curated")
+    lease = leases.acquire(lease_name("events", "curated"), "someone-else", 60)
+    started = time.monotonic()
+    with pytest.raises(RebuildError, match="another run of events curated is in progress"):
+        home.deploy(rebuild=True, lease_wait_s=1.0)
+    assert time.monotonic() - started >= 1.0
+    assert home.registry.load("events").version != home.registry.versioned_source(
+        "events").version  # nothing published
+    leases.release(lease)
+    assert home.deploy(rebuild=True, lease_wait_s=1.0).rebuild.balanced
 
 
 def test_a_second_swap_of_the_same_rebuild_changes_nothing(tmp_path):
