@@ -138,8 +138,7 @@ DEFAULT_SNAPSHOTS_PER_CHUNK = 50
 DEFAULT_LEASE_WAIT_S = 600.0
 MESSAGE_ID = "message_id"
 _STAMP = "%Y%m%d%H%M%S"
-_CURATED_TOTALS = ("rows_read", "updated", "superseded", "cde_error_rows")
-_STANDARDIZED_TOTALS = ("rows_read", "parse_errors", "duplicates")
+TOTAL_PREFIX = "leanops.total."  # running totals (``iceberg.watermarks.counter_properties``)
 
 Progress = Callable[[str], None]
 
@@ -229,6 +228,8 @@ class RebuildResult:
     updates: int = 0
     superseded: int = 0
     cde_error_rows: int = 0
+    #: rows the safety net quarantined (``internal:<Exception>`` error rows), Curated
+    quarantined: int = 0
     #: from RAW only: RAW rows the rebuilt Standardized accounts for, its rows, parse errors
     raw_rows_read: int = 0
     standardized_rows: int = 0
@@ -464,10 +465,16 @@ def _swap_table(
     return retry_commit(once)
 
 
-def _carried(staged: Table, watermark: str, totals: tuple[str, ...]) -> dict[str, str]:
-    """The staged table's watermark and running totals, for the live table's swap."""
-    keys = (watermark_key(watermark), *(f"leanops.total.{name}" for name in totals))
-    return {key: value for key in keys if (value := read_summary_value(staged, key)) is not None}
+def _carried(staged: Table, watermark: str) -> dict[str, str]:
+    """The staged table's watermark and every running total (``leanops.total.*``, newest
+    value of each), for the live table's swap."""
+    keys = {watermark_key(watermark)}
+    for snapshot in ancestors_of(staged.current_snapshot(), staged.metadata):
+        if snapshot.summary is not None:
+            keys |= {k for k in snapshot.summary.additional_properties
+                     if k.startswith(TOTAL_PREFIX)}
+    return {key: value for key in sorted(keys)
+            if (value := read_summary_value(staged, key)) is not None}
 
 
 def _swap_snapshot(table: Table, rebuild_id: str) -> Snapshot | None:
@@ -496,7 +503,7 @@ def _swap_standardized(
     if catalog.table_exists(staging.standardized):
         staged = catalog.load_table(staging.standardized)
         rows, target, spec = staged.scan().to_arrow(), staged.schema(), staged.spec()
-        carried = _carried(staged, standardize.RAW_WATERMARK, _STANDARDIZED_TOTALS)
+        carried = _carried(staged, standardize.RAW_WATERMARK)
     else:  # no RAW yet: an empty table of the metadata columns
         arrow = schema.curated.arrow_schema().empty_table().select(list(METADATA_COLUMNS))
         target = schema_from_arrow(arrow.schema)
@@ -517,7 +524,7 @@ def _swap_curated(
     """``standardized_at``: after a rebuild from RAW, the live Standardized swap snapshot,
     which the Curated watermark must name (the staged Standardized snapshots go away)."""
     staged = catalog.load_table(staging.curated)
-    carried = _carried(staged, curate.STD_WATERMARK, _CURATED_TOTALS)
+    carried = _carried(staged, curate.STD_WATERMARK)
     if standardized_at is not None:
         carried[watermark_key(curate.STD_WATERMARK)] = str(standardized_at)
     return _swap_table(
@@ -708,6 +715,7 @@ def rebuild_topic(
     result.updates = equation.right["updates"]
     result.superseded = equation.right["superseded"]
     result.cde_error_rows = equation.right["cde_error_rows"]
+    result.quarantined = equation.right.get("quarantined", 0)
     result.watermark = read_watermark(live, curate.STD_WATERMARK)
     result.balanced = equation.balanced
     if from_raw:

@@ -33,6 +33,8 @@ def test_checks_sensors_jobs_and_schedules(settings):
         ("raw/staging", "pre_raw_balance"),
         ("standardized/records", "post_raw_water_balance"),
         ("standardized/records", "post_raw_balance_all_time"),
+        ("standardized/records", "quarantined_rows"),
+        ("curated/records", "quarantined_rows"),
         ("curated/records", "curated_water_balance"),
         ("curated/records", "cde_error_rate"),
         ("curated/records", "schema_drift"),
