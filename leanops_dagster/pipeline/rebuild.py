@@ -328,12 +328,20 @@ def _stage(catalog: Catalog, layer: _Layer, *, snapshots_per_chunk: int,
         return positions.get(at, -1) if at is not None else -1
 
     chunks = 0
+    previous: int | None = None
+    result: Any = None
     while True:
         # resume after the older of the two watermarks, as the layer run itself does
         done = min(watermark(layer.table, layer.watermark),
                    watermark(layer.errors, layer.errors_watermark))
         if done >= len(ids) - 1:
             return chunks
+        if done == previous:  # the last run committed nothing: never loop on it
+            raise RebuildError(
+                f"rebuild {layer.name}: a chunk run made no progress at upstream snapshot "
+                f"{done + 1}/{len(ids)}: {getattr(result, 'busy', None) or 'nothing committed'}"
+            )
+        previous = done
         end = ids[min(done + snapshots_per_chunk, len(ids) - 1)]
         result = layer.run(_UpstreamUpTo(catalog, layer.upstream, end))  # type: ignore[arg-type]
         chunks += 1

@@ -663,3 +663,13 @@ def test_a_finished_rebuild_left_behind_is_not_resumed(tmp_path):
     assert live.current_snapshot().summary[REBUILD_ID_PROPERTY] == outcome.rebuild.rebuild_id
     assert staging_tables(home) == []
     assert_same_tables(home, fresh_home(tmp_path / "b"))
+
+
+def test_a_chunk_that_makes_no_progress_stops_the_rebuild(tmp_path, monkeypatch):
+    home = old_home(tmp_path / "a")
+    before = curated(home)
+    monkeypatch.setattr(rebuild_module.curate, "curate_topic",
+                        lambda *a, **k: rebuild_module.curate.CurateResult(topic="events"))
+    with pytest.raises(RebuildError, match="made no progress"):
+        home.deploy(rebuild=True)
+    assert curated(home) == before
