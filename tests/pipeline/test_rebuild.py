@@ -243,8 +243,10 @@ def test_rebuild_killed_half_way_then_rerun_gives_the_same(tmp_path, monkeypatch
         home.deploy(rebuild=True, snapshots_per_chunk=1)
     monkeypatch.undo()
     [staged] = [t for t in staging_tables(home) if not t.endswith("__errors")]
-    first = min(home.catalog.load_table(TABLES.standardized).snapshots(),
-                key=lambda s: s.sequence_number)
+    # staging reads a replay of Standardized's current files, one snapshot per original append
+    replay = home.catalog.load_table(("standardized", f"{staged}__replay"))
+    first = min(replay.snapshots(), key=lambda s: s.sequence_number)
+    assert len(replay.snapshots()) == len(BATCHES)
     assert read_watermark(home.catalog.load_table(("curated", staged)),
                           "standardized_snapshot_id") == first.snapshot_id  # one chunk staged
     assert home.catalog.load_table(TABLES.curated).current_snapshot().summary.get(
@@ -253,8 +255,7 @@ def test_rebuild_killed_half_way_then_rerun_gives_the_same(tmp_path, monkeypatch
     progress: list[str] = []
     outcome = home.deploy(rebuild=True, snapshots_per_chunk=1, progress=progress.append)
     assert outcome.rebuild.resumed and outcome.rebuild.balanced
-    total = len(home.catalog.load_table(TABLES.standardized).snapshots())
-    assert outcome.rebuild.chunks == total - 1  # the first chunk was not done again
+    assert outcome.rebuild.chunks == len(BATCHES) - 1  # the first chunk was not done again
     assert len(progress) == outcome.rebuild.chunks + 1  # per chunk, then the swap
     assert_same_tables(home, fresh_home(tmp_path / "b"))
     assert staging_tables(home) == []
@@ -673,3 +674,39 @@ def test_a_chunk_that_makes_no_progress_stops_the_rebuild(tmp_path, monkeypatch)
     with pytest.raises(RebuildError, match="made no progress"):
         home.deploy(rebuild=True)
     assert curated(home) == before
+
+
+def expire_history(home: Home) -> None:
+    """What a week of table maintenance leaves: small files compacted, and every snapshot
+    but the current one expired, in RAW and Standardized (the append history is gone, the
+    rows are all in the current files)."""
+    from leanops_dagster.runbook import compact_small_files
+
+    compact_small_files(home.catalog.load_table(TABLES.standardized), min_files=2)
+    for identifier in (TABLES.raw, TABLES.standardized):
+        table = home.catalog.load_table(identifier)
+        current = table.current_snapshot().snapshot_id
+        old = [s.snapshot_id for s in table.snapshots() if s.snapshot_id != current]
+        table.maintenance.expire_snapshots().by_ids(old).commit()
+        assert len(home.catalog.load_table(identifier).snapshots()) == 1
+
+
+def test_rebuild_after_maintenance_expired_the_history(tmp_path):
+    home = old_home(tmp_path / "a")
+    expire_history(home)
+    outcome = home.deploy(rebuild=True, snapshots_per_chunk=1)
+    assert outcome.rebuild.balanced and outcome.rebuild.rows_read == 7
+    assert_same_tables(home, fresh_home(tmp_path / "b"))
+
+
+def test_rebuild_from_raw_after_maintenance_expired_the_history(tmp_path):
+    home, expected = tenant_homes(tmp_path)
+    expire_history(home)
+    outcome = home.deploy(rebuild=True, snapshots_per_chunk=1)
+    assert outcome.rebuild.from_raw and outcome.rebuild.balanced
+    assert outcome.rebuild.raw_rows_read == sum(len(b) for b in TENANT_BATCHES)
+    assert_same_from_raw(home, expected)
+    assert [t for t in home.catalog.list_tables("raw") if "__rebuild_" in t[-1]] == []
+    # the live RAW table still holds every row (the replay shared its files, never purged)
+    assert home.catalog.load_table(TABLES.raw).scan().to_arrow().num_rows == sum(
+        len(b) for b in TENANT_BATCHES)
