@@ -4,7 +4,8 @@ import datetime as dt
 
 import dagster as dg
 
-from leanops_dagster.assets.keys import CURATED, RAW_STAGING, STANDARDIZED
+from leanops_dagster.assets.keys import CURATED, STANDARDIZED
+from leanops_dagster.checks.accountability import accountability_checks
 from leanops_dagster.constants import CURATED_ZONE, STANDARDIZED_ZONE, ZONES
 from leanops_dagster.partitions import topic_partitions
 from leanops_dagster.pipeline.layout import TopicTables
@@ -13,9 +14,13 @@ from leanops_dagster.resources.catalog import IcebergCatalogResource
 from leanops_dagster.resources.pipeline import PipelineConfigResource
 from leanops_dagster.resources.schema_registry import SchemaRegistryResource
 from leanops_dagster.resources.sqs import SqsResource
-from leanops_dagster.runbook import describe, maintain_catalog, replay_dlq
+from leanops_dagster.runbook import describe, maintain_catalog
 
 TOPIC_TAG = "leanops/topic"
+
+#: The checks over all topics (checks/accountability.py): they run in accountability_checks,
+#: not in every topic run.
+ALL_TOPICS_CHECKS = tuple(key for check in accountability_checks for key in check.check_keys)
 
 topic_pipeline_job = dg.define_asset_job(
     name="topic_pipeline",
@@ -25,12 +30,9 @@ topic_pipeline_job = dg.define_asset_job(
         "Launch it by hand for a manual full run of one topic."
     ),
     # The per-run checks come with the assets; the all-topics checks run in their own job.
-    selection=dg.AssetSelection.assets(STANDARDIZED, CURATED)
-    - dg.AssetSelection.checks(
-        dg.AssetCheckKey(STANDARDIZED, "post_raw_balance_all_time"),
-        dg.AssetCheckKey(CURATED, "curated_balance_all_time"),
-        dg.AssetCheckKey(CURATED, "curated_freshness"),
-    ),
+    # downstream(): an optional serving asset (the Snowflake refresh) runs right after Curated
+    selection=dg.AssetSelection.assets(STANDARDIZED, CURATED).downstream()
+    - dg.AssetSelection.checks(*ALL_TOPICS_CHECKS),
     partitions_def=topic_partitions,
     # Both steps in one process: no per-step interpreter start-up, and the steps are
     # sequential anyway (Curated depends on Standardized).
@@ -45,14 +47,7 @@ class DlqReplayConfig(dg.Config):
 
 @dg.op(description="Moves DLQ messages back to their source queue, counted per topic.")
 def replay_dlq_op(context: dg.OpExecutionContext, config: DlqReplayConfig, sqs: SqsResource):
-    result = replay_dlq(
-        sqs.client(),
-        dlq_url=sqs.queue_url(sqs.dlq_name),
-        queue_url_for=lambda topic: sqs.queue_url(sqs.queue_name(topic)),
-        queue_prefix=sqs.queue_prefix,
-        topic=config.topic,
-        max_messages=config.max_messages,
-    )
+    result = sqs.replay_dlq(topic=config.topic, max_messages=config.max_messages)
     context.add_output_metadata(
         {"received": result.received, "replayed": dg.MetadataValue.json(result.replayed),
          "skipped": dg.MetadataValue.json(result.skipped)}
@@ -199,6 +194,7 @@ def schema_rebuild_job():
 accountability_job = dg.define_asset_job(
     name="accountability_checks",
     description="Evaluates the cumulative water balances, pre-RAW balance and freshness.",
-    selection=dg.AssetSelection.checks_for_assets(RAW_STAGING, STANDARDIZED, CURATED)
-    - dg.AssetSelection.assets(STANDARDIZED, CURATED),
+    # Exactly these: selecting checks_for_assets minus the assets would also drop the
+    # assets' checks and leave only pre_raw_balance.
+    selection=dg.AssetSelection.checks(*ALL_TOPICS_CHECKS),
 )

@@ -88,7 +88,10 @@ def curated_records(
     tables = TopicTables(topic, catalog.namespace_prefix)
     schema = schema_registry.load(topic)
     iceberg = catalog.load()
-    result = curate_topic(iceberg, tables, schema, pii_key=pipeline.pii_key_bytes())
+    result = curate_topic(
+        iceberg, tables, schema, pii_key=pipeline.pii_key_bytes(),
+        lease_ttl_s=pipeline.lease_ttl_seconds,
+    )
     threshold = schema.curated.cde_error_rate_threshold
     drift = known_drift(iceberg, tables, schema.curated)
     if result.busy:
@@ -161,6 +164,10 @@ def curated_records(
                 check_name=QUARANTINED_ROWS.name,
                 passed=result.quarantined == 0,
                 severity=dg.AssetCheckSeverity.WARN,
+                description=messages.quarantined_rows(
+                    read=result.rows_read, quarantined=result.quarantined,
+                    errors_table=".".join(tables.curated_errors),
+                ),
                 metadata={"quarantined": result.quarantined, "rows_read": result.rows_read},
             ),
             dg.AssetCheckResult(

@@ -9,6 +9,7 @@ from leanops_dagster.partitions import topic_partitions
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.pipeline.standardize import standardize_topic
 from leanops_dagster.resources.catalog import IcebergCatalogResource
+from leanops_dagster.resources.pipeline import PipelineConfigResource
 from leanops_dagster.resources.schema_registry import SchemaRegistryResource
 
 POST_RAW_BALANCE = dg.AssetCheckSpec(
@@ -58,10 +59,14 @@ def standardized_records(
     context: dg.AssetExecutionContext,
     catalog: IcebergCatalogResource,
     schema_registry: SchemaRegistryResource,
+    pipeline: PipelineConfigResource,
 ) -> dg.MaterializeResult:
     topic = context.partition_key
     tables = TopicTables(topic, catalog.namespace_prefix)
-    result = standardize_topic(catalog.load(), tables, schema_registry.load(topic))
+    result = standardize_topic(
+        catalog.load(), tables, schema_registry.load(topic),
+        lease_ttl_s=pipeline.lease_ttl_seconds,
+    )
     errors_table = ".".join(tables.parse_errors)
     if result.busy:
         why = messages.not_evaluated(messages.busy(topic, "standardized"))
@@ -114,6 +119,10 @@ def standardized_records(
                 check_name=QUARANTINED_ROWS.name,
                 passed=result.quarantined == 0,
                 severity=dg.AssetCheckSeverity.WARN,
+                description=messages.quarantined_rows(
+                    read=result.rows_read, quarantined=result.quarantined,
+                    errors_table=".".join(tables.parse_errors),
+                ),
                 metadata={"quarantined": result.quarantined, "rows_read": result.rows_read},
             ),
         ],

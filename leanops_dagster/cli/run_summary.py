@@ -149,8 +149,9 @@ def summarize(result: dg.ExecuteInProcessResult, topic: str) -> RunSummary:
             continue
         metadata = dict(materialization.metadata)
         outcome = layers[spec.asset] = _layer_outcome(spec, metadata)
-        if outcome.status == "busy":
-            summary.busy.append(messages.busy(topic, spec.name))
+        if outcome.status == "busy":  # the layer's own sentence names the lease's holder
+            held = metadata["busy"].value
+            summary.busy.append(held if isinstance(held, str) else messages.busy(topic, spec.name))
     for evaluation in result.get_asset_check_evaluations():
         summary.checks.append(
             CheckOutcome(

@@ -13,12 +13,16 @@ class PipelineConfigResource(dg.ConfigurableResource):
 
     pii_hash_key: str = Field(description="HMAC key for PII masking in Curated")
     freshness_minutes: int = Field(default=60, description="Curated may lag RAW this much")
+    lease_ttl_seconds: float = Field(
+        default=600.0, description="expiry of a layer run's per-topic lease (iceberg/lease.py)"
+    )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PipelineConfigResource:
         return cls(
             pii_hash_key=settings.pii_hash_key.get_secret_value(),
             freshness_minutes=settings.freshness_minutes,
+            lease_ttl_seconds=settings.lease_ttl_seconds,
         )
 
     def pii_key_bytes(self) -> bytes:

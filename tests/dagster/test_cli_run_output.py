@@ -15,6 +15,7 @@ from click.testing import CliRunner
 import leanops_dagster.assets.curated as curated_asset
 import leanops_dagster.assets.standardized as standardized_asset
 from leanops_dagster.cli import main
+from leanops_dagster.iceberg.lease import TableLeases, lease_name
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.pipeline.standardize import StandardizeResult
 from leanops_dagster.schemas.registry import SchemaRegistry
@@ -213,13 +214,16 @@ def test_a_layer_whose_lease_is_held_elsewhere_says_so_and_exits_0(
 ):
     registry.deploy("events")
     append_raw(catalog, [raw_row("m1", event("k1"))])
-    monkeypatch.setattr(
-        standardized_asset, "standardize_topic",
-        lambda _catalog, tables, _schema: StandardizeResult(tables.topic, busy="run 1234"),
+    # a real lease, held by another process (TableLeases is what every layer run takes)
+    TableLeases(catalog, settings.standardized_namespace).acquire(
+        lease_name("events", "standardized"), "otherhost:1234:abcd"
     )
     ran = _run()
     assert ran.exit_code == 0, ran.output
-    assert "another run of events standardized is in progress; nothing to do\n" in ran.stdout
+    line = next(x for x in ran.stdout.splitlines() if x.startswith("another run of events"))
+    assert line.startswith(
+        "another run of events standardized is in progress (held by otherhost:1234:abcd"
+    ) and line.endswith("; nothing to do")
     rows = _rows(ran.stdout)
     assert rows["standardized"][0] == "busy"
     assert rows["post_raw_water_balance"][2] == (
@@ -228,7 +232,8 @@ def test_a_layer_whose_lease_is_held_elsewhere_says_so_and_exits_0(
     metadata = dg.DagsterInstance.get().get_latest_materialization_event(
         standardized_asset.STANDARDIZED
     ).asset_materialization.metadata
-    assert metadata["busy"].value == "run 1234"
+    assert metadata["busy"].value == line
+    assert not catalog.table_exists(TopicTables("events").standardized)  # nothing was read
 
 
 def test_help_says_what_run_prints_and_names_verbose():
@@ -245,7 +250,7 @@ def test_a_failed_blocking_balance_names_the_check_and_curated_does_not_run(
     append_raw(catalog, [raw_row("m1", event("k1"))])
     monkeypatch.setattr(  # a layer that lost two rows: the balance must catch it
         standardized_asset, "standardize_topic",
-        lambda _catalog, tables, _schema: StandardizeResult(
+        lambda _catalog, tables, _schema, **_options: StandardizeResult(
             tables.topic, rows_read=3, rows_written=1
         ),
     )
