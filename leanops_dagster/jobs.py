@@ -140,6 +140,7 @@ def rebuild_topic_op(
         "updates": rebuilt.updates,
         "superseded": rebuilt.superseded,
         "cde_error_rows": rebuilt.cde_error_rows,
+        "quarantined": rebuilt.quarantined,
         "chunks_this_run": rebuilt.chunks,
         "resumed": rebuilt.resumed,
         "balanced": rebuilt.balanced,
@@ -161,7 +162,7 @@ def rebuild_topic_op(
     # the balance is checked before the swap, which is what makes it blocking)
     balance = {"standardized_consumed": rebuilt.rows_read, "curated": rebuilt.curated_rows,
                "updates": rebuilt.updates, "superseded": rebuilt.superseded,
-               "cde_error_rows": rebuilt.cde_error_rows}
+               "cde_error_rows": rebuilt.cde_error_rows, "quarantined": rebuilt.quarantined}
     threshold = schema_registry.load(topic).curated.cde_error_rate_threshold
     error_rate = rebuilt.cde_error_rows / rebuilt.rows_read if rebuilt.rows_read else 0.0
     for check_name, passed, check_metadata in (

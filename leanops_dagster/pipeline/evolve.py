@@ -43,8 +43,10 @@ SUPERSEDED_VERSIONS_PROPERTY = "leanops.schema.superseded-versions"
 SCHEMA_VERSION_PROPERTY = "leanops.schema_version"
 
 
-class SchemaMismatchError(ValueError):
-    """The Curated table cannot hold the schema without rewriting data (a breaking change)."""
+class SchemaMismatchError(RuntimeError):
+    """The table cannot hold the schema without rewriting data (a breaking change), or the
+    schema is a version a rebuild superseded. Not a ValueError: it comes from the table, not
+    from a row, so a layer run's safety net (``pipeline.quarantine``) does not probe rows."""
 
 
 @dataclass(frozen=True)

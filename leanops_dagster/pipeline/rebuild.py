@@ -13,11 +13,15 @@ where the committed state says it stopped and ends with the same tables.
 1. *Stage*: the ordinary layer runs (``standardize_topic``, ``curate_topic``) write into
    staging tables (``StagingTables``: ``<zone>.<topic>__rebuild_<version>_<started>`` and their
    own error and drift tables) from the whole upstream history, in chunks of
-   ``snapshots_per_chunk`` upstream snapshots. Each chunk is a normal layer commit carrying its
-   watermark, so a rerun continues after the last committed chunk (progress is reported per
-   chunk). Curated is staged from the live Standardized history; after a breaking change of
-   the Standardized schema (or ``from_raw``) Standardized is first staged from the whole RAW
-   history and Curated from that staged Standardized. The staged tables are exactly what a
+   ``snapshots_per_chunk`` upstream snapshots. The history read is a *replay* (``_replay``):
+   a table holding the live upstream's current data files, appended again one snapshot per
+   original append, sharing the files; the upstream's own snapshots would not do, since table
+   maintenance expires them after its retention while the rows stay in the current files.
+   Each chunk is a normal layer commit carrying its watermark, so a rerun continues after the
+   last committed chunk (progress is reported per chunk). Curated is staged from the live
+   Standardized history; after a breaking change of the Standardized schema (or
+   ``from_raw``) Standardized is first staged from the whole RAW history and Curated from that
+   staged Standardized. The staged tables are exactly what a
    fresh pipeline under the new schema builds: the same code over the same rows.
 2. *Check*: each staged table's accountability equation over the whole history
    (``accountability``) must balance, else nothing is swapped.
@@ -33,8 +37,9 @@ where the committed state says it stopped and ends with the same tables.
    crash between them leaves none) and Glue has no rename. The commit also lists the replaced
    schema version in the table property ``leanops.schema.superseded-versions``, so a layer run
    still on it (in flight, or started before the new version is published) is refused instead
-   of writing old semantics. After a Standardized swap the Curated watermark and the Curated
-   error rows name the Standardized swap snapshot (the staged snapshots do not survive).
+   of writing old semantics. Watermarks and error rows of the staged tables name replay or
+   staging snapshots, which do not survive the rebuild: the swaps rewrite them to the live
+   upstream snapshot they stand for (the one the replay copied, or the Standardized swap).
 4. *Swap error rows*: one commit per shared error table (``parse_errors``, ``curated.errors``)
    deletes the topic's rows and appends the staged ones with the staged errors watermark.
    Another table, so another commit: a Curated run between the two commits is harmless (it
@@ -48,7 +53,11 @@ where the committed state says it stopped and ends with the same tables.
    until maintenance expires it.
 
 Then ``deploy_schema`` publishes the schema and drops the staging tables; the next runs
-continue incrementally from the rebuilt tables' watermarks.
+continue incrementally from the rebuilt tables' watermarks. ``deploy_schema`` holds the topic's
+Curated lease (and Standardized lease, from RAW) for the whole rebuild, so the topic's regular
+runs are no-ops meanwhile (``pipeline.exclusive``) and their input waits upstream; the staging
+runs take no lease. The superseded versions guard the runs that outlive a lease (an expired
+one taken over).
 
 Memory: a swap reads the staged table into memory once to write it for the live table, so a
 rebuild needs memory for the topic's largest rebuilt table.
@@ -60,8 +69,9 @@ import contextlib
 import datetime as dt
 import itertools
 import re
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,6 +79,7 @@ import pyarrow as pa
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError, TableAlreadyExistsError
 from pyiceberg.expressions import EqualTo
+from pyiceberg.manifest import DataFile, ManifestContent
 from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC
 from pyiceberg.schema import Schema
 from pyiceberg.serializers import FromInputFile, ToOutputFile
@@ -80,6 +91,14 @@ from leanops_dagster.iceberg.catalog import ensure_table, schema_from_arrow
 from leanops_dagster.iceberg.commit import retry_commit
 from leanops_dagster.iceberg.datafiles import write_data_files
 from leanops_dagster.iceberg.key_index import KeyIndex, unreferenced_segments, updated_index
+from leanops_dagster.iceberg.lease import (
+    DEFAULT_TTL_S,
+    LeaseHeld,
+    TableLeases,
+    keep_alive,
+    lease_name,
+    new_holder_id,
+)
 from leanops_dagster.iceberg.merge import curated_partition_spec
 from leanops_dagster.iceberg.reads import cast_to
 from leanops_dagster.iceberg.tables import (
@@ -118,14 +137,16 @@ REPLACED_MARK = "__replaced_"
 FROM_RAW_SUFFIX = "r"  # ends the id of a rebuild that starts from RAW
 #: on a live table's swap snapshot: which rebuild produced it (the resume marker)
 REBUILD_ID_PROPERTY = "leanops.rebuild.id"
+#: on a replay table: the live upstream snapshot whose files it replays
+REPLAY_OF_PROPERTY = "leanops.rebuild.replay-of"
 REPLACED_SNAPSHOT_PROPERTY = "leanops.rebuild.replaced_snapshot_id"
 REPLACED_METADATA_PROPERTY = "leanops.rebuild.replaced_metadata"
 REPLACED_VERSION_PROPERTY = "leanops.rebuild.replaced_schema_version"
 DEFAULT_SNAPSHOTS_PER_CHUNK = 50
+DEFAULT_LEASE_WAIT_S = 600.0
 MESSAGE_ID = "message_id"
 _STAMP = "%Y%m%d%H%M%S"
-_CURATED_TOTALS = ("rows_read", "updated", "superseded", "cde_error_rows")
-_STANDARDIZED_TOTALS = ("rows_read", "parse_errors", "duplicates")
+TOTAL_PREFIX = "leanops.total."  # running totals (``iceberg.watermarks.counter_properties``)
 
 Progress = Callable[[str], None]
 
@@ -155,9 +176,9 @@ def parse_errors_rebuild_property(topic: str) -> str:
 @dataclass(frozen=True)
 class StagingTables(TopicTables):
     """The tables a rebuild builds: the layer runs write here instead of the live tables.
-    ``standardized`` and ``parse_errors`` are staged too when the rebuild starts from RAW
-    (the rebuild id ends with ``r``); otherwise they are the live ones, whose whole history
-    the Curated rebuild reads."""
+    The upstream of the first rebuilt layer is a *replay* of the live upstream's current data
+    files (``_replay``); ``standardized`` and ``parse_errors`` are staged too when the rebuild
+    starts from RAW (the rebuild id ends with ``r``)."""
 
     rebuild_id: str = ""
 
@@ -170,9 +191,17 @@ class StagingTables(TopicTables):
         return f"{self.topic}{REBUILD_MARK}{self.rebuild_id}"
 
     @property
-    def standardized(self) -> Identifier:
+    def raw(self) -> Identifier:
+        """From RAW: the replay of RAW's current files (``_replay``); else the live RAW."""
         if not self.from_raw:
-            return super().standardized
+            return super().raw
+        return (self._ns(constants.RAW_ZONE), f"{self._base}__replay")
+
+    @property
+    def standardized(self) -> Identifier:
+        """From RAW: the staged Standardized; else the replay of Standardized's files."""
+        if not self.from_raw:
+            return (self._ns(constants.STANDARDIZED_ZONE), f"{self._base}__replay")
         return (self._ns(constants.STANDARDIZED_ZONE), self._base)
 
     @property
@@ -198,8 +227,13 @@ class StagingTables(TopicTables):
         return (self._ns(zone), f"{self.topic}{REPLACED_MARK}{self.rebuild_id}")
 
     def all(self) -> tuple[Identifier, ...]:
+        """The tables whose files are the rebuild's own (purged at the end)."""
         staged = (self.curated, self.curated_errors, self.drift_log)
         return (self.standardized, self.parse_errors, *staged) if self.from_raw else staged
+
+    def replays(self) -> tuple[Identifier, ...]:
+        """The replay tables: they share the live upstream's files (dropped, never purged)."""
+        return (self.raw,) if self.from_raw else (self.standardized,)
 
 
 @dataclass
@@ -215,6 +249,8 @@ class RebuildResult:
     updates: int = 0
     superseded: int = 0
     cde_error_rows: int = 0
+    #: rows the safety net quarantined (``internal:<Exception>`` error rows), Curated
+    quarantined: int = 0
     #: from RAW only: RAW rows the rebuilt Standardized accounts for, its rows, parse errors
     raw_rows_read: int = 0
     standardized_rows: int = 0
@@ -296,6 +332,67 @@ class _Layer:
     describe: Callable[[Any], str]
 
 
+def _replay(catalog: Catalog, source_id: Identifier, replay_id: Identifier) -> int | None:
+    """A table holding exactly ``source_id``'s current data files, appended again one snapshot
+    per original data sequence number (oldest first), sharing the files: no data is copied.
+    Returns the source snapshot replayed (None: no source data); built once, reused on resume.
+
+    Why not the source's own snapshots: table maintenance expires snapshots older than its
+    retention, so a table's append history stops being complete after a week, while its data
+    files (compacted or not) still hold every row. The replay restores a complete, ordered
+    history for the staging runs to read in chunks."""
+    if not catalog.table_exists(source_id):
+        return None
+    source = catalog.load_table(source_id)
+    if catalog.table_exists(replay_id):
+        replay = catalog.load_table(replay_id)
+        at = int(replay.properties[REPLAY_OF_PROPERTY])
+    else:
+        current = source.current_snapshot()
+        if current is None:
+            return None
+        at = current.snapshot_id
+        ensure_table(catalog, replay_id, source.schema(), source.spec(),
+                     properties={REPLAY_OF_PROPERTY: str(at)})
+        replay = catalog.load_table(replay_id)
+        if int(replay.properties[REPLAY_OF_PROPERTY]) != at:  # lost a creation race
+            at = int(replay.properties[REPLAY_OF_PROPERTY])
+    if replay.current_snapshot() is not None:
+        return at
+
+    def ids(table: Table) -> list[tuple[int, str, str]]:
+        return [(f.field_id, f.name, str(f.field_type)) for f in table.schema().fields]
+
+    if ids(replay) != ids(source):
+        raise RebuildError(
+            f"cannot replay {'.'.join(source_id)}: its field ids are not in column order"
+        )
+    groups: dict[int, list[DataFile]] = {}
+    for manifest in source.snapshot_by_id(at).manifests(source.io):  # type: ignore[union-attr]
+        if manifest.content != ManifestContent.DATA:
+            raise RebuildError(f"cannot replay {'.'.join(source_id)}: it has delete files")
+        for entry in manifest.fetch_manifest_entry(source.io, discard_deleted=True):
+            if entry.data_file.spec_id != replay.spec().spec_id:
+                raise RebuildError(
+                    f"cannot replay {'.'.join(source_id)}: a file of partition spec "
+                    f"{entry.data_file.spec_id}"
+                )
+            groups.setdefault(entry.sequence_number or 0, []).append(entry.data_file)
+    with replay.transaction() as tx:  # one commit: the replay exists whole or not at all
+        for sequence in sorted(groups):
+            with tx.update_snapshot().fast_append() as append:
+                for data_file in sorted(groups[sequence], key=lambda f: f.file_path):
+                    append.append_data_file(data_file)
+    return at
+
+
+def _replayed(catalog: Catalog, replay_id: Identifier) -> int | None:
+    if not catalog.table_exists(replay_id):
+        return None
+    value = catalog.load_table(replay_id).properties.get(REPLAY_OF_PROPERTY)
+    return int(value) if value else None
+
+
 def _stage(catalog: Catalog, layer: _Layer, *, snapshots_per_chunk: int,
            progress: Progress) -> int:
     """Run ``layer`` into its staging tables over the whole upstream history, one chunk of
@@ -313,12 +410,20 @@ def _stage(catalog: Catalog, layer: _Layer, *, snapshots_per_chunk: int,
         return positions.get(at, -1) if at is not None else -1
 
     chunks = 0
+    previous: int | None = None
+    result: Any = None
     while True:
         # resume after the older of the two watermarks, as the layer run itself does
         done = min(watermark(layer.table, layer.watermark),
                    watermark(layer.errors, layer.errors_watermark))
         if done >= len(ids) - 1:
             return chunks
+        if done == previous:  # the last run committed nothing: never loop on it
+            raise RebuildError(
+                f"rebuild {layer.name}: a chunk run made no progress at upstream snapshot "
+                f"{done + 1}/{len(ids)}: {getattr(result, 'busy', None) or 'nothing committed'}"
+            )
+        previous = done
         end = ids[min(done + snapshots_per_chunk, len(ids) - 1)]
         result = layer.run(_UpstreamUpTo(catalog, layer.upstream, end))  # type: ignore[arg-type]
         chunks += 1
@@ -333,10 +438,12 @@ def _standardized_layer(
     now: dt.datetime,
 ) -> _Layer:
     return _Layer(
-        name="Standardized", upstream=tables.raw, table=staging.standardized,
+        name="Standardized", upstream=staging.raw, table=staging.standardized,
         watermark=standardize.RAW_WATERMARK, errors=staging.parse_errors,
         errors_watermark=_parse_errors_watermark(tables.topic),
-        run=lambda view: standardize.standardize_topic(view, staging, schema, now=now),
+        # no lease: the rebuild itself holds the topic's leases (``deploy_schema``)
+        run=lambda view: standardize.standardize_topic(
+            view, staging, schema, now=now, lease_ttl_s=None),
         describe=lambda r: (f"RAW rows read {r.rows_read}, written {r.rows_written}, parse "
                             f"errors {r.parse_errors}, duplicates {r.duplicates}"),
     )
@@ -350,7 +457,8 @@ def _curated_layer(
         name="Curated", upstream=staging.standardized, table=staging.curated,
         watermark=curate.STD_WATERMARK, errors=staging.curated_errors,
         errors_watermark=_errors_watermark(tables.topic),
-        run=lambda view: curate.curate_topic(view, staging, schema, pii_key=pii_key, now=now),
+        run=lambda view: curate.curate_topic(
+            view, staging, schema, pii_key=pii_key, now=now, lease_ttl_s=None),
         describe=lambda r: (f"Standardized rows read {r.rows_read}, inserted {r.inserted}, "
                             f"updated {r.updated}, CDE error rows {r.cde_error_rows}"),
     )
@@ -447,10 +555,16 @@ def _swap_table(
     return retry_commit(once)
 
 
-def _carried(staged: Table, watermark: str, totals: tuple[str, ...]) -> dict[str, str]:
-    """The staged table's watermark and running totals, for the live table's swap."""
-    keys = (watermark_key(watermark), *(f"leanops.total.{name}" for name in totals))
-    return {key: value for key in keys if (value := read_summary_value(staged, key)) is not None}
+def _carried(staged: Table, watermark: str) -> dict[str, str]:
+    """The staged table's watermark and every running total (``leanops.total.*``, newest
+    value of each), for the live table's swap."""
+    keys = {watermark_key(watermark)}
+    for snapshot in ancestors_of(staged.current_snapshot(), staged.metadata):
+        if snapshot.summary is not None:
+            keys |= {k for k in snapshot.summary.additional_properties
+                     if k.startswith(TOTAL_PREFIX)}
+    return {key: value for key in sorted(keys)
+            if (value := read_summary_value(staged, key)) is not None}
 
 
 def _swap_snapshot(table: Table, rebuild_id: str) -> Snapshot | None:
@@ -479,7 +593,10 @@ def _swap_standardized(
     if catalog.table_exists(staging.standardized):
         staged = catalog.load_table(staging.standardized)
         rows, target, spec = staged.scan().to_arrow(), staged.schema(), staged.spec()
-        carried = _carried(staged, standardize.RAW_WATERMARK, _STANDARDIZED_TOTALS)
+        carried = _carried(staged, standardize.RAW_WATERMARK)
+        raw_at = _replayed(catalog, staging.raw)
+        if raw_at is not None:  # the staged watermark names a replay snapshot: the live one
+            carried[watermark_key(standardize.RAW_WATERMARK)] = str(raw_at)
     else:  # no RAW yet: an empty table of the metadata columns
         arrow = schema.curated.arrow_schema().empty_table().select(list(METADATA_COLUMNS))
         target = schema_from_arrow(arrow.schema)
@@ -497,10 +614,10 @@ def _swap_curated(
     catalog: Catalog, tables: TopicTables, staging: StagingTables, schema: TopicSchema,
     replaced_version: str | None, standardized_at: int | None = None,
 ) -> Table:
-    """``standardized_at``: after a rebuild from RAW, the live Standardized swap snapshot,
-    which the Curated watermark must name (the staged Standardized snapshots go away)."""
+    """``standardized_at``: the live Standardized snapshot the Curated watermark must name
+    (``_standardized_at``)."""
     staged = catalog.load_table(staging.curated)
-    carried = _carried(staged, curate.STD_WATERMARK, _CURATED_TOTALS)
+    carried = _carried(staged, curate.STD_WATERMARK)
     if standardized_at is not None:
         carried[watermark_key(curate.STD_WATERMARK)] = str(standardized_at)
     return _swap_table(
@@ -637,7 +754,10 @@ def rebuild_topic(
 
     std_swap = _swapped(catalog, tables.standardized, staging.rebuild_id) if from_raw else None
     if _swapped(catalog, tables.curated, staging.rebuild_id) is None:
+        if not from_raw:
+            _replay(catalog, tables.standardized, staging.standardized)
         if from_raw and std_swap is None:
+            _replay(catalog, tables.raw, staging.raw)
             layer = _standardized_layer(catalog, tables, staging, schema, now)
             result.chunks += _stage(catalog, layer, **chunk)
             _check(accountability.post_raw_equation(catalog, staging), "Standardized table")
@@ -655,7 +775,7 @@ def rebuild_topic(
         if from_raw:
             _swap_parse_errors(catalog, tables, staging)
         _swap_curated(catalog, tables, staging, schema, replaced_version,
-                      std_swap.snapshot_id if std_swap is not None else None)
+                      _standardized_at(catalog, staging, std_swap))
         result.steps.append(f"swapped {'.'.join(tables.curated)}")
         report(f"{tables.topic}: swapped the rebuilt table into {'.'.join(tables.curated)}")
     if from_raw:
@@ -667,8 +787,8 @@ def rebuild_topic(
             table_schema=CURATED_ERRORS_SCHEMA, spec=CURATED_ERRORS_PARTITION_SPEC,
             watermark_name=_errors_watermark(tables.topic),
             marker=errors_rebuild_property(tables.topic), rebuild_id=staging.rebuild_id,
-            remap=(curate.STD_SNAPSHOT_COLUMN, std_swap.snapshot_id)
-            if std_swap is not None else None,
+            remap=(curate.STD_SNAPSHOT_COLUMN, std_at)
+            if (std_at := _standardized_at(catalog, staging, std_swap)) is not None else None,
         )
         result.steps.append(f"swapped the {tables.topic} rows of "
                             f"{'.'.join(tables.curated_errors)}")
@@ -691,6 +811,7 @@ def rebuild_topic(
     result.updates = equation.right["updates"]
     result.superseded = equation.right["superseded"]
     result.cde_error_rows = equation.right["cde_error_rows"]
+    result.quarantined = equation.right.get("quarantined", 0)
     result.watermark = read_watermark(live, curate.STD_WATERMARK)
     result.balanced = equation.balanced
     if from_raw:
@@ -701,6 +822,17 @@ def rebuild_topic(
         result.duplicates = post_raw.right["duplicates"]
         result.balanced = result.balanced and post_raw.balanced
     return result
+
+
+def _standardized_at(
+    catalog: Catalog, staging: StagingTables, std_swap: Snapshot | None
+) -> int | None:
+    """The live Standardized snapshot the rebuilt Curated consumed up to: the Standardized
+    swap (from RAW) or the snapshot the replay copied; the staged watermark and error rows
+    name staging snapshots, which do not survive the rebuild."""
+    if std_swap is not None:
+        return std_swap.snapshot_id
+    return None if staging.from_raw else _replayed(catalog, staging.standardized)
 
 
 def _finished(catalog: Catalog, tables: TopicTables, staging: StagingTables) -> bool:
@@ -724,6 +856,8 @@ def _swap_parse_errors(catalog: Catalog, tables: TopicTables, staging: StagingTa
         table_schema=PARSE_ERRORS_SCHEMA, spec=PARSE_ERRORS_PARTITION_SPEC,
         watermark_name=_parse_errors_watermark(tables.topic), marker=marker,
         rebuild_id=staging.rebuild_id,
+        remap=(standardize.RAW_SNAPSHOT_COLUMN, raw_at)
+        if (raw_at := _replayed(catalog, staging.raw)) is not None else None,
     )
 
 
@@ -740,6 +874,39 @@ def drop_staging(catalog: Catalog, staging: StagingTables) -> None:
             with contextlib.suppress(OSError):
                 table.io.delete(location)
         catalog.purge_table(identifier)
+    for identifier in staging.replays():  # their files are the live upstream's: never purge
+        with contextlib.suppress(NoSuchTableError):
+            catalog.drop_table(identifier)
+
+
+# --- leases -----------------------------------------------------------------------------------
+@contextlib.contextmanager
+def hold_topic(
+    catalog: Catalog, tables: TopicTables, zones: tuple[str, ...], *, wait_s: float,
+    ttl_s: float = DEFAULT_TTL_S,
+) -> Iterator[None]:
+    """Hold the topic's lease of each zone (renewed by a heartbeat, released at the end),
+    waiting up to ``wait_s`` for a run holding one to finish."""
+    holder = new_holder_id()
+    with contextlib.ExitStack() as stack:
+        for zone in zones:
+            namespace = tables.standardized[0] if zone == constants.STANDARDIZED_ZONE else (
+                tables.curated[0])
+            leases = TableLeases(catalog, namespace)
+            deadline = time.monotonic() + wait_s
+            while True:
+                try:
+                    lease = leases.acquire(lease_name(tables.topic, zone), holder, ttl_s)
+                    break
+                except LeaseHeld as held:
+                    if time.monotonic() >= deadline:
+                        raise RebuildError(
+                            f"another run of {tables.topic} {zone} is in progress ({held}); "
+                            "rerun the rebuild when it has finished"
+                        ) from None
+                    time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
+            stack.enter_context(keep_alive(leases, lease, ttl_s))
+        yield
 
 
 # --- deploy -----------------------------------------------------------------------------------
@@ -763,11 +930,17 @@ def deploy_schema(
     now: dt.datetime | None = None,
     snapshots_per_chunk: int = DEFAULT_SNAPSHOTS_PER_CHUNK,
     progress: Progress | None = None,
+    lease_wait_s: float = DEFAULT_LEASE_WAIT_S,
 ) -> DeployOutcome:
     """Deploy ``tables.topic``'s source schema: classify, then evolve (compatible), refuse
     (breaking without ``rebuild``) or rebuild, and publish last, so no run sees a schema its
     table cannot hold. A breaking change of the Standardized schema rebuilds from RAW;
-    ``from_raw`` (implies ``rebuild``) forces that, e.g. after a flattening rule was fixed."""
+    ``from_raw`` (implies ``rebuild``) forces that, e.g. after a flattening rule was fixed.
+
+    A rebuild holds the topic's Curated lease (and Standardized lease, from RAW) from start to
+    publication, so the topic's regular runs are no-ops meanwhile (one writer per topic and
+    layer; their input waits upstream); it waits up to ``lease_wait_s`` for a run in
+    progress to finish."""
     topic = tables.topic
     source = registry.versioned_source(topic)
     deployed = registry.deployed(topic)
@@ -780,12 +953,15 @@ def deploy_schema(
         evolution = evolve_curated(catalog, tables, source)
         result = registry.deploy(topic, now=now)
         return DeployOutcome(topic, result, changes, evolution=evolution)
-    rebuilt = rebuild_topic(
-        catalog, tables, source, pii_key=pii_key,
-        from_raw=from_raw or affects_standardized(changes),
-        replaced_version=deployed.version if deployed else None, now=now,
-        snapshots_per_chunk=snapshots_per_chunk, progress=progress,
-    )
-    result = registry.deploy(topic, now=now, allow_breaking=True)
+    from_raw = from_raw or affects_standardized(changes)
+    zones = (constants.STANDARDIZED_ZONE, constants.CURATED_ZONE) if from_raw else (
+        constants.CURATED_ZONE,)
+    with hold_topic(catalog, tables, zones, wait_s=lease_wait_s):
+        rebuilt = rebuild_topic(
+            catalog, tables, source, pii_key=pii_key, from_raw=from_raw,
+            replaced_version=deployed.version if deployed else None, now=now,
+            snapshots_per_chunk=snapshots_per_chunk, progress=progress,
+        )
+        result = registry.deploy(topic, now=now, allow_breaking=True)
     drop_staging(catalog, StagingTables(topic, tables.namespace_prefix, rebuilt.rebuild_id))
     return DeployOutcome(topic, result, changes, rebuild=rebuilt)

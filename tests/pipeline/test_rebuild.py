@@ -243,8 +243,10 @@ def test_rebuild_killed_half_way_then_rerun_gives_the_same(tmp_path, monkeypatch
         home.deploy(rebuild=True, snapshots_per_chunk=1)
     monkeypatch.undo()
     [staged] = [t for t in staging_tables(home) if not t.endswith("__errors")]
-    first = min(home.catalog.load_table(TABLES.standardized).snapshots(),
-                key=lambda s: s.sequence_number)
+    # staging reads a replay of Standardized's current files, one snapshot per original append
+    replay = home.catalog.load_table(("standardized", f"{staged}__replay"))
+    first = min(replay.snapshots(), key=lambda s: s.sequence_number)
+    assert len(replay.snapshots()) == len(BATCHES)
     assert read_watermark(home.catalog.load_table(("curated", staged)),
                           "standardized_snapshot_id") == first.snapshot_id  # one chunk staged
     assert home.catalog.load_table(TABLES.curated).current_snapshot().summary.get(
@@ -253,8 +255,7 @@ def test_rebuild_killed_half_way_then_rerun_gives_the_same(tmp_path, monkeypatch
     progress: list[str] = []
     outcome = home.deploy(rebuild=True, snapshots_per_chunk=1, progress=progress.append)
     assert outcome.rebuild.resumed and outcome.rebuild.balanced
-    total = len(home.catalog.load_table(TABLES.standardized).snapshots())
-    assert outcome.rebuild.chunks == total - 1  # the first chunk was not done again
+    assert outcome.rebuild.chunks == len(BATCHES) - 1  # the first chunk was not done again
     assert len(progress) == outcome.rebuild.chunks + 1  # per chunk, then the swap
     assert_same_tables(home, fresh_home(tmp_path / "b"))
     assert staging_tables(home) == []
@@ -554,30 +555,50 @@ def test_table_maintenance_drops_the_dated_copies_past_their_retention(tmp_path)
     assert accountability.curated_equation(home.catalog, TABLES).balanced
 
 
-def test_data_arriving_while_the_rebuild_stages_is_picked_up_after_the_swap(
+def test_data_arriving_during_the_rebuild_waits_and_is_picked_up_after_it(
     tmp_path, monkeypatch
 ):
-    """RAW lands and the old version's runs keep going after the staging caught up: the swap
-    still wins, and the next run (new version) curates what arrived, from the rebuilt
-    table's watermark: the same tables as a fresh pipeline over all the RAW."""
+    """RAW lands while the rebuild runs; the topic's regular runs are no-ops meanwhile (the
+    rebuild holds the topic's leases: one writer per topic and layer), and the next run
+    after it curates what arrived, from the rebuilt table's watermark: the same tables as a
+    fresh pipeline over all the RAW."""
     home = old_home(tmp_path / "a")
     v1 = home.registry.load("events")
     real_swap = rebuild_module._swap_curated
+    during = []
 
     def traffic_then_swap(*args, **kwargs):
         append_raw(home.catalog, LATER)
-        standardize_topic(home.catalog, TABLES, v1)
-        curate_topic(home.catalog, TABLES, v1, pii_key=KEY)  # the old table, about to go
+        during.append(standardize_topic(home.catalog, TABLES, v1))
+        during.append(curate_topic(home.catalog, TABLES, v1, pii_key=KEY))
         return real_swap(*args, **kwargs)
 
     monkeypatch.setattr(rebuild_module, "_swap_curated", traffic_then_swap)
     outcome = home.deploy(rebuild=True)
     monkeypatch.undo()
     assert outcome.rebuild.balanced
+    assert during[0].busy is None and during[0].rows_read == len(LATER)  # Standardized is free
+    assert "in progress" in during[1].busy and during[1].rows_read == 0  # Curated is held
     assert accountability.curated_equation(home.catalog, TABLES).pending == len(LATER)
     _, result = home.run()
     assert result.rows_read == len(LATER)
     assert_same_tables(home, fresh_home(tmp_path / "b", [*BATCHES, LATER]))
+
+
+def test_a_rebuild_waits_for_a_run_in_progress_then_gives_up(tmp_path):
+    from leanops_dagster.iceberg.lease import TableLeases, lease_name
+
+    home = old_home(tmp_path / "a")
+    leases = TableLeases(home.catalog, "curated")
+    lease = leases.acquire(lease_name("events", "curated"), "someone-else", 60)
+    started = time.monotonic()
+    with pytest.raises(RebuildError, match="another run of events curated is in progress"):
+        home.deploy(rebuild=True, lease_wait_s=1.0)
+    assert time.monotonic() - started >= 1.0
+    assert home.registry.load("events").version != home.registry.versioned_source(
+        "events").version  # nothing published
+    leases.release(lease)
+    assert home.deploy(rebuild=True, lease_wait_s=1.0).rebuild.balanced
 
 
 def test_a_second_swap_of_the_same_rebuild_changes_nothing(tmp_path):
@@ -643,3 +664,49 @@ def test_a_finished_rebuild_left_behind_is_not_resumed(tmp_path):
     assert live.current_snapshot().summary[REBUILD_ID_PROPERTY] == outcome.rebuild.rebuild_id
     assert staging_tables(home) == []
     assert_same_tables(home, fresh_home(tmp_path / "b"))
+
+
+def test_a_chunk_that_makes_no_progress_stops_the_rebuild(tmp_path, monkeypatch):
+    home = old_home(tmp_path / "a")
+    before = curated(home)
+    monkeypatch.setattr(rebuild_module.curate, "curate_topic",
+                        lambda *a, **k: rebuild_module.curate.CurateResult(topic="events"))
+    with pytest.raises(RebuildError, match="made no progress"):
+        home.deploy(rebuild=True)
+    assert curated(home) == before
+
+
+def expire_history(home: Home) -> None:
+    """What a week of table maintenance leaves: small files compacted, and every snapshot
+    but the current one expired, in RAW and Standardized (the append history is gone, the
+    rows are all in the current files)."""
+    from leanops_dagster.runbook import compact_small_files
+
+    compact_small_files(home.catalog.load_table(TABLES.standardized), min_files=2)
+    for identifier in (TABLES.raw, TABLES.standardized):
+        table = home.catalog.load_table(identifier)
+        current = table.current_snapshot().snapshot_id
+        old = [s.snapshot_id for s in table.snapshots() if s.snapshot_id != current]
+        table.maintenance.expire_snapshots().by_ids(old).commit()
+        assert len(home.catalog.load_table(identifier).snapshots()) == 1
+
+
+def test_rebuild_after_maintenance_expired_the_history(tmp_path):
+    home = old_home(tmp_path / "a")
+    expire_history(home)
+    outcome = home.deploy(rebuild=True, snapshots_per_chunk=1)
+    assert outcome.rebuild.balanced and outcome.rebuild.rows_read == 7
+    assert_same_tables(home, fresh_home(tmp_path / "b"))
+
+
+def test_rebuild_from_raw_after_maintenance_expired_the_history(tmp_path):
+    home, expected = tenant_homes(tmp_path)
+    expire_history(home)
+    outcome = home.deploy(rebuild=True, snapshots_per_chunk=1)
+    assert outcome.rebuild.from_raw and outcome.rebuild.balanced
+    assert outcome.rebuild.raw_rows_read == sum(len(b) for b in TENANT_BATCHES)
+    assert_same_from_raw(home, expected)
+    assert [t for t in home.catalog.list_tables("raw") if "__rebuild_" in t[-1]] == []
+    # the live RAW table still holds every row (the replay shared its files, never purged)
+    assert home.catalog.load_table(TABLES.raw).scan().to_arrow().num_rows == sum(
+        len(b) for b in TENANT_BATCHES)
