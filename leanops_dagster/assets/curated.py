@@ -5,7 +5,7 @@ import dagster as dg
 
 from leanops_dagster.assets.keys import CURATED, STANDARDIZED
 from leanops_dagster.partitions import topic_partitions
-from leanops_dagster.pipeline.curate import curate_topic
+from leanops_dagster.pipeline.engine import run_curate
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.resources.catalog import IcebergCatalogResource
 from leanops_dagster.resources.pipeline import PipelineConfigResource
@@ -64,7 +64,9 @@ def curated_records(
     topic = context.partition_key
     tables = TopicTables(topic, catalog.namespace_prefix)
     schema = schema_registry.load(topic)
-    result = curate_topic(catalog.load(), tables, schema, pii_key=pipeline.pii_key_bytes())
+    result = run_curate(
+        catalog.load(), tables, schema, engine=pipeline.engine, pii_key=pipeline.pii_key_bytes()
+    )
     threshold = schema.curated.cde_error_rate_threshold
     context.log.info(
         f"{topic}: read {result.rows_read}, inserted {result.inserted}, updated "

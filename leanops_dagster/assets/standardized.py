@@ -5,9 +5,10 @@ import dagster as dg
 
 from leanops_dagster.assets.keys import RAW_STAGING, STANDARDIZED
 from leanops_dagster.partitions import topic_partitions
+from leanops_dagster.pipeline.engine import run_standardize
 from leanops_dagster.pipeline.layout import TopicTables
-from leanops_dagster.pipeline.standardize import standardize_topic
 from leanops_dagster.resources.catalog import IcebergCatalogResource
+from leanops_dagster.resources.pipeline import PipelineConfigResource
 from leanops_dagster.resources.schema_registry import SchemaRegistryResource
 
 POST_RAW_BALANCE = dg.AssetCheckSpec(
@@ -42,10 +43,13 @@ def standardized_records(
     context: dg.AssetExecutionContext,
     catalog: IcebergCatalogResource,
     schema_registry: SchemaRegistryResource,
+    pipeline: PipelineConfigResource,
 ) -> dg.MaterializeResult:
     topic = context.partition_key
     tables = TopicTables(topic, catalog.namespace_prefix)
-    result = standardize_topic(catalog.load(), tables, schema_registry.load(topic))
+    result = run_standardize(
+        catalog.load(), tables, schema_registry.load(topic), engine=pipeline.engine
+    )
     context.log.info(
         f"{topic}: read {result.rows_read}, wrote {result.rows_written}, "
         f"parse errors {result.parse_errors}, duplicates {result.duplicates}"

@@ -58,7 +58,10 @@ def spark(tmp_path_factory):
 
     home = tmp_path_factory.mktemp("spark-home")
     session = spark_session(
-        get_settings(home=home, spark_jars_dir=JARS_CACHE, catalog_name="spark_tests")
+        get_settings(home=home, spark_jars_dir=JARS_CACHE, catalog_name="spark_tests",
+                     # small data: fewer tasks per stage, less scheduling per statement
+                     spark_conf={"spark.sql.shuffle.partitions": "2",
+                                 "spark.default.parallelism": "2"})
     )
     session.sparkContext.setLogLevel("ERROR")
     yield session

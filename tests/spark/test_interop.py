@@ -22,7 +22,8 @@ T0 = dt.datetime(2026, 1, 19, 10, 0, tzinfo=dt.UTC)
 def test_sqlalchemy_urls_map_to_the_same_database(tmp_path):
     db = tmp_path / "catalog.db"
     assert jdbc_catalog_properties(f"sqlite:///{db}") == {
-        "type": "jdbc", "uri": f"jdbc:sqlite:{db}"}
+        "type": "jdbc", "uri": f"jdbc:sqlite:{db}",
+        "jdbc.init-catalog-tables": "false", "jdbc.busy_timeout": "30000"}
     assert jdbc_catalog_properties("postgresql+psycopg2://me:pw@127.0.0.1:5432/test") == {
         "type": "jdbc", "uri": "jdbc:postgresql://127.0.0.1:5432/test",
         "jdbc.user": "me", "jdbc.password": "pw"}

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pyiceberg.catalog import Catalog
 from sqlalchemy.engine import make_url
 
 from leanops_dagster.engines.spark import jars
@@ -36,7 +37,15 @@ def jdbc_catalog_properties(sqlalchemy_url: str) -> dict[str, str]:
     if url.get_backend_name() == "sqlite":
         if not url.database or url.database == ":memory:":
             raise UnsupportedCatalog("an in-memory SQLite catalog cannot be shared with Spark")
-        return {"type": "jdbc", "uri": f"jdbc:sqlite:{Path(url.database).resolve()}"}
+        return {
+            "type": "jdbc",
+            "uri": f"jdbc:sqlite:{Path(url.database).resolve()}",
+            # pyiceberg made the catalog tables (register_catalog opens it first); Iceberg's
+            # own check leaves a ResultSet open, whose SQLite read lock would then block every
+            # pyiceberg commit ("database is locked") or, in WAL mode, freeze the JVM's view
+            "jdbc.init-catalog-tables": "false",
+            "jdbc.busy_timeout": "30000",  # a busy writer is waited for, not failed
+        }
     if url.get_backend_name() == "postgresql":
         port = f":{url.port}" if url.port else ""
         props = {"type": "jdbc", "uri": f"jdbc:postgresql://{url.host}{port}/{url.database}"}
@@ -67,11 +76,12 @@ def spark_catalog_properties(catalog_config: Mapping[str, str]) -> dict[str, str
     return props
 
 
-def catalog_conf(settings: Settings) -> dict[str, str]:
-    """Spark SQL properties registering ``settings``' catalog under its pyiceberg name."""
-    prefix = f"spark.sql.catalog.{settings.catalog_name}"
-    conf = {prefix: SPARK_CATALOG}
-    for key, value in spark_catalog_properties(settings.catalog_config).items():
+def catalog_conf(catalog_name: str, catalog_config: Mapping[str, str]) -> dict[str, str]:
+    """Spark SQL properties registering pyiceberg's catalog under its own name."""
+    prefix = f"spark.sql.catalog.{catalog_name}"
+    # no table cache: pyiceberg commits between Spark statements, which must see them
+    conf = {prefix: SPARK_CATALOG, f"{prefix}.cache-enabled": "false"}
+    for key, value in spark_catalog_properties(catalog_config).items():
         conf[f"{prefix}.{key}"] = value
     return conf
 
@@ -91,7 +101,7 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.sql.shuffle.partitions": "4",
         "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
         "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
-        **catalog_conf(settings),
+        **catalog_conf(settings.catalog_name, settings.catalog_config),
     }
     if settings.spark_jars_packages:
         conf["spark.jars.packages"] = settings.spark_jars_packages
@@ -104,16 +114,26 @@ def spark_conf(settings: Settings) -> dict[str, str]:
     return conf
 
 
-def register_catalog(spark: SparkSession, settings: Settings) -> None:
-    """Make ``settings``' catalog known to a running session (catalog properties are runtime
-    SQL settings): a session made elsewhere (dagster-pyspark, Glue) works too.
+def register_catalog(spark: SparkSession, settings: Settings) -> Catalog:
+    """Open ``settings``' pyiceberg catalog and make it known to a running session."""
+    catalog = open_catalog(settings)
+    register_catalog_of(spark, catalog)
+    return catalog
 
-    pyiceberg opens the catalog first, so an embedded catalog's folders and tables are made
-    in pyiceberg's layout, which Iceberg's JDBC catalog reads as it is."""
-    open_catalog(settings)
-    for key, value in catalog_conf(settings).items():
+
+def register_catalog_of(spark: SparkSession, catalog: Catalog) -> None:
+    """Make a pyiceberg catalog known to a running session under its name (catalog
+    properties are runtime SQL settings): a session made elsewhere (dagster-pyspark, Glue)
+    works too. pyiceberg has opened the catalog first, so an embedded catalog's folders and
+    tables exist in pyiceberg's layout, which Iceberg's JDBC catalog reads as it is."""
+    properties = dict(catalog.properties)
+    properties.setdefault("type", _CATALOG_TYPES.get(type(catalog).__name__, ""))
+    for key, value in catalog_conf(catalog.name, properties).items():
         if spark.conf.get(key, None) != value:
             spark.conf.set(key, value)
+
+
+_CATALOG_TYPES = {"SqlCatalog": "sql", "GlueCatalog": "glue", "RestCatalog": "rest"}
 
 
 def _jdbc_drivers(catalog_config: Mapping[str, str]) -> tuple[Path, ...]:
@@ -131,6 +151,10 @@ def spark_session(settings: Settings) -> SparkSession:
     catalog registered on it (``register_catalog``)."""
     from pyspark.sql import SparkSession
 
+    active = SparkSession.getActiveSession()
+    if active is not None:  # its jars are fixed: only the catalog may be new
+        register_catalog(active, settings)
+        return active
     builder = SparkSession.builder
     for key, value in spark_conf(settings).items():
         builder = builder.config(key, value)
