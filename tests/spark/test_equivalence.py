@@ -17,7 +17,7 @@ import pytest
 
 from leanops_dagster import accountability
 from leanops_dagster.iceberg.catalog import open_catalog
-from leanops_dagster.iceberg.watermarks import snapshot_position
+from leanops_dagster.iceberg.watermarks import read_watermark, snapshot_position
 from leanops_dagster.pipeline.engine import run_curate, run_standardize
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.schemas.loader import load_topic_dir
@@ -132,14 +132,12 @@ def arrow_reference(tmp_path_factory):
     return figures, _state(catalog)
 
 
-@pytest.mark.parametrize("engines", [
-    ["spark"] * len(SCENARIO),
-    ["spark", "arrow", "spark", "arrow"],
-], ids=["spark", "alternating"])
-def test_spark_and_alternating_engines_match_arrow(spark_settings, arrow_reference, engines):
+def test_engines_in_turn_on_one_topic_match_arrow(spark_settings, arrow_reference):
+    """Spark, then Arrow on Spark's tables, then Spark again on Arrow's: both hand-overs.
+    (Spark alone, run by run, is the killed-and-rerun test below.)"""
     reference_figures, reference_state = arrow_reference
     catalog = open_catalog(spark_settings)
-    figures = _run_scenario(catalog, engines)
+    figures = _run_scenario(catalog, ["spark", "arrow", "spark", "arrow"])
     state = _state(catalog)
     for name in reference_state:
         assert state[name] == reference_state[name], name
@@ -162,3 +160,54 @@ def test_the_reference_exercises_every_rule(arrow_reference):
     assert any(c.startswith("drop_table_x") for c in columns)  # sanitised, never executed
     ip = {r["idempotency_key"]: r["ip_address"] for r in state["curated"][1]}
     assert ip["k1"] != "10.0.0.1" and len(ip["k1"]) == 64  # masked with the keyed hash
+
+
+def test_a_spark_run_killed_between_its_commits_reruns_to_the_same_tables(
+    spark_settings, arrow_reference, monkeypatch
+):
+    """Spark alone, and in run 2 each layer dies after its error table's commit, before its
+    own: the rerun records nothing twice, and every run's figures and the final tables are
+    the Arrow engine's."""
+    from leanops_dagster.engines.spark import curate as spark_curate
+    from leanops_dagster.engines.spark import standardize as spark_standardize
+
+    reference_figures, reference_state = arrow_reference
+    catalog = open_catalog(spark_settings)
+
+    class Killed(Exception):
+        pass
+
+    def killed(*args, **kwargs):
+        raise Killed
+
+    for number, appends in enumerate(SCENARIO):
+        for rows in appends():
+            append_raw(catalog, rows)
+        now = NOW + dt.timedelta(hours=number)
+        if number == 1:
+            with monkeypatch.context() as patch:
+                patch.setattr(spark_standardize, "evolve_and_align", killed)
+                with pytest.raises(Killed):
+                    run_standardize(catalog, TABLES, SCHEMA, engine="spark", now=now)
+            # the kill came between the two commits: parse_errors is at RAW's head, not Std
+            raw_head = catalog.load_table(TABLES.raw).current_snapshot().snapshot_id
+            assert read_watermark(catalog.load_table(TABLES.parse_errors),
+                                  "parse_errors.events.raw_snapshot_id") == raw_head
+            assert read_watermark(catalog.load_table(TABLES.standardized),
+                                  "raw_snapshot_id") != raw_head
+        std = run_standardize(catalog, TABLES, SCHEMA, engine="spark", now=now)
+        if number == 1:
+            with monkeypatch.context() as patch:
+                patch.setattr(spark_curate, "_merge", killed)
+                with pytest.raises(Killed):
+                    run_curate(catalog, TABLES, SCHEMA, engine="spark", pii_key=KEY, now=now)
+                std_head = catalog.load_table(TABLES.standardized).current_snapshot().snapshot_id
+                assert read_watermark(catalog.load_table(TABLES.curated_errors),
+                                      "errors.events.standardized_snapshot_id") == std_head
+                assert read_watermark(catalog.load_table(TABLES.curated),
+                                      "standardized_snapshot_id") != std_head
+        cur = run_curate(catalog, TABLES, SCHEMA, engine="spark", pii_key=KEY, now=now)
+        assert (_figures(std), _figures(cur)) == reference_figures[number]
+    state = _state(catalog)
+    for name in reference_state:
+        assert state[name] == reference_state[name], name
