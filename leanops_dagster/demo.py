@@ -21,9 +21,9 @@ SECOND_TOPIC = "sensor_readings"
 
 
 def _start_daemon(settings: Settings) -> subprocess.Popen:
-    from leanops_dagster.instance import prepare_dagster_home
+    from leanops_dagster.instance import get_instance
 
-    prepare_dagster_home(settings)
+    get_instance(settings)  # storages created here, before the daemon opens them too
     log = (settings.dagster_home / "daemon.log").open("ab")
     return subprocess.Popen(  # nosec B603 - fixed argv, our own interpreter
         [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w",

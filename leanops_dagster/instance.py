@@ -6,7 +6,10 @@ run in one run), so a second trigger waits and then finds nothing new (watermark
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -47,6 +50,40 @@ def prepare_dagster_home(settings: Settings) -> Path:
     return home
 
 
+class BrokenDagsterHome(RuntimeError):
+    """The local instance's storage cannot be opened; the message says how to repair it."""
+
+
+@contextlib.contextmanager
+def _init_lock(home: Path) -> Iterator[None]:
+    """An exclusive file lock: Dagster's SQLite storages create and stamp their alembic
+    versions on first open, and two processes doing that at once leave two heads behind."""
+    with (home / ".leanops-init.lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def get_instance(settings: Settings) -> dg.DagsterInstance:
-    prepare_dagster_home(settings)
-    return dg.DagsterInstance.get()
+    """The local instance, its storages created (or checked) by one process at a time.
+
+    Raises ``BrokenDagsterHome`` with a one-line repair hint if they cannot be opened."""
+    home = prepare_dagster_home(settings)
+    with _init_lock(home):
+        try:
+            instance = dg.DagsterInstance.get()
+            # Open every storage now, inside the lock (each creates and stamps its database on
+            # first use), and read from each so that a damaged one fails here, not mid-run.
+            instance.get_runs(limit=1)
+            instance.all_instigator_state()
+            instance.get_asset_keys(limit=1)
+        except Exception as exc:
+            first_line = (str(exc).strip().splitlines() or [""])[0]
+            raise BrokenDagsterHome(
+                f"the Dagster home {home} is broken ({type(exc).__name__}: {first_line}); it "
+                f"holds run history only, no table data: move it aside "
+                f"(mv {home} {home}.broken) and rerun"
+            ) from exc
+    return instance

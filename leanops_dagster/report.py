@@ -41,6 +41,26 @@ def render(rows: list[tuple[str, accountability.Equation]], title: str) -> Table
     return table
 
 
+def unknown_topic_reason(settings: Settings, topic: str) -> str | None:
+    """Why ``topic`` has nothing to report (no deployed schema, no table, nothing sent), or
+    None: a report of such a topic would be a meaningless balanced ``0 = 0``."""
+    from leanops_dagster.local import ledger
+    from leanops_dagster.schemas.registry import SchemaRegistry
+
+    if topic in SchemaRegistry.from_settings(settings).deployed_versions():
+        return None
+    if topic in ledger.sent_counts(settings.home):
+        return None
+    catalog = open_catalog(settings)
+    tables = TopicTables(topic, settings.namespace_prefix)
+    if any(catalog.table_exists(t) for t in (tables.raw, tables.standardized, tables.curated)):
+        return None
+    return (
+        f"topic {topic!r} has no deployed schema, no tables and no messages sent: nothing to "
+        f"report (deploy it with `leanops schema deploy {topic}`)"
+    )
+
+
 def accountability_rows(
     settings: Settings, topics: list[str]
 ) -> list[tuple[str, accountability.Equation]]:

@@ -4,6 +4,8 @@
 import dagster as dg
 
 from leanops_dagster.assets.keys import CURATED, STANDARDIZED
+from leanops_dagster.checks import messages
+from leanops_dagster.checks.drift import DriftEntry, known_drift
 from leanops_dagster.partitions import topic_partitions
 from leanops_dagster.pipeline.engine import run_curate
 from leanops_dagster.pipeline.layout import TopicTables
@@ -16,8 +18,11 @@ CURATED_BALANCE = dg.AssetCheckSpec(
     asset=CURATED,
     blocking=True,
     description=(
-        "Per run: Standardized rows read = inserts + updates + superseded + CDE error rows, "
-        "as exact integers. Failing means the MERGE lost or invented rows."
+        "Per run: Standardized rows read = inserts + updates + superseded + CDE error rows "
+        "+ rows quarantined by the safety net, as exact integers. Failing means the MERGE lost "
+        "or invented rows. A run that read nothing passes with 'nothing read' (a balance over "
+        "no rows holds)."
+        " A run that found another run holding the topic's lease passes with 'not evaluated'."
     ),
 )
 CDE_ERROR_RATE = dg.AssetCheckSpec(
@@ -26,15 +31,20 @@ CDE_ERROR_RATE = dg.AssetCheckSpec(
     blocking=True,
     description=(
         "Share of this run's rows failing a CDE (not-null, type cast, rule) against the "
-        "schema's threshold. Failing means the source is producing bad data at volume."
+        "schema's threshold. Failing means the source is producing bad data at volume; the "
+        "valid rows are committed and the failing ones are in `curated.errors`. A run that "
+        "read nothing passes with 'nothing read' (no rate to measure)."
+        " A run that found another run holding the topic's lease passes with 'not evaluated'."
     ),
 )
 SCHEMA_DRIFT = dg.AssetCheckSpec(
     name="schema_drift",
     asset=CURATED,
     description=(
-        "Standardized columns the curated schema does not declare (new JSON keys). A warning: "
-        "they stay in Standardized; extend the curated schema to promote them."
+        "Standardized columns the curated schema does not declare (new JSON keys), as the "
+        "topic's drift log holds them: judged on every run from the log, not from this run's "
+        "rows, so a run that read nothing keeps the warning while the drift is there. A "
+        "warning: they stay in Standardized; extend the curated schema to promote them."
     ),
 )
 
@@ -64,15 +74,31 @@ def curated_records(
     topic = context.partition_key
     tables = TopicTables(topic, catalog.namespace_prefix)
     schema = schema_registry.load(topic)
+    iceberg = catalog.load()
     result = run_curate(
-        catalog.load(), tables, schema, engine=pipeline.engine, pii_key=pipeline.pii_key_bytes()
+        iceberg, tables, schema, engine=pipeline.engine, pii_key=pipeline.pii_key_bytes()
     )
     threshold = schema.curated.cde_error_rate_threshold
-    context.log.info(
-        f"{topic}: read {result.rows_read}, inserted {result.inserted}, updated "
-        f"{result.updated}, superseded {result.superseded}, CDE error rows "
-        f"{result.cde_error_rows}"
-    )
+    drift = known_drift(iceberg, tables, schema.curated)
+    if result.busy:
+        busy = messages.not_evaluated(messages.busy(topic, "curated"))
+        balance_why = rate_why = busy
+        context.log.info(messages.busy(topic, "curated"))
+    else:
+        balance_why = messages.curated_balance(
+            read=result.rows_read, inserted=result.inserted, updated=result.updated,
+            superseded=result.superseded, cde_error_rows=result.cde_error_rows,
+            quarantined=result.quarantined,
+        )
+        rate_why = messages.cde_error_rate(
+            error_rows=result.cde_error_rows, rows_read=result.rows_read,
+            threshold=threshold, errors_table=".".join(tables.curated_errors),
+        )
+        context.log.info(
+            f"{topic}: read {result.rows_read}, inserted {result.inserted}, updated "
+            f"{result.updated}, superseded {result.superseded}, CDE error rows "
+            f"{result.cde_error_rows}, quarantined {result.quarantined}"
+        )
     return dg.MaterializeResult(
         metadata={
             "rows_read": result.rows_read,
@@ -81,6 +107,8 @@ def curated_records(
             "superseded": result.superseded,
             "cde_error_rows": result.cde_error_rows,
             "cde_errors": result.cde_errors,
+            "quarantined": result.quarantined,
+            **({"busy": dg.MetadataValue.text(result.busy)} if result.busy else {}),
             "watermark_from": dg.MetadataValue.text(str(result.watermark_from)),
             "watermark_to": dg.MetadataValue.text(str(result.watermark_to)),
             "snapshot_id": dg.MetadataValue.text(str(result.snapshot_id)),
@@ -94,36 +122,53 @@ def curated_records(
             dg.AssetCheckResult(
                 check_name=CURATED_BALANCE.name,
                 passed=result.balanced,
+                description=balance_why,
                 metadata={
                     "standardized_read": result.rows_read,
                     "inserted": result.inserted,
                     "updated": result.updated,
                     "superseded": result.superseded,
                     "cde_error_rows": result.cde_error_rows,
+                    "quarantined": result.quarantined,
+                    "nothing_read": result.rows_read == 0,
                 },
             ),
             dg.AssetCheckResult(
                 check_name=CDE_ERROR_RATE.name,
                 passed=result.cde_error_rate <= threshold,
+                description=rate_why,
                 metadata={
                     "error_rate": result.cde_error_rate,
                     "threshold": threshold,
                     "cde_error_rows": result.cde_error_rows,
+                    "rows_read": result.rows_read,
+                    "nothing_read": result.rows_read == 0,
                 },
             ),
             dg.AssetCheckResult(
                 check_name=SCHEMA_DRIFT.name,
-                passed=not result.drift_columns,
+                passed=not drift,
                 severity=dg.AssetCheckSeverity.WARN,
+                description=messages.schema_drift(
+                    [d.column for d in drift], drift_log_table=".".join(tables.drift_log)
+                ),
                 metadata={
-                    "drift_columns": dg.MetadataValue.md(
-                        "| column |\n| --- |\n"
-                        + "".join(f"| `{c}` |\n" for c in result.drift_columns)
-                    )
-                    if result.drift_columns
-                    else dg.MetadataValue.text("none"),
-                    "count": len(result.drift_columns),
+                    "drift_columns": _drift_table(drift),
+                    "count": len(drift),
+                    "seen_this_run": dg.MetadataValue.json(result.drift_columns),
                 },
             ),
         ],
+    )
+
+
+def _drift_table(drift: list[DriftEntry]) -> dg.MetadataValue:
+    if not drift:
+        return dg.MetadataValue.text("none")
+    return dg.MetadataValue.md(
+        "| column | first seen |\n| --- | --- |\n"
+        + "".join(
+            f"| `{d.column}` | {d.first_seen.isoformat() if d.first_seen else ''} |\n"
+            for d in drift
+        )
     )

@@ -4,6 +4,7 @@
 import dagster as dg
 
 from leanops_dagster.assets.keys import RAW_STAGING, STANDARDIZED
+from leanops_dagster.checks import messages
 from leanops_dagster.partitions import topic_partitions
 from leanops_dagster.pipeline.engine import run_standardize
 from leanops_dagster.pipeline.layout import TopicTables
@@ -17,8 +18,10 @@ POST_RAW_BALANCE = dg.AssetCheckSpec(
     blocking=True,
     description=(
         "Per run: RAW rows read = Standardized rows written + parse errors + duplicates "
-        "dropped, as exact integers. Failing means rows were lost or invented; Curated does "
-        "not run on this increment."
+        "dropped + rows quarantined by the safety net, as exact integers. Failing means rows "
+        "were lost or invented; Curated does not run on this increment. A run that read "
+        "nothing passes with 'nothing read' (a balance over no rows holds)."
+        " A run that found another run holding the topic's lease passes with 'not evaluated'."
     ),
 )
 
@@ -50,16 +53,29 @@ def standardized_records(
     result = run_standardize(
         catalog.load(), tables, schema_registry.load(topic), engine=pipeline.engine
     )
-    context.log.info(
-        f"{topic}: read {result.rows_read}, wrote {result.rows_written}, "
-        f"parse errors {result.parse_errors}, duplicates {result.duplicates}"
-    )
+    errors_table = ".".join(tables.parse_errors)
+    if result.busy:
+        why = messages.not_evaluated(messages.busy(topic, "standardized"))
+        context.log.info(messages.busy(topic, "standardized"))
+    else:
+        why = messages.post_raw_balance(
+            read=result.rows_read, written=result.rows_written,
+            parse_errors=result.parse_errors, duplicates=result.duplicates,
+            quarantined=result.quarantined, errors_table=errors_table,
+        )
+        context.log.info(
+            f"{topic}: read {result.rows_read}, wrote {result.rows_written}, parse errors "
+            f"{result.parse_errors}, duplicates {result.duplicates}, quarantined "
+            f"{result.quarantined}"
+        )
     return dg.MaterializeResult(
         metadata={
             "rows_read": result.rows_read,
             "rows_written": result.rows_written,
             "parse_errors": result.parse_errors,
             "duplicates": result.duplicates,
+            "quarantined": result.quarantined,
+            **({"busy": dg.MetadataValue.text(result.busy)} if result.busy else {}),
             "watermark_from": dg.MetadataValue.text(str(result.watermark_from)),
             "watermark_to": dg.MetadataValue.text(str(result.watermark_to)),
             "snapshot_id": dg.MetadataValue.text(str(result.snapshot_id)),
@@ -72,13 +88,17 @@ def standardized_records(
                 check_name=POST_RAW_BALANCE.name,
                 passed=result.balanced,
                 severity=dg.AssetCheckSeverity.ERROR,
+                description=why,
                 metadata={
                     "raw_read": result.rows_read,
                     "standardized_new": result.rows_written,
                     "parse_errors": result.parse_errors,
                     "duplicates": result.duplicates,
+                    "quarantined": result.quarantined,
                     "difference": result.rows_read
-                    - (result.rows_written + result.parse_errors + result.duplicates),
+                    - (result.rows_written + result.parse_errors + result.duplicates
+                       + result.quarantined),
+                    "nothing_read": result.rows_read == 0,
                 },
             )
         ],

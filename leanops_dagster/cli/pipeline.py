@@ -34,33 +34,65 @@ def _deployed_schema(settings, topic: str):
     return registry
 
 
+def _open_instance(settings):
+    """The local Dagster instance, or a one-line error saying how to repair a broken home."""
+    from leanops_dagster.instance import BrokenDagsterHome, get_instance
+
+    try:
+        return get_instance(settings)
+    except BrokenDagsterHome as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 @click.command()
 @click.option("--topic", required=True, callback=_topic, help="Topic to materialize.")
-def run(topic: str) -> None:
-    """Materialize Standardized and Curated of one topic now (in process)."""
+@click.option(
+    "--verbose", is_flag=True,
+    help="Also print Dagster's full event log (with the stack trace of a step that raised).",
+)
+def run(topic: str, verbose: bool) -> None:
+    """Materialize Standardized and Curated of one topic now (in process).
+
+    Prints one table of what each layer did (rows read, written, errors, duplicates,
+    quarantined) and one of the run's checks with the numbers behind each verdict (the same
+    sentence the Dagster UI shows). Exits 1 with one line per failed check or raised step
+    (e.g. `cde_error_rate 8.5 % > 5 % threshold: 40 of 470 rows; ...`); a warning (schema
+    drift) or another run holding the topic's lease exits 0.
+    """
+    from leanops_dagster.cli.run_summary import (
+        LAYER_LEGEND,
+        QUIET_RUN_CONFIG,
+        render_checks,
+        render_layers,
+        summarize,
+    )
     from leanops_dagster.definitions import build_definitions
-    from leanops_dagster.instance import get_instance
     from leanops_dagster.partitions import topic_partitions
 
     settings = get_settings()
     _deployed_schema(settings, topic)
-    instance = get_instance(settings)
+    instance = _open_instance(settings)
     if not instance.has_dynamic_partition(topic_partitions.name, topic):
         instance.add_dynamic_partitions(topic_partitions.name, [topic])
     job = build_definitions(settings).resolve_job_def("topic_pipeline")
-    result = job.execute_in_process(instance=instance, partition_key=topic, raise_on_error=False)
-    for event in result.get_asset_materialization_events():
-        mat = event.step_materialization_data.materialization
-        values = {k: v.value for k, v in mat.metadata.items() if k in _SHOWN}
-        console.print(f"[bold]{mat.asset_key.to_user_string()}[/bold] {values}")
-    if not result.success:
-        raise click.ClickException(f"run {result.run_id} failed; see `leanops dev` for logs")
-
-
-_SHOWN = {
-    "rows_read", "rows_written", "parse_errors", "duplicates", "inserted", "updated",
-    "superseded", "cde_error_rows", "watermark_from", "watermark_to",
-}
+    result = job.execute_in_process(
+        instance=instance, partition_key=topic, raise_on_error=False,
+        run_config=None if verbose else QUIET_RUN_CONFIG,
+    )
+    summary = summarize(result, topic)
+    console.print(render_layers(summary))
+    console.print(LAYER_LEGEND, style="dim", highlight=False)
+    if summary.checks:
+        console.print(render_checks(summary))
+    for line in summary.busy:
+        click.echo(line)
+    for line in summary.failures:
+        click.echo(line, err=True)
+    if summary.failures or not result.success:
+        if not summary.failures:  # a failure the summary does not know how to name
+            click.echo(f"run {result.run_id} failed; rerun with --verbose for Dagster's log",
+                       err=True)
+        sys.exit(1)
 
 
 @click.command()
@@ -68,9 +100,13 @@ _SHOWN = {
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def report(topic: str, as_json: bool) -> None:
     """Print the accountability equations of one topic and whether each balances."""
-    from leanops_dagster.report import accountability_rows
+    from leanops_dagster.report import accountability_rows, unknown_topic_reason
 
-    rows = accountability_rows(get_settings(), [topic])
+    settings = get_settings()
+    reason = unknown_topic_reason(settings, topic)
+    if reason is not None:
+        raise click.ClickException(reason)
+    rows = accountability_rows(settings, [topic])
     if as_json:
         click.echo(json.dumps([{"topic": t, **eq.as_dict()} for t, eq in rows], indent=2))
     else:
@@ -85,9 +121,7 @@ def report(topic: str, as_json: bool) -> None:
 @click.argument("dagster_args", nargs=-1, type=click.UNPROCESSED)
 def dev(dagster_args: tuple[str, ...]) -> None:
     """Open the Dagster UI (`dagster dev -w workspace.yaml`) on the local instance."""
-    from leanops_dagster.instance import prepare_dagster_home
-
-    prepare_dagster_home(get_settings())
+    _open_instance(get_settings())  # created once, or refused with a repair hint
     cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(REPO_ROOT / "workspace.yaml")]
     os.execvpe(cmd[0], [*cmd, *dagster_args], os.environ)  # nosec B606 - fixed argv
 
@@ -104,8 +138,12 @@ def demo(timeout: int) -> None:
     topic and layer, then deploys `sensor_readings` and shows its buffered RAW processed.
     """
     from leanops_dagster.demo import run_demo
+    from leanops_dagster.instance import BrokenDagsterHome
 
-    ok = run_demo(get_settings(), console=console, timeout_s=timeout)
+    try:
+        ok = run_demo(get_settings(), console=console, timeout_s=timeout)
+    except BrokenDagsterHome as exc:
+        raise click.ClickException(str(exc)) from exc
     if not ok:
         sys.exit(1)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -12,8 +13,9 @@ from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError
 from pyiceberg.io.pyarrow import pyarrow_to_schema
 from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC, PartitionSpec
 from pyiceberg.schema import Schema
-from pyiceberg.table import Table
+from pyiceberg.table import Table, TableProperties
 from pyiceberg.table.name_mapping import MappedField, NameMapping
+from sqlalchemy.exc import DBAPIError
 
 from leanops_dagster.settings import Settings
 
@@ -31,7 +33,18 @@ def load_catalog_from_properties(name: str, properties: Mapping[str, str]) -> Ca
             if value.startswith(prefix):
                 folder = Path(value.removeprefix(prefix))
                 (folder.parent if key == "uri" else folder).mkdir(parents=True, exist_ok=True)
-    return load_catalog(name, **properties)
+    attempts = 3
+    for attempt in range(1, attempts + 1):
+        try:
+            return load_catalog(name, **properties)
+        except DBAPIError:
+            # Two processes opening a new SQL catalog both create its tables; the loser's
+            # CREATE TABLE fails ("already exists", a unique violation on PostgreSQL). The
+            # next attempt finds the tables and skips creating them.
+            if properties.get("type") != "sql" or attempt == attempts:
+                raise
+            time.sleep(0.05 * attempt)
+    raise AssertionError("unreachable")
 
 
 def schema_from_arrow(arrow_schema: pa.Schema) -> Schema:
@@ -43,8 +56,19 @@ def schema_from_arrow(arrow_schema: pa.Schema) -> Schema:
 
 
 def ensure_namespace(catalog: Catalog, namespace: str) -> None:
-    with contextlib.suppress(NamespaceAlreadyExistsError):
+    """Create ``namespace`` unless it exists. Safe under races on every catalog: a writer
+    that lost the race sees a different error per catalog (``NamespaceAlreadyExistsError``, a
+    PostgreSQL ``UniqueViolation`` on the namespace properties, Glue's
+    ``AlreadyExistsException``), so whatever was raised, a namespace that now exists is success."""
+    if catalog.namespace_exists(namespace):
+        return
+    try:
         catalog.create_namespace(namespace)
+    except NamespaceAlreadyExistsError:
+        return
+    except Exception:
+        if not catalog.namespace_exists(namespace):
+            raise
 
 
 def ensure_table(
@@ -60,14 +84,26 @@ def ensure_table(
     snapshot; for a commit that carries a watermark that double-counts. Our tables therefore
     fail fast (``commit.retry.num-retries=0``) and ``iceberg.commit.retry_commit`` reruns the
     whole read-transform-commit step, which re-reads the watermark first.
+
+    A writer that lost a creation race gets the winner's table, which may already hold the
+    winner's first commit: callers that read the table as absent must check, before they
+    commit, that it is still empty (``iceberg.commit.ensure_unchanged``).
     """
     try:
         return catalog.load_table(identifier)
     except NoSuchTableError:
-        ensure_namespace(catalog, identifier[0])
-        return catalog.create_table_if_not_exists(
+        pass
+    ensure_namespace(catalog, identifier[0])
+    try:
+        return catalog.create_table(
             identifier, schema=schema, partition_spec=partition_spec,
             properties={
-                "format-version": "2", "commit.retry.num-retries": "0", **(properties or {})
+                "format-version": "2", TableProperties.COMMIT_NUM_RETRIES: "0",
+                **(properties or {}),
             },
         )
+    except Exception:
+        # Lost the race (TableAlreadyExistsError, or the catalog's own unique-key error).
+        with contextlib.suppress(NoSuchTableError):
+            return catalog.load_table(identifier)
+        raise

@@ -16,9 +16,11 @@ import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
 from pyiceberg.expressions import EqualTo
 
+from leanops_dagster.constants import CURATED_ZONE
 from leanops_dagster.iceberg.catalog import ensure_table, schema_from_arrow
-from leanops_dagster.iceberg.commit import retry_commit
+from leanops_dagster.iceberg.commit import ensure_unchanged, retry_commit, snapshot_id_of
 from leanops_dagster.iceberg.key_index import carried_property
+from leanops_dagster.iceberg.lease import DEFAULT_TTL_S
 from leanops_dagster.iceberg.merge import MergeStats, curated_partition_spec, merge_lifo
 from leanops_dagster.iceberg.tables import (
     CURATED_ERRORS_PARTITION_SPEC,
@@ -30,6 +32,7 @@ from leanops_dagster.iceberg.watermarks import (
     counter_properties,
     watermark_key,
 )
+from leanops_dagster.pipeline.exclusive import run_exclusively
 from leanops_dagster.pipeline.increments import (
     read_unconsumed,
     record_error_rows,
@@ -93,11 +96,20 @@ def curate_topic(
     *,
     pii_key: bytes,
     now: dt.datetime | None = None,
+    lease_ttl_s: float | None = DEFAULT_TTL_S,
 ) -> CurateResult:
     """Process the Standardized increment of one topic (this process's transparent huge pages
-    are turned off first, ``runtime.prepare_for_increments``)."""
+    are turned off first, ``runtime.prepare_for_increments``).
+
+    One writer at a time, as ``standardize.standardize_topic``: the topic's Curated lease,
+    and every commit asserts the snapshot its table was read at."""
     prepare_for_increments()
-    return retry_commit(lambda: _curate_once(catalog, tables, schema, pii_key, now))
+    return run_exclusively(
+        catalog, tables.curated[0], tables.topic, CURATED_ZONE,
+        lambda: retry_commit(lambda: _curate_once(catalog, tables, schema, pii_key, now)),
+        lambda message: CurateResult(topic=tables.topic, busy=message),
+        ttl_s=lease_ttl_s,
+    )
 
 
 def _curate_once(
@@ -116,6 +128,7 @@ def _curate_once(
         catalog, tables.curated_errors, CURATED_ERRORS_SCHEMA, CURATED_ERRORS_PARTITION_SPEC
     )
     curated = catalog.load_table(tables.curated) if catalog.table_exists(tables.curated) else None
+    cur_started = snapshot_id_of(curated)  # the read point the MERGE asserts
 
     unconsumed = read_unconsumed(
         std, curated, STD_WATERMARK, errors_table, _errors_watermark_name(tables.topic),
@@ -156,6 +169,7 @@ def _curate_once(
         curated = ensure_table(
             catalog, tables.curated, iceberg_schema, curated_partition_spec(iceberg_schema)
         )
+    ensure_unchanged(curated, cur_started)  # a lost creation race loads the winner's table
     to_snapshot_id = increment.to_snapshot_id
     del increment, checked, valid, masked  # the merge is the memory peak: keep the winners
 

@@ -41,6 +41,11 @@ def _spark(catalog: Catalog):
     return spark
 
 
+def _at(now: dt.datetime | None) -> dict[str, dt.datetime]:
+    """``now`` only when given: the layer functions default it to the commit time."""
+    return {} if now is None else {"now": now}
+
+
 def run_standardize(
     catalog: Catalog, tables: TopicTables, schema: TopicSchema, *, engine: str,
     now: dt.datetime | None = None,
@@ -50,7 +55,7 @@ def run_standardize(
         from leanops_dagster.engines.spark.standardize import standardize_topic_spark
 
         return standardize_topic_spark(_spark(catalog), catalog, tables, schema, now=now)
-    return standardize.standardize_topic(catalog, tables, schema, now=now)
+    return standardize.standardize_topic(catalog, tables, schema, **_at(now))
 
 
 def run_curate(
@@ -64,4 +69,4 @@ def run_curate(
         return curate_topic_spark(
             _spark(catalog), catalog, tables, schema, pii_key=pii_key, now=now
         )
-    return curate.curate_topic(catalog, tables, schema, pii_key=pii_key, now=now)
+    return curate.curate_topic(catalog, tables, schema, pii_key=pii_key, **_at(now))

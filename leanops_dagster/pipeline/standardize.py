@@ -16,9 +16,11 @@ import pyarrow as pa
 from pyiceberg.catalog import Catalog
 from pyiceberg.table import Table
 
+from leanops_dagster.constants import STANDARDIZED_ZONE
 from leanops_dagster.iceberg.catalog import ensure_table
-from leanops_dagster.iceberg.commit import retry_commit
+from leanops_dagster.iceberg.commit import ensure_unchanged, retry_commit, snapshot_id_of
 from leanops_dagster.iceberg.key_index import Entries, key_hashes
+from leanops_dagster.iceberg.lease import DEFAULT_TTL_S
 from leanops_dagster.iceberg.lookup import StoredRows, find_stored
 from leanops_dagster.iceberg.tables import PARSE_ERRORS_PARTITION_SPEC, PARSE_ERRORS_SCHEMA
 from leanops_dagster.iceberg.watermarks import (
@@ -26,6 +28,7 @@ from leanops_dagster.iceberg.watermarks import (
     watermark_key,
 )
 from leanops_dagster.iceberg.writes import append_rows
+from leanops_dagster.pipeline.exclusive import run_exclusively
 from leanops_dagster.pipeline.increments import (
     read_unconsumed,
     record_error_rows,
@@ -77,15 +80,26 @@ def standardize_topic(
     *,
     now: dt.datetime | None = None,
     flatten_workers: int | None = 1,
+    lease_ttl_s: float | None = DEFAULT_TTL_S,
 ) -> StandardizeResult:
     """Process the RAW increment of one topic. ``flatten_workers``: processes for flattening
     (``None``: every core for large increments, see ``transforms.flatten.flatten_raw``); one
     is the default since the vectorised flatten is faster than shipping rows to workers.
     This process's transparent huge pages are turned off first
-    (``runtime.prepare_for_increments``)."""
+    (``runtime.prepare_for_increments``).
+
+    One writer at a time: the run holds the topic's Standardized lease (``lease_ttl_s``; None:
+    no lease) and returns a ``busy`` result without reading anything if another run holds it.
+    Every commit also asserts the snapshot its table was read at, so even without the lease a
+    writer that lost a race retries from the new watermark and finds nothing to do."""
     prepare_for_increments()
-    return retry_commit(
-        lambda: _standardize_once(catalog, tables, schema, now, flatten_workers)
+    return run_exclusively(
+        catalog, tables.standardized[0], tables.topic, STANDARDIZED_ZONE,
+        lambda: retry_commit(
+            lambda: _standardize_once(catalog, tables, schema, now, flatten_workers)
+        ),
+        lambda message: StandardizeResult(topic=tables.topic, busy=message),
+        ttl_s=lease_ttl_s,
     )
 
 
@@ -107,6 +121,7 @@ def _standardize_once(
     std = catalog.load_table(tables.standardized) if catalog.table_exists(
         tables.standardized
     ) else None
+    std_started = snapshot_id_of(std)  # the read point every Standardized commit asserts
 
     unconsumed = read_unconsumed(
         raw, std, RAW_WATERMARK, parse_errors_table, _parse_errors_watermark_name(tables.topic),
@@ -166,6 +181,7 @@ def _standardize_once(
         ),
     }
     kept = hashes if deduped.kept is None else hashes[np.asarray(deduped.kept)]
+    ensure_unchanged(std, std_started)  # created or evolved since the read: still that snapshot?
     append_rows(std, aligned, properties, indexed=stored, hashes=kept)
     result.snapshot_id = std.current_snapshot().snapshot_id  # type: ignore[union-attr]
     return result

@@ -127,6 +127,20 @@ def append(
         append_with_properties(frame.writeTo(spark_name(catalog, identifier)), properties)
 
 
+def ensure_built_on(catalog: Catalog, identifier: tuple[str, str], parent: int | None) -> None:
+    """After a Spark commit: raise unless its snapshot's parent is ``parent``, the snapshot the
+    run read. Spark cannot be told which snapshot an append or a MERGE must build on, so a
+    writer that slipped in between (which the topic's lease rules out) is reported, loudly."""
+    snapshot = catalog.load_table(identifier).current_snapshot()
+    built_on = snapshot.parent_snapshot_id if snapshot is not None else None
+    if snapshot is None or built_on != parent:
+        raise RuntimeError(
+            f"{'.'.join(identifier)}: another writer committed while this Spark run wrote (its "
+            f"snapshot's parent is {built_on}, the run read {parent}); the counts in its summary "
+            "may be off. One writer per topic and layer (the lease) rules this out."
+        )
+
+
 @contextlib.contextmanager
 def commit_failures_as_pyiceberg() -> Iterator[None]:
     """Iceberg Java's ``CommitFailedException`` raised as pyiceberg's, so

@@ -29,10 +29,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
 
+from leanops_dagster.constants import STANDARDIZED_ZONE
 from leanops_dagster.engines.spark import io
 from leanops_dagster.engines.spark.frames import map_in_arrow
 from leanops_dagster.iceberg.catalog import ensure_table
-from leanops_dagster.iceberg.commit import retry_commit
+from leanops_dagster.iceberg.commit import ensure_unchanged, retry_commit, snapshot_id_of
+from leanops_dagster.iceberg.lease import DEFAULT_TTL_S
 from leanops_dagster.iceberg.tables import PARSE_ERRORS_PARTITION_SPEC, PARSE_ERRORS_SCHEMA
 from leanops_dagster.iceberg.watermarks import (
     counter_properties,
@@ -40,6 +42,7 @@ from leanops_dagster.iceberg.watermarks import (
     snapshot_position,
     watermark_key,
 )
+from leanops_dagster.pipeline.exclusive import run_exclusively
 from leanops_dagster.pipeline.increments import lowest_watermark, record_error_rows
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.pipeline.schema_evolution import evolve_and_align
@@ -67,9 +70,16 @@ def standardize_topic_spark(
     schema: TopicSchema,
     *,
     now: dt.datetime | None = None,
+    lease_ttl_s: float | None = DEFAULT_TTL_S,
 ) -> StandardizeResult:
-    """``pipeline.standardize.standardize_topic`` on Spark (same tables, same result)."""
-    return retry_commit(lambda: _standardize_once(spark, catalog, tables, schema, now))
+    """``pipeline.standardize.standardize_topic`` on Spark (same tables, same result), under
+    the same Standardized lease of the topic (``lease_ttl_s``: as there)."""
+    return run_exclusively(
+        catalog, tables.standardized[0], tables.topic, STANDARDIZED_ZONE,
+        lambda: retry_commit(lambda: _standardize_once(spark, catalog, tables, schema, now)),
+        lambda message: StandardizeResult(topic=tables.topic, busy=message),
+        ttl_s=lease_ttl_s,
+    )
 
 
 def _meta_schema(standardized: StandardizedSchema) -> pa.Schema:
@@ -193,6 +203,7 @@ def _standardize_once(
     std = catalog.load_table(tables.standardized) if catalog.table_exists(
         tables.standardized
     ) else None
+    std_started = snapshot_id_of(std)  # the read point the Standardized commit asserts
 
     pe_watermark_name = _parse_errors_watermark_name(tables.topic)
     std_watermark = read_watermark(std, RAW_WATERMARK) if std is not None else None
@@ -269,6 +280,7 @@ def _standardize_once(
             catalog, tables.standardized, std, incoming.empty_table()
         )
         std = io.ensure_copy_on_write(std)
+        ensure_unchanged(std, std_started)  # created or evolved since the read: still there?
         result.rows_read = rows_read
         result.parse_errors = parse_errors
         result.duplicates = candidates - written
@@ -295,6 +307,7 @@ def _standardize_once(
                 .cast(f.dataType).alias(f.name) for f in target
             ))
             io.append(aligned, catalog, tables.standardized, properties)
+            io.ensure_built_on(catalog, tables.standardized, std_started)
         kept.unpersist()
     finally:
         flattened.unpersist()
