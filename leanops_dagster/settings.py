@@ -81,6 +81,11 @@ class Settings(BaseSettings):
     spark_jars_dir: Path | None = Field(
         default=None, description="Cache of the locally built jars (default <home>/spark-jars)."
     )
+    spark_launcher: Literal["session", "pipes_subprocess"] = Field(
+        default="session",
+        description="How a Spark-engine run starts: in the asset's process (session) or as a "
+        "Dagster Pipes subprocess running engines/spark/job.py (pipes_subprocess).",
+    )
     spark_conf: dict[str, str] = Field(
         default_factory=dict, description="Extra Spark configuration (JSON), applied last."
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dagster as dg
 from pydantic import Field
 
+from leanops_dagster.pipeline.engine import engine_for
+from leanops_dagster.schemas.models import TopicSchema
 from leanops_dagster.settings import Settings
 
 
@@ -19,6 +21,11 @@ class PipelineConfigResource(dg.ConfigurableResource):
         description="engine of the Standardized and Curated runs (LEANOPS_ENGINE: arrow or "
         "spark); a topic's curated schema may override it",
     )
+    spark_launcher: str = Field(
+        default="session",
+        description="how a Spark-engine run starts (LEANOPS_SPARK_LAUNCHER): session (in "
+        "process) or pipes_subprocess (engines/spark/launch.py)",
+    )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PipelineConfigResource:
@@ -26,7 +33,14 @@ class PipelineConfigResource(dg.ConfigurableResource):
             pii_hash_key=settings.pii_hash_key.get_secret_value(),
             freshness_minutes=settings.freshness_minutes,
             engine=settings.engine,
+            spark_launcher=settings.spark_launcher,
         )
+
+    def launches_spark_job(self, schema: TopicSchema) -> bool:
+        """True when ``schema``'s topic runs on Spark as a separate Pipes job."""
+        return self.spark_launcher == "pipes_subprocess" and engine_for(
+            schema, self.engine
+        ) == "spark"
 
     def pii_key_bytes(self) -> bytes:
         return self.pii_hash_key.encode()

@@ -48,12 +48,17 @@ def _missing_piece() -> str | None:
 
 
 @pytest.fixture(scope="session")
-def spark(tmp_path_factory):
+def spark_installed() -> None:
+    """Skip (fail on CI) unless local Spark can start; starts nothing itself."""
     missing = _missing_piece()
     if missing:
         if os.environ.get("CI"):
             pytest.fail(f"Spark tests cannot run on CI: {missing}")
         pytest.skip(f"local Spark unavailable: {missing}")
+
+
+@pytest.fixture(scope="session")
+def spark(spark_installed, tmp_path_factory):
     from leanops_dagster.engines.spark.session import spark_session
 
     home = tmp_path_factory.mktemp("spark-home")
