@@ -2,7 +2,13 @@
 
 - pre-RAW:  SQS messages sent = RAW rows + DLQ error rows + Firehose error records
 - post-RAW: RAW rows consumed = Standardized rows + parse errors + duplicates dropped
+  + quarantined
 - curated:  Standardized rows consumed = Curated rows + updates + superseded + CDE error rows
+  + quarantined
+
+*Quarantined* rows are those the safety net (``pipeline.quarantine``) took out of a run because
+they made it raise: error-table rows whose reason (``parse_errors.error_reason``) or rule
+(curated ``errors.rule``) starts with ``internal:``, counted apart from the rules' own errors.
 
 Table row counts come from Iceberg snapshot summaries (``total-records``) at the watermark
 snapshot, error rows from scanning the error tables; duplicates, updates and superseded are
@@ -13,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
 from pyiceberg.expressions import EqualTo
@@ -21,6 +28,7 @@ from pyiceberg.table import Table
 from leanops_dagster.iceberg.watermarks import read_counter, read_watermark, snapshot_position
 from leanops_dagster.pipeline.curate import STD_WATERMARK
 from leanops_dagster.pipeline.layout import TopicTables
+from leanops_dagster.pipeline.quarantine import INTERNAL_PREFIX
 from leanops_dagster.pipeline.standardize import RAW_WATERMARK
 
 
@@ -54,25 +62,29 @@ def _total_records(table: Table, snapshot_id: int | None = None) -> int:
 
 def _rows_up_to(
     table: Table, topic: str, snapshot_column: str, watermark: int | None,
-    positions: dict[int, int], distinct: str | None = None,
-) -> int:
-    """Error rows of ``topic`` whose upstream snapshot is at or before ``watermark``."""
+    positions: dict[int, int], reason_column: str, distinct: str | None = None,
+) -> tuple[int, int]:
+    """Error rows of ``topic`` whose upstream snapshot is at or before ``watermark``: (rule
+    errors, quarantined rows), each counted once per ``distinct`` value if given."""
     if watermark is None or table.current_snapshot() is None:
-        return 0
+        return 0, 0
     rows = table.scan(
         row_filter=EqualTo("topic_name", topic),
-        selected_fields=(snapshot_column, *([distinct] if distinct else [])),
+        selected_fields=(snapshot_column, reason_column, *([distinct] if distinct else [])),
     ).to_arrow()
     cutoff = positions.get(watermark, -1)
     upto = [sid for sid, pos in positions.items() if pos <= cutoff]
-    rows = rows.filter(pc.is_in(rows[snapshot_column], value_set=pc.cast(upto, "int64")))
-    if distinct:
-        return len(pc.unique(rows[distinct]))
-    return rows.num_rows
+    rows = rows.filter(pc.is_in(rows[snapshot_column], value_set=pa.array(upto, pa.int64())))
+    internal = pc.fill_null(pc.starts_with(rows[reason_column], INTERNAL_PREFIX), False)
+
+    def count(part: pa.Table) -> int:
+        return len(pc.unique(part[distinct])) if distinct else part.num_rows
+
+    return count(rows.filter(pc.invert(internal))), count(rows.filter(internal))
 
 
 def post_raw_equation(catalog: Catalog, tables: TopicTables) -> Equation:
-    right = {"standardized": 0, "parse_errors": 0, "duplicates": 0}
+    right = {"standardized": 0, "parse_errors": 0, "duplicates": 0, "quarantined": 0}
     if not catalog.table_exists(tables.raw):
         return Equation("post-RAW", "raw_consumed", 0, right)
     raw = catalog.load_table(tables.raw)
@@ -82,9 +94,9 @@ def post_raw_equation(catalog: Catalog, tables: TopicTables) -> Equation:
     watermark = read_watermark(std, RAW_WATERMARK)
     right["standardized"] = _total_records(std)
     if catalog.table_exists(tables.parse_errors):
-        right["parse_errors"] = _rows_up_to(
+        right["parse_errors"], right["quarantined"] = _rows_up_to(
             catalog.load_table(tables.parse_errors), tables.topic, "raw_snapshot_id",
-            watermark, snapshot_position(raw),
+            watermark, snapshot_position(raw), "error_reason",
         )
     right["duplicates"] = read_counter(std, "duplicates")
     consumed = _total_records(raw, watermark)
@@ -93,7 +105,7 @@ def post_raw_equation(catalog: Catalog, tables: TopicTables) -> Equation:
 
 
 def curated_equation(catalog: Catalog, tables: TopicTables) -> Equation:
-    right = {"curated": 0, "updates": 0, "superseded": 0, "cde_error_rows": 0}
+    right = {"curated": 0, "updates": 0, "superseded": 0, "cde_error_rows": 0, "quarantined": 0}
     if not (catalog.table_exists(tables.standardized) and catalog.table_exists(tables.curated)):
         return Equation("curated", "standardized_consumed", 0, right)
     std = catalog.load_table(tables.standardized)
@@ -104,9 +116,10 @@ def curated_equation(catalog: Catalog, tables: TopicTables) -> Equation:
     right["updates"] = read_counter(curated, "updated")
     right["superseded"] = read_counter(curated, "superseded")
     if catalog.table_exists(tables.curated_errors):
-        right["cde_error_rows"] = _rows_up_to(
+        right["cde_error_rows"], right["quarantined"] = _rows_up_to(
             catalog.load_table(tables.curated_errors), tables.topic,
-            "standardized_snapshot_id", watermark, snapshot_position(std), distinct="message_id",
+            "standardized_snapshot_id", watermark, snapshot_position(std), "rule",
+            distinct="message_id",
         )
     return Equation("curated", "standardized_consumed", consumed, right,
                     pending=_total_records(std) - consumed)

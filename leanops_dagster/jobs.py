@@ -4,14 +4,23 @@ import datetime as dt
 
 import dagster as dg
 
-from leanops_dagster.assets.keys import CURATED, RAW_STAGING, STANDARDIZED
-from leanops_dagster.constants import ZONES
+from leanops_dagster.assets.keys import CURATED, STANDARDIZED
+from leanops_dagster.checks.accountability import accountability_checks
+from leanops_dagster.constants import CURATED_ZONE, STANDARDIZED_ZONE, ZONES
 from leanops_dagster.partitions import topic_partitions
+from leanops_dagster.pipeline.layout import TopicTables
+from leanops_dagster.pipeline.rebuild import deploy_schema, drop_replaced_copies
 from leanops_dagster.resources.catalog import IcebergCatalogResource
+from leanops_dagster.resources.pipeline import PipelineConfigResource
+from leanops_dagster.resources.schema_registry import SchemaRegistryResource
 from leanops_dagster.resources.sqs import SqsResource
-from leanops_dagster.runbook import describe, maintain_catalog, replay_dlq
+from leanops_dagster.runbook import describe, maintain_catalog
 
 TOPIC_TAG = "leanops/topic"
+
+#: The checks over all topics (checks/accountability.py): they run in accountability_checks,
+#: not in every topic run.
+ALL_TOPICS_CHECKS = tuple(key for check in accountability_checks for key in check.check_keys)
 
 topic_pipeline_job = dg.define_asset_job(
     name="topic_pipeline",
@@ -21,12 +30,9 @@ topic_pipeline_job = dg.define_asset_job(
         "Launch it by hand for a manual full run of one topic."
     ),
     # The per-run checks come with the assets; the all-topics checks run in their own job.
-    selection=dg.AssetSelection.assets(STANDARDIZED, CURATED)
-    - dg.AssetSelection.checks(
-        dg.AssetCheckKey(STANDARDIZED, "post_raw_balance_all_time"),
-        dg.AssetCheckKey(CURATED, "curated_balance_all_time"),
-        dg.AssetCheckKey(CURATED, "curated_freshness"),
-    ),
+    # downstream(): an optional serving asset (the Snowflake refresh) runs right after Curated
+    selection=dg.AssetSelection.assets(STANDARDIZED, CURATED).downstream()
+    - dg.AssetSelection.checks(*ALL_TOPICS_CHECKS),
     partitions_def=topic_partitions,
     # Both steps in one process: no per-step interpreter start-up, and the steps are
     # sequential anyway (Curated depends on Standardized).
@@ -41,14 +47,7 @@ class DlqReplayConfig(dg.Config):
 
 @dg.op(description="Moves DLQ messages back to their source queue, counted per topic.")
 def replay_dlq_op(context: dg.OpExecutionContext, config: DlqReplayConfig, sqs: SqsResource):
-    result = replay_dlq(
-        sqs.client(),
-        dlq_url=sqs.queue_url(sqs.dlq_name),
-        queue_url_for=lambda topic: sqs.queue_url(sqs.queue_name(topic)),
-        queue_prefix=sqs.queue_prefix,
-        topic=config.topic,
-        max_messages=config.max_messages,
-    )
+    result = sqs.replay_dlq(topic=config.topic, max_messages=config.max_messages)
     context.add_output_metadata(
         {"received": result.received, "replayed": dg.MetadataValue.json(result.replayed),
          "skipped": dg.MetadataValue.json(result.skipped)}
@@ -84,7 +83,17 @@ def maintain_tables_op(
         f"| {r.index_segments_removed} |\n"
         for r in results
     )
-    context.add_output_metadata({"tables": dg.MetadataValue.md(table)})
+    # the dated pre-rebuild copies (pipeline.rebuild) live as long as old snapshots do
+    dropped = [
+        name
+        for zone in (STANDARDIZED_ZONE, CURATED_ZONE)
+        for name in drop_replaced_copies(
+            catalog.load(), catalog.namespace(zone),
+            older_than=dt.timedelta(hours=config.expire_older_than_hours),
+        )
+    ]
+    context.add_output_metadata({"tables": dg.MetadataValue.md(table),
+                                 "replaced_copies_dropped": dg.MetadataValue.json(dropped)})
 
 
 @dg.job(description="Runbook: Iceberg table maintenance (expire snapshots, compact files).")
@@ -92,9 +101,99 @@ def table_maintenance_job():
     maintain_tables_op()
 
 
+class SchemaRebuildConfig(dg.Config):
+    snapshots_per_chunk: int = 50
+    #: rebuild Standardized from RAW first (automatic for a breaking standardized.json change)
+    from_raw: bool = False
+
+
+@dg.op(description=(
+    "Rebuilds the partition's curated.<topic> from its whole Standardized history under the "
+    "source schema, checks the rebuilt table's balance (blocking: an unbalanced rebuild is "
+    "not swapped in), swaps it in atomically, then publishes the schema: `leanops schema "
+    "deploy <topic> --rebuild`. Resumable: rerun a failed or killed run."
+))
+def rebuild_topic_op(
+    context: dg.OpExecutionContext,
+    config: SchemaRebuildConfig,
+    catalog: IcebergCatalogResource,
+    schema_registry: SchemaRegistryResource,
+    pipeline: PipelineConfigResource,
+) -> None:
+    topic = context.partition_key
+    outcome = deploy_schema(
+        schema_registry.registry(), catalog.load(), TopicTables(topic, catalog.namespace_prefix),
+        rebuild=True, from_raw=config.from_raw, pii_key=pipeline.pii_key_bytes(),
+        snapshots_per_chunk=config.snapshots_per_chunk, progress=context.log.info,
+    )
+    rebuilt = outcome.rebuild
+    assert rebuilt is not None
+    metadata = {
+        "schema_version": dg.MetadataValue.text(rebuilt.schema_version),
+        "replaced_schema_version": dg.MetadataValue.text(str(rebuilt.replaced_version)),
+        "changes": dg.MetadataValue.md(
+            "| verdict | change |\n| --- | --- |\n"
+            + "".join(f"| {c.verdict.value} | `{c.what}` |\n" for c in outcome.changes)
+        ),
+        "rows_read_from_history": rebuilt.rows_read,
+        "curated_rows": rebuilt.curated_rows,
+        "updates": rebuilt.updates,
+        "superseded": rebuilt.superseded,
+        "cde_error_rows": rebuilt.cde_error_rows,
+        "chunks_this_run": rebuilt.chunks,
+        "resumed": rebuilt.resumed,
+        "balanced": rebuilt.balanced,
+        "swap_snapshot_id": dg.MetadataValue.text(str(rebuilt.swap_snapshot_id)),
+        "replaced_snapshot_id": dg.MetadataValue.text(str(rebuilt.replaced_snapshot_id)),
+        "replaced_copy": dg.MetadataValue.text(str(rebuilt.replaced_copy)),
+        "watermark_to": dg.MetadataValue.text(str(rebuilt.watermark)),
+        "from_raw": rebuilt.from_raw,
+        "raw_rows_read": rebuilt.raw_rows_read,
+        "standardized_rows": rebuilt.standardized_rows,
+        "parse_errors": rebuilt.parse_errors,
+        "dagster/row_count": rebuilt.curated_rows,
+    }
+    context.log_event(dg.AssetMaterialization(
+        asset_key=CURATED, partition=topic, metadata=metadata,
+        description=f"rebuilt from history ({rebuilt.rebuild_id})",
+    ))
+    # the Curated checks, over the rebuilt history (an unbalanced rebuild never got here:
+    # the balance is checked before the swap, which is what makes it blocking)
+    balance = {"standardized_consumed": rebuilt.rows_read, "curated": rebuilt.curated_rows,
+               "updates": rebuilt.updates, "superseded": rebuilt.superseded,
+               "cde_error_rows": rebuilt.cde_error_rows}
+    threshold = schema_registry.load(topic).curated.cde_error_rate_threshold
+    error_rate = rebuilt.cde_error_rows / rebuilt.rows_read if rebuilt.rows_read else 0.0
+    for check_name, passed, check_metadata in (
+        ("curated_balance_all_time", rebuilt.balanced, balance),
+        ("curated_water_balance", rebuilt.balanced, balance),
+        ("cde_error_rate", error_rate <= threshold,
+         {"error_rate": error_rate, "threshold": threshold,
+          "cde_error_rows": rebuilt.cde_error_rows}),
+    ):
+        context.log_event(dg.AssetCheckEvaluation(
+            asset_key=CURATED, check_name=check_name, passed=passed, metadata=check_metadata,
+            partition=topic,
+        ))
+
+
+@dg.job(
+    partitions_def=topic_partitions,
+    executor_def=dg.in_process_executor,
+    description=(
+        "Runbook: rebuild a topic's Curated table from its history under the source schema "
+        "(required to deploy a breaking schema change; also restates the table after a rule "
+        "fix). Launch it for a topic partition, or backfill several."
+    ),
+)
+def schema_rebuild_job():
+    rebuild_topic_op()
+
+
 accountability_job = dg.define_asset_job(
     name="accountability_checks",
     description="Evaluates the cumulative water balances, pre-RAW balance and freshness.",
-    selection=dg.AssetSelection.checks_for_assets(RAW_STAGING, STANDARDIZED, CURATED)
-    - dg.AssetSelection.assets(STANDARDIZED, CURATED),
+    # Exactly these: selecting checks_for_assets minus the assets would also drop the
+    # assets' checks and leave only pre_raw_balance.
+    selection=dg.AssetSelection.checks(*ALL_TOPICS_CHECKS),
 )

@@ -37,7 +37,10 @@ def render(rows: list[tuple[str, accountability.Equation]], title: str) -> Table
             "[green]yes[/green]" if eq.balanced else "[red]NO[/red]",
             f"{eq.pending:,}" if eq.pending else "",
         )
-    table.caption = "pending: upstream rows not consumed yet (e.g. RAW of a topic with no schema)"
+    table.caption = (
+        "pending: upstream rows not consumed yet (e.g. RAW of a topic with no schema); "
+        "quarantined: rows that made a run raise, in the error tables as internal:<Exception>"
+    )
     return table
 
 

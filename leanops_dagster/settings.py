@@ -12,7 +12,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from leanops_dagster import constants
@@ -91,6 +91,60 @@ class Settings(BaseSettings):
     )
     backlog_threshold: int = Field(default=10_000, ge=1)
     freshness_minutes: int = Field(default=60, ge=1)
+
+    # --- operating it (alerts, metrics, schedules) --------------------------------------------
+    alerts_sns_topic_arn: str | None = Field(
+        default=None,
+        description="SNS topic the alert sensors publish to (Terraform: the alarm topic); "
+        "unset: alerts are log lines in the sensor ticks and the daemon's console.",
+    )
+    cloudwatch_metrics: bool = Field(
+        default=False,
+        description="Publish the pipeline metrics (Curated lag per topic, new drift columns) "
+        "to CloudWatch; false: they are only logged.",
+    )
+    schedules_running: bool = Field(
+        default=True,
+        description="The accountability checks (every 15 minutes) and table maintenance "
+        "(nightly) schedules start switched on; false leaves them off until turned on in the UI.",
+    )
+
+    # --- Snowflake (optional): refresh the analysts' Iceberg table after each Curated commit --
+    snowflake_account: str | None = Field(
+        default=None, description="Account identifier; with a token, enables the Snowflake "
+        "refresh asset (docs/deploy.md, Snowflake)."
+    )
+    snowflake_token: SecretStr | None = Field(
+        default=None, description="Programmatic access token (or OAuth token) for the SQL API."
+    )
+    snowflake_token_type: Literal["PROGRAMMATIC_ACCESS_TOKEN", "OAUTH", "KEYPAIR_JWT"] = (
+        "PROGRAMMATIC_ACCESS_TOKEN"
+    )
+    snowflake_database: str | None = None
+    snowflake_schema: str | None = None
+    snowflake_table_template: str = Field(
+        default="{topic}", description="Snowflake table name of a topic's Curated table."
+    )
+    snowflake_warehouse: str | None = None
+    snowflake_role: str | None = None
+    snowflake_url: str | None = Field(
+        default=None, description="SQL API base URL (default https://<account>."
+        "snowflakecomputing.com)."
+    )
+
+    @model_validator(mode="after")
+    def _snowflake_complete(self) -> Settings:
+        given = {name: getattr(self, f"snowflake_{name}")
+                 for name in ("account", "token", "database", "schema")}
+        if any(given.values()) and not all(given.values()):
+            missing = ", ".join(f"LEANOPS_SNOWFLAKE_{k.upper()}" for k, v in given.items()
+                                if not v)
+            raise ValueError(f"Snowflake is half configured: also set {missing}")
+        return self
+
+    @property
+    def snowflake_configured(self) -> bool:
+        return self.snowflake_account is not None and self.snowflake_token is not None
 
     @field_validator("home")
     @classmethod

@@ -15,6 +15,15 @@ locals {
   # Settings.namespace_prefix in AWS, so that Settings.raw_namespace == the RAW Glue database.
   namespace_prefix = "${local.glue_database_prefix}_"
 
+  # What the Dagster sensors publish (leanops_dagster/resources/metrics.py, same spelling;
+  # tests/infra/test_infra_consistency.py compares them): the dashboard and the drift alarm.
+  pipeline_metrics = {
+    namespace       = "LeanOps/Pipeline"
+    curated_lag     = "CuratedLagSeconds"
+    schema_drift    = "SchemaDriftColumns"
+    topic_dimension = "Topic"
+  }
+
   account_id = data.aws_caller_identity.current.account_id
   partition  = data.aws_partition.current.partition
   region     = data.aws_region.current.name
@@ -130,22 +139,26 @@ module "compute" {
 module "orchestration" {
   source = "./modules/orchestration"
 
-  name_prefix             = local.name_prefix
-  environment             = var.environment
-  namespace_prefix        = local.namespace_prefix
-  vpc_id                  = var.vpc_id
-  private_subnet_ids      = var.private_subnet_ids
-  webserver_ingress_cidrs = var.webserver_ingress_cidrs
-  kms_key_arn             = aws_kms_key.main.arn
-  log_retention_days      = var.lambda_log_retention_days
-  warehouse_bucket_name   = module.catalog.warehouse_bucket_name
-  warehouse_bucket_arn    = module.catalog.warehouse_bucket_arn
-  archive_bucket_name     = module.catalog.archive_bucket_name
-  glue_database_names     = values(module.catalog.database_names)
-  image_tag               = var.dagster_image_tag
-  db_instance_class       = var.db_instance_class
-  db_multi_az             = var.db_multi_az
-  db_deletion_protection  = var.db_deletion_protection
+  name_prefix               = local.name_prefix
+  environment               = var.environment
+  namespace_prefix          = local.namespace_prefix
+  vpc_id                    = var.vpc_id
+  private_subnet_ids        = var.private_subnet_ids
+  webserver_ingress_cidrs   = var.webserver_ingress_cidrs
+  kms_key_arn               = aws_kms_key.main.arn
+  log_retention_days        = var.lambda_log_retention_days
+  warehouse_bucket_name     = module.catalog.warehouse_bucket_name
+  warehouse_bucket_arn      = module.catalog.warehouse_bucket_arn
+  archive_bucket_name       = module.catalog.archive_bucket_name
+  glue_database_names       = values(module.catalog.database_names)
+  image_tag                 = var.dagster_image_tag
+  db_instance_class         = var.db_instance_class
+  db_multi_az               = var.db_multi_az
+  db_deletion_protection    = var.db_deletion_protection
+  alerts_sns_topic_arn      = module.observability.alarm_topic_arn
+  pipeline_metric_namespace = local.pipeline_metrics.namespace
+  freshness_minutes         = var.curated_freshness_minutes
+  snowflake                 = var.snowflake
 }
 
 module "observability" {
@@ -161,5 +174,10 @@ module "observability" {
   error_rate_threshold_percent  = var.lambda_error_rate_threshold_percent
   dagster_metric_namespace      = module.orchestration.run_failure_metric_namespace
   dagster_run_failure_metric    = module.orchestration.run_failure_metric_name
+  dagster_run_success_metric    = module.orchestration.run_success_metric_name
   alarm_email_endpoints         = var.alarm_email_endpoints
+  topics                        = var.topics
+  queue_names                   = module.messaging.queue_names
+  pipeline_metrics              = local.pipeline_metrics
+  curated_freshness_minutes     = var.curated_freshness_minutes
 }

@@ -37,3 +37,8 @@ output "alarm_topic_arn" {
   description = "SNS topic of all alarms."
   value       = module.observability.alarm_topic_arn
 }
+
+output "dashboard_name" {
+  description = "CloudWatch dashboard of the deployment (ingestion, DLQ, pipeline health, freshness)."
+  value       = module.observability.dashboard_name
+}

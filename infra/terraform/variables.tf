@@ -136,6 +136,25 @@ variable "lambda_error_rate_threshold_percent" {
   default     = 5
 }
 
+variable "curated_freshness_minutes" {
+  description = "How far Curated may lag its newest data (LEANOPS_FRESHNESS_MINUTES): the freshness check, the stale-topic alert and the dashboard's freshness line."
+  type        = number
+  default     = 60
+}
+
+variable "snowflake" {
+  description = "Optional Snowflake refresh of Curated after each commit (LEANOPS_SNOWFLAKE_*; docs/deploy.md, Snowflake). The token is read from token_secret_arn (a Secrets Manager secret encrypted with this deployment's key). null: no Snowflake step."
+  type = object({
+    account          = string
+    database         = string
+    schema           = string
+    warehouse        = optional(string)
+    role             = optional(string)
+    token_secret_arn = string
+  })
+  default = null
+}
+
 # --- orchestration -----------------------------------------------------------------------------
 variable "vpc_id" {
   description = "VPC of the Dagster services and the RDS instance."

@@ -40,6 +40,19 @@ CDE_ERROR_RATE = dg.AssetCheckSpec(
         " A run that found another run holding the topic's lease passes with 'not evaluated'."
     ),
 )
+QUARANTINED_ROWS = dg.AssetCheckSpec(
+    name="quarantined_rows",
+    asset=CURATED,
+    blocking=False,
+    description=(
+        "Rows of this run that made the layer raise (a case no rule foresaw) and that the "
+        "safety net moved to `curated.errors` with reason "
+        "`internal:<ExceptionClass>` and the message; every other row was committed with "
+        "the watermark. A warning, not blocking: failing means a rule or the writer needs a "
+        "fix for those rows (they are kept and can be replayed once fixed); the topic keeps "
+        "flowing."
+    ),
+)
 SCHEMA_DRIFT = dg.AssetCheckSpec(
     name="schema_drift",
     asset=CURATED,
@@ -59,7 +72,7 @@ SCHEMA_DRIFT = dg.AssetCheckSpec(
     group_name="curated",
     kinds={"iceberg", "pyarrow"},
     owners=["team:data-platform"],
-    check_specs=[CURATED_BALANCE, CDE_ERROR_RATE, SCHEMA_DRIFT],
+    check_specs=[CURATED_BALANCE, CDE_ERROR_RATE, QUARANTINED_ROWS, SCHEMA_DRIFT],
     tags={"leanops/layer": "curated"},
     description=(
         "`curated.<topic>`: typed columns from the curated schema, one row per "
@@ -132,6 +145,7 @@ def curated_materialization(
             "merge_rows_rewritten": result.rows_rewritten,
             "dagster/row_count": result.inserted + result.updated,
             "table": dg.MetadataValue.text(".".join(tables.curated)),
+            "schema_version": dg.MetadataValue.text(str(schema.version)),
         },
         check_results=[
             dg.AssetCheckResult(
@@ -159,6 +173,16 @@ def curated_materialization(
                     "rows_read": result.rows_read,
                     "nothing_read": result.rows_read == 0,
                 },
+            ),
+            dg.AssetCheckResult(
+                check_name=QUARANTINED_ROWS.name,
+                passed=result.quarantined == 0,
+                severity=dg.AssetCheckSeverity.WARN,
+                description=messages.quarantined_rows(
+                    read=result.rows_read, quarantined=result.quarantined,
+                    errors_table=".".join(tables.curated_errors),
+                ),
+                metadata={"quarantined": result.quarantined, "rows_read": result.rows_read},
             ),
             dg.AssetCheckResult(
                 check_name=SCHEMA_DRIFT.name,

@@ -26,6 +26,19 @@ POST_RAW_BALANCE = dg.AssetCheckSpec(
         " A run that found another run holding the topic's lease passes with 'not evaluated'."
     ),
 )
+QUARANTINED_ROWS = dg.AssetCheckSpec(
+    name="quarantined_rows",
+    asset=STANDARDIZED,
+    blocking=False,
+    description=(
+        "Rows of this run that made the layer raise (a case no rule foresaw) and that the "
+        "safety net moved to `standardized.parse_errors` with reason "
+        "`internal:<ExceptionClass>` and the message; every other row was committed with "
+        "the watermark. A warning, not blocking: failing means a rule or the writer needs a "
+        "fix for those rows (they are kept and can be replayed once fixed); the topic keeps "
+        "flowing."
+    ),
+)
 
 
 @dg.asset(
@@ -35,7 +48,7 @@ POST_RAW_BALANCE = dg.AssetCheckSpec(
     group_name="standardized",
     kinds={"iceberg", "pyarrow"},
     owners=["team:data-platform"],
-    check_specs=[POST_RAW_BALANCE],
+    check_specs=[POST_RAW_BALANCE, QUARANTINED_ROWS],
     tags={"leanops/layer": "standardized"},
     description=(
         "`standardized.<topic>`: RAW increment since the watermark, flattened (nested keys "
@@ -112,6 +125,16 @@ def standardized_materialization(
                        + result.quarantined),
                     "nothing_read": result.rows_read == 0,
                 },
-            )
+            ),
+            dg.AssetCheckResult(
+                check_name=QUARANTINED_ROWS.name,
+                passed=result.quarantined == 0,
+                severity=dg.AssetCheckSeverity.WARN,
+                description=messages.quarantined_rows(
+                    read=result.rows_read, quarantined=result.quarantined,
+                    errors_table=".".join(tables.parse_errors),
+                ),
+                metadata={"quarantined": result.quarantined, "rows_read": result.rows_read},
+            ),
         ],
     )

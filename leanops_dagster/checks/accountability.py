@@ -48,7 +48,8 @@ def _balance_check(context, catalog: IcebergCatalogResource, build) -> dg.AssetC
 @dg.asset_check(
     asset=STANDARDIZED,
     description="Cumulative post-RAW balance per topic: RAW rows consumed up to the watermark "
-    "= Standardized rows + parse errors + duplicates dropped. Failing means data was lost "
+    "= Standardized rows + parse errors + duplicates dropped + quarantined (rows the safety "
+    "net took out of a run). Failing means data was lost "
     "or double-counted between RAW and Standardized.",
 )
 def post_raw_balance_all_time(
@@ -60,7 +61,8 @@ def post_raw_balance_all_time(
 @dg.asset_check(
     asset=CURATED,
     description="Cumulative curated balance per topic: Standardized rows consumed = Curated "
-    "rows + updates + superseded + CDE error rows. Failing means the MERGE lost rows.",
+    "rows + updates + superseded + CDE error rows + quarantined (rows the safety net took "
+    "out of a run). Failing means the MERGE lost rows.",
 )
 def curated_balance_all_time(
     context: dg.AssetCheckExecutionContext, catalog: IcebergCatalogResource

@@ -137,3 +137,15 @@ def step_raised(step: str, exception_class: str, message: str) -> str:
     text = one_line(message)
     raised = f"{step} raised {exception_class}"
     return f"{raised}: {text}" if text else raised
+
+
+def quarantined_rows(*, read: int, quarantined: int, errors_table: str) -> str:
+    """Rows the safety net moved to the layer's error table because the run raised on them."""
+    if quarantined == 0:
+        if read == 0:
+            return "nothing read: no rows since the watermark"
+        return f"no row of {_n(read)} made the layer raise"
+    return (
+        f"{_n(quarantined)} of {_n(read)} rows made the layer raise and were quarantined "
+        f"(reason internal:<Exception>); every other row is committed; see {errors_table}"
+    )

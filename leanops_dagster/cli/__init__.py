@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from leanops_dagster.cli import ingest, pipeline, schema
+from leanops_dagster.cli import ingest, ops, pipeline, schema
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -15,6 +15,6 @@ def main() -> None:
     """
 
 
-# Each module owns its commands (ingestion, schemas, the Dagster side).
-for _module in (ingest, schema, pipeline):
+# Each module owns its commands (ingestion, schemas, the Dagster side, the runbook).
+for _module in (ingest, schema, pipeline, ops):
     _module.register(main)

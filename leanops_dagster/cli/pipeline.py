@@ -57,7 +57,8 @@ def run(topic: str, verbose: bool) -> None:
     quarantined) and one of the run's checks with the numbers behind each verdict (the same
     sentence the Dagster UI shows). Exits 1 with one line per failed check or raised step
     (e.g. `cde_error_rate 8.5 % > 5 % threshold: 40 of 470 rows; ...`); a warning (schema
-    drift) or another run holding the topic's lease exits 0.
+    drift) or another run holding the topic's lease exits 0. With LEANOPS_SNOWFLAKE_* set, the
+    run ends with the Snowflake refresh of that topic.
     """
     from leanops_dagster.cli.run_summary import (
         LAYER_LEGEND,

@@ -32,6 +32,8 @@ from leanops_dagster.iceberg.watermarks import (
     counter_properties,
     watermark_key,
 )
+from leanops_dagster.pipeline import quarantine
+from leanops_dagster.pipeline.evolve import SCHEMA_VERSION_PROPERTY, conform_curated_table
 from leanops_dagster.pipeline.exclusive import run_exclusively
 from leanops_dagster.pipeline.increments import (
     read_unconsumed,
@@ -99,14 +101,22 @@ def curate_topic(
     lease_ttl_s: float | None = DEFAULT_TTL_S,
 ) -> CurateResult:
     """Process the Standardized increment of one topic (this process's transparent huge pages
-    are turned off first, ``runtime.prepare_for_increments``).
+    are turned off first, ``runtime.prepare_for_increments``). Standardized rows that make
+    the run raise are quarantined to curated ``errors`` (``pipeline.quarantine``).
 
     One writer at a time, as ``standardize.standardize_topic``: the topic's Curated lease,
     and every commit asserts the snapshot its table was read at."""
     prepare_for_increments()
+    now = now or dt.datetime.now(dt.UTC)
+
+    def run() -> CurateResult:
+        net = quarantine.curated_net(catalog, tables, schema, STD_SNAPSHOT_COLUMN, pii_key, now)
+        return net.run(
+            lambda: retry_commit(lambda: _curate_once(catalog, tables, schema, pii_key, now, net))
+        )
+
     return run_exclusively(
-        catalog, tables.curated[0], tables.topic, CURATED_ZONE,
-        lambda: retry_commit(lambda: _curate_once(catalog, tables, schema, pii_key, now)),
+        catalog, tables.curated[0], tables.topic, CURATED_ZONE, run,
         lambda message: CurateResult(topic=tables.topic, busy=message),
         ttl_s=lease_ttl_s,
     )
@@ -118,6 +128,7 @@ def _curate_once(
     schema: TopicSchema,
     pii_key: bytes,
     now: dt.datetime | None,
+    net: quarantine.SafetyNet,
 ) -> CurateResult:
     now = now or dt.datetime.now(dt.UTC)
     result = CurateResult(topic=tables.topic)
@@ -128,6 +139,7 @@ def _curate_once(
         catalog, tables.curated_errors, CURATED_ERRORS_SCHEMA, CURATED_ERRORS_PARTITION_SPEC
     )
     curated = catalog.load_table(tables.curated) if catalog.table_exists(tables.curated) else None
+    curated = conform_curated_table(catalog, tables, schema, curated)
     cur_started = snapshot_id_of(curated)  # the read point the MERGE asserts
 
     unconsumed = read_unconsumed(
@@ -139,8 +151,9 @@ def _curate_once(
     result.watermark_from, result.watermark_to = cur_watermark, unconsumed.watermark_to
     if unconsumed.nothing_new:
         return result
+    std_rows, quarantined = net.exclude(increment.rows)  # the safety net's rows, if any
 
-    checked = validate.validate_and_cast(increment.rows, schema.curated, topic=tables.topic)
+    checked = validate.validate_and_cast(std_rows, schema.curated, topic=tables.topic)
     result.drift_columns = list(checked.drift_columns)
 
     # 1. CDE error rows not yet recorded for this topic.
@@ -154,13 +167,15 @@ def _curate_once(
     )
 
     if result.drift_columns:
-        _log_new_drift(catalog, tables, schema, increment.rows, increment.to_snapshot_id, now)
+        _log_new_drift(catalog, tables, schema, std_rows, increment.to_snapshot_id, now)
 
     # 2. MERGE the valid rows of snapshots after the Curated watermark.
     valid = after(checked.valid, cur_watermark)
-    result.rows_read = after(increment.rows, cur_watermark).num_rows
+    result.quarantined = after(quarantined, cur_watermark).num_rows
+    result.rows_read = after(std_rows, cur_watermark).num_rows + result.quarantined
     result.cde_errors = after(checked.errors, cur_watermark).num_rows
-    result.cde_error_rows = result.rows_read - valid.num_rows  # each failing row once
+    # each failing row once
+    result.cde_error_rows = result.rows_read - result.quarantined - valid.num_rows
     lineage = [c for c in LINEAGE_COLUMNS if c in valid.column_names]
     masked = mask.mask_pii(valid.drop_columns(lineage), schema.curated, pii_key)
     winners = dedup.lifo_dedup(masked, key=IDEMPOTENCY_KEY, sequence=schema.curated.sequence)
@@ -171,19 +186,22 @@ def _curate_once(
         )
     ensure_unchanged(curated, cur_started)  # a lost creation race loads the winner's table
     to_snapshot_id = increment.to_snapshot_id
-    del increment, checked, valid, masked  # the merge is the memory peak: keep the winners
+    # the merge is the memory peak: keep the winners
+    del increment, std_rows, checked, valid, masked
 
     def properties_for(stats: MergeStats) -> dict[str, str]:
         """Watermark, this run's counts and running totals: committed with the data."""
         superseded = winners.superseded + stats.stale
         return {
             watermark_key(STD_WATERMARK): str(to_snapshot_id),
+            SCHEMA_VERSION_PROPERTY: str(schema.version),
             "leanops.standardized_snapshot_from": str(cur_watermark or ""),
             "leanops.rows_read": str(result.rows_read),
             "leanops.inserted": str(stats.inserted),
             "leanops.updated": str(stats.updated),
             "leanops.superseded": str(superseded),
             "leanops.cde_error_rows": str(result.cde_error_rows),
+            f"leanops.{quarantine.QUARANTINED}": str(result.quarantined),
             **counter_properties(
                 curated,
                 {
@@ -191,6 +209,7 @@ def _curate_once(
                     "updated": stats.updated,
                     "superseded": superseded,
                     "cde_error_rows": result.cde_error_rows,
+                    quarantine.QUARANTINED: result.quarantined,
                 },
             ),
         }

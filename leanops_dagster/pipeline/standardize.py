@@ -28,6 +28,8 @@ from leanops_dagster.iceberg.watermarks import (
     watermark_key,
 )
 from leanops_dagster.iceberg.writes import append_rows
+from leanops_dagster.pipeline import quarantine
+from leanops_dagster.pipeline.evolve import refuse_superseded
 from leanops_dagster.pipeline.exclusive import run_exclusively
 from leanops_dagster.pipeline.increments import (
     read_unconsumed,
@@ -86,18 +88,24 @@ def standardize_topic(
     (``None``: every core for large increments, see ``transforms.flatten.flatten_raw``); one
     is the default since the vectorised flatten is faster than shipping rows to workers.
     This process's transparent huge pages are turned off first
-    (``runtime.prepare_for_increments``).
+    (``runtime.prepare_for_increments``). RAW rows that make the run raise are quarantined to
+    ``parse_errors`` (``pipeline.quarantine``).
 
     One writer at a time: the run holds the topic's Standardized lease (``lease_ttl_s``; None:
     no lease) and returns a ``busy`` result without reading anything if another run holds it.
     Every commit also asserts the snapshot its table was read at, so even without the lease a
     writer that lost a race retries from the new watermark and finds nothing to do."""
     prepare_for_increments()
+    now = now or dt.datetime.now(dt.UTC)
+
+    def run() -> StandardizeResult:
+        net = quarantine.standardized_net(catalog, tables, schema, RAW_SNAPSHOT_COLUMN, now)
+        return net.run(lambda: retry_commit(
+            lambda: _standardize_once(catalog, tables, schema, now, flatten_workers, net)
+        ))
+
     return run_exclusively(
-        catalog, tables.standardized[0], tables.topic, STANDARDIZED_ZONE,
-        lambda: retry_commit(
-            lambda: _standardize_once(catalog, tables, schema, now, flatten_workers)
-        ),
+        catalog, tables.standardized[0], tables.topic, STANDARDIZED_ZONE, run,
         lambda message: StandardizeResult(topic=tables.topic, busy=message),
         ttl_s=lease_ttl_s,
     )
@@ -109,6 +117,7 @@ def _standardize_once(
     schema: TopicSchema,
     now: dt.datetime | None,
     flatten_workers: int | None,
+    net: quarantine.SafetyNet,
 ) -> StandardizeResult:
     now = now or dt.datetime.now(dt.UTC)
     result = StandardizeResult(topic=tables.topic)
@@ -121,6 +130,7 @@ def _standardize_once(
     std = catalog.load_table(tables.standardized) if catalog.table_exists(
         tables.standardized
     ) else None
+    refuse_superseded(std, schema)  # a run on the version a rebuild from RAW replaced
     std_started = snapshot_id_of(std)  # the read point every Standardized commit asserts
 
     unconsumed = read_unconsumed(
@@ -132,9 +142,10 @@ def _standardize_once(
     result.watermark_from, result.watermark_to = std_watermark, unconsumed.watermark_to
     if unconsumed.nothing_new:
         return result
+    raw_rows, quarantined = net.exclude(increment.rows)  # the safety net's rows, if any
 
     flattened = flatten.flatten_raw(
-        increment.rows, schema.standardized, snapshot_column=RAW_SNAPSHOT_COLUMN,
+        raw_rows, schema.standardized, snapshot_column=RAW_SNAPSHOT_COLUMN,
         workers=flatten_workers,
     )
 
@@ -160,7 +171,8 @@ def _standardize_once(
     std, aligned, new_columns = evolve_and_align(
         catalog, tables.standardized, std, deduped.rows.drop_columns([RAW_SNAPSHOT_COLUMN])
     )
-    result.rows_read = after(increment.rows, std_watermark).num_rows
+    result.quarantined = after(quarantined, std_watermark).num_rows
+    result.rows_read = after(raw_rows, std_watermark).num_rows + result.quarantined
     result.parse_errors = after(flattened.errors, std_watermark).num_rows
     result.duplicates = deduped.dropped
     result.rows_written = aligned.num_rows
@@ -171,12 +183,14 @@ def _standardize_once(
         "leanops.rows_read": str(result.rows_read),
         "leanops.parse_errors": str(result.parse_errors),
         "leanops.duplicates": str(result.duplicates),
+        f"leanops.{quarantine.QUARANTINED}": str(result.quarantined),
         **counter_properties(
             std,
             {
                 "rows_read": result.rows_read,
                 "parse_errors": result.parse_errors,
                 "duplicates": result.duplicates,
+                quarantine.QUARANTINED: result.quarantined,
             },
         ),
     }

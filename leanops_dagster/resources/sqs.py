@@ -7,6 +7,7 @@ import dagster as dg
 from pydantic import Field
 
 from leanops_dagster import constants
+from leanops_dagster.runbook import ReplayResult, replay_dlq
 from leanops_dagster.settings import Settings
 
 
@@ -56,3 +57,17 @@ class SqsResource(dg.ConfigurableResource):
     @property
     def queue_prefix(self) -> str:
         return constants.resource_name(self.environment, "")
+
+    def replay_dlq(self, *, topic: str | None = None, max_messages: int = 1000) -> ReplayResult:
+        """The runbook's DLQ replay (``runbook.replay_dlq``) against this environment's queues:
+        the Dagster job and ``leanops dlq replay`` both call this."""
+        client = self.client()
+        return replay_dlq(
+            client,
+            dlq_url=client.get_queue_url(QueueName=self.dlq_name)["QueueUrl"],
+            queue_url_for=lambda source: client.get_queue_url(
+                QueueName=self.queue_name(source))["QueueUrl"],
+            queue_prefix=self.queue_prefix,
+            topic=topic,
+            max_messages=max_messages,
+        )

@@ -22,6 +22,12 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from leanops_dagster.constants import TOPIC_PATTERN, validate_topic
+from leanops_dagster.schemas.compatibility import (
+    BreakingChangeError,
+    Change,
+    breaking_changes,
+    classify,
+)
 from leanops_dagster.schemas.loader import (
     SchemaFileError,
     SchemaNotFoundError,
@@ -180,13 +186,24 @@ class SchemaRegistry:
         return load_topic_dir(self.source_dir, validate_topic(topic))
 
     # --- deployed --------------------------------------------------------------------------
-    def deploy(self, topic: str, *, now: dt.datetime | None = None) -> DeployResult:
-        """Validate and publish ``topic``'s source schema (no-op when unchanged)."""
+    def deploy(
+        self, topic: str, *, now: dt.datetime | None = None, allow_breaking: bool = False
+    ) -> DeployResult:
+        """Validate and publish ``topic``'s source schema (no-op when unchanged).
+
+        A breaking change (``schemas.compatibility``) raises ``BreakingChangeError`` unless
+        ``allow_breaking``: only a rebuild of the topic's tables may publish one
+        (``pipeline.rebuild``). This publishes the document only; ``leanops schema deploy``
+        also evolves the Curated table for compatible changes (``pipeline.evolve``)."""
         schema = self.load_source(topic)
         version = content_version(schema)
         current = self.deployed(topic)
         if current is not None and current.version == version:
             return DeployResult(topic, version, current.deployed_at or "", False, version)
+        if not allow_breaking:
+            refused = breaking_changes(classify(current, schema))
+            if refused:
+                raise BreakingChangeError({topic: refused})
         deployed_at = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).isoformat()
         document = schema.model_copy(update={"version": version, "deployed_at": deployed_at})
         data = json.dumps(document.model_dump(mode="json"), indent=2, sort_keys=True).encode()
@@ -195,18 +212,36 @@ class SchemaRegistry:
             topic, version, deployed_at, True, current.version if current else None
         )
 
+    def versioned_source(self, topic: str) -> TopicSchema:
+        """The source schema with the version a deployment would give it."""
+        schema = self.load_source(topic)
+        return schema.model_copy(update={"version": content_version(schema)})
+
     def deploy_all(self, *, now: dt.datetime | None = None) -> list[DeployResult]:
-        """Validate every source topic first, then publish (all or nothing on errors)."""
+        """Validate every source topic and refuse breaking changes first, then publish (all
+        or nothing on errors)."""
+        topics = self.check_all()
+        return [self.deploy(topic, now=now) for topic in topics]
+
+    def check_all(self) -> list[str]:
+        """The source topics, once every one is valid and has no breaking change
+        (``SchemaFileError`` / ``BreakingChangeError`` naming every problem otherwise)."""
         topics = self.source_topics()
         problems: list[str] = []
+        refused: dict[str, list[Change]] = {}
         for topic in topics:
             try:
-                self.load_source(topic)
+                breaking = breaking_changes(self.changes(topic))
             except SchemaFileError as exc:
                 problems.append(str(exc))
+                continue
+            if breaking:
+                refused[topic] = breaking
         if problems:
             raise SchemaFileError(self.source_dir, [("", "\n".join(problems))])
-        return [self.deploy(topic, now=now) for topic in topics]
+        if refused:
+            raise BreakingChangeError(refused)
+        return topics
 
     def deployed_topics(self) -> list[str]:
         return sorted(
@@ -254,3 +289,7 @@ class SchemaRegistry:
 
         source = self.load_source(topic)
         return diff_schemas(self.deployed(topic), source)
+
+    def changes(self, topic: str) -> list[Change]:
+        """Every change deployed -> source, labelled compatible or breaking (empty: none)."""
+        return classify(self.deployed(topic), self.load_source(topic))

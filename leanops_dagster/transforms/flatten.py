@@ -11,14 +11,18 @@ STRING:
 
 * nested objects are flattened, keys joined by ``_`` and lower-cased (see ``naming``);
 * arrays (with whatever they contain) are kept as compact JSON text; an empty object as ``{}``;
-* scalars as their JSON text: strings unquoted, ``true``/``false``, numbers exactly as written
-  (``1.50`` stays ``1.50``), ``null`` -> null;
+* scalars as text: strings unquoted, ``true``/``false``, ``null`` -> null; integers as written
+  (``-0`` as ``0``); other numbers in their shortest round-trip form when it has at most 15
+  significant digits (``1.50`` -> ``1.5``, ``2.5e15`` -> ``2500000000000000.0``), else as
+  written (``1e400``); numbers inside arrays the same way (docs/schemas.md has the full rule);
 * the schema's ``metadata`` keys become metadata columns, its ``drop_keys`` are dropped (RAW
   columns carry them).
 
-Parse errors (one row per RAW row that fails, reasons): ``invalid_json``, ``not_an_object``,
-``missing_required_metadata:<column>`` (the first missing in ``required_metadata`` order; the
-detail lists all; null or empty string counts as missing).
+Parse errors (one row per RAW row that fails, reasons): ``invalid_json`` (also a null payload
+and payload bytes that are not UTF-8, shown with ``\\xNN`` escapes), ``not_an_object``,
+``too_deep`` (nested more than ``MAX_DEPTH`` levels), ``missing_required_metadata:<column>``
+(the first missing in ``required_metadata`` order; the detail lists all; null or empty string
+counts as missing). Total: no payload makes this raise.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from leanops_dagster.schemas.models import IDEMPOTENCY_KEY, StandardizedSchema
 from leanops_dagster.transforms.naming import ColumnNamer, suffixed_name
 from leanops_dagster.transforms.payload import Pieces, PlanSet, float_text, plan_columns
 from leanops_dagster.transforms.shapes import ShapeMatcher
+from leanops_dagster.transforms.text import invalid_utf8, readable_text
 
 try:  # orjson is a declared dependency; json keeps the module importable without it
     import orjson
@@ -51,6 +56,11 @@ except ImportError:  # pragma: no cover
 REASON_INVALID_JSON = "invalid_json"
 REASON_NOT_AN_OBJECT = "not_an_object"
 REASON_MISSING_METADATA = "missing_required_metadata"
+REASON_TOO_DEEP = "too_deep"
+#: objects and arrays nested deeper than this (the payload itself is level 1) are a parse
+#: error: the JSON writers and readers on the way (orjson writes 255 levels, Python's json
+#: reads about 1,000) must never meet a payload they cannot handle
+MAX_DEPTH = 128
 
 TS = pa.timestamp("us", tz="UTC")
 PARSE_ERROR_COLUMNS = (
@@ -234,6 +244,13 @@ def _flatten_serial(
     namer = ColumnNamer(schema.metadata_targets)
     pieces = Pieces()  # positions: RAW row indices until remapped to output rows below
     column = raw.column("json_payload")
+    if isinstance(column, pa.Array):  # pragma: no cover - a Table column is chunked
+        column = pa.chunked_array([column])
+    not_text = _not_utf8_rows(column)
+    if len(not_text):  # a parse error, not a value: neither path may read these bytes
+        mask = np.zeros(raw.num_rows, dtype=bool)
+        mask[not_text] = True
+        column = pc.if_else(pa.array(mask), pa.scalar(None, column.type), column)
     shaped = (
         ShapeMatcher(namer).run(column, pieces.add)
         if FAST_PATH and raw.num_rows
@@ -247,7 +264,7 @@ def _flatten_serial(
         rest = np.flatnonzero(left)
     else:
         rest = np.arange(raw.num_rows, dtype=np.int64)
-    kept, errors = _flatten_rows(column, rest, namer, pieces)
+    kept, errors = _flatten_rows(column, rest, namer, pieces, not_text.tolist())
     kept_rows = np.sort(np.concatenate([shaped, np.asarray(kept, dtype=np.int64)]))
     count = len(kept_rows)
     pieces.remap(kept_rows)
@@ -260,13 +277,16 @@ def _flatten_serial(
 
 
 def _flatten_rows(
-    column: pa.ChunkedArray, rows: np.ndarray, namer: ColumnNamer, pieces: Pieces
+    column: pa.ChunkedArray, rows: np.ndarray, namer: ColumnNamer, pieces: Pieces,
+    not_text: Sequence[int] = (),
 ) -> tuple[list[int], list[tuple[int, str, str]]]:
-    """The per-row path for RAW rows ``rows``: values go to ``pieces`` at the RAW row index."""
+    """The per-row path for RAW rows ``rows``: values go to ``pieces`` at the RAW row index;
+    ``not_text``: rows whose payload was not UTF-8 (nulled before)."""
     kept: list[int] = []
     errors: list[tuple[int, str, str]] = []
     if not len(rows):
         return kept, errors
+    not_text = frozenset(not_text)
     plans = PlanSet(namer)
     exact = _ExactRows(namer)
     index = rows.tolist()
@@ -277,7 +297,8 @@ def _flatten_rows(
     try:
         for i, text in zip(index, payloads, strict=True):
             if text is None:
-                errors.append((i, REASON_INVALID_JSON, "payload is null"))
+                errors.append((i, REASON_INVALID_JSON, "payload is not valid UTF-8"
+                               if i in not_text else "payload is null"))
                 continue
             try:
                 obj = loads(text)
@@ -287,11 +308,17 @@ def _flatten_rows(
                     errors.append((i, REASON_INVALID_JSON, str(exc)))
                     continue
                 if type(obj) is dict:
+                    if _too_deep(text, obj):
+                        errors.append((i, REASON_TOO_DEEP, _TOO_DEEP_DETAIL))
+                        continue
                     exact.add(obj, i)
                     kept.append(i)
                     continue
             if type(obj) is not dict:
                 errors.append((i, REASON_NOT_AN_OBJECT, f"JSON {_json_kind(obj)}, not an object"))
+                continue
+            if _too_deep(text, obj):
+                errors.append((i, REASON_TOO_DEEP, _TOO_DEEP_DETAIL))
                 continue
             if not add_planned(obj, i):
                 exact.add(_loads_exact(text), i)
@@ -306,6 +333,37 @@ def _flatten_rows(
     exact.to_pieces(pieces)
     pieces.sanitised.update(exact.sanitised)
     return kept, errors
+
+
+_TOO_DEEP_DETAIL = f"objects and arrays nested deeper than {MAX_DEPTH} levels"
+
+
+def _too_deep(text: str, obj: dict) -> bool:
+    """More than ``MAX_DEPTH`` levels; the bracket count bounds the depth (counting in C), so
+    only a payload with that many brackets is walked."""
+    if text.count("{") + text.count("[") <= MAX_DEPTH:
+        return False
+    stack: list[tuple[object, int]] = [(obj, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return True
+        children = value.values() if type(value) is dict else value  # type: ignore[union-attr]
+        stack.extend((child, depth + 1) for child in children  # type: ignore[union-attr]
+                     if type(child) is dict or type(child) is list)
+    return False
+
+
+def _not_utf8_rows(column: pa.ChunkedArray) -> np.ndarray:
+    """Row indices whose payload bytes are not UTF-8 (one vectorised check per chunk)."""
+    found: list[np.ndarray] = []
+    base = 0
+    for chunk in column.chunks:
+        invalid = invalid_utf8(chunk)
+        if invalid is not None:
+            found.append(np.flatnonzero(invalid.to_numpy(zero_copy_only=False)) + base)
+        base += len(chunk)
+    return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
 
 
 def _loads_fallback(text: str):
@@ -363,6 +421,8 @@ def _assemble(
     reason = pa.nulls(count, pa.string())
     for name in reversed(schema.required_metadata):
         reason = pc.if_else(missing_masks[name], f"{REASON_MISSING_METADATA}:{name}", reason)
+    if isinstance(reason, pa.ChunkedArray):  # a metadata column built from several pieces
+        reason = reason.combine_chunks()
     failed = pc.is_valid(reason)
     ok = pc.invert(failed)
 
@@ -426,6 +486,13 @@ def _assemble(
     return FlattenResult(rows, error_table, payload_names, renamed)
 
 
+def _storable(payloads: pa.ChunkedArray) -> pa.Array:
+    """Payloads as text a Parquet file can hold (bytes that are not UTF-8 as escapes)."""
+    payloads = payloads.cast(pa.string()).combine_chunks()
+    invalid = invalid_utf8(payloads)
+    return payloads if invalid is None else readable_text(payloads, invalid)
+
+
 def _error_table(
     raw: pa.Table,
     snapshot_column: str | None,
@@ -459,7 +526,7 @@ def _error_table(
             "topic_name": picked.column("topic_name").cast(pa.string()),
             "error_reason": reasons,
             "error_detail": details,
-            "json_payload": picked.column("json_payload").cast(pa.string()),
+            "json_payload": _storable(picked.column("json_payload")),
             "raw_snapshot_id": snapshot,
             "publish_time": picked.column("publish_time").cast(TS),
             "ingestion_ts": picked.column("ingestion_ts").cast(TS),

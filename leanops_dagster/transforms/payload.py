@@ -39,11 +39,12 @@ class Miss(Exception):
 
 
 def float_text(value: float) -> str | None:
-    """Shortest round-trip text if it has at most 15 significant digits, else None."""
+    """Shortest round-trip text (Python's ``repr``) if it has at most 15 significant digits
+    (leading and trailing zeros not counted: ``2500000000000000.0`` has 2), else None."""
     text = repr(value)
-    if len(text) <= 16:
+    if len(text) <= 16:  # sign, point and 15 digits at most
         return text
-    mantissa = text.split("e")[0].lstrip("-").replace(".", "").lstrip("0")
+    mantissa = text.split("e")[0].lstrip("-").replace(".", "").strip("0")
     return text if len(mantissa) <= 15 else None
 
 
@@ -53,18 +54,38 @@ def float_text(value: float) -> str | None:
 _INT_LOW, _INT_HIGH = -(2.0**63), 2.0**64
 
 
-def has_long_float(value: object) -> bool:
-    """A float (at any depth) only the exact path can write: 16+ significant digits, or
-    possibly an integer beyond 64 bits."""
+class _Reroute(Exception):
+    """An array holds a number only the exact path can write."""
+
+
+def _with_float_texts(value: object) -> object:
+    """``value`` (inside an array) with every float as a Fragment of its scalar text, so an
+    array's numbers read as the scalars' do (orjson's own float format differs: ``1e-7`` for
+    ``1e-07``, ``0.00001`` for ``1e-05``); raises ``_Reroute`` for a float only the exact path
+    can write: 16+ significant digits, or possibly an integer beyond 64 bits."""
     kind = type(value)
     if kind is float:
-        return (not _INT_LOW < value < _INT_HIGH  # type: ignore[operator]
-                or float_text(value) is None)  # type: ignore[arg-type]
+        if not _INT_LOW < value < _INT_HIGH:  # type: ignore[operator]
+            raise _Reroute
+        text = float_text(value)  # type: ignore[arg-type]
+        if text is None:
+            raise _Reroute
+        # without orjson, json.dumps writes a float as repr: the same text
+        return orjson.Fragment(text) if orjson is not None else value
     if kind is list:
-        return any(has_long_float(v) for v in value)  # type: ignore[union-attr]
+        return [_with_float_texts(v) for v in value]  # type: ignore[union-attr]
     if kind is dict:
-        return any(has_long_float(v) for v in value.values())  # type: ignore[union-attr]
-    return False
+        return {k: _with_float_texts(v) for k, v in value.items()}  # type: ignore[union-attr]
+    return value
+
+
+def array_text(value: list) -> object:
+    """An array's Standardized text (compact JSON, numbers as scalars are written), or
+    ``REROUTE``."""
+    try:
+        return dumps(_with_float_texts(value))
+    except _Reroute:
+        return REROUTE
 
 
 def dumps(value: object) -> str:
@@ -90,7 +111,7 @@ def value_text(value: object) -> object:
         text = float_text(value)  # type: ignore[arg-type]
         return REROUTE if text is None else text
     if kind is list:
-        return REROUTE if has_long_float(value) else dumps(value)
+        return array_text(value)  # type: ignore[arg-type]
     return REROUTE
 
 

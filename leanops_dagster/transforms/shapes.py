@@ -24,7 +24,8 @@ significant digits (then the per-row path writes the same text) — any other li
 row to the per-row path.
 
 Shapes the vectorised path does not take (the per-row path decides): arrays, empty objects as
-values, duplicate keys, two paths with one column name, a seed that is not a JSON object.
+values, duplicate keys, two paths with one column name, objects nested more than ``MAX_DEPTH``
+levels, a seed that is not a JSON object.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ MAX_NEW_SHAPES_PER_BLOCK = 32
 MAX_KNOWN_TRIES_PER_BLOCK = 8  # per quote count: more shapes than this are a rare mix
 MAX_SHAPES_PER_QUOTE_COUNT = 32
 MAX_FAILED_SEEDS_PER_GROUP = 4
+#: objects nested deeper than this are left to the per-row path (which has the depth limit)
+MAX_DEPTH = 64
 _WS = b" \t\n\r"
 _LITERAL_END = b",]} \t\n\r"
 _START, _END = -1, -2  # anchors other than a quote index
@@ -156,6 +159,8 @@ def _parse(text: bytes) -> tuple[list[tuple[int, int, tuple, bool]], bool]:
         return j
 
     def obj(i: int, path: tuple) -> int:
+        if len(path) >= MAX_DEPTH:  # the parse recurses; deeper payloads go per row
+            raise Unsupported("nested too deep")
         i = ws(i + 1)
         if i < n and text[i] == 0x7D:  # }
             if path:

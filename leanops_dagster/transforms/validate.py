@@ -3,9 +3,14 @@
 Per curated column (value = the ``source`` Standardized column, absent = null):
 
 1. ``not_null``: a null value of a ``cde`` column (``idempotency_key`` is always a CDE);
-2. ``type_cast``: a non-null value that does not parse as the column type (see ``cast``);
+2. ``type_cast``: a non-null value that does not parse as the column type or lies outside
+   what the type stores (see ``cast``: the accepted text and ranges per type), or is not
+   valid UTF-8 (its ``offending_value`` shows the bytes as ``\\xNN`` escapes);
 3. rules on non-null, cast values: ``regex`` (on the text), ``min``/``max``, ``allowed``
    (on the typed value), ``min_length``/``max_length``.
+
+Total: every input gives a valid row or error/warning rows with one of ``RULE_ORDER``'s rule
+names, never an exception (a rule bound that does not cast is rejected when the schema loads).
 
 A failure on a ``cde`` column is an error row (``errors``) and excludes the row from ``valid``;
 a row is counted once in ``failed_rows`` however many errors it has. A failure on a non-CDE
@@ -130,12 +135,18 @@ def validate_and_cast(
         cde_failures.append(
             _Failure(-1, "not_null", pc.is_null(keys), keys, "idempotency_key is null")
         )
+    key_cast = cast_column(keys, "string")  # a key that is not UTF-8 cannot be stored
+    if key_cast.failure_count:
+        keys = key_cast.text
+        cde_failures.append(_Failure(-1, "type_cast", key_cast.failed, keys,
+                                     "idempotency_key is not valid UTF-8"))
 
     for index, column in enumerate(schema.columns):
         text = _column_or_null(rows, column.source_column, pa.string())
         if not pa.types.is_string(text.type):
             text = text.cast(pa.string())
         cast = cast_column(text, column.type)
+        text = cast.text  # the input, with any value that is not UTF-8 shown escaped
         typed = cast.values
         present = pc.is_valid(typed)
         failures: list[_Failure] = []

@@ -74,3 +74,15 @@ def test_a_raised_step_is_one_line_whatever_the_message():
     assert messages.busy("events", "curated") == (
         "another run of events curated is in progress; nothing to do"
     )
+
+
+def test_quarantined_rows_sentence_names_count_reason_and_table():
+    assert messages.quarantined_rows(read=0, quarantined=0, errors_table="t") == (
+        "nothing read: no rows since the watermark")
+    assert messages.quarantined_rows(read=1200, quarantined=0, errors_table="t") == (
+        "no row of 1,200 made the layer raise")
+    sentence = messages.quarantined_rows(
+        read=1200, quarantined=3, errors_table="curated.errors")
+    assert sentence.startswith("3 of 1,200 rows made the layer raise")
+    assert "internal:<Exception>" in sentence and sentence.endswith("see curated.errors")
+    assert "\n" not in sentence

@@ -21,9 +21,10 @@ def test_run_then_report_balances(settings, registry, catalog):
     assert report.exit_code == 0, report.output
     equations = {e["layer"]: e for e in json.loads(report.output)}
     assert equations["post-RAW"]["right"] == {
-        "standardized": 2, "parse_errors": 1, "duplicates": 0}
+        "standardized": 2, "parse_errors": 1, "duplicates": 0, "quarantined": 0}
     assert equations["curated"]["right"] == {
-        "curated": 1, "updates": 0, "superseded": 1, "cde_error_rows": 0}
+        "curated": 1, "updates": 0, "superseded": 1, "cde_error_rows": 0,
+        "quarantined": 0}
     assert all(e["balanced"] for e in equations.values())
 
 

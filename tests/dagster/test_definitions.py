@@ -33,6 +33,8 @@ def test_checks_sensors_jobs_and_schedules(settings):
         ("raw/staging", "pre_raw_balance"),
         ("standardized/records", "post_raw_water_balance"),
         ("standardized/records", "post_raw_balance_all_time"),
+        ("standardized/records", "quarantined_rows"),
+        ("curated/records", "quarantined_rows"),
         ("curated/records", "curated_water_balance"),
         ("curated/records", "cde_error_rate"),
         ("curated/records", "schema_drift"),
@@ -49,8 +51,31 @@ def test_checks_sensors_jobs_and_schedules(settings):
     }
     assert blocking == {"post_raw_water_balance", "curated_water_balance", "cde_error_rate"}
     assert {s.name for s in definitions.sensors} == {
-        "schema_gate_sensor", "raw_snapshot_sensor", "backlog_sensor"}
+        "schema_gate_sensor", "raw_snapshot_sensor", "backlog_sensor",
+        "run_failure_alert_sensor", "check_failure_alert_sensor", "stale_topic_alert_sensor",
+        "drift_alert_sensor"}
+    assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in definitions.sensors)
     assert {j.name for j in definitions.jobs} >= {
         "topic_pipeline", "dlq_replay_job", "table_maintenance_job", "accountability_checks"}
     assert {s.name for s in definitions.schedules} == {
         "accountability_checks_schedule", "table_maintenance_job_schedule"}
+
+
+def test_accountability_job_evaluates_every_all_topics_check(settings):
+    job = build_definitions(settings).resolve_job_def("accountability_checks")
+    assert {(k.asset_key, k.name) for k in job.asset_layer.asset_graph.asset_check_keys} == {
+        (RAW_STAGING, "pre_raw_balance"),
+        (STANDARDIZED, "post_raw_balance_all_time"),
+        (CURATED, "curated_balance_all_time"),
+        (CURATED, "curated_freshness"),
+    }
+
+
+def test_schedules_run_by_default_and_a_setting_turns_them_off(settings):
+    from leanops_dagster.settings import get_settings
+
+    on = build_definitions(settings).schedules
+    assert {s.default_status for s in on} == {dg.DefaultScheduleStatus.RUNNING}
+    off = build_definitions(get_settings(home=settings.home, schedules_running=False)).schedules
+    assert {s.default_status for s in off} == {dg.DefaultScheduleStatus.STOPPED}
+    assert {s.name for s in off} == {s.name for s in on}

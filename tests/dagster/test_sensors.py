@@ -104,5 +104,5 @@ def test_day1_day2_buffered_raw_is_processed_once_schema_is_deployed(settings, r
         checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
         assert checks == {
             "post_raw_water_balance": True, "curated_water_balance": True,
-            "cde_error_rate": True, "schema_drift": True,
+            "cde_error_rate": True, "schema_drift": True, "quarantined_rows": True,
         }

@@ -8,6 +8,9 @@
 - queue, stream, bucket, Glue database and table names Terraform creates for ``dev`` equal
   ``leanops_dagster.constants`` / ``Settings``; the RAW Glue columns equal ``tables.py``;
 - the Firehose routing JQ implements docs/contracts.md (run with ``jq`` when installed);
+- the pipeline metrics (namespace, names, dimension) Terraform alarms on and draws equal
+  ``leanops_dagster.resources.metrics``; the Dagster tasks get the alarm topic as their alert
+  topic and may write only that namespace;
 - no IAM statement grants ``*`` resources except for actions AWS cannot scope.
 """
 
@@ -38,6 +41,7 @@ from pyiceberg.types import IntegerType, LongType, StringType, TimestamptzType
 
 from leanops_dagster import constants
 from leanops_dagster.iceberg.tables import DLQ_ERRORS_SCHEMA, RAW_STAGING_SCHEMA
+from leanops_dagster.resources import metrics
 from leanops_dagster.settings import Settings
 
 META_ARGUMENTS = {"source", "version", "providers", "depends_on", "count", "for_each"}
@@ -325,6 +329,64 @@ def test_dagster_task_settings_are_real_settings_fields():
     assert leanops["LEANOPS_CATALOG_TYPE"] == "glue"
 
 
+# --- operations: alerts and pipeline metrics ----------------------------------------------------
+def test_pipeline_metric_names_equal_the_python_names():
+    names = first(module_blocks(TF_ROOT, "locals")["pipeline_metrics"])
+    assert names == {
+        "namespace": metrics.METRIC_NAMESPACE,
+        "curated_lag": metrics.CURATED_LAG_METRIC,
+        "schema_drift": metrics.SCHEMA_DRIFT_METRIC,
+        "topic_dimension": metrics.TOPIC_DIMENSION,
+    }
+    calls = _module_calls(TF_ROOT)
+    assert first(calls["observability"]["pipeline_metrics"]) == "${local.pipeline_metrics}"
+    assert first(calls["orchestration"]["pipeline_metric_namespace"]) == (
+        "${local.pipeline_metrics.namespace}")
+
+
+def test_schema_drift_alarm_and_freshness_panel_read_the_published_metrics():
+    alarms = first(module_blocks(MODULES / "observability", "locals")["single_metric_alarms"])
+    drift = alarms["schema_drift"]
+    assert (drift["namespace"], drift["metric_name"], drift["dimensions"]) == (
+        "${var.pipeline_metrics.namespace}", "${var.pipeline_metrics.schema_drift}", None)
+    # the sensor publishes the drift count without dimensions, so the alarm's must be none
+    alarm = _resources(MODULES / "observability", "aws_cloudwatch_metric_alarm")["single_metric"]
+    assert first(alarm["for_each"]) == "${local.single_metric_alarms}"
+    text = module_text(MODULES / "observability")
+    assert ("[local.metrics.namespace, local.metrics.curated_lag, local.metrics.topic_dimension, "
+            "topic," in text)
+    assert 'resource "aws_cloudwatch_dashboard" "main"' in text
+
+
+def test_dagster_tasks_alert_to_the_alarm_topic_and_publish_only_their_namespace():
+    leanops = first(module_blocks(MODULES / "orchestration", "locals")["leanops_environment"])
+    assert leanops["LEANOPS_ALERTS_SNS_TOPIC_ARN"] == "${var.alerts_sns_topic_arn}"
+    assert leanops["LEANOPS_CLOUDWATCH_METRICS"] == "true"
+    assert Settings(cloudwatch_metrics=leanops["LEANOPS_CLOUDWATCH_METRICS"]).cloudwatch_metrics
+    orchestration = _module_calls(TF_ROOT)["orchestration"]
+    assert first(orchestration["alerts_sns_topic_arn"]) == "${module.observability.alarm_topic_arn}"
+    statements = {
+        first(s["sid"]): s
+        for s in _data(MODULES / "orchestration", "aws_iam_policy_document")["alerts"]["statement"]
+    }
+    assert first(statements["PublishAlerts"]["actions"]) == ["sns:Publish"]
+    assert first(statements["PublishAlerts"]["resources"]) == ["${var.alerts_sns_topic_arn}"]
+    condition = first(statements["PublishPipelineMetrics"]["condition"])
+    assert (first(condition["variable"]), first(condition["values"])) == (
+        "cloudwatch:namespace", ["${var.pipeline_metric_namespace}"])
+    policies = _resources(MODULES / "orchestration", "aws_iam_role_policy")
+    # the daemon evaluates the sensors: its role (control) carries the policy
+    assert first(policies["control_alerts"]["role"]) == "${aws_iam_role.control.id}"
+
+
+def test_every_leanops_variable_terraform_sets_is_a_settings_field():
+    """Also the optional ones (Snowflake) and the secrets: a misspelt name would be ignored."""
+    names = set(re.findall(r"\bLEANOPS_[A-Z_]+\b", module_text(MODULES / "orchestration")))
+    assert {"LEANOPS_SNOWFLAKE_ACCOUNT", "LEANOPS_SNOWFLAKE_TOKEN", "LEANOPS_PII_HASH_KEY"} <= names
+    unknown = {n for n in names if n.removeprefix("LEANOPS_").lower() not in Settings.model_fields}
+    assert not unknown, sorted(unknown)
+
+
 _GLUE_TYPES = {
     StringType: "string",
     TimestamptzType: "timestamp",
@@ -414,6 +476,7 @@ def test_routing_jq_follows_the_contract(record, table, operation):
 # Actions AWS offers no resource-level permission for (a "*" resource is the narrowest possible).
 UNSCOPABLE_ACTIONS = {
     "cloudwatch:GetMetricData",
+    "cloudwatch:PutMetricData",  # scoped by the cloudwatch:namespace condition instead
     "ecr:GetAuthorizationToken",
     "ecs:DescribeTaskDefinition",
     "ec2:DescribeNetworkInterfaces",

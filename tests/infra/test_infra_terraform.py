@@ -107,7 +107,9 @@ def test_terraform_validate(initialized):
 @needs_provider[1]
 def test_terraform_test_plans_with_a_mocked_provider(initialized):
     """infra/terraform/tests/*.tftest.hcl: names for dev, and the visibility rule refusing
-    120 s / 179 s against a 30 s Lambda (root and messaging module), with no AWS account."""
+    120 s / 179 s against a 30 s Lambda (root and messaging module), and the operations
+    alarms, dashboard panels, Dagster alert settings and the optional Snowflake settings,
+    with no AWS account."""
     result = _terraform("test", "-no-color", cwd=initialized)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "4 passed, 0 failed" in result.stdout, result.stdout
+    assert "6 passed, 0 failed" in result.stdout, result.stdout

@@ -152,8 +152,17 @@ def test_cli_deploy_list_diff(cli_env):
     )
     assert "source differs" in runner.invoke(main, ["schema", "list"]).output
 
+    refused = runner.invoke(main, ["schema", "deploy", "--all"])  # a removed column: breaking
+    assert refused.exit_code == 1
+    assert "events: 1 breaking change(s) refused" in refused.output
+    assert "removed column: its stored values would be dropped" in refused.output
+    listed = runner.invoke(main, ["schema", "list"]).output
+    assert "not deployed" in listed  # all or nothing: sensor_readings was not deployed either
+
+    shutil.copy(REPO_ROOT / "schemas/events/curated.json", cli_env / "events/curated.json")
     everything = runner.invoke(main, ["schema", "deploy", "--all"])
-    assert everything.exit_code == 0
+    assert everything.exit_code == 0, everything.output
+    assert "events: unchanged" in everything.output
     assert "sensor_readings: deployed" in everything.output
 
 
@@ -169,5 +178,58 @@ def test_cli_errors(cli_env):
     assert missing.exit_code == 1 and "no schema for topic 'payments'" in missing.output
     usage = runner.invoke(main, ["schema", "deploy"])
     assert usage.exit_code == 2
+    assert runner.invoke(main, ["schema", "deploy", "events", "--from-raw"]).exit_code == 2
+    assert runner.invoke(main, ["schema", "deploy", "--all", "--rebuild"]).exit_code == 2
     invalid = runner.invoke(main, ["schema", "diff", "Bad-Topic"])
     assert invalid.exit_code == 2
+
+
+def test_cli_diff_labels_each_change(cli_env):
+    runner = CliRunner()
+    assert runner.invoke(main, ["schema", "deploy", "events"]).exit_code == 0
+
+    def change(d):
+        d["columns"].append(
+            {"name": "country", "source": "event_metadata_country", "type": "string"})
+        next(c for c in d["columns"] if c["name"] == "device_id")["type"] = "long"
+
+    edit_curated(cli_env, "events", change)
+    shown = runner.invoke(main, ["schema", "diff", "events"])
+    assert shown.exit_code == 0, shown.output
+    lines = shown.output.splitlines()
+    assert lines[0] == "events: deployed -> source (1 compatible, 1 breaking)"
+    assert lines[1].split() == ["compatible", "+", "curated", "column", "country",
+                                "(string,", "source=event_metadata_country)"]
+    assert "rows already curated read it as null" in lines[2]
+    assert lines[3].split()[:2] == ["breaking", "~"]
+    assert "device_id: type: 'string' -> 'long'" in lines[3]
+    assert "not an Iceberg type promotion" in lines[4]
+
+
+def test_cli_check_fails_on_breaking_changes_only(cli_env):
+    runner = CliRunner()
+    fresh = runner.invoke(main, ["schema", "check"])  # nothing deployed: onboarding only
+    assert fresh.exit_code == 0, fresh.output
+    assert fresh.output.count("topic_onboarded") == 0  # kinds are for code, not the table
+    assert fresh.output.count("first deployment") == 2
+    assert runner.invoke(main, ["schema", "deploy", "--all"]).exit_code == 0
+    clean = runner.invoke(main, ["schema", "check"])
+    assert clean.exit_code == 0 and clean.output.count("no differences") == 2
+    assert clean.output.rstrip().endswith("no breaking changes")
+
+    edit_curated(cli_env, "events", lambda d: d["columns"].append(
+        {"name": "country", "source": "event_metadata_country", "type": "string"}))
+    compatible = runner.invoke(main, ["schema", "check"])
+    assert compatible.exit_code == 0, compatible.output
+    assert "compatible" in compatible.output and "country" in compatible.output
+
+    edit_curated(cli_env, "sensor_readings", lambda d: d["columns"].pop())
+    breaking = runner.invoke(main, ["schema", "check"])
+    assert breaking.exit_code == 1
+    assert "removed column" in breaking.output
+    assert "breaking or invalid schema changes in: sensor_readings" in breaking.output
+
+    edit_curated(cli_env, "events", lambda d: d["columns"][0].update(type="text"))
+    invalid = runner.invoke(main, ["schema", "check"])
+    assert invalid.exit_code == 1
+    assert "breaking or invalid schema changes in: events, sensor_readings" in invalid.output

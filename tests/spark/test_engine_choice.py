@@ -60,9 +60,10 @@ def test_leanops_run_honours_leanops_engine(spark_settings, monkeypatch):
     report = CliRunner().invoke(main, ["report", "--topic", "events", "--json"])
     equations = {e["layer"]: e for e in json.loads(report.output)}
     assert equations["post-RAW"]["right"] == {
-        "standardized": 2, "parse_errors": 1, "duplicates": 0}
+        "standardized": 2, "parse_errors": 1, "duplicates": 0, "quarantined": 0}
     assert equations["curated"]["right"] == {
-        "curated": 1, "updates": 0, "superseded": 1, "cde_error_rows": 0}
+        "curated": 1, "updates": 0, "superseded": 1, "cde_error_rows": 0, "quarantined": 0}
+    assert all(e["balanced"] for e in equations.values())
 
 
 def test_a_topic_pinned_to_spark_runs_on_spark_under_the_arrow_default(

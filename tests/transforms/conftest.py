@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 import pyarrow as pa
 import pytest
+from hypothesis import HealthCheck, settings
 
 T0 = dt.datetime(2026, 1, 19, 10, 0, tzinfo=dt.UTC)
+
+#: the property tests' budget: bounded so the suite stays fast; no example database (no
+#: ``.hypothesis`` directory in the checkout). A longer local run: ``LEANOPS_HYPOTHESIS_PROFILE=
+#: transforms-long uv run pytest tests/transforms -k property --timeout=0``
+settings.register_profile(
+    "transforms", deadline=None, max_examples=200, database=None, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile("transforms-long", settings.get_profile("transforms"),
+                          max_examples=5000)
+BOUNDED = settings(settings.get_profile(os.environ.get("LEANOPS_HYPOTHESIS_PROFILE",
+                                                     "transforms")))
 TS = pa.timestamp("us", tz="UTC")
 
 

@@ -7,11 +7,11 @@ from decimal import Decimal
 
 import pyarrow as pa
 import pytest
-from conftest import TS, at, std_rows
 
 from leanops_dagster.schemas.models import CuratedSchema
 from leanops_dagster.transforms.cast import cast_column, cast_literal
 from leanops_dagster.transforms.validate import validate_and_cast
+from tests.transforms.conftest import TS, at, std_rows
 
 UTC = dt.UTC
 
@@ -29,9 +29,9 @@ def cast(values, spec):
          [False, False, False, True, True, True, True, False]),
         ("long", ["9223372036854775807", "9223372036854775808", "-5"],
          [9223372036854775807, None, -5], [False, True, False]),
-        ("double", ["1.5", "-2e-3", ".5", "NaN", "Infinity", "1e400", "abc"],
-         [1.5, -0.002, 0.5, None, None, None, None],
-         [False, False, False, True, True, True, True]),
+        ("double", ["1.5", "-2e-3", "0.5", ".5", "NaN", "Infinity", "1e400", "abc"],
+         [1.5, -0.002, 0.5, None, None, None, None, None],
+         [False, False, False, True, True, True, True, True]),
         ("decimal(6,2)", ["12.3", "12.340", "0012.5", "-0.01", "12.345", "12345.6", "1e2"],
          [Decimal("12.30"), Decimal("12.34"), Decimal("12.50"), Decimal("-0.01"), None, None,
           None],

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pytest
-from conftest import TS, at
 
 from leanops_dagster.transforms.dedup import compare_with_stored, fifo_dedup, lifo_dedup
+from tests.transforms.conftest import TS, at
 
 
 def rows(ids, ingested, snapshots=None, keys=None, published=None, extra=None) -> pa.Table:

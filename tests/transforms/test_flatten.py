@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import pyarrow as pa
-from conftest import TS, at, raw_rows
 
 from leanops_dagster.schemas.models import StandardizedSchema
 from leanops_dagster.transforms.flatten import flatten_raw
 from leanops_dagster.transforms.naming import path_digest
+from tests.transforms.conftest import TS, at, raw_rows
 
 SCHEMA = StandardizedSchema()
 META = ["message_id", "idempotency_key", "topic_name", "publish_time", "ingestion_ts",

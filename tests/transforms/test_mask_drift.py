@@ -7,11 +7,11 @@ import hmac
 
 import pyarrow as pa
 import pytest
-from conftest import TS, at, std_rows
 
 from leanops_dagster.schemas.models import CuratedSchema
 from leanops_dagster.transforms.drift import DRIFT_SCHEMA, drift_keys, drift_records
 from leanops_dagster.transforms.mask import hmac_hex, mask_pii
+from tests.transforms.conftest import TS, at, std_rows
 
 SCHEMA = CuratedSchema.model_validate({
     "columns": [

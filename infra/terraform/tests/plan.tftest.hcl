@@ -113,3 +113,70 @@ run "messaging_module_accepts_the_seeds_numbers" {
     error_message = "visibility timeout not applied"
   }
 }
+
+run "operations_alarms_dashboard_and_dagster_alert_settings" {
+  command = plan
+
+  assert {
+    condition     = contains(module.observability.alarm_names, "lean-ops-dev-schema-drift")
+    error_message = "no schema-drift alarm"
+  }
+  assert {
+    condition = length(setintersection(toset(module.observability.alarm_names), toset([
+      "lean-ops-dev-dlq-oldest-message", "lean-ops-dev-dlq-not-empty",
+      "lean-ops-dev-sqs-processor-error-rate", "lean-ops-dev-firehose-delivery-failures",
+    ]))) == 4
+    error_message = "an alarm of seed 003 section 7 is missing"
+  }
+  assert {
+    condition = module.observability.dashboard_widget_titles == [
+      "Ingestion throughput: SQS messages sent per topic (per minute)",
+      "Ingestion throughput: Firehose rows to Iceberg (per minute)",
+      "DLQ status: messages visible and oldest message age",
+      "Pipeline health: Dagster runs, sqs_processor errors, new drift columns",
+      "Curated freshness: lag behind the oldest unconsumed data, per topic (s)",
+      "Alarms",
+    ]
+    error_message = "the dashboard lost a panel of seed 003 section 7"
+  }
+  assert {
+    condition     = module.observability.dashboard_name == "lean-ops-dev"
+    error_message = "dashboard name"
+  }
+  assert {
+    condition     = module.orchestration.leanops_environment["LEANOPS_CLOUDWATCH_METRICS"] == "true"
+    error_message = "the Dagster tasks do not publish their metrics"
+  }
+  assert {
+    condition     = module.orchestration.leanops_environment["LEANOPS_FRESHNESS_MINUTES"] == "60"
+    error_message = "the freshness target does not reach the Dagster tasks"
+  }
+  assert {
+    condition     = !contains(module.orchestration.task_environment_names, "LEANOPS_SNOWFLAKE_ACCOUNT")
+    error_message = "Snowflake is configured although the snowflake variable is null"
+  }
+}
+
+run "snowflake_refresh_is_configured_only_when_asked" {
+  command = plan
+
+  variables {
+    snowflake = {
+      account          = "myorg-analytics"
+      database         = "ANALYTICS"
+      schema           = "LEAN_OPS"
+      token_secret_arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:lean-ops-dev/snowflake-AbCdEf"
+    }
+  }
+
+  assert {
+    condition = length(setintersection(toset(module.orchestration.task_environment_names), toset([
+      "LEANOPS_SNOWFLAKE_ACCOUNT", "LEANOPS_SNOWFLAKE_DATABASE", "LEANOPS_SNOWFLAKE_SCHEMA",
+    ]))) == 3
+    error_message = "the Snowflake settings do not reach the Dagster tasks"
+  }
+  assert {
+    condition     = !contains(module.orchestration.task_environment_names, "LEANOPS_SNOWFLAKE_TOKEN") && !contains(module.orchestration.task_environment_names, "LEANOPS_SNOWFLAKE_WAREHOUSE")
+    error_message = "the token must be a secret, and unset optional settings must stay unset"
+  }
+}

@@ -47,6 +47,7 @@ from leanops_dagster.iceberg.watermarks import (
     snapshot_position,
     watermark_key,
 )
+from leanops_dagster.pipeline import quarantine
 from leanops_dagster.pipeline.curate import (
     STD_SNAPSHOT_COLUMN,
     STD_WATERMARK,
@@ -54,6 +55,7 @@ from leanops_dagster.pipeline.curate import (
     _errors_watermark_name,
     _log_new_drift,
 )
+from leanops_dagster.pipeline.evolve import SCHEMA_VERSION_PROPERTY, conform_curated_table
 from leanops_dagster.pipeline.exclusive import run_exclusively
 from leanops_dagster.pipeline.increments import lowest_watermark
 from leanops_dagster.pipeline.layout import TopicTables
@@ -184,6 +186,7 @@ def _curate_once(
         catalog, tables.curated_errors, CURATED_ERRORS_SCHEMA, CURATED_ERRORS_PARTITION_SPEC
     ))
     curated = catalog.load_table(tables.curated) if catalog.table_exists(tables.curated) else None
+    curated = conform_curated_table(catalog, tables, schema, curated)
     cur_started = snapshot_id_of(curated)  # the read point the MERGE asserts
 
     err_watermark_name = _errors_watermark_name(tables.topic)
@@ -297,17 +300,21 @@ def _curate_once(
         superseded = superseded_in_increment + stale
         properties = {
             watermark_key(STD_WATERMARK): str(to_snapshot_id),
+            SCHEMA_VERSION_PROPERTY: str(schema.version),
             "leanops.standardized_snapshot_from": str(cur_watermark or ""),
             "leanops.rows_read": str(result.rows_read),
             "leanops.inserted": str(inserted),
             "leanops.updated": str(updated),
             "leanops.superseded": str(superseded),
             "leanops.cde_error_rows": str(result.cde_error_rows),
+            # no safety net on Spark (a raising row fails the run): the figure is kept, at 0
+            f"leanops.{quarantine.QUARANTINED}": str(result.quarantined),
             **counter_properties(curated, {
                 "rows_read": result.rows_read,
                 "updated": updated,
                 "superseded": superseded,
                 "cde_error_rows": result.cde_error_rows,
+                quarantine.QUARANTINED: result.quarantined,
             }),
         }
         if inserted + updated == 0:  # nothing to write: the watermark and counts alone

@@ -42,6 +42,8 @@ from leanops_dagster.iceberg.watermarks import (
     snapshot_position,
     watermark_key,
 )
+from leanops_dagster.pipeline import quarantine
+from leanops_dagster.pipeline.evolve import refuse_superseded
 from leanops_dagster.pipeline.exclusive import run_exclusively
 from leanops_dagster.pipeline.increments import lowest_watermark, record_error_rows
 from leanops_dagster.pipeline.layout import TopicTables
@@ -203,6 +205,7 @@ def _standardize_once(
     std = catalog.load_table(tables.standardized) if catalog.table_exists(
         tables.standardized
     ) else None
+    refuse_superseded(std, schema)  # a run on the version a rebuild from RAW replaced
     std_started = snapshot_id_of(std)  # the read point the Standardized commit asserts
 
     pe_watermark_name = _parse_errors_watermark_name(tables.topic)
@@ -292,10 +295,13 @@ def _standardize_once(
             "leanops.rows_read": str(result.rows_read),
             "leanops.parse_errors": str(result.parse_errors),
             "leanops.duplicates": str(result.duplicates),
+            # no safety net on Spark (a raising row fails the run): the figure is kept, at 0
+            f"leanops.{quarantine.QUARANTINED}": str(result.quarantined),
             **counter_properties(std, {
                 "rows_read": result.rows_read,
                 "parse_errors": result.parse_errors,
                 "duplicates": result.duplicates,
+                quarantine.QUARANTINED: result.quarantined,
             }),
         }
         if written == 0:  # the watermark is committed all the same (as on Arrow)

@@ -1,4 +1,4 @@
-# Alarms of the fail-aware pipeline. Every alarm notifies the alarm topic; the Lambda error-rate
+# Alarms and the dashboard of the fail-aware pipeline. Every alarm notifies the alarm topic; the Lambda error-rate
 # alarm also notifies the circuit breaker topic, which invokes circuit_breaker at once (it runs on
 # a schedule too, see modules/compute).
 
@@ -51,6 +51,16 @@ locals {
       alarm_description = "A Dagster run failed (RUN_FAILURE in the run task logs). Open the run in the Dagster UI."
       namespace         = var.dagster_metric_namespace
       metric_name       = var.dagster_run_failure_metric
+      dimensions        = null
+      statistic         = "Sum"
+      threshold         = 0
+    }
+    # --- the pipeline's own metric (Dagster's drift_alert_sensor) ---
+    schema_drift = {
+      alarm_name        = "${var.name_prefix}-schema-drift"
+      alarm_description = "New columns reached the drift log (JSON keys the curated schema does not declare). They stay in Standardized; extend the curated schema to promote them (governance)."
+      namespace         = var.pipeline_metrics.namespace
+      metric_name       = var.pipeline_metrics.schema_drift
       dimensions        = null
       statistic         = "Sum"
       threshold         = 0
@@ -149,4 +159,101 @@ resource "aws_cloudwatch_metric_alarm" "sqs_processor_error_rate" {
       stat        = "Sum"
     }
   }
+}
+
+# --- dashboard (seed 003 section 7: ingestion, DLQ, pipeline health, freshness) -----------------
+data "aws_region" "current" {}
+
+locals {
+  region  = data.aws_region.current.name
+  metrics = var.pipeline_metrics
+  dashboard_widgets = [
+    {
+      type = "metric", x = 0, y = 0, width = 12, height = 6
+      properties = {
+        title   = "Ingestion throughput: SQS messages sent per topic (per minute)"
+        region  = local.region
+        view    = "timeSeries"
+        stat    = "Sum"
+        period  = 60
+        metrics = [for topic in var.topics : ["AWS/SQS", "NumberOfMessagesSent", "QueueName", var.queue_names[topic], { label = topic }]]
+      }
+    },
+    {
+      type = "metric", x = 12, y = 0, width = 12, height = 6
+      properties = {
+        title  = "Ingestion throughput: Firehose rows to Iceberg (per minute)"
+        region = local.region
+        view   = "timeSeries"
+        stat   = "Sum"
+        period = 60
+        metrics = [
+          ["AWS/Firehose", "DeliveryToIceberg.IncomingRowCount", "DeliveryStreamName", var.firehose_stream_name, { label = "incoming" }],
+          ["AWS/Firehose", "DeliveryToIceberg.SuccessfulRowCount", "DeliveryStreamName", var.firehose_stream_name, { label = "delivered" }],
+          ["AWS/Firehose", "DeliveryToIceberg.FailedRowCount", "DeliveryStreamName", var.firehose_stream_name, { label = "failed (S3 error output)" }],
+        ]
+      }
+    },
+    {
+      type = "metric", x = 0, y = 6, width = 12, height = 6
+      properties = {
+        title  = "DLQ status: messages visible and oldest message age"
+        region = local.region
+        view   = "timeSeries"
+        stat   = "Maximum"
+        period = 300
+        metrics = [
+          ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", var.dlq_name, { label = "messages" }],
+          ["AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", var.dlq_name, { label = "oldest (s)", yAxis = "right" }],
+        ]
+        annotations = { horizontal = [{ label = "7 days (alarm)", value = var.dlq_max_age_seconds, yAxis = "right" }] }
+      }
+    },
+    {
+      type = "metric", x = 12, y = 6, width = 12, height = 6
+      properties = {
+        title  = "Pipeline health: Dagster runs, sqs_processor errors, new drift columns"
+        region = local.region
+        view   = "timeSeries"
+        stat   = "Sum"
+        period = 300
+        metrics = [
+          [var.dagster_metric_namespace, var.dagster_run_success_metric, { label = "runs succeeded" }],
+          [var.dagster_metric_namespace, var.dagster_run_failure_metric, { label = "runs failed" }],
+          ["AWS/Lambda", "Errors", "FunctionName", var.sqs_processor_function_name, { label = "sqs_processor errors" }],
+          ["AWS/Lambda", "Invocations", "FunctionName", var.sqs_processor_function_name, { label = "sqs_processor invocations", yAxis = "right" }],
+          [local.metrics.namespace, local.metrics.schema_drift, { label = "new drift columns" }],
+        ]
+      }
+    },
+    {
+      type = "metric", x = 0, y = 12, width = 18, height = 6
+      properties = {
+        title   = "Curated freshness: lag behind the oldest unconsumed data, per topic (s)"
+        region  = local.region
+        view    = "timeSeries"
+        stat    = "Maximum"
+        period  = 60
+        metrics = [for topic in var.topics : [local.metrics.namespace, local.metrics.curated_lag, local.metrics.topic_dimension, topic, { label = topic }]]
+        annotations = {
+          horizontal = [{ label = "freshness target", value = var.curated_freshness_minutes * 60 }]
+        }
+      }
+    },
+    {
+      type = "alarm", x = 18, y = 12, width = 6, height = 6
+      properties = {
+        title = "Alarms"
+        alarms = concat(
+          [for alarm in aws_cloudwatch_metric_alarm.single_metric : alarm.arn],
+          [aws_cloudwatch_metric_alarm.sqs_processor_error_rate.arn],
+        )
+      }
+    },
+  ]
+}
+
+resource "aws_cloudwatch_dashboard" "main" {
+  dashboard_name = var.name_prefix
+  dashboard_body = jsonencode({ widgets = local.dashboard_widgets })
 }

@@ -17,5 +17,16 @@ output "alarm_names" {
     aws_cloudwatch_metric_alarm.single_metric["firehose_delivery_failures"].alarm_name,
     aws_cloudwatch_metric_alarm.single_metric["firehose_data_freshness"].alarm_name,
     aws_cloudwatch_metric_alarm.single_metric["dagster_run_failures"].alarm_name,
+    aws_cloudwatch_metric_alarm.single_metric["schema_drift"].alarm_name,
   ]
+}
+
+output "dashboard_name" {
+  description = "CloudWatch dashboard of the deployment."
+  value       = aws_cloudwatch_dashboard.main.dashboard_name
+}
+
+output "dashboard_widget_titles" {
+  description = "Panel titles of the dashboard (tests read them)."
+  value       = [for widget in local.dashboard_widgets : widget.properties.title]
 }

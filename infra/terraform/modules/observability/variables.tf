@@ -60,3 +60,33 @@ variable "alarm_email_endpoints" {
   type        = list(string)
   default     = []
 }
+
+variable "dagster_run_success_metric" {
+  description = "Name of the Dagster run-success metric (namespace: dagster_metric_namespace)."
+  type        = string
+}
+
+variable "topics" {
+  description = "Topics of the deployment (one line each on the dashboard)."
+  type        = list(string)
+}
+
+variable "queue_names" {
+  description = "Topic -> SQS queue name (ingestion throughput panel)."
+  type        = map(string)
+}
+
+variable "pipeline_metrics" {
+  description = "Namespace, metric and dimension names the Dagster sensors publish (leanops_dagster/resources/metrics.py)."
+  type = object({
+    namespace       = string
+    curated_lag     = string
+    schema_drift    = string
+    topic_dimension = string
+  })
+}
+
+variable "curated_freshness_minutes" {
+  description = "Freshness target drawn on the dashboard's Curated lag panel."
+  type        = number
+}

@@ -26,6 +26,10 @@ locals {
     LEANOPS_AWS_REGION       = local.region
     LEANOPS_ARCHIVE_BUCKET   = var.archive_bucket_name
     LEANOPS_HOME             = "/tmp/leanops"
+    # Operating it: alerts to the alarm topic, metrics to CloudWatch, the freshness target.
+    LEANOPS_ALERTS_SNS_TOPIC_ARN = var.alerts_sns_topic_arn
+    LEANOPS_CLOUDWATCH_METRICS   = "true"
+    LEANOPS_FRESHNESS_MINUTES    = tostring(var.freshness_minutes)
   }
   # Read by infra/dagster/dagster.yaml.
   dagster_environment = {
@@ -37,15 +41,26 @@ locals {
     DAGSTER_RUN_CONTAINER       = "run"
     DAGSTER_COMPUTE_LOG_BUCKET  = var.warehouse_bucket_name
   }
+  # Optional: the Snowflake refresh asset exists only when these are set (its token is a secret).
+  snowflake_environment = var.snowflake == null ? {} : {
+    for k, v in {
+      LEANOPS_SNOWFLAKE_ACCOUNT   = var.snowflake.account
+      LEANOPS_SNOWFLAKE_DATABASE  = var.snowflake.database
+      LEANOPS_SNOWFLAKE_SCHEMA    = var.snowflake.schema
+      LEANOPS_SNOWFLAKE_WAREHOUSE = var.snowflake.warehouse
+      LEANOPS_SNOWFLAKE_ROLE      = var.snowflake.role
+    } : k => v if v != null
+  }
+  task_environment = merge(local.leanops_environment, local.snowflake_environment, local.dagster_environment)
   container_environment = [
-    for k, v in merge(local.leanops_environment, local.dagster_environment) : { name = k, value = v }
+    for k, v in local.task_environment : { name = k, value = v }
   ]
   db_secret_arn = aws_db_instance.dagster.master_user_secret[0].secret_arn
-  container_secrets = [
+  container_secrets = concat([
     { name = "DAGSTER_PG_USERNAME", valueFrom = "${local.db_secret_arn}:username::" },
     { name = "DAGSTER_PG_PASSWORD", valueFrom = "${local.db_secret_arn}:password::" },
     { name = "LEANOPS_PII_HASH_KEY", valueFrom = aws_secretsmanager_secret.pii_hash_key.arn },
-  ]
+  ], var.snowflake == null ? [] : [{ name = "LEANOPS_SNOWFLAKE_TOKEN", valueFrom = var.snowflake.token_secret_arn }])
   # Read-only root filesystem; scratch space is task storage.
   scratch_mounts = [
     { sourceVolume = "tmp", containerPath = "/tmp", readOnly = false },
@@ -140,6 +155,20 @@ resource "aws_cloudwatch_log_metric_filter" "run_failures" {
 
   metric_transformation {
     name          = var.run_failure_metric_name
+    namespace     = var.run_failure_metric_namespace
+    value         = "1"
+    default_value = "0"
+  }
+}
+
+# Successful runs, for the dashboard's pipeline-health panel beside the failures.
+resource "aws_cloudwatch_log_metric_filter" "run_successes" {
+  name           = "${var.name_prefix}-dagster-run-successes"
+  log_group_name = aws_cloudwatch_log_group.runs.name
+  pattern        = "\"RUN_SUCCESS\""
+
+  metric_transformation {
+    name          = var.run_success_metric_name
     namespace     = var.run_failure_metric_namespace
     value         = "1"
     default_value = "0"
@@ -349,9 +378,12 @@ data "aws_iam_policy_document" "execution" {
     resources = ["${aws_cloudwatch_log_group.services.arn}:*", "${aws_cloudwatch_log_group.runs.arn}:*"]
   }
   statement {
-    sid       = "ReadSecrets"
-    actions   = ["secretsmanager:GetSecretValue"]
-    resources = [local.db_secret_arn, aws_secretsmanager_secret.pii_hash_key.arn]
+    sid     = "ReadSecrets"
+    actions = ["secretsmanager:GetSecretValue"]
+    resources = concat(
+      [local.db_secret_arn, aws_secretsmanager_secret.pii_hash_key.arn],
+      var.snowflake == null ? [] : [var.snowflake.token_secret_arn],
+    )
   }
   statement {
     sid       = "DecryptSecretsAndImage"
@@ -465,6 +497,33 @@ data "aws_iam_policy_document" "launch_runs" {
     ]
     resources = ["*"]
   }
+}
+
+# The alert sensors (evaluated by the daemon): publish to the alarm topic (KMS-encrypted with
+# the data key, which the data policy already grants) and write the pipeline's own metrics.
+data "aws_iam_policy_document" "alerts" {
+  statement {
+    sid       = "PublishAlerts"
+    actions   = ["sns:Publish"]
+    resources = [var.alerts_sns_topic_arn]
+  }
+  statement {
+    sid = "PublishPipelineMetrics"
+    # PutMetricData has no resource-level permissions; the condition pins the namespace.
+    actions   = ["cloudwatch:PutMetricData"]
+    resources = ["*"]
+    condition {
+      test     = "StringEquals"
+      variable = "cloudwatch:namespace"
+      values   = [var.pipeline_metric_namespace]
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "control_alerts" {
+  name   = "alerts-and-metrics"
+  role   = aws_iam_role.control.id
+  policy = data.aws_iam_policy_document.alerts.json
 }
 
 resource "aws_iam_role_policy" "control_launch" {

@@ -32,3 +32,13 @@ output "run_failure_metric_name" {
   description = "Name of the run-failure metric."
   value       = var.run_failure_metric_name
 }
+
+output "run_success_metric_name" {
+  description = "Name of the run-success metric (namespace: run_failure_metric_namespace)."
+  value       = var.run_success_metric_name
+}
+
+output "task_environment_names" {
+  description = "Names of the plain environment variables every Dagster task gets (secrets excluded)."
+  value       = sort(keys(local.task_environment))
+}

@@ -147,3 +147,37 @@ variable "run_failure_metric_name" {
   type        = string
   default     = "RunFailures"
 }
+
+variable "run_success_metric_name" {
+  description = "Name of the Dagster run-success metric (same namespace as the failures)."
+  type        = string
+  default     = "RunSuccesses"
+}
+
+variable "alerts_sns_topic_arn" {
+  description = "SNS topic the Dagster alert sensors publish to (LEANOPS_ALERTS_SNS_TOPIC_ARN)."
+  type        = string
+}
+
+variable "pipeline_metric_namespace" {
+  description = "CloudWatch namespace the Dagster sensors publish their metrics to (the only one they may write)."
+  type        = string
+}
+
+variable "freshness_minutes" {
+  description = "Curated freshness target in minutes (LEANOPS_FRESHNESS_MINUTES)."
+  type        = number
+}
+
+variable "snowflake" {
+  description = "Optional Snowflake refresh settings (see the root variable); null: none."
+  type = object({
+    account          = string
+    database         = string
+    schema           = string
+    warehouse        = optional(string)
+    role             = optional(string)
+    token_secret_arn = string
+  })
+  default = null
+}

@@ -1,0 +1,459 @@
+"""The safety net of a layer run: rows that make it raise are quarantined, not retried forever.
+
+A rule that does not foresee some input (a timestamp whose UTC instant is in year 10000, a
+value pyiceberg cannot put into Parquet statistics) used to fail every run of its topic: the
+same increment was read again and raised again, and good rows behind it never moved. AWS's
+answer in Lambda is ``BisectBatchOnFunctionError``; this is the same idea for a layer run:
+
+1. The good path costs nothing: the layer runs as before. ``SafetyNet.exclude`` hands it the
+   increment unchanged and remembers it as the rows this attempt is working on.
+2. When the attempt raises a *row fault* (``is_row_fault``: ValueError, OverflowError,
+   TypeError, ArrowInvalid, UnicodeError, RecursionError, ...; never an OSError, MemoryError,
+   pyiceberg catalog exception or SQLAlchemy error) the net asks a *probe*, a pure function of
+   some input rows: transform them as the layer does and build their data files in memory
+   (``build_data_files``, Parquet and pyiceberg statistics included, nothing stored).
+   A row is quarantined exactly when the probe fails on that row alone; ``isolate`` finds
+   those rows by bisection in O(k log n) probes for k such rows among n (about 1.5 log2 n
+   per row, most of them on small ranges).
+3. The quarantined rows go to the layer's error table (``parse_errors`` for Standardized,
+   curated ``errors`` for Curated) with reason/rule ``internal:<ExceptionClass>`` and the
+   exception's message, in one append that skips rows the table already holds (a crash
+   between that append and the layer's commit must not record them twice). Then the attempt
+   runs again without them and commits everything else with the watermark as usual; the
+   layer counts them as its own term of the accountability equation (``quarantined``).
+
+A fault the probe does not reproduce (it needs the stored table, or no single row causes it)
+is not a row fault: the run fails with the original exception, as does every catalog or
+storage fault (retryable, nothing committed half way). Each round must quarantine new rows
+and there are at most ``max_rounds``: never an endless retry of the same increment.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import io
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyiceberg.catalog import Catalog
+from pyiceberg.expressions import And, EqualTo, StartsWith
+from pyiceberg.io import FileIO, InputFile, OutputFile, OutputStream
+from pyiceberg.partitioning import PartitionField, PartitionSpec
+from pyiceberg.schema import Schema
+from pyiceberg.table.metadata import new_table_metadata
+from pyiceberg.table.sorting import UNSORTED_SORT_ORDER
+from pyiceberg.transforms import DayTransform
+
+from leanops_dagster.iceberg.catalog import ensure_table, schema_from_arrow
+from leanops_dagster.iceberg.datafiles import write_data_files
+from leanops_dagster.iceberg.merge import curated_partition_spec
+from leanops_dagster.iceberg.tables import (
+    CURATED_ERRORS_PARTITION_SPEC,
+    CURATED_ERRORS_SCHEMA,
+    PARSE_ERRORS_PARTITION_SPEC,
+    PARSE_ERRORS_SCHEMA,
+)
+from leanops_dagster.pipeline.increments import with_recorded_ts
+from leanops_dagster.pipeline.layout import Identifier, TopicTables
+from leanops_dagster.schemas.models import IDEMPOTENCY_KEY, LINEAGE_COLUMNS, TopicSchema
+from leanops_dagster.transforms import dedup, flatten, mask, validate
+
+log = logging.getLogger(__name__)
+R = TypeVar("R")
+
+#: prefix of the reason (Standardized) / rule (Curated) of a quarantined row
+INTERNAL_PREFIX = "internal:"
+#: the ``column_name`` of a quarantined curated error row: the whole row, no single column
+WHOLE_ROW = "*"
+#: longest exception message kept in ``error_detail``
+MAX_DETAIL = 2_000
+#: snapshot summary property (per run) and running-total name of the quarantined rows
+QUARANTINED = "quarantined"
+
+_ROW_FAULTS = (ArithmeticError, ValueError, TypeError, LookupError, RecursionError,
+               pa.ArrowException)
+_INFRA_FAULTS = (OSError, MemoryError)
+
+
+def is_row_fault(exc: BaseException) -> bool:
+    """Whether ``exc`` may come from the rows being transformed or written (then the net
+    probes for culprits), rather than from the catalog or the storage (then the run fails)."""
+    if isinstance(exc, _INFRA_FAULTS) or not isinstance(exc, _ROW_FAULTS):
+        return False
+    # pyiceberg's catalog exceptions and SQLAlchemy's derive from Exception only; checked by
+    # module so a catalog error that ever derives from ValueError is still not a row fault
+    module = type(exc).__module__
+    return not module.startswith(("pyiceberg.exceptions", "sqlalchemy", "botocore"))
+
+
+def _fails(probe: Callable[[pa.Table], object], rows: pa.Table) -> Exception | None:
+    try:
+        probe(rows)
+    except Exception as exc:  # the probe is pure: whatever it raises is data
+        if isinstance(exc, _INFRA_FAULTS):
+            raise
+        return exc
+    return None
+
+
+def isolate(
+    rows: pa.Table, probe: Callable[[pa.Table], object]
+) -> list[tuple[int, Exception]]:
+    """Positions of the rows on which ``probe`` fails alone, each with that exception, in
+    order. ``rows`` are known to fail together (the attempt just raised on them).
+
+    Bisection of a failing range: probe its left half; if that passes, the right half must
+    hold the fault (a row-local fault fails every range containing its row) and is split
+    without a probe of its own, else the right half is probed too. A row is only reported
+    after the probe failed on it alone, so a fault of rows together (every single row passes)
+    or of no row at all (the probe fails without rows) yields nothing. Costs about
+    1.5 log2(n) probes per culprit, most of them on small ranges."""
+    if rows.num_rows == 0 or _fails(probe, rows.slice(0, 0)) is not None:
+        return []  # fails without rows: not caused by a row
+    culprits: list[tuple[int, Exception]] = []
+    # (start, stop, the exception of probing exactly this range, or None if only inferred)
+    pending: list[tuple[int, int, Exception | None]] = [(0, rows.num_rows, None)]
+    while pending:
+        start, stop, error = pending.pop()
+        if stop - start == 1:
+            error = error or _fails(probe, rows.slice(start, 1))
+            if error is not None:
+                culprits.append((start, error))
+            continue
+        middle = (start + stop) // 2
+        left = _fails(probe, rows.slice(start, middle - start))
+        if left is None:  # the fault is on the right
+            pending.append((middle, stop, None))
+            continue
+        right = _fails(probe, rows.slice(middle, stop - middle))
+        if right is not None:
+            pending.append((middle, stop, right))
+        pending.append((start, middle, left))  # popped first: culprits come left to right
+    return sorted(culprits, key=lambda c: c[0])
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """Input rows the net took out of the increment, with why (parallel lists)."""
+
+    rows: pa.Table
+    reasons: list[str]
+    details: list[str]
+
+
+def _describe(exc: Exception) -> tuple[str, str]:
+    detail = f"{type(exc).__name__}: {exc}"
+    return f"{INTERNAL_PREFIX}{type(exc).__name__}", detail[:MAX_DETAIL]
+
+
+class SafetyNet:
+    """One layer run's net; see the module docstring.
+
+    ``key_columns`` identify an input row (used to take quarantined rows out of the next
+    attempt's increment, which is read again); ``probe`` is the pure stand-in of the layer's
+    transform + write for some input rows; ``record`` appends quarantined rows to the error
+    table (``ErrorRoute.record``).
+    """
+
+    def __init__(
+        self,
+        *,
+        key_columns: Sequence[str],
+        probe: Callable[[pa.Table], object],
+        record: Callable[[Quarantined], int],
+        max_rounds: int = 3,
+    ) -> None:
+        self.key_columns = tuple(key_columns)
+        self.probe = probe
+        self.record = record
+        self.max_rounds = max_rounds
+        self._keys: set[tuple] = set()
+        self._armed: pa.Table | None = None
+
+    def exclude(self, rows: pa.Table) -> tuple[pa.Table, pa.Table]:
+        """``rows`` without the quarantined ones, and the quarantined ones; arms the net with
+        the kept rows (what the attempt transforms and writes). Costs nothing until a row has
+        been quarantined."""
+        if not self._keys:
+            self._armed = rows
+            return rows, rows.slice(0, 0)
+        first = self.key_columns[0]
+        candidates = pc.is_in(rows.column(first),
+                              value_set=pa.array(sorted({k[0] for k in self._keys})))
+        hit = [
+            bool(candidate) and tuple(rows.column(c)[i].as_py() for c in self.key_columns)
+            in self._keys
+            for i, candidate in enumerate(candidates.to_pylist())
+        ]
+        mask_hit = pa.array(hit, pa.bool_())
+        kept = rows.filter(pc.invert(mask_hit))
+        self._armed = kept
+        return kept, rows.filter(mask_hit)
+
+    def run(self, attempt: Callable[[], R]) -> R:
+        """Run ``attempt`` (a whole read-transform-commit of the layer, which calls
+        ``exclude`` on the increment it read); on a row fault, quarantine the culprits and run
+        it again, at most ``max_rounds`` times."""
+        for round_ in range(1, self.max_rounds + 1):
+            self._armed = None
+            try:
+                return attempt()
+            except Exception as exc:
+                armed = self._armed
+                if armed is None or not is_row_fault(exc) or round_ == self.max_rounds:
+                    raise
+                culprits = isolate(armed, self.probe)
+                if not culprits:
+                    raise  # not reproduced row by row: not a row fault
+                positions = pa.array([p for p, _ in culprits], pa.int64())
+                taken = armed.take(positions)
+                described = [_describe(e) for _, e in culprits]
+                quarantined = Quarantined(
+                    taken, [r for r, _ in described], [d for _, d in described]
+                )
+                recorded = self.record(quarantined)
+                log.warning(
+                    "safety net: %d row(s) quarantined (%d newly recorded) after %s: %s",
+                    taken.num_rows, recorded, type(exc).__name__, exc,
+                )
+                self._keys |= {
+                    tuple(taken.column(c)[i].as_py() for c in self.key_columns)
+                    for i in range(taken.num_rows)
+                }
+        raise AssertionError("unreachable: the last round returns or raises")
+
+
+# --- in-memory data files (the write half of a probe) ---------------------------------------
+class _DiscardedStream(io.BytesIO):
+    def __init__(self, output: _DiscardedOutput) -> None:
+        super().__init__()
+        self._output = output
+
+    def close(self) -> None:
+        if not self.closed:
+            self._output.size = self.tell()
+        super().close()
+
+
+class _DiscardedOutput(OutputFile):
+    def __init__(self, location: str) -> None:
+        super().__init__(location)
+        self.size = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def exists(self) -> bool:
+        return False
+
+    def to_input_file(self) -> InputFile:
+        raise NotImplementedError("a probe's data files are not kept")
+
+    def create(self, overwrite: bool = False) -> OutputStream:
+        return _DiscardedStream(self)
+
+
+class _DiscardingIO(FileIO):
+    """A FileIO whose files are written to memory and dropped: a probe touches no storage."""
+
+    def new_input(self, location: str) -> InputFile:
+        raise NotImplementedError("a probe reads nothing")
+
+    def new_output(self, location: str) -> OutputFile:
+        return _DiscardedOutput(location)
+
+    def delete(self, location: str | InputFile | OutputFile) -> None:
+        return None
+
+
+def build_data_files(rows: pa.Table, schema: Schema, spec: PartitionSpec) -> None:
+    """Write ``rows`` as the data files (Parquet + pyiceberg statistics + partition values) a
+    table of ``schema`` and ``spec`` would get, in memory, and drop them."""
+    metadata = new_table_metadata(schema, spec, UNSORTED_SORT_ORDER, "memory://probe")
+    target = metadata.schema().as_arrow()
+    columns = []
+    for target_field in target:
+        if target_field.name in rows.column_names:
+            column = rows.column(target_field.name)
+            if not target_field.nullable and column.null_count:  # as merge._conform refuses
+                raise ValueError(f"column {target_field.name!r} is required but has nulls")
+            columns.append(column.cast(target_field.type))
+        else:
+            columns.append(pa.nulls(rows.num_rows, target_field.type))
+    conformed = pa.Table.from_arrays(columns, schema=target)
+    write_data_files(metadata, _DiscardingIO(), conformed)
+
+
+# --- the two layers --------------------------------------------------------------------------
+def _day_spec(schema: Schema) -> PartitionSpec:
+    if "publish_time" not in schema.column_names:
+        return PartitionSpec()
+    return PartitionSpec(PartitionField(
+        source_id=schema.find_field("publish_time").field_id, field_id=1000,
+        transform=DayTransform(), name="publish_time_day",
+    ))
+
+
+def _plain(arrow_schema: pa.Schema) -> pa.Schema:
+    """large_string -> string, every field nullable: what Standardized's evolution stores."""
+    return pa.schema([
+        pa.field(f.name, pa.string() if pa.types.is_large_string(f.type) else f.type)
+        for f in arrow_schema
+    ])
+
+
+def standardized_probe(schema: TopicSchema, snapshot_column: str) -> Callable[[pa.Table], None]:
+    """Flatten, FIFO-dedup and build the Standardized data files of some RAW rows."""
+    def probe(raw_rows: pa.Table) -> None:
+        flattened = flatten.flatten_raw(
+            raw_rows, schema.standardized, snapshot_column=snapshot_column, workers=1
+        )
+        deduped = dedup.fifo_dedup(flattened.rows, snapshot_column=snapshot_column)
+        rows = deduped.rows.drop_columns([snapshot_column])
+        iceberg_schema = schema_from_arrow(_plain(rows.schema))
+        build_data_files(rows, iceberg_schema, _day_spec(iceberg_schema))
+    return probe
+
+
+def curated_probe(
+    schema: TopicSchema, topic: str, pii_key: bytes
+) -> Callable[[pa.Table], None]:
+    """Validate, cast, mask, LIFO-dedup and build the Curated data files of some
+    Standardized rows."""
+    @functools.cache
+    def table_layout() -> tuple[Schema, PartitionSpec]:  # on the first probe, not per run
+        iceberg_schema = schema_from_arrow(schema.curated.arrow_schema())
+        return iceberg_schema, curated_partition_spec(iceberg_schema)
+
+    def probe(std_rows: pa.Table) -> None:
+        checked = validate.validate_and_cast(std_rows, schema.curated, topic=topic)
+        valid = checked.valid
+        lineage = [c for c in LINEAGE_COLUMNS if c in valid.column_names]
+        masked = mask.mask_pii(valid.drop_columns(lineage), schema.curated, pii_key)
+        winners = dedup.lifo_dedup(masked, key=IDEMPOTENCY_KEY, sequence=schema.curated.sequence)
+        build_data_files(winners.rows, *table_layout())
+    return probe
+
+
+@dataclass(frozen=True)
+class ErrorRoute:
+    """Where a layer's quarantined rows go: its error table, and how they look there."""
+
+    catalog: Catalog
+    identifier: Identifier
+    schema: Schema
+    spec: PartitionSpec
+    topic: str
+    reason_column: str  # ``error_reason`` (parse_errors) or ``rule`` (curated errors)
+    snapshot_column: str
+    build: Callable[[Quarantined], pa.Table]
+    now: dt.datetime
+
+    def record(self, quarantined: Quarantined) -> int:
+        """Append the rows the table does not hold yet (same message_id and upstream
+        snapshot, an ``internal:`` reason), in one snapshot; return how many."""
+        table = ensure_table(self.catalog, self.identifier, self.schema, self.spec)
+        rows = self.build(quarantined)
+        if table.current_snapshot() is not None:
+            held = table.scan(
+                row_filter=And(EqualTo("topic_name", self.topic),
+                               StartsWith(self.reason_column, INTERNAL_PREFIX)),
+                selected_fields=("message_id", self.snapshot_column),
+            ).to_arrow()
+            known = set(zip(held.column("message_id").to_pylist(),
+                            held.column(self.snapshot_column).to_pylist(), strict=True))
+            if known:
+                new = [(m, s) not in known for m, s in zip(
+                    rows.column("message_id").to_pylist(),
+                    rows.column(self.snapshot_column).to_pylist(), strict=True)]
+                rows = rows.filter(pa.array(new, pa.bool_()))
+        if rows.num_rows == 0:
+            return 0
+        arrow = table.schema().as_arrow()
+        table.append(
+            with_recorded_ts(rows, self.now).select(arrow.names).cast(arrow),
+            snapshot_properties={f"leanops.{QUARANTINED}": str(rows.num_rows)},
+        )
+        return rows.num_rows
+
+
+def parse_errors_route(
+    catalog: Catalog, tables: TopicTables, snapshot_column: str, now: dt.datetime
+) -> ErrorRoute:
+    """Quarantined RAW rows as ``parse_errors`` rows: the payload as received, the reason
+    ``internal:<Exception>``, the exception's message."""
+    def build(q: Quarantined) -> pa.Table:
+        rows = q.rows
+        return pa.table({
+            "message_id": rows.column("message_id"),
+            "topic_name": pa.array([tables.topic] * rows.num_rows, pa.string()),
+            "error_reason": pa.array(q.reasons, pa.string()),
+            "error_detail": pa.array(q.details, pa.string()),
+            "json_payload": rows.column("json_payload"),
+            snapshot_column: rows.column(snapshot_column),
+            "publish_time": rows.column("publish_time"),
+            "ingestion_ts": rows.column("ingestion_ts"),
+        })
+    return ErrorRoute(catalog, tables.parse_errors, PARSE_ERRORS_SCHEMA,
+                      PARSE_ERRORS_PARTITION_SPEC, tables.topic, "error_reason",
+                      snapshot_column, build, now)
+
+
+def curated_errors_route(
+    catalog: Catalog, tables: TopicTables, snapshot_column: str, now: dt.datetime
+) -> ErrorRoute:
+    """Quarantined Standardized rows as curated ``errors`` rows: column ``*`` (the row), rule
+    ``internal:<Exception>``, the exception's message; the row itself stays in Standardized."""
+    def build(q: Quarantined) -> pa.Table:
+        rows = q.rows
+        n = rows.num_rows
+        return pa.table({
+            "message_id": rows.column("message_id"),
+            IDEMPOTENCY_KEY: rows.column(IDEMPOTENCY_KEY) if IDEMPOTENCY_KEY in
+            rows.column_names else pa.nulls(n, pa.string()),
+            "topic_name": pa.array([tables.topic] * n, pa.string()),
+            "column_name": pa.array([WHOLE_ROW] * n, pa.string()),
+            "rule": pa.array(q.reasons, pa.string()),
+            "offending_value": pa.nulls(n, pa.string()),
+            "error_detail": pa.array(q.details, pa.string()),
+            snapshot_column: rows.column(snapshot_column),
+            "publish_time": rows.column("publish_time"),
+        })
+    return ErrorRoute(catalog, tables.curated_errors, CURATED_ERRORS_SCHEMA,
+                      CURATED_ERRORS_PARTITION_SPEC, tables.topic, "rule", snapshot_column,
+                      build, now)
+
+
+#: what identifies an input row across attempts (the increment is read again each time)
+RAW_ROW_KEY = ("message_id", "ingestion_ts", "json_payload")
+STANDARDIZED_ROW_KEY = ("message_id",)
+
+
+def standardized_net(
+    catalog: Catalog, tables: TopicTables, schema: TopicSchema, snapshot_column: str,
+    now: dt.datetime,
+) -> SafetyNet:
+    """The net of a RAW -> Standardized run (RAW rows in, ``parse_errors`` rows out)."""
+    return SafetyNet(
+        key_columns=(*RAW_ROW_KEY, snapshot_column),
+        probe=standardized_probe(schema, snapshot_column),
+        record=parse_errors_route(catalog, tables, snapshot_column, now).record,
+    )
+
+
+def curated_net(
+    catalog: Catalog, tables: TopicTables, schema: TopicSchema, snapshot_column: str,
+    pii_key: bytes, now: dt.datetime,
+) -> SafetyNet:
+    """The net of a Standardized -> Curated run (Standardized rows in, curated ``errors``
+    rows out)."""
+    return SafetyNet(
+        key_columns=(*STANDARDIZED_ROW_KEY, snapshot_column),
+        probe=curated_probe(schema, tables.topic, pii_key),
+        record=curated_errors_route(catalog, tables, snapshot_column, now).record,
+    )
