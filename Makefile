@@ -2,11 +2,24 @@
 UV_VERSION := 0.13.9
 UV := python3 -m uv
 
-.PHONY: setup demo test dev lint bench
+.PHONY: setup spark-jars demo test dev lint bench
+
+# Debian packages of the local Spark engine (engines/spark/jars.py): jarjar relocates Jackson
+# for the Iceberg runtime, the JDBC drivers serve Iceberg's JDBC catalog.
+SPARK_DEBS := libjarjar-java libxerial-sqlite-jdbc-java libpostgresql-jdbc-java
 
 setup:
 	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv==$(UV_VERSION)"
 	@$(UV) sync --frozen --all-extras
+	@$(MAKE) --no-print-directory spark-jars
+
+spark-jars:  ## local Spark engine: Debian jars (as root, when missing) + the relocated Jackson jar
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! dpkg -s $(SPARK_DEBS) >/dev/null 2>&1; then \
+		apt-get install -y -qq --no-install-recommends $(SPARK_DEBS) >/dev/null \
+		|| { apt-get update -qq && apt-get install -y -qq --no-install-recommends $(SPARK_DEBS) >/dev/null; }; \
+	fi
+	@$(UV) run python -m leanops_dagster.engines.spark.jars >/dev/null \
+		|| echo "note: the local Spark engine is unavailable (above); the Arrow engine does not need it"
 
 demo: setup  ## the main job: the local demo on embedded defaults
 	$(UV) run leanops demo

@@ -60,6 +60,35 @@ class Settings(BaseSettings):
         description="Turn transparent huge pages off in processes that run the layers "
         "(leanops_dagster/runtime.py says why).",
     )
+    engine: Literal["arrow", "spark"] = Field(
+        default="arrow",
+        description="Engine of the Standardized and Curated runs (a topic's schema may "
+        "override it, see schemas/models.py `engine`).",
+    )
+    spark_master: str = Field(
+        default="local[2]", description="Spark master of the local Spark engine session."
+    )
+    spark_jars: list[str] = Field(
+        default_factory=list,
+        description="Jars of the Spark session (JSON list of paths). Empty: the jars built "
+        "from installed packages (engines/spark/jars.py), for machines without Maven.",
+    )
+    spark_jars_packages: str | None = Field(
+        default=None,
+        description="Maven coordinates for `spark.jars.packages` (machines with internet); "
+        "replaces the locally built jars. e.g. engines.spark.jars.MAVEN_PACKAGES.",
+    )
+    spark_jars_dir: Path | None = Field(
+        default=None, description="Cache of the locally built jars (default <home>/spark-jars)."
+    )
+    spark_launcher: Literal["session", "pipes_subprocess"] = Field(
+        default="session",
+        description="How a Spark-engine run starts: in the asset's process (session) or as a "
+        "Dagster Pipes subprocess running engines/spark/job.py (pipes_subprocess).",
+    )
+    spark_conf: dict[str, str] = Field(
+        default_factory=dict, description="Extra Spark configuration (JSON), applied last."
+    )
     backlog_threshold: int = Field(default=10_000, ge=1)
     freshness_minutes: int = Field(default=60, ge=1)
     lease_ttl_seconds: float = Field(
@@ -144,6 +173,10 @@ class Settings(BaseSettings):
     @property
     def curated_namespace(self) -> str:
         return self.namespace(constants.CURATED_ZONE)
+
+    @property
+    def spark_jars_cache(self) -> Path:
+        return (self.spark_jars_dir or self.home / "spark-jars").expanduser().resolve()
 
     @property
     def dagster_home(self) -> Path:

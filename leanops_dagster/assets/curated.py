@@ -6,12 +6,15 @@ import dagster as dg
 from leanops_dagster.assets.keys import CURATED, STANDARDIZED
 from leanops_dagster.checks import messages
 from leanops_dagster.checks.drift import DriftEntry, known_drift
+from leanops_dagster.engines.spark.launch import launch_spark_job
 from leanops_dagster.partitions import topic_partitions
-from leanops_dagster.pipeline.curate import curate_topic
+from leanops_dagster.pipeline.curate import CurateResult
+from leanops_dagster.pipeline.engine import run_curate
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.resources.catalog import IcebergCatalogResource
 from leanops_dagster.resources.pipeline import PipelineConfigResource
 from leanops_dagster.resources.schema_registry import SchemaRegistryResource
+from leanops_dagster.schemas.models import TopicSchema
 
 CURATED_BALANCE = dg.AssetCheckSpec(
     name="curated_water_balance",
@@ -87,17 +90,34 @@ def curated_records(
     topic = context.partition_key
     tables = TopicTables(topic, catalog.namespace_prefix)
     schema = schema_registry.load(topic)
+    if pipeline.launches_spark_job(schema):  # the Spark job reports through Dagster Pipes
+        return launch_spark_job(context, topic, "curated")
     iceberg = catalog.load()
-    result = curate_topic(
-        iceberg, tables, schema, pii_key=pipeline.pii_key_bytes(),
+    result = run_curate(
+        iceberg, tables, schema, engine=pipeline.engine, pii_key=pipeline.pii_key_bytes(),
         lease_ttl_s=pipeline.lease_ttl_seconds,
     )
-    threshold = schema.curated.cde_error_rate_threshold
-    drift = known_drift(iceberg, tables, schema.curated)
     if result.busy:
-        busy = messages.not_evaluated(messages.busy(topic, "curated"))
-        balance_why = rate_why = busy
         context.log.info(messages.busy(topic, "curated"))
+    else:
+        context.log.info(
+            f"{topic}: read {result.rows_read}, inserted {result.inserted}, updated "
+            f"{result.updated}, superseded {result.superseded}, CDE error rows "
+            f"{result.cde_error_rows}, quarantined {result.quarantined}"
+        )
+    return curated_materialization(
+        result, tables, schema, known_drift(iceberg, tables, schema.curated)
+    )
+
+
+def curated_materialization(
+    result: CurateResult, tables: TopicTables, schema: TopicSchema, drift: list[DriftEntry]
+) -> dg.MaterializeResult:
+    """Metadata and per-run checks of one Curated run (also what the Spark job reports)."""
+    threshold = schema.curated.cde_error_rate_threshold
+    if result.busy:
+        busy = messages.not_evaluated(messages.busy(tables.topic, "curated"))
+        balance_why = rate_why = busy
     else:
         balance_why = messages.curated_balance(
             read=result.rows_read, inserted=result.inserted, updated=result.updated,
@@ -107,11 +127,6 @@ def curated_records(
         rate_why = messages.cde_error_rate(
             error_rows=result.cde_error_rows, rows_read=result.rows_read,
             threshold=threshold, errors_table=".".join(tables.curated_errors),
-        )
-        context.log.info(
-            f"{topic}: read {result.rows_read}, inserted {result.inserted}, updated "
-            f"{result.updated}, superseded {result.superseded}, CDE error rows "
-            f"{result.cde_error_rows}, quarantined {result.quarantined}"
         )
     return dg.MaterializeResult(
         metadata={

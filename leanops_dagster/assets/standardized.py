@@ -5,9 +5,11 @@ import dagster as dg
 
 from leanops_dagster.assets.keys import RAW_STAGING, STANDARDIZED
 from leanops_dagster.checks import messages
+from leanops_dagster.engines.spark.launch import launch_spark_job
 from leanops_dagster.partitions import topic_partitions
+from leanops_dagster.pipeline.engine import run_standardize
 from leanops_dagster.pipeline.layout import TopicTables
-from leanops_dagster.pipeline.standardize import standardize_topic
+from leanops_dagster.pipeline.standardize import StandardizeResult
 from leanops_dagster.resources.catalog import IcebergCatalogResource
 from leanops_dagster.resources.pipeline import PipelineConfigResource
 from leanops_dagster.resources.schema_registry import SchemaRegistryResource
@@ -63,24 +65,36 @@ def standardized_records(
 ) -> dg.MaterializeResult:
     topic = context.partition_key
     tables = TopicTables(topic, catalog.namespace_prefix)
-    result = standardize_topic(
-        catalog.load(), tables, schema_registry.load(topic),
+    schema = schema_registry.load(topic)
+    if pipeline.launches_spark_job(schema):  # the Spark job reports through Dagster Pipes
+        return launch_spark_job(context, topic, "standardized")
+    result = run_standardize(
+        catalog.load(), tables, schema, engine=pipeline.engine,
         lease_ttl_s=pipeline.lease_ttl_seconds,
     )
+    if result.busy:
+        context.log.info(messages.busy(topic, "standardized"))
+    else:
+        context.log.info(
+            f"{topic}: read {result.rows_read}, wrote {result.rows_written}, parse errors "
+            f"{result.parse_errors}, duplicates {result.duplicates}, quarantined "
+            f"{result.quarantined}"
+        )
+    return standardized_materialization(result, tables)
+
+
+def standardized_materialization(
+    result: StandardizeResult, tables: TopicTables
+) -> dg.MaterializeResult:
+    """Metadata and per-run check of one Standardized run (also what the Spark job reports)."""
     errors_table = ".".join(tables.parse_errors)
     if result.busy:
-        why = messages.not_evaluated(messages.busy(topic, "standardized"))
-        context.log.info(messages.busy(topic, "standardized"))
+        why = messages.not_evaluated(messages.busy(tables.topic, "standardized"))
     else:
         why = messages.post_raw_balance(
             read=result.rows_read, written=result.rows_written,
             parse_errors=result.parse_errors, duplicates=result.duplicates,
             quarantined=result.quarantined, errors_table=errors_table,
-        )
-        context.log.info(
-            f"{topic}: read {result.rows_read}, wrote {result.rows_written}, parse errors "
-            f"{result.parse_errors}, duplicates {result.duplicates}, quarantined "
-            f"{result.quarantined}"
         )
     return dg.MaterializeResult(
         metadata={

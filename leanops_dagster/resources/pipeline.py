@@ -5,14 +5,27 @@ from __future__ import annotations
 import dagster as dg
 from pydantic import Field
 
+from leanops_dagster.pipeline.engine import engine_for
+from leanops_dagster.schemas.models import TopicSchema
 from leanops_dagster.settings import Settings
 
 
 class PipelineConfigResource(dg.ConfigurableResource):
-    """Masking key and freshness target (from Settings; the key via an env var in AWS)."""
+    """Masking key, freshness target and engine (from Settings; the key via an env var in
+    AWS)."""
 
     pii_hash_key: str = Field(description="HMAC key for PII masking in Curated")
     freshness_minutes: int = Field(default=60, description="Curated may lag RAW this much")
+    engine: str = Field(
+        default="arrow",
+        description="engine of the Standardized and Curated runs (LEANOPS_ENGINE: arrow or "
+        "spark); a topic's curated schema may override it",
+    )
+    spark_launcher: str = Field(
+        default="session",
+        description="how a Spark-engine run starts (LEANOPS_SPARK_LAUNCHER): session (in "
+        "process) or pipes_subprocess (engines/spark/launch.py)",
+    )
     lease_ttl_seconds: float = Field(
         default=600.0, description="expiry of a layer run's per-topic lease (iceberg/lease.py)"
     )
@@ -23,7 +36,15 @@ class PipelineConfigResource(dg.ConfigurableResource):
             pii_hash_key=settings.pii_hash_key.get_secret_value(),
             freshness_minutes=settings.freshness_minutes,
             lease_ttl_seconds=settings.lease_ttl_seconds,
+            engine=settings.engine,
+            spark_launcher=settings.spark_launcher,
         )
+
+    def launches_spark_job(self, schema: TopicSchema) -> bool:
+        """True when ``schema``'s topic runs on Spark as a separate Pipes job."""
+        return self.spark_launcher == "pipes_subprocess" and engine_for(
+            schema, self.engine
+        ) == "spark"
 
     def pii_key_bytes(self) -> bytes:
         return self.pii_hash_key.encode()

@@ -276,6 +276,11 @@ class CuratedSchema(BaseModel):
     cde_error_rate_threshold: float = Field(
         default=0.05, ge=0.0, le=1.0, description="share of CDE-failing rows the check allows"
     )
+    engine: Literal["arrow", "spark"] | None = Field(
+        default=None,
+        description="engine of this topic's Standardized and Curated runs (pipeline/engine.py); "
+        "unset: LEANOPS_ENGINE. Both engines keep the same tables and watermarks.",
+    )
     description: str = ""
 
     @model_validator(mode="after")

@@ -16,6 +16,8 @@ import leanops_dagster.assets.curated as curated_asset
 import leanops_dagster.assets.standardized as standardized_asset
 from leanops_dagster.cli import main
 from leanops_dagster.iceberg.lease import TableLeases, lease_name
+from leanops_dagster.pipeline import curate as curate_module
+from leanops_dagster.pipeline import standardize as standardize_module
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.pipeline.standardize import StandardizeResult
 from leanops_dagster.schemas.registry import SchemaRegistry
@@ -135,7 +137,8 @@ def test_a_raising_step_is_one_line_and_verbose_brings_the_stack_trace(
     def out_of_range(*_args, **_kwargs):
         raise OverflowError("date value out of range\n(while computing Parquet statistics)")
 
-    monkeypatch.setattr(curated_asset, "curate_topic", out_of_range)
+    # the assets run the layer through pipeline.engine, which calls the pipeline module's own
+    monkeypatch.setattr(curate_module, "curate_topic", out_of_range)
     ran = _run()
     assert ran.exit_code == 1
     assert ran.stderr == (
@@ -249,7 +252,7 @@ def test_a_failed_blocking_balance_names_the_check_and_curated_does_not_run(
     registry.deploy("events")
     append_raw(catalog, [raw_row("m1", event("k1"))])
     monkeypatch.setattr(  # a layer that lost two rows: the balance must catch it
-        standardized_asset, "standardize_topic",
+        standardize_module, "standardize_topic",
         lambda _catalog, tables, _schema, **_options: StandardizeResult(
             tables.topic, rows_read=3, rows_written=1
         ),

@@ -1,0 +1,1 @@
+"""Engines of the Standardized and Curated runs (``arrow``: ``pipeline/``; ``spark``: here)."""

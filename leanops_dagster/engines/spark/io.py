@@ -1,0 +1,153 @@
+"""Spark reads and writes of the project's Iceberg tables (the Spark engine's I/O).
+
+Watermarks, snapshot histories and table creation stay with pyiceberg (``iceberg/``), so both
+engines read and write them with one code path; Spark reads the increments and writes rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from pyiceberg.catalog import Catalog
+from pyiceberg.exceptions import CommitFailedException
+from pyiceberg.table import Table
+
+from leanops_dagster.iceberg.watermarks import appended_snapshots_since
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+#: written explicitly so Spark never writes delete files pyiceberg readers and the Arrow
+#: engine's MERGE do not apply (Iceberg's Spark default for format v2 is merge-on-read)
+COPY_ON_WRITE = {
+    "write.delete.mode": "copy-on-write",
+    "write.update.mode": "copy-on-write",
+    "write.merge.mode": "copy-on-write",
+}
+#: the position of a row in the Arrow engine's read of an increment (``read_increment``):
+#: the rank of its data file in pyiceberg's plan, then its row position in the file
+FILE_RANK_COLUMN = "__leanops_file_rank"
+ROW_POSITION_COLUMN = "__leanops_row_pos"
+
+
+def spark_name(catalog: Catalog, identifier: tuple[str, str]) -> str:
+    """``catalog.namespace.table`` with every part quoted (names are never trusted SQL)."""
+    return ".".join(f"`{part.replace('`', '``')}`" for part in (catalog.name, *identifier))
+
+
+def ensure_copy_on_write(table: Table) -> Table:
+    """Set the copy-on-write properties on ``table`` where they are missing (one metadata
+    commit the first time, none after)."""
+    missing = {k: v for k, v in COPY_ON_WRITE.items() if table.properties.get(k) != v}
+    if missing:
+        with table.transaction() as tx:
+            tx.set_properties(missing)
+        table = table.refresh()
+    return table
+
+
+@dataclass(frozen=True)
+class SparkIncrement:
+    """Rows appended to an upstream table after a watermark, tagged with their snapshot."""
+
+    rows: DataFrame | None  # None: nothing appended
+    to_snapshot_id: int | None
+    snapshot_ids: tuple[int, ...]
+
+
+def read_increment(
+    spark: SparkSession,
+    catalog: Catalog,
+    table: Table,
+    identifier: tuple[str, str],
+    watermark: int | None,
+    snapshot_column: str,
+    *,
+    with_positions: bool = False,
+) -> SparkIncrement:
+    """What was appended to ``table`` after ``watermark``, one incremental read per APPEND
+    snapshot (``start-snapshot-id`` exclusive, ``end-snapshot-id`` inclusive; the first
+    snapshot of a table by ``snapshot-id``), each row tagged with its snapshot id in
+    ``snapshot_column``, as ``iceberg.watermarks.read_increment`` does.
+
+    ``with_positions`` adds ``FILE_RANK_COLUMN`` and ``ROW_POSITION_COLUMN``: the order in
+    which the Arrow engine reads these rows, for rules whose last tie-break is input order.
+    """
+    from pyspark.sql import functions as F
+
+    current = table.current_snapshot()
+    if current is None or current.snapshot_id == watermark:
+        return SparkIncrement(None, watermark, ())
+    snapshots = appended_snapshots_since(table, watermark)
+    name = spark_name(catalog, identifier)
+    parts: list[DataFrame] = []
+    file_ranks: dict[str, int] = {}
+    for snapshot in snapshots:
+        if snapshot.summary is not None and snapshot.summary.get("added-records", "0") == "0":
+            continue  # a watermark-only commit: no rows
+        reader = spark.read.format("iceberg")
+        if snapshot.parent_snapshot_id is None:
+            reader = reader.option("snapshot-id", str(snapshot.snapshot_id))
+        else:
+            reader = reader.option("start-snapshot-id", str(snapshot.parent_snapshot_id))
+            reader = reader.option("end-snapshot-id", str(snapshot.snapshot_id))
+        part = reader.load(name).withColumn(snapshot_column, F.lit(snapshot.snapshot_id))
+        if with_positions:
+            for task in table.incremental_append_scan(
+                from_snapshot_id_exclusive=snapshot.parent_snapshot_id,
+                to_snapshot_id_inclusive=snapshot.snapshot_id,
+            ).plan_files():
+                file_ranks.setdefault(task.file.file_path, len(file_ranks))
+            part = part.select("*", F.col("_file"), F.col("_pos").alias(ROW_POSITION_COLUMN))
+        parts.append(part)
+    rows = None
+    if parts:
+        rows = parts[0]
+        for part in parts[1:]:
+            rows = rows.unionByName(part, allowMissingColumns=True)
+        if with_positions:
+            ranks = spark.createDataFrame(
+                list(file_ranks.items()), f"_file STRING, {FILE_RANK_COLUMN} BIGINT"
+            )
+            rows = rows.join(F.broadcast(ranks), "_file", "left").drop("_file")
+    return SparkIncrement(rows, current.snapshot_id, tuple(s.snapshot_id for s in snapshots))
+
+
+def append(
+    frame: DataFrame, catalog: Catalog, identifier: tuple[str, str],
+    properties: Mapping[str, str],
+) -> None:
+    """Append ``frame`` to the table in one snapshot carrying ``properties``."""
+    from leanops_dagster.engines.spark.commits import append_with_properties
+
+    with commit_failures_as_pyiceberg():
+        append_with_properties(frame.writeTo(spark_name(catalog, identifier)), properties)
+
+
+def ensure_built_on(catalog: Catalog, identifier: tuple[str, str], parent: int | None) -> None:
+    """After a Spark commit: raise unless its snapshot's parent is ``parent``, the snapshot the
+    run read. Spark cannot be told which snapshot an append or a MERGE must build on, so a
+    writer that slipped in between (which the topic's lease rules out) is reported, loudly."""
+    snapshot = catalog.load_table(identifier).current_snapshot()
+    built_on = snapshot.parent_snapshot_id if snapshot is not None else None
+    if snapshot is None or built_on != parent:
+        raise RuntimeError(
+            f"{'.'.join(identifier)}: another writer committed while this Spark run wrote (its "
+            f"snapshot's parent is {built_on}, the run read {parent}); the counts in its summary "
+            "may be off. One writer per topic and layer (the lease) rules this out."
+        )
+
+
+@contextlib.contextmanager
+def commit_failures_as_pyiceberg() -> Iterator[None]:
+    """Iceberg Java's ``CommitFailedException`` raised as pyiceberg's, so
+    ``iceberg.commit.retry_commit`` reruns the whole step after a concurrent commit."""
+    try:
+        yield
+    except Exception as error:
+        if "org.apache.iceberg.exceptions.CommitFailedException" in str(error):
+            raise CommitFailedException(str(error).splitlines()[0]) from error
+        raise

@@ -1,0 +1,163 @@
+"""One SparkSession configured for the project's Iceberg catalog, from Settings.
+
+The Spark catalog has the same name as pyiceberg's and points at the same catalog store, so
+both engines see the same tables: pyiceberg's SQL catalog (SQLAlchemy URL) becomes Iceberg's
+JDBC catalog on the same database (``jdbc:sqlite:<path>``, ``jdbc:postgresql://...``); Glue and
+REST catalogs map to their Iceberg Java implementations.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pyiceberg.catalog import Catalog
+from sqlalchemy.engine import make_url
+
+from leanops_dagster.engines.spark import jars
+from leanops_dagster.iceberg.catalog import open_catalog
+from leanops_dagster.settings import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+ICEBERG_EXTENSIONS = "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions"
+SPARK_CATALOG = "org.apache.iceberg.spark.SparkCatalog"
+
+
+class UnsupportedCatalog(ValueError):
+    """A pyiceberg catalog the Spark engine cannot open with the same tables."""
+
+
+def jdbc_catalog_properties(sqlalchemy_url: str) -> dict[str, str]:
+    """Iceberg JDBC catalog properties for pyiceberg's SQL catalog URL (same database)."""
+    url = make_url(sqlalchemy_url)
+    if url.get_backend_name() == "sqlite":
+        if not url.database or url.database == ":memory:":
+            raise UnsupportedCatalog("an in-memory SQLite catalog cannot be shared with Spark")
+        return {
+            "type": "jdbc",
+            "uri": f"jdbc:sqlite:{Path(url.database).resolve()}",
+            # pyiceberg made the catalog tables (register_catalog opens it first); Iceberg's
+            # own check leaves a ResultSet open, whose SQLite read lock would then block every
+            # pyiceberg commit ("database is locked") or, in WAL mode, freeze the JVM's view
+            "jdbc.init-catalog-tables": "false",
+            "jdbc.busy_timeout": "30000",  # a busy writer is waited for, not failed
+        }
+    if url.get_backend_name() == "postgresql":
+        port = f":{url.port}" if url.port else ""
+        props = {"type": "jdbc", "uri": f"jdbc:postgresql://{url.host}{port}/{url.database}"}
+        if url.username:
+            props["jdbc.user"] = url.username
+        if url.password:
+            props["jdbc.password"] = str(url.password)
+        return props
+    raise UnsupportedCatalog(
+        f"SQL catalog backend {url.get_backend_name()!r}: the Spark engine supports SQLite and "
+        "PostgreSQL (the Debian JDBC drivers it loads)"
+    )
+
+
+def spark_catalog_properties(catalog_config: Mapping[str, str]) -> dict[str, str]:
+    """Iceberg Spark catalog properties equivalent to pyiceberg's ``catalog_config``."""
+    kind = catalog_config.get("type", "sql")
+    if kind == "sql":
+        props = jdbc_catalog_properties(catalog_config["uri"])
+    elif kind == "glue":
+        props = {"type": "glue"}
+    elif kind == "rest":
+        props = {"type": "rest", "uri": catalog_config["uri"]}
+    else:
+        raise UnsupportedCatalog(f"catalog type {kind!r}")
+    if "warehouse" in catalog_config:
+        props["warehouse"] = catalog_config["warehouse"]
+    return props
+
+
+def catalog_conf(catalog_name: str, catalog_config: Mapping[str, str]) -> dict[str, str]:
+    """Spark SQL properties registering pyiceberg's catalog under its own name."""
+    prefix = f"spark.sql.catalog.{catalog_name}"
+    # no table cache: pyiceberg commits between Spark statements, which must see them
+    conf = {prefix: SPARK_CATALOG, f"{prefix}.cache-enabled": "false"}
+    for key, value in spark_catalog_properties(catalog_config).items():
+        conf[f"{prefix}.{key}"] = value
+    return conf
+
+
+def spark_conf(settings: Settings) -> dict[str, str]:
+    """The whole Spark configuration of the engine's session (``settings.spark_conf`` last)."""
+    conf = {
+        "spark.master": settings.spark_master,
+        "spark.app.name": "leanops-spark-engine",
+        "spark.sql.extensions": ICEBERG_EXTENSIONS,
+        # the Arrow engine and every reader work in UTC: so must Spark's casts and days
+        "spark.sql.session.timeZone": "UTC",
+        # mapInArrow's Python workers run the project's interpreter (its pyarrow, numpy)
+        "spark.pyspark.python": sys.executable,
+        "spark.pyspark.driver.python": sys.executable,
+        "spark.ui.enabled": "false",
+        "spark.sql.shuffle.partitions": "4",
+        "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
+        "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
+        **catalog_conf(settings.catalog_name, settings.catalog_config),
+    }
+    if settings.spark_jars_packages:
+        conf["spark.jars.packages"] = settings.spark_jars_packages
+    else:
+        paths = settings.spark_jars or [str(p) for p in jars.local_jars(
+            settings.spark_jars_cache, jdbc=_jdbc_drivers(settings.catalog_config)
+        )]
+        conf["spark.jars"] = ",".join(paths)
+    conf.update(settings.spark_conf)
+    return conf
+
+
+def register_catalog(spark: SparkSession, settings: Settings) -> Catalog:
+    """Open ``settings``' pyiceberg catalog and make it known to a running session."""
+    catalog = open_catalog(settings)
+    register_catalog_of(spark, catalog)
+    return catalog
+
+
+def register_catalog_of(spark: SparkSession, catalog: Catalog) -> None:
+    """Make a pyiceberg catalog known to a running session under its name (catalog
+    properties are runtime SQL settings): a session made elsewhere (dagster-pyspark, Glue)
+    works too. pyiceberg has opened the catalog first, so an embedded catalog's folders and
+    tables exist in pyiceberg's layout, which Iceberg's JDBC catalog reads as it is."""
+    properties = dict(catalog.properties)
+    properties.setdefault("type", _CATALOG_TYPES.get(type(catalog).__name__, ""))
+    for key, value in catalog_conf(catalog.name, properties).items():
+        if spark.conf.get(key, None) != value:
+            spark.conf.set(key, value)
+
+
+_CATALOG_TYPES = {"SqlCatalog": "sql", "GlueCatalog": "glue", "RestCatalog": "rest"}
+
+
+def _jdbc_drivers(catalog_config: Mapping[str, str]) -> tuple[Path, ...]:
+    uri = catalog_config.get("uri", "") if catalog_config.get("type") == "sql" else ""
+    if uri.startswith("sqlite"):
+        return (jars.SQLITE_JDBC_JAR,)
+    if uri.startswith("postgresql"):
+        return (jars.POSTGRESQL_JDBC_JAR,)
+    return ()
+
+
+def spark_session(settings: Settings) -> SparkSession:
+    """The process's SparkSession for ``settings``: created on first use with its jars;
+    Spark keeps one per JVM, so a later call gets the same session with ``settings``'
+    catalog registered on it (``register_catalog``)."""
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:  # its jars are fixed: only the catalog may be new
+        register_catalog(active, settings)
+        return active
+    builder = SparkSession.builder
+    for key, value in spark_conf(settings).items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    register_catalog(spark, settings)
+    return spark
