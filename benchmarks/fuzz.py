@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
                                                for v in values),
                       f"{equation.left:,} = {equation.right_total:,}"
                       + ("" if equation.balanced else " [red]NO[/red]"))
-    Console().print(table)
+    Console(width=200).print(table)
     for line in escaped + unbalanced:
         print(line)
     summary = {
