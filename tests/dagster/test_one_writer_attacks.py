@@ -1,0 +1,241 @@
+"""Adversarial checks of issue 13 (one writer per topic and layer), beyond test_one_writer.py.
+
+Each test scripts a race or a fault that the implementation must survive with exact tables.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from pathlib import Path
+
+import pyarrow as pa
+from pyiceberg.table import TableProperties
+
+from leanops_dagster.iceberg.catalog import ensure_namespace, open_catalog
+from leanops_dagster.iceberg.lease import TableLeases, lease_name
+from leanops_dagster.pipeline import exclusive as exclusive_module
+from leanops_dagster.pipeline import quarantine as quarantine_module
+from leanops_dagster.pipeline import standardize as standardize_module
+from leanops_dagster.pipeline.curate import curate_topic
+from leanops_dagster.pipeline.layout import TopicTables
+from leanops_dagster.pipeline.standardize import standardize_topic
+from leanops_dagster.schemas.registry import SchemaRegistry
+from leanops_dagster.settings import get_settings
+from leanops_dagster.transforms import flatten
+from tests.dagster.conftest import append_raw, event, raw_row
+from tests.dagster.test_one_writer import (
+    BARRIER_TIMEOUT_S,
+    Interleaving,
+    _append,
+    _batch,
+    _contents,
+    _race,
+    _reference,
+)
+from tests.dagster.test_one_writer import backend as _backend_fixture
+from tests.dagster.test_rules import KEY, assert_balanced
+
+backend = _backend_fixture  # SQLite and PostgreSQL, as in test_one_writer
+
+
+def _schema(tmp_path):
+    registry = SchemaRegistry.from_settings(get_settings(home=tmp_path / "schemas-home"))
+    registry.deploy("events")
+    return registry.load("events")
+
+
+def test_tables_created_before_the_fix_still_never_rebase_a_stale_commit(
+    backend, tmp_path, monkeypatch
+):
+    """A home whose tables were created before commits failed fast (pyiceberg's default
+    ``commit.retry.num-retries`` = 4, which rebuilds a conflicting append on top of the
+    winner's snapshot): a writer that lost the race must still be a no-op."""
+    catalog = open_catalog(backend)
+    schema = _schema(tmp_path)
+    tables = TopicTables("events", backend.namespace_prefix)
+
+    def standardize(cat):
+        return standardize_topic(cat, tables, schema, lease_ttl_s=None)
+
+    batches = [_batch("a"), _batch("b")]
+    _append(catalog, tables, batches[0])
+    standardize(catalog)
+    curate_topic(catalog, tables, schema, pii_key=KEY, lease_ttl_s=None)
+    for identifier in (tables.standardized, tables.parse_errors):  # as an older version made
+        with catalog.load_table(identifier).transaction() as tx:
+            tx.remove_properties(TableProperties.COMMIT_NUM_RETRIES)
+    _append(catalog, tables, batches[1])
+
+    _, follower = Interleaving(monkeypatch, standardize_module, "read").run(
+        backend, standardize
+    )
+    monkeypatch.undo()
+    curate_topic(catalog, tables, schema, pii_key=KEY, lease_ttl_s=None)
+    assert (follower.rows_written, follower.parse_errors) == (0, 0)
+    assert _contents(catalog, tables) == _reference(tmp_path, batches)
+    assert_balanced(catalog, tables)
+
+
+def test_leases_of_many_topics_taken_at_the_same_moment_all_succeed(backend):
+    """A CAS conflict with another topic's lease is retried, never busy nor an error."""
+    catalog = open_catalog(backend)
+    namespace = backend.standardized_namespace
+    ensure_namespace(catalog, namespace)
+    TableLeases(catalog, namespace).release(  # the lease table exists: only the CAS races
+        TableLeases(catalog, namespace).acquire("warmup.standardized", "w")
+    )
+    topics = [f"t{i}" for i in range(12)]
+    barrier = threading.Barrier(len(topics))
+    holders = iter(topics)
+    lock = threading.Lock()
+
+    def take(cat):
+        with lock:
+            topic = next(holders)
+        leases = TableLeases(cat, namespace)
+        leases._table()  # loaded before the barrier: every contender reads the same state
+        barrier.wait(BARRIER_TIMEOUT_S)
+        return leases.acquire(lease_name(topic, "standardized"), topic)
+
+    won = _race(backend, take, writers=len(topics))
+    assert sorted(lease.holder for lease in won) == sorted(topics)
+    leases = TableLeases(catalog, namespace)
+    assert all(leases.current(lease_name(t, "standardized")).holder == t for t in topics)
+
+
+def test_lease_table_files_on_disk_stay_bounded(settings):
+    """Every run commits at least two lease snapshots per layer (take, release): the files
+    they leave in the lease table's folder must not grow with the number of runs."""
+    catalog = open_catalog(settings)
+    namespace = settings.standardized_namespace
+    ensure_namespace(catalog, namespace)
+    leases = TableLeases(catalog, namespace)
+    name = lease_name("events", "standardized")
+
+    def files() -> int:
+        location = leases._table().location().removeprefix("file://")
+        return sum(1 for p in Path(location).rglob("*") if p.is_file())
+
+    for i in range(50):
+        leases.release(leases.acquire(name, f"h{i}"))
+    after_50 = files()
+    for i in range(100):
+        leases.release(leases.acquire(name, f"h{i}"))
+    assert files() <= after_50 + 10, (after_50, files())
+
+
+def test_a_quarantine_record_that_loses_to_another_topic_is_retried(
+    catalog, registry, monkeypatch
+):
+    """The safety net's own append to the shared ``parse_errors`` table conflicts with another
+    topic's commit there: the run retries it (the record is idempotent), it does not fail."""
+    registry.deploy("events")
+    schema = registry.load("events")
+    tables = TopicTables("events")
+    original_flatten = flatten.flatten_raw
+
+    def poisoned(raw, *args, **kwargs):
+        if any("POISON" in p for p in raw.column("json_payload").to_pylist()):
+            raise ValueError("injected: a payload no rule foresaw")
+        return original_flatten(raw, *args, **kwargs)
+
+    monkeypatch.setattr(flatten, "flatten_raw", poisoned)
+    good = [raw_row(f"m{i}", event(f"k{i}"), minutes=i) for i in range(5)]
+    append_raw(catalog, [*good, raw_row("p1", event("kp1", verb="POISON"))])
+    other_wrote = []
+    original_route = quarantine_module.parse_errors_route
+
+    def route_with_a_concurrent_commit(*args, **kwargs):
+        route = original_route(*args, **kwargs)
+        build = route.build
+
+        def build_and_race(quarantined):
+            rows = build(quarantined)
+            if not other_wrote:
+                other_wrote.append(True)
+                errors = open_catalog(get_settings()).load_table(tables.parse_errors)
+                errors.append(  # another topic's error row, committed by another process
+                    pa.Table.from_pylist([], schema=errors.schema().as_arrow()),
+                    snapshot_properties={"leanops.watermark.parse_errors.orders.x": "1"},
+                )
+            return rows
+
+        return dataclasses.replace(route, build=build_and_race)
+
+    monkeypatch.setattr(quarantine_module, "parse_errors_route", route_with_a_concurrent_commit)
+    result = standardize_topic(catalog, tables, schema)
+    assert other_wrote
+    assert (result.rows_written, result.quarantined) == (5, 1)
+    assert result.balanced
+    held = catalog.load_table(tables.parse_errors).scan().to_arrow()
+    assert held.column("message_id").to_pylist().count("p1") == 1
+
+
+def test_a_holder_that_stalls_past_its_ttl_while_another_takes_over_stays_exact(
+    backend, tmp_path, monkeypatch
+):
+    """Run A takes the lease and reads; it then stalls (its heartbeat too) past the TTL. Run B
+    takes the expired lease and finishes the increment. A wakes up and commits from what it
+    read: every commit must be refused and re-read, so the tables hold each row once."""
+    catalog = open_catalog(backend)
+    schema = _schema(tmp_path)
+    tables = TopicTables("events", backend.namespace_prefix)
+    ttl = 0.6
+    batches = [_batch("a"), _batch("b")]
+    _append(catalog, tables, batches[0])
+    standardize_topic(catalog, tables, schema, lease_ttl_s=None)
+    _append(catalog, tables, batches[1])
+
+    a_has_read, b_done = threading.Event(), threading.Event()
+    holder_ids = iter(["A", "B"])
+    monkeypatch.setattr(exclusive_module, "new_holder_id", lambda: next(holder_ids))
+    read = standardize_module.read_unconsumed
+    stalled = threading.local()
+
+    def read_unconsumed(*args, **kwargs):
+        unconsumed = read(*args, **kwargs)
+        if getattr(stalled, "role", None) == "A" and not a_has_read.is_set():
+            a_has_read.set()
+            assert b_done.wait(BARRIER_TIMEOUT_S)  # the stall
+        return unconsumed
+
+    renew = TableLeases.renew
+
+    def stalled_renew(self, lease, ttl_s=600.0):
+        if lease.holder == "A" and not b_done.is_set():
+            b_done.wait(BARRIER_TIMEOUT_S)  # the whole process stalls, heartbeat included
+        return renew(self, lease, ttl_s)
+
+    monkeypatch.setattr(standardize_module, "read_unconsumed", read_unconsumed)
+    monkeypatch.setattr(TableLeases, "renew", stalled_renew)
+    results, errors = {}, []
+
+    def run(role):
+        stalled.role = role
+        try:
+            if role == "B":
+                assert a_has_read.wait(BARRIER_TIMEOUT_S)
+                time.sleep(ttl + 0.3)  # A's lease has expired
+            results[role] = standardize_topic(
+                open_catalog(backend), tables, schema, lease_ttl_s=ttl
+            )
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            if role == "B":
+                b_done.set()
+
+    threads = [threading.Thread(target=run, args=(r,)) for r in ("A", "B")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    monkeypatch.undo()
+    assert not errors, errors
+    assert results["B"].busy is None and results["B"].rows_written == len(batches[1]) - 2
+    assert (results["A"].rows_written, results["A"].parse_errors) == (0, 0)
+    curate_topic(catalog, tables, schema, pii_key=KEY, lease_ttl_s=None)
+    assert _contents(catalog, tables) == _reference(tmp_path, batches)
+    assert_balanced(catalog, tables)
