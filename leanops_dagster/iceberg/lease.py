@@ -167,15 +167,24 @@ class TableLeases:
 
     @staticmethod
     def _trim(table: Table) -> None:
-        """Expire all but the newest snapshots (the state is only ever the current one)."""
+        """Expire all but the newest snapshots (the state is only ever the current one), and
+        delete the manifest lists of the expired ones: pyiceberg's expiry leaves every file
+        on disk, and each lease change writes one (the empty appends write no manifest)."""
         snapshots = sorted(table.metadata.snapshots, key=lambda s: s.timestamp_ms)
         if len(snapshots) <= 2 * _KEEP_SNAPSHOTS:
             return
         cutoff = snapshots[-_KEEP_SNAPSHOTS].timestamp_ms
-        with contextlib.suppress(CommitFailedException):  # another writer trims as well
+        try:
             table.maintenance.expire_snapshots().older_than(
                 dt.datetime.fromtimestamp(cutoff / 1000, dt.UTC)
             ).commit()
+        except CommitFailedException:  # another writer trims as well
+            return
+        kept = {s.manifest_list for s in table.metadata.snapshots}
+        for snapshot in snapshots:
+            if snapshot.manifest_list not in kept:
+                with contextlib.suppress(OSError):  # already deleted by a concurrent trim
+                    table.io.delete(snapshot.manifest_list)
 
 
 @contextlib.contextmanager
