@@ -6,21 +6,27 @@ Each test scripts a race or a fault that the implementation must survive with ex
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
+import os
 import threading
 import time
 from pathlib import Path
 
 import pyarrow as pa
+import pytest
 from pyiceberg.table import TableProperties
 
-from leanops_dagster.iceberg.catalog import ensure_namespace, open_catalog
+from leanops_dagster.iceberg.catalog import ensure_namespace, ensure_table, open_catalog
 from leanops_dagster.iceberg.lease import TableLeases, lease_name
+from leanops_dagster.iceberg.tables import DRIFT_LOG_PARTITION_SPEC, DRIFT_LOG_SCHEMA
+from leanops_dagster.pipeline import curate as curate_module
 from leanops_dagster.pipeline import exclusive as exclusive_module
 from leanops_dagster.pipeline import quarantine as quarantine_module
 from leanops_dagster.pipeline import standardize as standardize_module
 from leanops_dagster.pipeline.curate import curate_topic
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.pipeline.standardize import standardize_topic
+from leanops_dagster.report import unknown_topic_reason
 from leanops_dagster.schemas.registry import SchemaRegistry
 from leanops_dagster.settings import get_settings
 from leanops_dagster.transforms import flatten
@@ -239,3 +245,88 @@ def test_a_holder_that_stalls_past_its_ttl_while_another_takes_over_stays_exact(
     curate_topic(catalog, tables, schema, pii_key=KEY, lease_ttl_s=None)
     assert _contents(catalog, tables) == _reference(tmp_path, batches)
     assert_balanced(catalog, tables)
+
+
+# --- kills at each commit boundary -----------------------------------------------------------
+KILL_POINTS = [
+    ("standardized", "record_error_rows"),
+    ("standardized", "append_rows"),
+    ("curated", "record_error_rows"),
+    ("curated", "merge_lifo"),
+]
+
+
+def _layer_run(layer, catalog, tables, schema, ttl):
+    if layer == "standardized":
+        return standardize_topic(catalog, tables, schema, lease_ttl_s=ttl)
+    return curate_topic(catalog, tables, schema, pii_key=KEY, lease_ttl_s=ttl)
+
+
+def _run_then_die_after(settings, layer, point, tables, schema, ttl) -> None:
+    """In a child process: the layer run, killed (no cleanup, no release) right after
+    ``point`` returned."""
+    module = standardize_module if layer == "standardized" else curate_module
+    original = getattr(module, point)
+
+    def then_die(*args, **kwargs):
+        out = original(*args, **kwargs)
+        os._exit(9)
+        return out
+
+    setattr(module, point, then_die)
+    _layer_run(layer, open_catalog(settings), tables, schema, ttl)
+    os._exit(0)  # the kill point was never reached
+
+
+@pytest.mark.parametrize(("layer", "point"), KILL_POINTS)
+def test_a_run_killed_at_a_commit_boundary_blocks_until_its_lease_expires_then_is_exact(
+    layer, point, backend, tmp_path
+):
+    catalog = open_catalog(backend)
+    schema = _schema(tmp_path)
+    tables = TopicTables("events", backend.namespace_prefix)
+    ttl = 1.5
+    batches = [_batch("a"), _batch("b")]
+    _append(catalog, tables, batches[0])
+    _layer_run("standardized", catalog, tables, schema, None)
+    _layer_run("curated", catalog, tables, schema, None)
+    _append(catalog, tables, batches[1])
+    if layer == "curated":
+        _layer_run("standardized", catalog, tables, schema, None)
+
+    child = multiprocessing.get_context("fork").Process(
+        target=_run_then_die_after, args=(backend, layer, point, tables, schema, ttl)
+    )
+    child.start()
+    child.join(120)
+    assert child.exitcode == 9  # killed where scripted
+
+    killed_at = time.monotonic()
+    busy = _layer_run(layer, open_catalog(backend), tables, schema, ttl)
+    if time.monotonic() - killed_at < ttl:  # the dead holder's lease is still live
+        assert busy.busy is not None and "in progress" in busy.busy
+    time.sleep(ttl + 0.2)
+    after = _layer_run(layer, open_catalog(backend), tables, schema, ttl)
+    assert after.busy is None and after.balanced
+    _layer_run("standardized", catalog, tables, schema, None)
+    _layer_run("curated", catalog, tables, schema, None)
+    assert _contents(catalog, tables) == _reference(tmp_path, batches)
+    assert_balanced(catalog, tables)
+
+
+# --- leanops report --------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["parse_errors", "errors", "drift_log"])
+def test_report_of_a_topic_named_like_a_shared_table_says_it_has_nothing(
+    name, settings, catalog, registry
+):
+    """A valid topic name that is also a shared table's name (``standardized.parse_errors``,
+    ``curated.errors``, ``curated.drift_log``): that table is not the topic's."""
+    registry.deploy("events")
+    schema = registry.load("events")
+    tables = TopicTables("events")
+    append_raw(catalog, _batch("a"))
+    standardize_topic(catalog, tables, schema)
+    curate_topic(catalog, tables, schema, pii_key=KEY)
+    ensure_table(catalog, tables.drift_log, DRIFT_LOG_SCHEMA, DRIFT_LOG_PARTITION_SPEC)
+    reason = unknown_topic_reason(settings, name)
+    assert reason is not None and "nothing to report" in reason
