@@ -8,13 +8,17 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import os
+import subprocess
+import sys
 import threading
 import time
+import traceback
+import uuid
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from pyiceberg.table import TableProperties
+from pyiceberg.table import Table, TableProperties
 
 from leanops_dagster.iceberg.catalog import ensure_namespace, ensure_table, open_catalog
 from leanops_dagster.iceberg.lease import TableLeases, lease_name
@@ -28,7 +32,7 @@ from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.pipeline.standardize import standardize_topic
 from leanops_dagster.report import unknown_topic_reason
 from leanops_dagster.schemas.registry import SchemaRegistry
-from leanops_dagster.settings import get_settings
+from leanops_dagster.settings import REPO_ROOT, get_settings
 from leanops_dagster.transforms import flatten
 from tests.dagster.conftest import append_raw, event, raw_row
 from tests.dagster.test_one_writer import (
@@ -330,3 +334,193 @@ def test_report_of_a_topic_named_like_a_shared_table_says_it_has_nothing(
     ensure_table(catalog, tables.drift_log, DRIFT_LOG_SCHEMA, DRIFT_LOG_PARTITION_SPEC)
     reason = unknown_topic_reason(settings, name)
     assert reason is not None and "nothing to report" in reason
+
+
+# --- fresh PostgreSQL catalog and fresh home -------------------------------------------------
+@pytest.fixture
+def fresh_postgres_database():
+    """A PostgreSQL database of its own (no catalog tables yet); dropped afterwards."""
+    import sqlalchemy
+
+    server = "postgresql+psycopg2://postgres@127.0.0.1:5432"
+    try:
+        admin = sqlalchemy.create_engine(f"{server}/test", isolation_level="AUTOCOMMIT")
+        name = f"review_{uuid.uuid4().hex[:10]}"
+        with admin.connect() as connection:
+            connection.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
+    except Exception as exc:  # not reachable, or no right to create a database
+        pytest.skip(f"no fresh PostgreSQL database: {exc}")
+    yield f"{server}/{name}"
+    with admin.connect() as connection:
+        connection.execute(sqlalchemy.text(f"DROP DATABASE {name} WITH (FORCE)"))
+    admin.dispose()
+
+
+def test_catalogs_opened_together_on_a_fresh_postgres_database_all_open(
+    fresh_postgres_database, tmp_path
+):
+    """Every process opening a new SQL catalog creates its tables: the losers must retry."""
+    settings = get_settings(home=tmp_path / "home", catalog_uri=fresh_postgres_database)
+    barrier = threading.Barrier(6)
+    opened, errors = [], []
+
+    def open_one():
+        try:
+            barrier.wait(BARRIER_TIMEOUT_S)
+            catalog = open_catalog(settings)
+            ensure_namespace(catalog, settings.standardized_namespace)
+            opened.append(catalog.namespace_exists(settings.standardized_namespace))
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    assert opened == [True] * 6
+
+
+def test_concurrent_first_runs_on_a_fresh_home_and_postgres_catalog(
+    fresh_postgres_database, tmp_path
+):
+    """N `leanops run` on a fresh home (no Dagster instance) whose catalog is PostgreSQL and
+    has no Standardized/Curated tables: every run exits 0, every row is stored once."""
+    settings = get_settings(home=tmp_path / "home", catalog_uri=fresh_postgres_database)
+    registry = SchemaRegistry.from_settings(settings)
+    registry.deploy("events")
+    catalog = open_catalog(settings)
+    rows = [raw_row(f"m{i}", event(f"k{i % 150}", minutes=i % 40)) for i in range(200)]
+    rows.append(raw_row("bad", "{oops"))
+    append_raw(catalog, rows)
+    env = {**os.environ, "LEANOPS_HOME": str(settings.home),
+           "LEANOPS_CATALOG_URI": fresh_postgres_database}
+    leanops = [str(Path(sys.executable).with_name("leanops"))]
+    runs = [
+        subprocess.Popen([*leanops, "run", "--topic", "events"], env=env, cwd=REPO_ROOT,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(4)
+    ]
+    outputs = [run.communicate(timeout=600)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0] * 4, "\n".join(outputs)
+    tables = TopicTables("events")
+    standardized = catalog.load_table(tables.standardized).scan().to_arrow()
+    assert sorted(standardized["message_id"].to_pylist()) == sorted(f"m{i}" for i in range(200))
+    curated = catalog.load_table(tables.curated).scan().to_arrow()
+    assert sorted(curated["idempotency_key"].to_pylist()) == sorted(f"k{i}" for i in range(150))
+    assert catalog.load_table(tables.parse_errors).scan().to_arrow()[
+        "message_id"].to_pylist() == ["bad"]
+    assert_balanced(catalog, tables)
+
+
+# --- many topics at once on the shared tables ------------------------------------------------
+def _drifting_batch(topic: str) -> list[dict]:
+    """Valid events (some with a column the schema does not know: drift), a network
+    duplicate, a bad JSON body and a CDE failure, all of ``topic``."""
+    rows = [raw_row(f"{topic}-{i}", event(f"{topic}k{i}", minutes=i,
+                                          extra={"surprise": i} if i % 2 else None),
+                    minutes=i, topic=topic) for i in range(12)]
+    rows.append(raw_row(f"{topic}-0", event(f"{topic}k0"), ingested=5, topic=topic))
+    rows.append(raw_row(f"{topic}-bad", "{not json", topic=topic))
+    rows.append(raw_row(f"{topic}-cde", event(f"{topic}kc", user=""), topic=topic))
+    return rows
+
+
+def _shared_contents(catalog, topics: list[str]) -> dict:
+    volatile = ("recorded_ts", "raw_snapshot_id", "standardized_snapshot_id")
+    out = {}
+    for identifier in (TopicTables("x").parse_errors, TopicTables("x").curated_errors,
+                       TopicTables("x").drift_log,
+                       *(TopicTables(t).curated for t in topics)):
+        rows = catalog.load_table(identifier).scan().to_arrow()
+        rows = rows.drop_columns([c for c in volatile if c in rows.column_names])
+        out[identifier] = sorted(map(str, rows.to_pylist()))
+    return out
+
+
+def test_many_topics_racing_on_the_shared_error_and_drift_tables_all_finish_exact(
+    settings, catalog, registry, tmp_path
+):
+    """Six topics run both layers at the same moment: every run commits to the shared
+    ``parse_errors``, ``curated.errors`` and ``drift_log`` (and the lease tables), so most
+    commits conflict with another topic's. Every run must retry to success, exactly once."""
+    registry.deploy("events")
+    schema = registry.load("events")
+    topics = [f"topic{i}" for i in range(6)]
+    for topic in topics:
+        append_raw(catalog, _drifting_batch(topic), topic=topic)
+    barrier = threading.Barrier(len(topics))
+    results, errors = [], []
+
+    def both_layers(topic):
+        try:
+            cat = open_catalog(settings)
+            tables = TopicTables(topic)
+            barrier.wait(BARRIER_TIMEOUT_S)
+            std = standardize_topic(cat, tables, schema)
+            cur = curate_topic(cat, tables, schema, pii_key=KEY)
+            results.append((std, cur))
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=both_layers, args=(t,)) for t in topics]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, "".join(traceback.format_exception(errors[0]))
+    assert all(s.busy is None and c.busy is None and s.balanced and c.balanced
+               for s, c in results)
+
+    reference = open_catalog(get_settings(home=tmp_path / "reference"))
+    for topic in topics:
+        append_raw(reference, _drifting_batch(topic), topic=topic)
+        standardize_topic(reference, TopicTables(topic), schema, lease_ttl_s=None)
+        curate_topic(reference, TopicTables(topic), schema, pii_key=KEY, lease_ttl_s=None)
+    assert _shared_contents(catalog, topics) == _shared_contents(reference, topics)
+    for topic in topics:
+        assert_balanced(catalog, TopicTables(topic))
+
+
+def test_an_error_table_commit_outrun_by_other_topics_retries_on_its_own(
+    settings, catalog, registry, monkeypatch
+):
+    """Seven other topics commit to the shared ``parse_errors`` table, one just before each
+    of this run's attempts to append there (more than the step's retry attempts). Those
+    conflicts say nothing about this topic's increment: the append retries against the fresh
+    table (its own watermark unchanged) instead of rerunning, and finally failing, the step."""
+    registry.deploy("events")
+    schema = registry.load("events")
+    tables = TopicTables("events")
+    append_raw(catalog, _batch("a"))
+    interlopers = iter(range(7))
+    original_append = Table.append
+    inside = threading.local()
+    flattened = []
+    original_flatten = flatten.flatten_raw
+    monkeypatch.setattr(flatten, "flatten_raw",
+                        lambda *a, **k: flattened.append(1) or original_flatten(*a, **k))
+
+    def append_after_another_topic(self, df, *args, **kwargs):
+        if self.name() == tables.parse_errors and not getattr(inside, "yes", False):
+            i = next(interlopers, None)
+            if i is not None:
+                inside.yes = True
+                try:
+                    other = open_catalog(settings).load_table(tables.parse_errors)
+                    other.append(other.schema().as_arrow().empty_table(), snapshot_properties={
+                        f"leanops.watermark.parse_errors.other{i}.raw_snapshot_id": "1"})
+                finally:
+                    inside.yes = False
+        return original_append(self, df, *args, **kwargs)
+
+    monkeypatch.setattr(Table, "append", append_after_another_topic)
+    result = standardize_topic(catalog, tables, schema)
+    monkeypatch.undo()
+    assert next(interlopers, None) is None  # all seven got in first
+    assert result.balanced and result.rows_written == len(_batch("a")) - 2
+    assert len(flattened) == 1  # the increment was read and transformed once
+    held = catalog.load_table(tables.parse_errors).scan().to_arrow()
+    assert held.column("message_id").to_pylist() == ["abad"]
+    assert_balanced(catalog, tables)
