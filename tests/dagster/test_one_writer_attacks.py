@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.table import Table, TableProperties
 
 from leanops_dagster.iceberg.catalog import ensure_namespace, ensure_table, open_catalog
@@ -524,3 +525,46 @@ def test_an_error_table_commit_outrun_by_other_topics_retries_on_its_own(
     held = catalog.load_table(tables.parse_errors).scan().to_arrow()
     assert held.column("message_id").to_pylist() == ["abad"]
     assert_balanced(catalog, tables)
+
+
+# --- the safety net and commit conflicts -----------------------------------------------------
+@pytest.mark.parametrize("conflicts", [1, 99])
+def test_commit_conflicts_during_a_quarantine_rerun_never_quarantine_rows(
+    conflicts, catalog, registry, monkeypatch
+):
+    """Round 1 of the safety net quarantines the poison row; the rerun's Standardized commit
+    then conflicts (once: retried; always: the run fails). A ``CommitFailedException`` is
+    not a row fault: no other row is ever quarantined."""
+    registry.deploy("events")
+    schema = registry.load("events")
+    tables = TopicTables("events")
+    original_flatten = flatten.flatten_raw
+
+    def poisoned(raw, *args, **kwargs):
+        if any("POISON" in p for p in raw.column("json_payload").to_pylist()):
+            raise ValueError("injected: a payload no rule foresaw")
+        return original_flatten(raw, *args, **kwargs)
+
+    monkeypatch.setattr(flatten, "flatten_raw", poisoned)
+    good = [raw_row(f"m{i}", event(f"k{i}"), minutes=i) for i in range(6)]
+    append_raw(catalog, [*good, raw_row("p1", event("kp1", verb="POISON"))])
+    original_append = standardize_module.append_rows
+    failed = []
+
+    def conflicting_append(*args, **kwargs):
+        if len(failed) < conflicts:
+            failed.append(1)
+            raise CommitFailedException("main moved (another writer)")
+        return original_append(*args, **kwargs)
+
+    monkeypatch.setattr(standardize_module, "append_rows", conflicting_append)
+    monkeypatch.setattr("leanops_dagster.iceberg.commit.time.sleep", lambda s: None)
+    if conflicts == 1:
+        result = standardize_topic(catalog, tables, schema)
+        assert (result.rows_written, result.quarantined) == (6, 1) and result.balanced
+    else:
+        with pytest.raises(CommitFailedException):
+            standardize_topic(catalog, tables, schema)
+    held = catalog.load_table(tables.parse_errors).scan().to_arrow().to_pylist()
+    assert [(r["message_id"], r["error_reason"]) for r in held] == [
+        ("p1", "internal:ValueError")]
