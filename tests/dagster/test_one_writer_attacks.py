@@ -568,3 +568,47 @@ def test_commit_conflicts_during_a_quarantine_rerun_never_quarantine_rows(
     held = catalog.load_table(tables.parse_errors).scan().to_arrow().to_pylist()
     assert [(r["message_id"], r["error_reason"]) for r in held] == [
         ("p1", "internal:ValueError")]
+
+
+def test_a_drift_log_commit_outrun_by_other_topics_retries_on_its_own(
+    settings, catalog, registry, monkeypatch
+):
+    """As for the error tables: seven other topics' drift records land on the shared drift
+    log, one just before each of this run's appends there; the run still logs its drift once
+    and finishes, without rerunning its step for each of them."""
+    registry.deploy("events")
+    schema = registry.load("events")
+    tables = TopicTables("events")
+    append_raw(catalog, _drifting_batch("events"))
+    standardize_topic(catalog, tables, schema)
+    interlopers = iter(range(7))
+    original_append = Table.append
+    inside = threading.local()
+    validated = []
+    original_validate = curate_module.validate.validate_and_cast
+    monkeypatch.setattr(curate_module.validate, "validate_and_cast",
+                        lambda *a, **k: validated.append(1) or original_validate(*a, **k))
+
+    def append_after_another_topic(self, df, *args, **kwargs):
+        if self.name() == tables.drift_log and not getattr(inside, "yes", False):
+            i = next(interlopers, None)
+            if i is not None:
+                inside.yes = True
+                try:
+                    other = open_catalog(settings).load_table(tables.drift_log)
+                    row = df.slice(0, 1).to_pylist()[0] | {"topic_name": f"other{i}"}
+                    other.append(pa.Table.from_pylist([row], schema=df.schema))
+                finally:
+                    inside.yes = False
+        return original_append(self, df, *args, **kwargs)
+
+    monkeypatch.setattr(Table, "append", append_after_another_topic)
+    result = curate_topic(catalog, tables, schema, pii_key=KEY)
+    monkeypatch.undo()
+    assert next(interlopers, None) is None  # all seven got in first
+    assert result.balanced and result.drift_columns
+    assert len(validated) == 1  # the increment was read and validated once
+    logged = catalog.load_table(tables.drift_log).scan().to_arrow().to_pylist()
+    mine = [r["column_name"] for r in logged if r["topic_name"] == "events"]
+    assert sorted(mine) == sorted(set(mine)) and mine
+    assert_balanced(catalog, tables)
