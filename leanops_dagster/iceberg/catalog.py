@@ -9,7 +9,11 @@ from pathlib import Path
 
 import pyarrow as pa
 from pyiceberg.catalog import Catalog, load_catalog
-from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError
+from pyiceberg.exceptions import (
+    CommitFailedException,
+    NamespaceAlreadyExistsError,
+    NoSuchTableError,
+)
 from pyiceberg.io.pyarrow import pyarrow_to_schema
 from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC, PartitionSpec
 from pyiceberg.schema import Schema
@@ -90,7 +94,7 @@ def ensure_table(
     commit, that it is still empty (``iceberg.commit.ensure_unchanged``).
     """
     try:
-        return catalog.load_table(identifier)
+        return failing_fast(catalog, catalog.load_table(identifier))
     except NoSuchTableError:
         pass
     ensure_namespace(catalog, identifier[0])
@@ -105,5 +109,23 @@ def ensure_table(
     except Exception:
         # Lost the race (TableAlreadyExistsError, or the catalog's own unique-key error).
         with contextlib.suppress(NoSuchTableError):
-            return catalog.load_table(identifier)
+            return failing_fast(catalog, catalog.load_table(identifier))
         raise
+
+
+def failing_fast(catalog: Catalog, table: Table) -> Table:
+    """``table``, its commits made fail fast (``commit.retry.num-retries=0``, see
+    ``ensure_table``) if an older version created it without: pyiceberg's default retry
+    would rebuild a stale writer's append on top of the winner's snapshot, a second copy of
+    its rows. Call it before reading a watermark from ``table``: the property commit may bring
+    in a snapshot committed meanwhile."""
+    if table.metadata.properties.get(TableProperties.COMMIT_NUM_RETRIES) == "0":
+        return table
+    try:
+        with table.transaction() as tx:
+            tx.set_properties({TableProperties.COMMIT_NUM_RETRIES: "0"})
+    except CommitFailedException:  # another writer set it (or committed) first
+        table = catalog.load_table(table.name())
+    if table.metadata.properties.get(TableProperties.COMMIT_NUM_RETRIES) != "0":
+        raise CommitFailedException(f"{'.'.join(table.name())}: fail-fast commits not set")
+    return table

@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import itertools
 import json
 import logging
 import os
+import random
 import socket
 import threading
 import time
@@ -50,7 +52,8 @@ _LEASE_TABLE_PROPERTIES = {
     TableProperties.METADATA_PREVIOUS_VERSIONS_MAX: "20",
 }
 _KEEP_SNAPSHOTS = 20
-_CAS_ATTEMPTS = 20
+#: how long a lease change keeps retrying CAS conflicts (other topics' lease changes)
+_CAS_DEADLINE_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -119,7 +122,8 @@ class TableLeases:
     def _swap(self, name: str, holder: str, ttl_s: float | None) -> Lease | None:
         """Compare-and-swap lease ``name``: take or renew it for ``holder`` (``ttl_s``) or,
         with ``ttl_s=None``, release it. Raises ``LeaseHeld`` if another holder has it."""
-        for attempt in range(_CAS_ATTEMPTS):
+        deadline = time.monotonic() + _CAS_DEADLINE_S
+        for attempt in itertools.count():
             table = self._table()
             now = _now_ms()
             state = {n: lease for n, lease in self._state(table).items() if not lease.expired(now)}
@@ -146,11 +150,20 @@ class TableLeases:
                     _LEASE_TABLE_SCHEMA.as_arrow().empty_table(), snapshot_properties=properties
                 )
             except CommitFailedException:
-                time.sleep(0.02 * (attempt + 1))
+                # Every topic of the zone shares this register: with many topics starting
+                # together a contender may lose many rounds, each to another topic (someone
+                # always wins a round). Retry until the deadline, jittered so contenders
+                # that lost together do not retry in lockstep.
+                if time.monotonic() >= deadline:
+                    raise CommitFailedException(
+                        f"lease {name}: {attempt + 1} conflicting attempts in "
+                        f"{_CAS_DEADLINE_S:.0f} s"
+                    ) from None
+                time.sleep(min(0.02 * 2 ** min(attempt, 6), 1.0) * (0.5 + random.random()))
                 continue
             self._trim(table)
             return taken
-        raise CommitFailedException(f"lease {name}: {_CAS_ATTEMPTS} conflicting attempts")
+        raise AssertionError("unreachable")
 
     def acquire(self, name: str, holder: str, ttl_s: float = DEFAULT_TTL_S) -> Lease:
         """Take lease ``name`` for ``holder``, or raise ``LeaseHeld``."""
@@ -167,15 +180,24 @@ class TableLeases:
 
     @staticmethod
     def _trim(table: Table) -> None:
-        """Expire all but the newest snapshots (the state is only ever the current one)."""
+        """Expire all but the newest snapshots (the state is only ever the current one), and
+        delete the manifest lists of the expired ones: pyiceberg's expiry leaves every file
+        on disk, and each lease change writes one (the empty appends write no manifest)."""
         snapshots = sorted(table.metadata.snapshots, key=lambda s: s.timestamp_ms)
         if len(snapshots) <= 2 * _KEEP_SNAPSHOTS:
             return
         cutoff = snapshots[-_KEEP_SNAPSHOTS].timestamp_ms
-        with contextlib.suppress(CommitFailedException):  # another writer trims as well
+        try:
             table.maintenance.expire_snapshots().older_than(
                 dt.datetime.fromtimestamp(cutoff / 1000, dt.UTC)
             ).commit()
+        except CommitFailedException:  # another writer trims as well
+            return
+        kept = {s.manifest_list for s in table.metadata.snapshots}
+        for snapshot in snapshots:
+            if snapshot.manifest_list not in kept:
+                with contextlib.suppress(OSError):  # already deleted by a concurrent trim
+                    table.io.delete(snapshot.manifest_list)
 
 
 @contextlib.contextmanager

@@ -9,15 +9,18 @@ Commits, each with its own watermark (crash-safe, see ``standardize``):
 from __future__ import annotations
 
 import datetime as dt
+import random
+import time
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
+from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.expressions import EqualTo
 
 from leanops_dagster.constants import CURATED_ZONE
-from leanops_dagster.iceberg.catalog import ensure_table, schema_from_arrow
+from leanops_dagster.iceberg.catalog import ensure_table, failing_fast, schema_from_arrow
 from leanops_dagster.iceberg.commit import ensure_unchanged, retry_commit, snapshot_id_of
 from leanops_dagster.iceberg.key_index import carried_property
 from leanops_dagster.iceberg.lease import DEFAULT_TTL_S
@@ -49,6 +52,8 @@ from leanops_dagster.transforms.dedup import TIEBREAK_COLUMNS
 
 STD_SNAPSHOT_COLUMN = "standardized_snapshot_id"
 STD_WATERMARK = "standardized_snapshot_id"
+#: drift-log appends retried on their own (other topics' commits to the shared log)
+_DRIFT_LOG_ATTEMPTS = 20
 
 
 def _errors_watermark_name(topic: str) -> str:
@@ -138,7 +143,10 @@ def _curate_once(
     errors_table = ensure_table(
         catalog, tables.curated_errors, CURATED_ERRORS_SCHEMA, CURATED_ERRORS_PARTITION_SPEC
     )
-    curated = catalog.load_table(tables.curated) if catalog.table_exists(tables.curated) else None
+    curated = (
+        failing_fast(catalog, catalog.load_table(tables.curated))
+        if catalog.table_exists(tables.curated) else None
+    )
     curated = conform_curated_table(catalog, tables, schema, curated)
     cur_started = snapshot_id_of(curated)  # the read point the MERGE asserts
 
@@ -245,19 +253,28 @@ def _log_new_drift(
     log = ensure_table(
         catalog, tables.drift_log, DRIFT_LOG_SCHEMA, DRIFT_LOG_PARTITION_SPEC
     )
-    known: set[str] = set()
-    if log.current_snapshot() is not None:
-        logged = log.scan(
-            row_filter=EqualTo("topic_name", tables.topic), selected_fields=("column_name",)
-        ).to_arrow()
-        known = set(logged.column("column_name").to_pylist())
     records = drift.drift_records(rows, schema.curated, tables.topic)
-    new = records.filter(pc.invert(pc.is_in(records["column_name"], pa.array(sorted(known),
-                                                                              pa.string()))))
-    if new.num_rows == 0:
-        return
-    new = new.append_column(
-        "standardized_snapshot_id", pa.array([snapshot_id] * new.num_rows, pa.int64())
-    )
-    new = with_recorded_ts(new, now)
-    log.append(new.cast(DRIFT_LOG_SCHEMA.as_arrow()))
+    for attempt in range(1, _DRIFT_LOG_ATTEMPTS + 1):
+        known: set[str] = set()
+        if log.current_snapshot() is not None:
+            logged = log.scan(
+                row_filter=EqualTo("topic_name", tables.topic), selected_fields=("column_name",)
+            ).to_arrow()
+            known = set(logged.column("column_name").to_pylist())
+        new = records.filter(pc.invert(pc.is_in(records["column_name"],
+                                                pa.array(sorted(known), pa.string()))))
+        if new.num_rows == 0:
+            return
+        new = new.append_column(
+            "standardized_snapshot_id", pa.array([snapshot_id] * new.num_rows, pa.int64())
+        )
+        try:
+            log.append(with_recorded_ts(new, now).cast(DRIFT_LOG_SCHEMA.as_arrow()))
+            return
+        except CommitFailedException:
+            # the log is shared by every topic: re-read this topic's records and append
+            # again, rather than rerun the whole step for another topic's commit
+            if attempt == _DRIFT_LOG_ATTEMPTS:
+                raise
+            log.refresh()
+            time.sleep(0.02 * attempt * (1 + random.random()))

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
+import time
 from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.table import Table
 
 from leanops_dagster.iceberg.watermarks import (
@@ -16,6 +19,9 @@ from leanops_dagster.iceberg.watermarks import (
     snapshot_position,
     watermark_key,
 )
+
+#: appends to a shared error table retried on their own (other topics' commits)
+_SHARED_TABLE_ATTEMPTS = 20
 
 
 def lowest_watermark(a: int | None, b: int | None, positions: dict[int, int]) -> int | None:
@@ -88,10 +94,24 @@ def record_error_rows(
     watermark). A commit with no rows still advances the watermark, so a crash right after it
     cannot make the next run record those snapshots again.
     """
-    if rows.num_rows == 0 and read_watermark(table, watermark_name) == to_snapshot_id:
+    read_at = read_watermark(table, watermark_name)
+    if rows.num_rows == 0 and read_at == to_snapshot_id:
         return
-    arrow = table.schema().as_arrow()
-    table.append(
-        with_recorded_ts(rows, now).select(arrow.names).cast(arrow),
-        snapshot_properties={watermark_key(watermark_name): str(to_snapshot_id)},
-    )
+    for attempt in range(1, _SHARED_TABLE_ATTEMPTS + 1):
+        arrow = table.schema().as_arrow()
+        try:
+            table.append(
+                with_recorded_ts(rows, now).select(arrow.names).cast(arrow),
+                snapshot_properties={watermark_key(watermark_name): str(to_snapshot_id)},
+            )
+            return
+        except CommitFailedException:
+            # The table is shared by every topic: a commit of another topic moved it, which
+            # says nothing about these rows. Only a moved watermark of this topic (another
+            # run of it recorded them) makes the caller rerun its whole step.
+            table.refresh()
+            if attempt == _SHARED_TABLE_ATTEMPTS or read_watermark(
+                table, watermark_name
+            ) != read_at:
+                raise
+            time.sleep(0.02 * attempt * (1 + random.random()))

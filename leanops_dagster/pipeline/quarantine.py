@@ -50,6 +50,7 @@ from pyiceberg.table.sorting import UNSORTED_SORT_ORDER
 from pyiceberg.transforms import DayTransform
 
 from leanops_dagster.iceberg.catalog import ensure_table, schema_from_arrow
+from leanops_dagster.iceberg.commit import retry_commit
 from leanops_dagster.iceberg.datafiles import write_data_files
 from leanops_dagster.iceberg.merge import curated_partition_spec
 from leanops_dagster.iceberg.tables import (
@@ -216,7 +217,9 @@ class SafetyNet:
                 quarantined = Quarantined(
                     taken, [r for r, _ in described], [d for _, d in described]
                 )
-                recorded = self.record(quarantined)
+                # the error table is shared by every topic: a conflict with another topic's
+                # commit is retried (``record`` reloads it and skips rows already held)
+                recorded = retry_commit(functools.partial(self.record, quarantined))
                 log.warning(
                     "safety net: %d row(s) quarantined (%d newly recorded) after %s: %s",
                     taken.num_rows, recorded, type(exc).__name__, exc,
