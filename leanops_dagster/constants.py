@@ -33,8 +33,14 @@ FIREHOSE_MAX_RECORD_BYTES = 1000 * 1024
 WATERMARK_PROPERTY_PREFIX = "leanops.watermark."
 
 
+#: names of the tables every topic shares in a zone: a topic of that name would write its
+#: layer table into the shared one
+RESERVED_TOPICS = frozenset({DLQ_ERRORS_TABLE, PARSE_ERRORS_TABLE, CURATED_ERRORS_TABLE,
+                             DRIFT_LOG_TABLE})
+
+
 class InvalidTopicError(ValueError):
-    """A topic name outside ``[a-z][a-z0-9_]*``."""
+    """A topic name outside ``[a-z][a-z0-9_]*``, or the name of a shared table."""
 
 
 def validate_topic(topic: str) -> str:
@@ -42,6 +48,11 @@ def validate_topic(topic: str) -> str:
     if not TOPIC_PATTERN.fullmatch(topic or ""):
         raise InvalidTopicError(
             f"invalid topic name {topic!r}: must match {TOPIC_PATTERN.pattern}"
+        )
+    if topic in RESERVED_TOPICS:
+        raise InvalidTopicError(
+            f"invalid topic name {topic!r}: it names a table all topics share "
+            f"({', '.join(sorted(RESERVED_TOPICS))} are reserved)"
         )
     return topic
 

@@ -56,10 +56,7 @@ def unknown_topic_reason(settings: Settings, topic: str) -> str | None:
         return None
     catalog = open_catalog(settings)
     tables = TopicTables(topic, settings.namespace_prefix)
-    # a topic named like a shared table (parse_errors, errors, drift_log) does not own it
-    shared = {tables.dlq_errors, tables.parse_errors, tables.curated_errors, tables.drift_log}
-    own = [t for t in (tables.raw, tables.standardized, tables.curated) if t not in shared]
-    if any(catalog.table_exists(t) for t in own):
+    if any(catalog.table_exists(t) for t in (tables.raw, tables.standardized, tables.curated)):
         return None
     return (
         f"topic {topic!r} has no deployed schema, no tables and no messages sent: nothing to "

@@ -18,9 +18,12 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from click.testing import CliRunner
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.table import Table, TableProperties
 
+from leanops_dagster.cli import main
+from leanops_dagster.constants import InvalidTopicError
 from leanops_dagster.iceberg.catalog import ensure_namespace, ensure_table, open_catalog
 from leanops_dagster.iceberg.lease import TableLeases, lease_name
 from leanops_dagster.iceberg.tables import DRIFT_LOG_PARTITION_SPEC, DRIFT_LOG_SCHEMA
@@ -31,7 +34,6 @@ from leanops_dagster.pipeline import standardize as standardize_module
 from leanops_dagster.pipeline.curate import curate_topic
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.pipeline.standardize import standardize_topic
-from leanops_dagster.report import unknown_topic_reason
 from leanops_dagster.schemas.registry import SchemaRegistry
 from leanops_dagster.settings import REPO_ROOT, get_settings
 from leanops_dagster.transforms import flatten
@@ -320,12 +322,11 @@ def test_a_run_killed_at_a_commit_boundary_blocks_until_its_lease_expires_then_i
 
 
 # --- leanops report --------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["parse_errors", "errors", "drift_log"])
-def test_report_of_a_topic_named_like_a_shared_table_says_it_has_nothing(
-    name, settings, catalog, registry
-):
-    """A valid topic name that is also a shared table's name (``standardized.parse_errors``,
-    ``curated.errors``, ``curated.drift_log``): that table is not the topic's."""
+@pytest.mark.parametrize("name", ["parse_errors", "errors", "drift_log", "dlq_errors"])
+def test_a_topic_named_like_a_shared_table_is_refused(name, settings, catalog, registry):
+    """A name of a table every topic shares (``standardized.parse_errors``, ``curated.errors``,
+    ``curated.drift_log``, ``raw.dlq_errors``) is no topic: its layer table would be the shared
+    table, and its report would count the shared table's rows as its own."""
     registry.deploy("events")
     schema = registry.load("events")
     tables = TopicTables("events")
@@ -333,8 +334,12 @@ def test_report_of_a_topic_named_like_a_shared_table_says_it_has_nothing(
     standardize_topic(catalog, tables, schema)
     curate_topic(catalog, tables, schema, pii_key=KEY)
     ensure_table(catalog, tables.drift_log, DRIFT_LOG_SCHEMA, DRIFT_LOG_PARTITION_SPEC)
-    reason = unknown_topic_reason(settings, name)
-    assert reason is not None and "nothing to report" in reason
+    with pytest.raises(InvalidTopicError, match="reserved"):
+        TopicTables(name)
+    for command in (["report", "--topic", name], ["run", "--topic", name]):
+        refused = CliRunner().invoke(main, command)
+        assert refused.exit_code == 2, refused.output
+        assert "names a table all topics share" in refused.output
 
 
 # --- fresh PostgreSQL catalog and fresh home -------------------------------------------------
