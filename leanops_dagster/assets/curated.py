@@ -4,6 +4,10 @@
 import dagster as dg
 
 from leanops_dagster.assets.keys import CURATED, STANDARDIZED
+from leanops_dagster.assets.quarantine import (
+    quarantined_rows_result,
+    quarantined_rows_spec,
+)
 from leanops_dagster.checks import messages
 from leanops_dagster.checks.drift import DriftEntry, known_drift
 from leanops_dagster.engines.spark.launch import launch_spark_job
@@ -40,19 +44,7 @@ CDE_ERROR_RATE = dg.AssetCheckSpec(
         " A run that found another run holding the topic's lease passes with 'not evaluated'."
     ),
 )
-QUARANTINED_ROWS = dg.AssetCheckSpec(
-    name="quarantined_rows",
-    asset=CURATED,
-    blocking=False,
-    description=(
-        "Rows of this run that made the layer raise (a case no rule foresaw) and that the "
-        "safety net moved to `curated.errors` with reason "
-        "`internal:<ExceptionClass>` and the message; every other row was committed with "
-        "the watermark. A warning, not blocking: failing means a rule or the writer needs a "
-        "fix for those rows (they are kept and can be replayed once fixed); the topic keeps "
-        "flowing."
-    ),
-)
+QUARANTINED_ROWS = quarantined_rows_spec(CURATED, "curated.errors")
 SCHEMA_DRIFT = dg.AssetCheckSpec(
     name="schema_drift",
     asset=CURATED,
@@ -175,15 +167,9 @@ def curated_materialization(
                     "nothing_read": result.rows_read == 0,
                 },
             ),
-            dg.AssetCheckResult(
-                check_name=QUARANTINED_ROWS.name,
-                passed=result.quarantined == 0,
-                severity=dg.AssetCheckSeverity.WARN,
-                description=messages.quarantined_rows(
-                    read=result.rows_read, quarantined=result.quarantined,
-                    errors_table=".".join(tables.curated_errors),
-                ),
-                metadata={"quarantined": result.quarantined, "rows_read": result.rows_read},
+            quarantined_rows_result(
+                read=result.rows_read, quarantined=result.quarantined,
+                errors_table=".".join(tables.curated_errors),
             ),
             dg.AssetCheckResult(
                 check_name=SCHEMA_DRIFT.name,

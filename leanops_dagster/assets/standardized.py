@@ -4,6 +4,10 @@
 import dagster as dg
 
 from leanops_dagster.assets.keys import RAW_STAGING, STANDARDIZED
+from leanops_dagster.assets.quarantine import (
+    quarantined_rows_result,
+    quarantined_rows_spec,
+)
 from leanops_dagster.checks import messages
 from leanops_dagster.engines.spark.launch import launch_spark_job
 from leanops_dagster.partitions import topic_partitions
@@ -26,19 +30,7 @@ POST_RAW_BALANCE = dg.AssetCheckSpec(
         " A run that found another run holding the topic's lease passes with 'not evaluated'."
     ),
 )
-QUARANTINED_ROWS = dg.AssetCheckSpec(
-    name="quarantined_rows",
-    asset=STANDARDIZED,
-    blocking=False,
-    description=(
-        "Rows of this run that made the layer raise (a case no rule foresaw) and that the "
-        "safety net moved to `standardized.parse_errors` with reason "
-        "`internal:<ExceptionClass>` and the message; every other row was committed with "
-        "the watermark. A warning, not blocking: failing means a rule or the writer needs a "
-        "fix for those rows (they are kept and can be replayed once fixed); the topic keeps "
-        "flowing."
-    ),
-)
+QUARANTINED_ROWS = quarantined_rows_spec(STANDARDIZED, "standardized.parse_errors")
 
 
 @dg.asset(
@@ -129,15 +121,9 @@ def standardized_materialization(
                     "nothing_read": result.rows_read == 0,
                 },
             ),
-            dg.AssetCheckResult(
-                check_name=QUARANTINED_ROWS.name,
-                passed=result.quarantined == 0,
-                severity=dg.AssetCheckSeverity.WARN,
-                description=messages.quarantined_rows(
-                    read=result.rows_read, quarantined=result.quarantined,
-                    errors_table=".".join(tables.parse_errors),
-                ),
-                metadata={"quarantined": result.quarantined, "rows_read": result.rows_read},
+            quarantined_rows_result(
+                read=result.rows_read, quarantined=result.quarantined,
+                errors_table=".".join(tables.parse_errors),
             ),
         ],
     )
