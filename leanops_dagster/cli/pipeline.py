@@ -100,7 +100,10 @@ def run(topic: str, verbose: bool) -> None:
 @click.option("--topic", required=True, callback=_topic)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def report(topic: str, as_json: bool) -> None:
-    """Print the accountability equations of one topic and whether each balances."""
+    """Print the accountability equations of one topic and whether each balances.
+
+    Exits 1 if one does not balance, or if the topic has no deployed schema, no tables and no
+    messages sent (there is nothing to report)."""
     from leanops_dagster.report import accountability_rows, unknown_topic_reason
 
     settings = get_settings()
