@@ -346,8 +346,10 @@ def _merge(
     winners.createOrReplaceTempView(view)
     target = io.spark_name(catalog, tables.curated)
     key = f"`{IDEMPOTENCY_KEY}`"
+    # Identifiers only, each ours: the catalog's table name, a generated view name, a constant
+    # key and backquoted sequence columns (lifo_newer_sql escapes backquotes); no values.
     statement = (
-        f"MERGE INTO {target} t USING {view} s ON t.{key} = s.{key} "
+        f"MERGE INTO {target} t USING {view} s ON t.{key} = s.{key} "  # nosec B608
         f"WHEN MATCHED AND {lifo_newer_sql(sequence)} THEN UPDATE SET * "
         "WHEN NOT MATCHED THEN INSERT *"
     )
