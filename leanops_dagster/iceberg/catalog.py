@@ -113,6 +113,16 @@ def ensure_table(
         raise
 
 
+def load_layer_table(catalog: Catalog, identifier: tuple[str, str]) -> Table | None:
+    """A layer table a run is about to read its watermark from and commit to (``None``: not
+    created yet), its commits made fail fast (``failing_fast``). Every engine's layer run
+    opens its Standardized or Curated table here, so none of them can meet a table whose
+    commits pyiceberg or Iceberg's Java client would blindly rebase."""
+    if not catalog.table_exists(identifier):
+        return None
+    return failing_fast(catalog, catalog.load_table(identifier))
+
+
 def failing_fast(catalog: Catalog, table: Table) -> Table:
     """``table``, its commits made fail fast (``commit.retry.num-retries=0``, see
     ``ensure_table``) if an older version created it without: pyiceberg's default retry

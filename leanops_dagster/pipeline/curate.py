@@ -20,7 +20,7 @@ from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.expressions import EqualTo
 
 from leanops_dagster.constants import CURATED_ZONE
-from leanops_dagster.iceberg.catalog import ensure_table, failing_fast, schema_from_arrow
+from leanops_dagster.iceberg.catalog import ensure_table, load_layer_table, schema_from_arrow
 from leanops_dagster.iceberg.commit import ensure_unchanged, retry_commit, snapshot_id_of
 from leanops_dagster.iceberg.key_index import carried_property
 from leanops_dagster.iceberg.lease import DEFAULT_TTL_S
@@ -143,10 +143,7 @@ def _curate_once(
     errors_table = ensure_table(
         catalog, tables.curated_errors, CURATED_ERRORS_SCHEMA, CURATED_ERRORS_PARTITION_SPEC
     )
-    curated = (
-        failing_fast(catalog, catalog.load_table(tables.curated))
-        if catalog.table_exists(tables.curated) else None
-    )
+    curated = load_layer_table(catalog, tables.curated)
     curated = conform_curated_table(catalog, tables, schema, curated)
     cur_started = snapshot_id_of(curated)  # the read point the MERGE asserts
 

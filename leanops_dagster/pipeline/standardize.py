@@ -17,7 +17,7 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.table import Table
 
 from leanops_dagster.constants import STANDARDIZED_ZONE
-from leanops_dagster.iceberg.catalog import ensure_table, failing_fast
+from leanops_dagster.iceberg.catalog import ensure_table, load_layer_table
 from leanops_dagster.iceberg.commit import ensure_unchanged, retry_commit, snapshot_id_of
 from leanops_dagster.iceberg.key_index import Entries, key_hashes
 from leanops_dagster.iceberg.lease import DEFAULT_TTL_S
@@ -127,9 +127,7 @@ def _standardize_once(
     parse_errors_table = ensure_table(
         catalog, tables.parse_errors, PARSE_ERRORS_SCHEMA, PARSE_ERRORS_PARTITION_SPEC
     )
-    std = failing_fast(catalog, catalog.load_table(tables.standardized)) if catalog.table_exists(
-        tables.standardized
-    ) else None
+    std = load_layer_table(catalog, tables.standardized)
     refuse_superseded(std, schema)  # a run on the version a rebuild from RAW replaced
     std_started = snapshot_id_of(std)  # the read point every Standardized commit asserts
 

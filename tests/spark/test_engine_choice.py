@@ -83,3 +83,31 @@ def test_a_topic_pinned_to_spark_runs_on_spark_under_the_arrow_default(
     assert ran.exit_code == 0, ran.output
     assert _writer(catalog, TABLES.standardized) == "spark"
     assert _writer(catalog, TABLES.curated) == "spark"
+
+
+def test_spark_runs_make_tables_of_an_older_version_fail_fast(spark, spark_settings):
+    """A Standardized/Curated table an older version made keeps pyiceberg's and Iceberg Java's
+    default blind commit retries, which rebase a stale append (a second copy of its rows): the
+    Spark engine's runs, like the Arrow engine's, open their layer table fail-fast."""
+    from pyiceberg.table import TableProperties
+
+    from leanops_dagster.pipeline.engine import run_curate, run_standardize
+
+    registry = SchemaRegistry.from_settings(spark_settings)
+    registry.deploy("events")
+    schema = registry.load("events")
+    catalog = open_catalog(spark_settings)
+    append_raw(catalog, [raw_row("m1", event("k1"))])
+    run_standardize(catalog, TABLES, schema, engine="arrow")
+    run_curate(catalog, TABLES, schema, engine="arrow", pii_key=b"k")
+    for identifier in (TABLES.standardized, TABLES.curated):  # as an older version made them
+        with catalog.load_table(identifier).transaction() as tx:
+            tx.remove_properties(TableProperties.COMMIT_NUM_RETRIES)
+
+    append_raw(catalog, [raw_row("m2", event("k2"))])
+    assert run_standardize(catalog, TABLES, schema, engine="spark").rows_written == 1
+    assert run_curate(catalog, TABLES, schema, engine="spark", pii_key=b"k").inserted == 1
+    for identifier in (TABLES.standardized, TABLES.curated):
+        properties = catalog.load_table(identifier).metadata.properties
+        assert properties.get(TableProperties.COMMIT_NUM_RETRIES) == "0", identifier
+        assert _writer(catalog, identifier) == "spark"

@@ -35,7 +35,7 @@ from leanops_dagster.engines.spark import io
 from leanops_dagster.engines.spark.commits import with_commit_properties
 from leanops_dagster.engines.spark.frames import collect_arrow, map_in_arrow
 from leanops_dagster.engines.spark.standardize import _record_errors
-from leanops_dagster.iceberg.catalog import ensure_table, schema_from_arrow
+from leanops_dagster.iceberg.catalog import ensure_table, load_layer_table, schema_from_arrow
 from leanops_dagster.iceberg.commit import ensure_unchanged, retry_commit, snapshot_id_of
 from leanops_dagster.iceberg.key_index import carried_property
 from leanops_dagster.iceberg.lease import DEFAULT_TTL_S
@@ -185,7 +185,7 @@ def _curate_once(
     errors_table = io.ensure_copy_on_write(ensure_table(
         catalog, tables.curated_errors, CURATED_ERRORS_SCHEMA, CURATED_ERRORS_PARTITION_SPEC
     ))
-    curated = catalog.load_table(tables.curated) if catalog.table_exists(tables.curated) else None
+    curated = load_layer_table(catalog, tables.curated)
     curated = conform_curated_table(catalog, tables, schema, curated)
     cur_started = snapshot_id_of(curated)  # the read point the MERGE asserts
 

@@ -32,7 +32,7 @@ from pyiceberg.catalog import Catalog
 from leanops_dagster.constants import STANDARDIZED_ZONE
 from leanops_dagster.engines.spark import io
 from leanops_dagster.engines.spark.frames import map_in_arrow
-from leanops_dagster.iceberg.catalog import ensure_table
+from leanops_dagster.iceberg.catalog import ensure_table, load_layer_table
 from leanops_dagster.iceberg.commit import ensure_unchanged, retry_commit, snapshot_id_of
 from leanops_dagster.iceberg.lease import DEFAULT_TTL_S
 from leanops_dagster.iceberg.tables import PARSE_ERRORS_PARTITION_SPEC, PARSE_ERRORS_SCHEMA
@@ -202,9 +202,7 @@ def _standardize_once(
     parse_errors_table = io.ensure_copy_on_write(ensure_table(
         catalog, tables.parse_errors, PARSE_ERRORS_SCHEMA, PARSE_ERRORS_PARTITION_SPEC
     ))
-    std = catalog.load_table(tables.standardized) if catalog.table_exists(
-        tables.standardized
-    ) else None
+    std = load_layer_table(catalog, tables.standardized)
     refuse_superseded(std, schema)  # a run on the version a rebuild from RAW replaced
     std_started = snapshot_id_of(std)  # the read point the Standardized commit asserts
 
