@@ -4,7 +4,9 @@
 #   docker build --platform linux/amd64 -t <ecr-repo>:<git-sha> .
 #
 # Installs exactly uv.lock (`uv sync --frozen`) with the `aws` extra (dagster-aws,
-# dagster-postgres) and without the dev group.
+# dagster-postgres), without the dev group and without the `local` extra (moto: the image has
+# no local stack). The code location is the production definitions
+# (infra/dagster/workspace.yaml -> leanops_dagster.definitions).
 FROM python:3.11-slim-bookworm AS build
 
 ENV UV_COMPILE_BYTECODE=1 \
@@ -20,8 +22,7 @@ RUN uv sync --frozen --extra aws --no-dev --no-install-project
 
 COPY leanops_dagster ./leanops_dagster
 COPY ingestion_lambdas ./ingestion_lambdas
-COPY tools ./tools
-COPY workspace.yaml ./workspace.yaml
+COPY infra/dagster/workspace.yaml ./workspace.yaml
 RUN uv sync --frozen --extra aws --no-dev --no-editable
 
 

@@ -1,9 +1,10 @@
 """Seeded, vectorised synthetic data for the benchmarks: Curated ``events`` tables and increments.
 
-The shape follows the ``events`` topic (seed 004, ``tools/data_injector``): flattened event
-columns plus the metadata columns. Row ``i`` of a history is a pure function of ``(seed, i)``
-(splitmix64 hashing, no global random state), so an increment can name stored keys and their
-``publish_time`` without reading the table, and a cached table can be rebuilt identically.
+The shape follows the ``events`` topic (seed 004, ``leanops_dagster/local/injector``):
+flattened event columns plus the metadata columns. Row ``i`` of a history is a pure function of
+``(seed, i)`` (splitmix64 hashing, no global random state), so an increment can name stored keys
+and their ``publish_time`` without reading the table, and a cached table can be rebuilt
+identically.
 
 A ``History`` is ``rows`` events at ``rows_per_day`` per day, ending the day before
 ``end_day``: a bigger table is *more history*, not denser days. An increment is what arrives
@@ -30,8 +31,8 @@ from pyiceberg.types import (
     TimestamptzType,
 )
 
-from tools.data_injector.generators import EVENT_TYPES as INJECTOR_EVENT_TYPES
-from tools.data_injector.generators import USER_AGENTS as INJECTOR_USER_AGENTS
+from leanops_dagster.local.injector.generators import EVENT_TYPES as INJECTOR_EVENT_TYPES
+from leanops_dagster.local.injector.generators import USER_AGENTS as INJECTOR_USER_AGENTS
 
 US_PER_DAY = 86_400_000_000
 EPOCH = dt.date(1970, 1, 1)

@@ -38,9 +38,9 @@ from ingestion_lambdas.common.config import Config  # noqa: E402
 from ingestion_lambdas.sqs_processor.handler import process_event  # noqa: E402
 from leanops_dagster.iceberg.catalog import open_catalog  # noqa: E402
 from leanops_dagster.local.firehose import BufferingHints, LocalFirehose  # noqa: E402
+from leanops_dagster.local.injector.config import InjectorConfig, StreamConfig  # noqa: E402
+from leanops_dagster.local.injector.generators import generate  # noqa: E402
 from leanops_dagster.settings import Settings  # noqa: E402
-from tools.data_injector.config import InjectorConfig, StreamConfig  # noqa: E402
-from tools.data_injector.generators import generate  # noqa: E402
 
 
 def say(message: str) -> None:

@@ -1,8 +1,12 @@
 """The single Definitions object: assets, checks, sensors, schedules, jobs and resources.
 
-Resources are built once from Settings (environment ``LEANOPS_*``), so the same definitions
-run on the embedded local defaults and in AWS.
+Resources are built once from Settings (environment ``LEANOPS_*``): endpoints and the source of
+the pre-RAW counts (CloudWatch) are configuration, not code paths. These are the production
+definitions (``infra/dagster/workspace.yaml``); the laptop's (``workspace.yaml``,
+``local.definitions``) are the same with the local stack's resources put over them.
 """
+
+from collections.abc import Mapping
 
 import dagster as dg
 
@@ -20,7 +24,7 @@ from leanops_dagster.jobs import (
 )
 from leanops_dagster.resources.alerts import AlertSink
 from leanops_dagster.resources.catalog import IcebergCatalogResource
-from leanops_dagster.resources.ingestion import IngestionCountsResource
+from leanops_dagster.resources.ingestion import CloudWatchIngestionCounts
 from leanops_dagster.resources.metrics import PipelineMetricsResource
 from leanops_dagster.resources.pipeline import PipelineConfigResource
 from leanops_dagster.resources.schema_registry import SchemaRegistryResource
@@ -39,7 +43,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         "catalog": IcebergCatalogResource.from_settings(settings),
         "schema_registry": SchemaRegistryResource.from_settings(settings),
         "pipeline": PipelineConfigResource.from_settings(settings),
-        "ingestion_counts": IngestionCountsResource.from_settings(settings),
+        "ingestion_counts": CloudWatchIngestionCounts.from_settings(settings),
         "sqs": SqsResource.from_settings(settings),
         "backlog": BacklogConfig(threshold=settings.backlog_threshold),
         "alerts": AlertSink.from_settings(settings),
@@ -50,7 +54,11 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     return resources
 
 
-def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+def build_definitions(
+    settings: Settings | None = None,
+    resources: Mapping[str, dg.ConfigurableResource] | None = None,
+) -> dg.Definitions:
+    """The definitions of ``settings``; ``resources`` replace the ones of the same key."""
     settings = settings or get_settings()
     return dg.Definitions(
         assets=[raw_staging, standardized_records, curated_records]
@@ -60,7 +68,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
               schema_rebuild_job],
         sensors=[schema_gate_sensor, raw_snapshot_sensor, backlog_sensor, *alert_sensors],
         schedules=build_schedules(settings),
-        resources=build_resources(settings),
+        resources={**build_resources(settings), **(resources or {})},
     )
 
 

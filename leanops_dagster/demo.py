@@ -92,10 +92,10 @@ def evaluate_all_topics_checks(settings: Settings, console: Console) -> bool:
     has a result when the demo ends: their schedule's first tick may be 15 minutes away."""
     import dagster as dg
 
-    from leanops_dagster.definitions import build_definitions
     from leanops_dagster.instance import get_instance
+    from leanops_dagster.local.definitions import build_local_definitions
 
-    job = build_definitions(settings).resolve_job_def("accountability_checks")
+    job = build_local_definitions(settings).resolve_job_def("accountability_checks")
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # the verdicts only
     result = job.execute_in_process(
         instance=get_instance(settings), run_config=quiet, raise_on_error=False)
@@ -110,10 +110,10 @@ def evaluate_all_topics_checks(settings: Settings, console: Console) -> bool:
 
 
 def run_demo(settings: Settings, *, console: Console, timeout_s: float = 900) -> bool:
+    from leanops_dagster.local.injector.demo_mix import demo_mix
     from leanops_dagster.local.stack import LocalStack
     from leanops_dagster.report import accountability_rows, render
     from leanops_dagster.schemas.registry import SchemaRegistry
-    from tools.data_injector.demo_mix import demo_mix
 
     registry = SchemaRegistry.from_settings(settings)
     topics = [FIRST_TOPIC, SECOND_TOPIC]

@@ -47,12 +47,12 @@ def render(rows: list[tuple[str, accountability.Equation]], title: str) -> Table
 def unknown_topic_reason(settings: Settings, topic: str) -> str | None:
     """Why ``topic`` has nothing to report (no deployed schema, no table, nothing sent), or
     None: a report of such a topic would be a meaningless balanced ``0 = 0``."""
-    from leanops_dagster.local import ledger
+    from leanops_dagster.local.resources import counts_source
     from leanops_dagster.schemas.registry import SchemaRegistry
 
     if topic in SchemaRegistry.from_settings(settings).deployed_versions():
         return None
-    if topic in ledger.sent_counts(settings.home):
+    if topic in counts_source(settings).sent():
         return None
     catalog = open_catalog(settings)
     tables = TopicTables(topic, settings.namespace_prefix)
@@ -67,12 +67,13 @@ def unknown_topic_reason(settings: Settings, topic: str) -> str | None:
 def accountability_rows(
     settings: Settings, topics: list[str]
 ) -> list[tuple[str, accountability.Equation]]:
-    """Every equation of every topic; pre-RAW only for topics the local ledger knows."""
-    from leanops_dagster.local import ledger
+    """Every equation of every topic; pre-RAW only for topics the count source knows
+    (``Settings.ingestion_counts``: locally the stack's ledger, in AWS CloudWatch)."""
+    from leanops_dagster.local.resources import counts_source
 
     catalog = open_catalog(settings)
-    sent = ledger.sent_counts(settings.home)
-    failed = ledger.firehose_error_counts(settings.home)
+    source = counts_source(settings)
+    sent, failed = source.sent(), source.firehose_errors()
     return [
         (topic, eq)
         for topic in topics

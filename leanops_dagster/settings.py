@@ -1,8 +1,9 @@
 """The one settings object. Nothing else in ``leanops_dagster`` reads the environment.
 
 Local (embedded default): pyiceberg SQL catalog on SQLite and warehouse files under
-``LEANOPS_HOME`` (default ``./.leanops``), schemas from the repository's ``schemas/`` folder, moto
-as the SQS/S3 endpoint. AWS: set ``LEANOPS_CATALOG_TYPE=glue``, ``LEANOPS_WAREHOUSE=s3://...``,
+``LEANOPS_HOME`` (default ``./.leanops``), schemas from the repository's ``schemas/`` folder, the
+local stack's moto as the SQS/S3 endpoint and its ledger as the pre-RAW counts. AWS: set
+``LEANOPS_CATALOG_TYPE=glue``, ``LEANOPS_WAREHOUSE=s3://...``,
 ``LEANOPS_SCHEMA_REGISTRY=s3://bucket/prefix`` and ``LEANOPS_ENVIRONMENT``.
 """
 
@@ -50,6 +51,13 @@ class Settings(BaseSettings):
         default=None, description="Set to the local moto server; unset in AWS."
     )
     archive_bucket: str = Field(default="", description="DLQ archive bucket (default per env).")
+    ingestion_counts: Literal["ledger", "cloudwatch"] = Field(  # default: see the validator
+        description="Source of the pre-RAW balance's SQS-sent and Firehose-error counts: "
+        "`cloudwatch` (SQS NumberOfMessagesSent per queue, the Firehose stream's failed rows) "
+        "or `ledger` (the local stack's, under home; only the local definitions have it: the "
+        "production definitions always read CloudWatch). Default: `ledger` in the `local` "
+        "environment, `cloudwatch` elsewhere.",
+    )
 
     pii_hash_key: SecretStr = Field(
         default=SecretStr("leanops-local-development-key"),
@@ -136,6 +144,14 @@ class Settings(BaseSettings):
         default=None, description="SQL API base URL (default https://<account>."
         "snowflakecomputing.com)."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_ingestion_counts(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("ingestion_counts") is None:
+            local = data.get("environment", "local") == "local"
+            data = {**data, "ingestion_counts": "ledger" if local else "cloudwatch"}
+        return data
 
     @model_validator(mode="after")
     def _snowflake_complete(self) -> Settings:

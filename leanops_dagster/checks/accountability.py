@@ -73,7 +73,9 @@ def curated_balance_all_time(
 @dg.asset_check(
     asset=RAW_STAGING,
     description="Pre-RAW balance per topic: SQS messages sent = RAW rows + DLQ error rows + "
-    "Firehose error records. Failing means messages are in flight or were lost in ingestion.",
+    "Firehose error records. Failing means messages are in flight or were lost in ingestion. "
+    "`counts_source` says where the sent and Firehose counts came from (CloudWatch in AWS, "
+    "the local stack's ledger on a laptop).",
 )
 def pre_raw_balance(
     context: dg.AssetCheckExecutionContext,
@@ -97,7 +99,8 @@ def pre_raw_balance(
     return dg.AssetCheckResult(
         passed=all(eq.balanced for _, eq in rows),
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={"equations": equations_table(rows), "topics": len(rows)},
+        metadata={"equations": equations_table(rows), "topics": len(rows),
+                  "counts_source": ingestion_counts.describe()},
     )
 
 

@@ -153,8 +153,8 @@ def inject(
     if config_ref is not None:
         if topic is not None or file_path is not None:
             _fail("use either --config, or --topic with --file")
-        from tools.data_injector.config import ConfigError, load_config
-        from tools.data_injector.generators import generate
+        from leanops_dagster.local.injector.config import ConfigError, load_config
+        from leanops_dagster.local.injector.generators import generate
 
         try:
             config = load_config(config_ref)

@@ -115,10 +115,10 @@ def replay(topic: str | None, max_messages: int) -> None:
     stack (`leanops demo` or `leanops inject`); in AWS, the environment's queues. Prints JSON:
     received, replayed per topic, skipped per topic.
     """
-    from leanops_dagster.resources.sqs import SqsResource
+    from leanops_dagster.local.resources import sqs_resource
     from leanops_dagster.runbook import describe
 
-    sqs = SqsResource.from_settings(get_settings())
+    sqs = sqs_resource(get_settings())
     try:
         result = sqs.replay_dlq(topic=topic, max_messages=max_messages)
     except RuntimeError as exc:  # no local stack running: say what to start

@@ -67,7 +67,7 @@ def run(topic: str, verbose: bool) -> None:
         render_layers,
         summarize,
     )
-    from leanops_dagster.definitions import build_definitions
+    from leanops_dagster.local.definitions import build_local_definitions
     from leanops_dagster.partitions import topic_partitions
 
     settings = get_settings()
@@ -75,7 +75,7 @@ def run(topic: str, verbose: bool) -> None:
     instance = _open_instance(settings)
     if not instance.has_dynamic_partition(topic_partitions.name, topic):
         instance.add_dynamic_partitions(topic_partitions.name, [topic])
-    job = build_definitions(settings).resolve_job_def("topic_pipeline")
+    job = build_local_definitions(settings).resolve_job_def("topic_pipeline")
     result = job.execute_in_process(
         instance=instance, partition_key=topic, raise_on_error=False,
         run_config=None if verbose else QUIET_RUN_CONFIG,

@@ -6,7 +6,9 @@
 - ``poller.QueuePoller`` / ``EventSourceMapping``: the Lambda SQS event source mapping;
 - ``ledger``: messages sent and Firehose error records per topic, for the pre-RAW balance;
 - ``inspect``: read-only catalog views for ``leanops raw`` / ``leanops info``;
-- ``aws``: the moto endpoint and boto3 clients for it.
+- ``aws``: the moto endpoint and boto3 clients for it;
+- ``injector``: deterministic test data (generators, the scenario configs of ``tests/configs``,
+  the demo mix) for ``leanops inject`` and ``tools/data_injector/main.py``.
 
 Submodules are imported on use so that reading the ledger does not import moto.
 """

@@ -1,4 +1,8 @@
-"""SQS access for the runbook (DLQ replay); moto's endpoint locally, AWS otherwise."""
+"""SQS access for the runbook (DLQ replay), at a configured endpoint.
+
+The local definitions put ``local.resources.LocalSqsResource`` here, which finds the running
+local stack's moto endpoint.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +16,11 @@ from leanops_dagster.settings import Settings
 
 
 class SqsResource(dg.ConfigurableResource):
+    """The environment's queues through boto3 at ``endpoint_url`` (unset: AWS's own)."""
+
     environment: str = Field(description="environment part of queue names")
     region: str = "us-east-1"
     endpoint_url: str | None = Field(default=None, description="explicit endpoint, if any")
-    home: str | None = Field(
-        default=None, description="LEANOPS_HOME: locally, use the running local stack's moto"
-    )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SqsResource:
@@ -25,24 +28,14 @@ class SqsResource(dg.ConfigurableResource):
             environment=settings.environment,
             region=settings.aws_region,
             endpoint_url=settings.aws_endpoint_url,
-            home=str(settings.home) if settings.environment == "local" else None,
         )
 
-    def _endpoint(self) -> str | None:
-        if self.endpoint_url or self.home is None:
-            return self.endpoint_url
-        from leanops_dagster.local.stack import running_stack
-
-        state = running_stack(Settings(home=self.home))
-        if state is None:
-            raise RuntimeError(
-                "no local stack is running under LEANOPS_HOME: start `leanops demo` or "
-                "`leanops inject`, or set LEANOPS_AWS_ENDPOINT_URL"
-            )
-        return state["endpoint_url"]
+    def endpoint(self) -> str | None:
+        """The SQS endpoint (the local stack's resource finds its running moto here)."""
+        return self.endpoint_url
 
     def client(self):
-        return boto3.client("sqs", region_name=self.region, endpoint_url=self._endpoint())
+        return boto3.client("sqs", region_name=self.region, endpoint_url=self.endpoint())
 
     def queue_url(self, name: str) -> str:
         return self.client().get_queue_url(QueueName=name)["QueueUrl"]

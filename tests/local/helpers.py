@@ -6,7 +6,7 @@ import pyarrow as pa
 from pyiceberg.expressions import EqualTo
 
 from leanops_dagster import constants
-from tools.data_injector.config import InjectorConfig, StreamConfig
+from leanops_dagster.local.injector.config import InjectorConfig, StreamConfig
 
 
 def raw_rows(catalog, settings, topic: str) -> pa.Table:

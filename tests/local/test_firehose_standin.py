@@ -18,7 +18,7 @@ from leanops_dagster.local.firehose import (
     LocalFirehose,
     read_error_records,
 )
-from tools.data_injector import generators
+from leanops_dagster.local.injector import generators
 
 STREAM = "lean-ops-local-raw-firehose"
 

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from tools.data_injector.config import ConfigError, known_configs, load_config
-from tools.data_injector.demo_mix import demo_expected, demo_mix
-from tools.data_injector.generators import POISON_MARKER, generate
+from leanops_dagster.local.injector.config import ConfigError, known_configs, load_config
+from leanops_dagster.local.injector.demo_mix import demo_expected, demo_mix
+from leanops_dagster.local.injector.generators import POISON_MARKER, generate
 
 SCENARIOS = ["happy_path", "thundering_herd", "malformed", "schema_drift", "duplicates",
              "corrections", "processing_error"]

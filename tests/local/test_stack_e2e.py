@@ -15,9 +15,9 @@ import pytest
 
 from leanops_dagster.local import ledger
 from leanops_dagster.local.firehose import read_error_records
+from leanops_dagster.local.injector.config import InjectorConfig, StreamConfig, load_config
+from leanops_dagster.local.injector.generators import generate
 from tests.local.helpers import archive_keys, dlq_rows, raw_rows, retarget
-from tools.data_injector.config import InjectorConfig, StreamConfig, load_config
-from tools.data_injector.generators import generate
 
 pytestmark = pytest.mark.timeout(600)
 

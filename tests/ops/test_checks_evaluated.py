@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from leanops_dagster.definitions import build_definitions
 from leanops_dagster.demo import evaluate_all_topics_checks
 from leanops_dagster.instance import get_instance
 from leanops_dagster.local import ledger
+from leanops_dagster.local.definitions import build_local_definitions
 from tests.dagster.conftest import append_raw, event, raw_row
 
 
@@ -17,7 +17,7 @@ def test_every_check_is_evaluated_after_a_run_and_the_all_topics_step(settings, 
     registry.deploy("events")
     append_raw(catalog, [raw_row("m1", event("k1")), raw_row("m2", event("k2"))])
     ledger.record(settings, ledger.SENT, {"events": 2})  # what the local stack would record
-    definitions = build_definitions(settings)
+    definitions = build_local_definitions(settings)
     instance = get_instance(settings)
     instance.add_dynamic_partitions("topics", ["events"])
     run = definitions.resolve_job_def("topic_pipeline").execute_in_process(

@@ -16,14 +16,14 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from leanops_dagster.local.injector.config import StreamConfig
+from leanops_dagster.local.injector.generators import stream_bodies
 from leanops_dagster.schemas.models import StandardizedSchema
 from leanops_dagster.transforms import flatten
 from leanops_dagster.transforms.naming import ColumnNamer
 from leanops_dagster.transforms.payload import float_text
 from leanops_dagster.transforms.shapes import ShapeMatcher
 from tests.transforms.conftest import raw_rows
-from tools.data_injector.config import StreamConfig
-from tools.data_injector.generators import stream_bodies
 
 SCHEMA = StandardizedSchema()
 SENSOR_SCHEMA = StandardizedSchema(drop_keys=["_metadata_messageid"])

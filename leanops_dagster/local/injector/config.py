@@ -31,8 +31,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from leanops_dagster.constants import validate_topic
+from leanops_dagster.settings import REPO_ROOT
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "tests" / "configs"
+CONFIG_DIR = REPO_ROOT / "tests" / "configs"
 GENERATORS = ("events", "sensor_readings")
 
 

@@ -33,7 +33,7 @@ import random
 import uuid
 from collections.abc import Callable
 
-from tools.data_injector.config import InjectorConfig, StreamConfig
+from leanops_dagster.local.injector.config import InjectorConfig, StreamConfig
 
 # = leanops_dagster.local.firehose.POISON_MARKER / DELIVERY_FAULT_MARKER (tests check equality)
 POISON_MARKER = "LEANOPS_FAULT_FIREHOSE_REJECT"

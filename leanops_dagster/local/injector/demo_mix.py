@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tools.data_injector.config import InjectorConfig, StreamConfig
-from tools.data_injector.generators import generate
+from leanops_dagster.local.injector.config import InjectorConfig, StreamConfig
+from leanops_dagster.local.injector.generators import generate
 
 DEMO_MIX = InjectorConfig(
     name="demo_mix",
