@@ -147,7 +147,7 @@ class CloudWatchIngestionCounts(IngestionCountsResource):
 
     def firehose_errors(self) -> dict[str, int]:
         """Nothing per topic: the one RAW stream of all topics reports its failed rows as a
-        whole (``describe`` gives the stream's total; the S3 error output names the tables)."""
+        whole (``describe`` gives the stream's total; the records are in its S3 error output)."""
         return {}
 
     def stream_failed_rows(self) -> int:

@@ -379,6 +379,17 @@ def test_dagster_tasks_alert_to_the_alarm_topic_and_publish_only_their_namespace
     assert first(policies["control_alerts"]["role"]) == "${aws_iam_role.control.id}"
 
 
+def test_run_tasks_read_the_ingestion_metrics_of_the_pre_raw_check():
+    """resources/ingestion.CloudWatchIngestionCounts calls ListMetrics and GetMetricData."""
+    (statement,) = _data(MODULES / "orchestration", "aws_iam_policy_document")[
+        "ingestion_counts"]["statement"]
+    assert set(first(statement["actions"])) == {"cloudwatch:GetMetricData",
+                                                "cloudwatch:ListMetrics"}
+    policy = _resources(MODULES / "orchestration", "aws_iam_role_policy")["run_ingestion_counts"]
+    assert first(policy["role"]) == "${aws_iam_role.run.id}"
+    assert first(policy["policy"]) == "${data.aws_iam_policy_document.ingestion_counts.json}"
+
+
 def test_every_leanops_variable_terraform_sets_is_a_settings_field():
     """Also the optional ones (Snowflake) and the secrets: a misspelt name would be ignored."""
     names = set(re.findall(r"\bLEANOPS_[A-Z_]+\b", module_text(MODULES / "orchestration")))
@@ -476,6 +487,7 @@ def test_routing_jq_follows_the_contract(record, table, operation):
 # Actions AWS offers no resource-level permission for (a "*" resource is the narrowest possible).
 UNSCOPABLE_ACTIONS = {
     "cloudwatch:GetMetricData",
+    "cloudwatch:ListMetrics",
     "cloudwatch:PutMetricData",  # scoped by the cloudwatch:namespace condition instead
     "ecr:GetAuthorizationToken",
     "ecs:DescribeTaskDefinition",

@@ -171,4 +171,28 @@ def test_dockerfile_installs_the_locked_aws_extra_without_dev_deps():
     assert "USER 10001" in dockerfile
     orchestration = _orchestration_text()
     assert 'dagster_home = "/opt/dagster/dagster_home"' in orchestration
-    assert "/app/workspace.yaml" in orchestration and (REPO_ROOT / "workspace.yaml").is_file()
+    assert "/app/workspace.yaml" in orchestration
+    # the image's code location is the production definitions, without the local ring
+    assert "COPY infra/dagster/workspace.yaml ./workspace.yaml" in dockerfile
+    workspace = yaml.safe_load((REPO_ROOT / "infra" / "dagster" / "workspace.yaml").read_text())
+    (location,) = workspace["load_from"]
+    assert location["python_module"]["module_name"] == "leanops_dagster.definitions"
+    assert "COPY tools" not in dockerfile and "--all-extras" not in dockerfile
+    assert "--extra local" not in dockerfile  # moto stays out of the production image
+
+
+def test_moto_belongs_to_the_local_extra_and_the_wheel_ships_no_tools():
+    import tomllib
+
+    pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    project = pyproject["project"]
+    extras = project["optional-dependencies"]
+
+    def has_moto(requirements: list[str]) -> bool:
+        return any(re.match(r"moto\b", r) for r in requirements)
+
+    assert not has_moto(project["dependencies"])
+    assert [name for name, requirements in extras.items() if has_moto(requirements)] == ["local"]
+    wheel = pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]
+    assert wheel["packages"] == ["leanops_dagster", "ingestion_lambdas"]
+    assert "--all-extras" in (REPO_ROOT / "Makefile").read_text()  # make setup: local too

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
 from leanops_dagster.local.injector.config import ConfigError, known_configs, load_config
 from leanops_dagster.local.injector.demo_mix import demo_expected, demo_mix
 from leanops_dagster.local.injector.generators import POISON_MARKER, generate
+from leanops_dagster.settings import REPO_ROOT
 
 SCENARIOS = ["happy_path", "thundering_herd", "malformed", "schema_drift", "duplicates",
              "corrections", "processing_error"]
@@ -86,3 +89,19 @@ def test_invalid_configs_are_one_line_errors(tmp_path, content, message):
     with pytest.raises(ConfigError) as exc:
         load_config(path)
     assert message in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_the_seeds_command_runs_from_the_repository_root_as_leanops_inject():
+    """``python tools/data_injector/main.py --config FILE``: a thin entry over ``leanops inject``
+    (no sys.path patching: the installed project is importable)."""
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "tools/data_injector/main.py", *args],
+                              cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+                              check=False)
+
+    usage = run("--help")
+    assert usage.returncode == 0 and usage.stdout.startswith("Usage: data_injector")
+    assert "--config" in usage.stdout
+    unknown = run("--config", "no_such_scenario")
+    assert unknown.returncode == 2
+    assert "unknown config 'no_such_scenario'" in unknown.stderr and "happy_path" in unknown.stderr

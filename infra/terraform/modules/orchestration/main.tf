@@ -520,6 +520,24 @@ data "aws_iam_policy_document" "alerts" {
   }
 }
 
+# The pre-RAW balance check (a run of accountability_checks) reads its left side and the Firehose
+# failed rows from CloudWatch (leanops_dagster/resources/ingestion.py): SQS NumberOfMessagesSent
+# per queue, the RAW stream's DeliveryToIceberg.FailedRowCount, the DLQ's visible messages.
+data "aws_iam_policy_document" "ingestion_counts" {
+  statement {
+    sid = "ReadIngestionMetrics"
+    # GetMetricData and ListMetrics have no resource-level permissions.
+    actions   = ["cloudwatch:GetMetricData", "cloudwatch:ListMetrics"]
+    resources = ["*"]
+  }
+}
+
+resource "aws_iam_role_policy" "run_ingestion_counts" {
+  name   = "ingestion-counts"
+  role   = aws_iam_role.run.id
+  policy = data.aws_iam_policy_document.ingestion_counts.json
+}
+
 resource "aws_iam_role_policy" "control_alerts" {
   name   = "alerts-and-metrics"
   role   = aws_iam_role.control.id
