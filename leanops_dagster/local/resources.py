@@ -26,13 +26,8 @@ class LocalSqsResource(SqsResource):
     home: str = Field(description="LEANOPS_HOME: use the local stack running under it")
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> LocalSqsResource:
-        return cls(
-            environment=settings.environment,
-            region=settings.aws_region,
-            endpoint_url=settings.aws_endpoint_url,
-            home=str(settings.home),
-        )
+    def from_settings(cls, settings: Settings, **fields: object) -> LocalSqsResource:
+        return super().from_settings(settings, home=str(settings.home), **fields)
 
     def endpoint(self) -> str | None:
         if self.endpoint_url:

@@ -23,11 +23,12 @@ class SqsResource(dg.ConfigurableResource):
     endpoint_url: str | None = Field(default=None, description="explicit endpoint, if any")
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> SqsResource:
+    def from_settings(cls, settings: Settings, **fields: object) -> SqsResource:
         return cls(
             environment=settings.environment,
             region=settings.aws_region,
             endpoint_url=settings.aws_endpoint_url,
+            **fields,
         )
 
     def endpoint(self) -> str | None:
