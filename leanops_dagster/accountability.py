@@ -25,11 +25,10 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.expressions import EqualTo
 from pyiceberg.table import Table
 
+from leanops_dagster.constants import RAW_WATERMARK, STD_WATERMARK, Count
 from leanops_dagster.iceberg.watermarks import read_counter, read_watermark, snapshot_position
-from leanops_dagster.pipeline.curate import STD_WATERMARK
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.pipeline.quarantine import INTERNAL_PREFIX
-from leanops_dagster.pipeline.standardize import RAW_WATERMARK
 
 
 @dataclass(frozen=True)
@@ -98,7 +97,7 @@ def post_raw_equation(catalog: Catalog, tables: TopicTables) -> Equation:
             catalog.load_table(tables.parse_errors), tables.topic, "raw_snapshot_id",
             watermark, snapshot_position(raw), "error_reason",
         )
-    right["duplicates"] = read_counter(std, "duplicates")
+    right["duplicates"] = read_counter(std, Count.DUPLICATES)
     consumed = _total_records(raw, watermark)
     return Equation("post-RAW", "raw_consumed", consumed, right,
                     pending=_total_records(raw) - consumed)
@@ -113,8 +112,8 @@ def curated_equation(catalog: Catalog, tables: TopicTables) -> Equation:
     watermark = read_watermark(curated, STD_WATERMARK)
     right["curated"] = _total_records(curated)
     consumed = _total_records(std, watermark)
-    right["updates"] = read_counter(curated, "updated")
-    right["superseded"] = read_counter(curated, "superseded")
+    right["updates"] = read_counter(curated, Count.UPDATED)
+    right["superseded"] = read_counter(curated, Count.SUPERSEDED)
     if catalog.table_exists(tables.curated_errors):
         right["cde_error_rows"], right["quarantined"] = _rows_up_to(
             catalog.load_table(tables.curated_errors), tables.topic,

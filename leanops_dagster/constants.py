@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from pyiceberg.partitioning import PARTITION_FIELD_ID_START, PartitionField, PartitionSpec
-from pyiceberg.schema import Schema
-from pyiceberg.transforms import BucketTransform, DayTransform, IdentityTransform
+if TYPE_CHECKING:  # pyiceberg is imported where a spec is built: settings and the CLI stay light
+    from pyiceberg.partitioning import PartitionSpec
+    from pyiceberg.schema import Schema
 
 PROJECT = "lean-ops"
 TOPIC_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -54,9 +55,9 @@ STANDARDIZED_SNAPSHOT_ID = "standardized_snapshot_id"
 RECORDED_TS = "recorded_ts"
 
 RAW_COLUMNS = (MESSAGE_ID, TOPIC_NAME, JSON_PAYLOAD, PUBLISH_TIME, INGESTION_TS)
-#: metadata columns every Standardized and Curated row carries
+#: metadata columns of Standardized and Curated, in output order
 METADATA_COLUMNS = (MESSAGE_ID, IDEMPOTENCY_KEY, TOPIC_NAME, PUBLISH_TIME, INGESTION_TS)
-#: lineage columns kept in Standardized (not part of a Curated schema)
+#: lineage columns a caller may add (the snapshot a row was read from); carried through
 LINEAGE_COLUMNS = (RAW_SNAPSHOT_ID, STANDARDIZED_SNAPSHOT_ID)
 
 #: ``dlq_errors.topic_name`` and the DLQ replay's count key for a message of unknown origin
@@ -158,6 +159,8 @@ KEY_BUCKETS = 16
 def _spec(schema: Schema, *fields: tuple[str, object, str]) -> PartitionSpec:
     """A spec of ``(source column, transform, name)`` fields, ids numbered as pyiceberg does
     (``PARTITION_FIELD_ID_START`` on)."""
+    from pyiceberg.partitioning import PARTITION_FIELD_ID_START, PartitionField, PartitionSpec
+
     return PartitionSpec(*(
         PartitionField(
             source_id=schema.find_field(column).field_id,
@@ -169,6 +172,9 @@ def _spec(schema: Schema, *fields: tuple[str, object, str]) -> PartitionSpec:
 
 def publish_day_spec(schema: Schema) -> PartitionSpec:
     """``day(publish_time)`` (RAW, Standardized, quarantine); unpartitioned without it."""
+    from pyiceberg.partitioning import PartitionSpec
+    from pyiceberg.transforms import DayTransform
+
     if PUBLISH_TIME not in schema.column_names:
         return PartitionSpec()
     return _spec(schema, (PUBLISH_TIME, DayTransform(), f"{PUBLISH_TIME}_day"))
@@ -176,6 +182,8 @@ def publish_day_spec(schema: Schema) -> PartitionSpec:
 
 def topic_spec(schema: Schema) -> PartitionSpec:
     """``identity(topic_name)``: the tables every topic shares (error tables, drift log)."""
+    from pyiceberg.transforms import IdentityTransform
+
     return _spec(schema, (TOPIC_NAME, IdentityTransform(), TOPIC_NAME))
 
 
@@ -187,6 +195,8 @@ def curated_partition_spec(
     buckets: int = KEY_BUCKETS,
 ) -> PartitionSpec:
     """``day(publish_time)``, ``bucket(16, idempotency_key)`` for a Curated table schema."""
+    from pyiceberg.transforms import BucketTransform, DayTransform
+
     return _spec(
         schema,
         (time_column, DayTransform(), f"{time_column}_day"),

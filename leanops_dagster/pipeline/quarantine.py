@@ -43,16 +43,22 @@ import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
 from pyiceberg.expressions import And, EqualTo, StartsWith
 from pyiceberg.io import FileIO, InputFile, OutputFile, OutputStream
-from pyiceberg.partitioning import PartitionField, PartitionSpec
+from pyiceberg.partitioning import PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table.metadata import new_table_metadata
 from pyiceberg.table.sorting import UNSORTED_SORT_ORDER
-from pyiceberg.transforms import DayTransform
 
+from leanops_dagster.constants import (
+    IDEMPOTENCY_KEY,
+    LINEAGE_COLUMNS,
+    Count,
+    count_properties,
+    curated_partition_spec,
+    publish_day_spec,
+)
 from leanops_dagster.iceberg.catalog import ensure_table, schema_from_arrow
 from leanops_dagster.iceberg.commit import retry_commit
 from leanops_dagster.iceberg.datafiles import write_data_files
-from leanops_dagster.iceberg.merge import curated_partition_spec
 from leanops_dagster.iceberg.tables import (
     CURATED_ERRORS_PARTITION_SPEC,
     CURATED_ERRORS_SCHEMA,
@@ -61,7 +67,7 @@ from leanops_dagster.iceberg.tables import (
 )
 from leanops_dagster.pipeline.increments import with_recorded_ts
 from leanops_dagster.pipeline.layout import Identifier, TopicTables
-from leanops_dagster.schemas.models import IDEMPOTENCY_KEY, LINEAGE_COLUMNS, TopicSchema
+from leanops_dagster.schemas.models import TopicSchema
 from leanops_dagster.transforms import dedup, flatten, mask, validate
 
 log = logging.getLogger(__name__)
@@ -73,9 +79,6 @@ INTERNAL_PREFIX = "internal:"
 WHOLE_ROW = "*"
 #: longest exception message kept in ``error_detail``
 MAX_DETAIL = 2_000
-#: snapshot summary property (per run) and running-total name of the quarantined rows
-QUARANTINED = "quarantined"
-
 _ROW_FAULTS = (ArithmeticError, ValueError, TypeError, LookupError, RecursionError,
                pa.ArrowException)
 _INFRA_FAULTS = (OSError, MemoryError)
@@ -293,15 +296,6 @@ def build_data_files(rows: pa.Table, schema: Schema, spec: PartitionSpec) -> Non
 
 
 # --- the two layers --------------------------------------------------------------------------
-def _day_spec(schema: Schema) -> PartitionSpec:
-    if "publish_time" not in schema.column_names:
-        return PartitionSpec()
-    return PartitionSpec(PartitionField(
-        source_id=schema.find_field("publish_time").field_id, field_id=1000,
-        transform=DayTransform(), name="publish_time_day",
-    ))
-
-
 def _plain(arrow_schema: pa.Schema) -> pa.Schema:
     """large_string -> string, every field nullable: what Standardized's evolution stores."""
     return pa.schema([
@@ -319,7 +313,7 @@ def standardized_probe(schema: TopicSchema, snapshot_column: str) -> Callable[[p
         deduped = dedup.fifo_dedup(flattened.rows, snapshot_column=snapshot_column)
         rows = deduped.rows.drop_columns([snapshot_column])
         iceberg_schema = schema_from_arrow(_plain(rows.schema))
-        build_data_files(rows, iceberg_schema, _day_spec(iceberg_schema))
+        build_data_files(rows, iceberg_schema, publish_day_spec(iceberg_schema))
     return probe
 
 
@@ -380,7 +374,7 @@ class ErrorRoute:
         arrow = table.schema().as_arrow()
         table.append(
             with_recorded_ts(rows, self.now).select(arrow.names).cast(arrow),
-            snapshot_properties={f"leanops.{QUARANTINED}": str(rows.num_rows)},
+            snapshot_properties=count_properties({Count.QUARANTINED: rows.num_rows}),
         )
         return rows.num_rows
 

@@ -13,7 +13,8 @@ from collections.abc import Iterable
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from leanops_dagster.schemas.models import METADATA_COLUMNS, RESERVED_COLUMNS, CuratedSchema
+from leanops_dagster.constants import METADATA_COLUMNS
+from leanops_dagster.schemas.models import RESERVED_COLUMNS, CuratedSchema
 
 DRIFT_SCHEMA = pa.schema(
     [

@@ -31,12 +31,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from leanops_dagster.schemas.models import (
-    IDEMPOTENCY_KEY,
-    LINEAGE_COLUMNS,
-    CuratedColumn,
-    CuratedSchema,
-)
+from leanops_dagster.constants import IDEMPOTENCY_KEY, LINEAGE_COLUMNS
+from leanops_dagster.schemas.models import CuratedColumn, CuratedSchema
 from leanops_dagster.transforms.cast import cast_column, cast_literal
 from leanops_dagster.transforms.drift import drift_columns
 
