@@ -25,7 +25,15 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.expressions import EqualTo
 from pyiceberg.table import Table
 
-from leanops_dagster.constants import RAW_WATERMARK, STD_WATERMARK, Count
+from leanops_dagster.constants import (
+    MESSAGE_ID,
+    RAW_SNAPSHOT_ID,
+    RAW_WATERMARK,
+    STANDARDIZED_SNAPSHOT_ID,
+    STD_WATERMARK,
+    TOPIC_NAME,
+    Count,
+)
 from leanops_dagster.iceberg.watermarks import read_counter, read_watermark, snapshot_position
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.pipeline.quarantine import INTERNAL_PREFIX
@@ -68,7 +76,7 @@ def _rows_up_to(
     if watermark is None or table.current_snapshot() is None:
         return 0, 0
     rows = table.scan(
-        row_filter=EqualTo("topic_name", topic),
+        row_filter=EqualTo(TOPIC_NAME, topic),
         selected_fields=(snapshot_column, reason_column, *([distinct] if distinct else [])),
     ).to_arrow()
     cutoff = positions.get(watermark, -1)
@@ -94,7 +102,7 @@ def post_raw_equation(catalog: Catalog, tables: TopicTables) -> Equation:
     right["standardized"] = _total_records(std)
     if catalog.table_exists(tables.parse_errors):
         right["parse_errors"], right["quarantined"] = _rows_up_to(
-            catalog.load_table(tables.parse_errors), tables.topic, "raw_snapshot_id",
+            catalog.load_table(tables.parse_errors), tables.topic, RAW_SNAPSHOT_ID,
             watermark, snapshot_position(raw), "error_reason",
         )
     right["duplicates"] = read_counter(std, Count.DUPLICATES)
@@ -117,8 +125,8 @@ def curated_equation(catalog: Catalog, tables: TopicTables) -> Equation:
     if catalog.table_exists(tables.curated_errors):
         right["cde_error_rows"], right["quarantined"] = _rows_up_to(
             catalog.load_table(tables.curated_errors), tables.topic,
-            "standardized_snapshot_id", watermark, snapshot_position(std), "rule",
-            distinct="message_id",
+            STANDARDIZED_SNAPSHOT_ID, watermark, snapshot_position(std), "rule",
+            distinct=MESSAGE_ID,
         )
     return Equation("curated", "standardized_consumed", consumed, right,
                     pending=_total_records(std) - consumed)
@@ -135,7 +143,7 @@ def pre_raw_equation(
         dlq = catalog.load_table(tables.dlq_errors)
         if dlq.current_snapshot() is not None:
             dlq_rows = dlq.scan(
-                row_filter=EqualTo("topic_name", tables.topic), selected_fields=("topic_name",)
+                row_filter=EqualTo(TOPIC_NAME, tables.topic), selected_fields=(TOPIC_NAME,)
             ).to_arrow().num_rows
     right = {"raw": raw_rows, "dlq_errors": dlq_rows, "firehose_errors": firehose_errors}
     return Equation("pre-RAW", "sqs_sent", sent, right)

@@ -27,6 +27,7 @@ from leanops_dagster.constants import (
     STANDARDIZED_SNAPSHOT_FROM_PROPERTY,
     STANDARDIZED_SNAPSHOT_ID,
     STD_WATERMARK,
+    TOPIC_NAME,
     Count,
     count_properties,
     curated_partition_spec,
@@ -262,7 +263,7 @@ def _log_new_drift(
         known: set[str] = set()
         if log.current_snapshot() is not None:
             logged = log.scan(
-                row_filter=EqualTo("topic_name", tables.topic), selected_fields=("column_name",)
+                row_filter=EqualTo(TOPIC_NAME, tables.topic), selected_fields=("column_name",)
             ).to_arrow()
             known = set(logged.column("column_name").to_pylist())
         new = records.filter(pc.invert(pc.is_in(records["column_name"],
@@ -270,7 +271,7 @@ def _log_new_drift(
         if new.num_rows == 0:
             return
         new = new.append_column(
-            "standardized_snapshot_id", pa.array([snapshot_id] * new.num_rows, pa.int64())
+            STANDARDIZED_SNAPSHOT_ID, pa.array([snapshot_id] * new.num_rows, pa.int64())
         )
         try:
             log.append(with_recorded_ts(new, now).cast(DRIFT_LOG_SCHEMA.as_arrow()))

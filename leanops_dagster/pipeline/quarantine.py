@@ -50,7 +50,12 @@ from pyiceberg.table.sorting import UNSORTED_SORT_ORDER
 
 from leanops_dagster.constants import (
     IDEMPOTENCY_KEY,
+    INGESTION_TS,
+    JSON_PAYLOAD,
     LINEAGE_COLUMNS,
+    MESSAGE_ID,
+    PUBLISH_TIME,
+    TOPIC_NAME,
     Count,
     count_properties,
     curated_partition_spec,
@@ -358,15 +363,15 @@ class ErrorRoute:
         rows = self.build(quarantined)
         if table.current_snapshot() is not None:
             held = table.scan(
-                row_filter=And(EqualTo("topic_name", self.topic),
+                row_filter=And(EqualTo(TOPIC_NAME, self.topic),
                                StartsWith(self.reason_column, INTERNAL_PREFIX)),
-                selected_fields=("message_id", self.snapshot_column),
+                selected_fields=(MESSAGE_ID, self.snapshot_column),
             ).to_arrow()
-            known = set(zip(held.column("message_id").to_pylist(),
+            known = set(zip(held.column(MESSAGE_ID).to_pylist(),
                             held.column(self.snapshot_column).to_pylist(), strict=True))
             if known:
                 new = [(m, s) not in known for m, s in zip(
-                    rows.column("message_id").to_pylist(),
+                    rows.column(MESSAGE_ID).to_pylist(),
                     rows.column(self.snapshot_column).to_pylist(), strict=True)]
                 rows = rows.filter(pa.array(new, pa.bool_()))
         if rows.num_rows == 0:
@@ -387,14 +392,14 @@ def parse_errors_route(
     def build(q: Quarantined) -> pa.Table:
         rows = q.rows
         return pa.table({
-            "message_id": rows.column("message_id"),
-            "topic_name": pa.array([tables.topic] * rows.num_rows, pa.string()),
+            MESSAGE_ID: rows.column(MESSAGE_ID),
+            TOPIC_NAME: pa.array([tables.topic] * rows.num_rows, pa.string()),
             "error_reason": pa.array(q.reasons, pa.string()),
             "error_detail": pa.array(q.details, pa.string()),
-            "json_payload": rows.column("json_payload"),
+            JSON_PAYLOAD: rows.column(JSON_PAYLOAD),
             snapshot_column: rows.column(snapshot_column),
-            "publish_time": rows.column("publish_time"),
-            "ingestion_ts": rows.column("ingestion_ts"),
+            PUBLISH_TIME: rows.column(PUBLISH_TIME),
+            INGESTION_TS: rows.column(INGESTION_TS),
         })
     return ErrorRoute(catalog, tables.parse_errors, PARSE_ERRORS_SCHEMA,
                       PARSE_ERRORS_PARTITION_SPEC, tables.topic, "error_reason",
@@ -410,16 +415,16 @@ def curated_errors_route(
         rows = q.rows
         n = rows.num_rows
         return pa.table({
-            "message_id": rows.column("message_id"),
+            MESSAGE_ID: rows.column(MESSAGE_ID),
             IDEMPOTENCY_KEY: rows.column(IDEMPOTENCY_KEY) if IDEMPOTENCY_KEY in
             rows.column_names else pa.nulls(n, pa.string()),
-            "topic_name": pa.array([tables.topic] * n, pa.string()),
+            TOPIC_NAME: pa.array([tables.topic] * n, pa.string()),
             "column_name": pa.array([WHOLE_ROW] * n, pa.string()),
             "rule": pa.array(q.reasons, pa.string()),
             "offending_value": pa.nulls(n, pa.string()),
             "error_detail": pa.array(q.details, pa.string()),
             snapshot_column: rows.column(snapshot_column),
-            "publish_time": rows.column("publish_time"),
+            PUBLISH_TIME: rows.column(PUBLISH_TIME),
         })
     return ErrorRoute(catalog, tables.curated_errors, CURATED_ERRORS_SCHEMA,
                       CURATED_ERRORS_PARTITION_SPEC, tables.topic, "rule", snapshot_column,
@@ -427,8 +432,8 @@ def curated_errors_route(
 
 
 #: what identifies an input row across attempts (the increment is read again each time)
-RAW_ROW_KEY = ("message_id", "ingestion_ts", "json_payload")
-STANDARDIZED_ROW_KEY = ("message_id",)
+RAW_ROW_KEY = (MESSAGE_ID, INGESTION_TS, JSON_PAYLOAD)
+STANDARDIZED_ROW_KEY = (MESSAGE_ID,)
 
 
 def standardized_net(

@@ -102,6 +102,7 @@ from leanops_dagster.constants import (
     STANDARDIZED_SNAPSHOT_ID,
     STD_WATERMARK,
     SUPERSEDED_VERSIONS_PROPERTY,
+    TOPIC_NAME,
     TOTAL_PROPERTY_PREFIX,
     curated_partition_spec,
     errors_rebuild_property,
@@ -634,7 +635,7 @@ def _swap_error_rows(
     arrow = table_schema.as_arrow()
     if catalog.table_exists(staged_id):
         staged = catalog.load_table(staged_id)
-        rows = staged.scan(row_filter=EqualTo("topic_name", topic)).to_arrow()
+        rows = staged.scan(row_filter=EqualTo(TOPIC_NAME, topic)).to_arrow()
         watermark = read_watermark(staged, watermark_name)
     else:
         rows, watermark = arrow.empty_table(), None
@@ -653,7 +654,7 @@ def _swap_error_rows(
         if read_summary_value(errors, marker) == rebuild_id:
             return  # a concurrent run of the same rebuild swapped them first
         with errors.transaction() as tx:
-            mine = EqualTo("topic_name", topic)
+            mine = EqualTo(TOPIC_NAME, topic)
             if any(True for _ in errors.scan(row_filter=mine).plan_files()):
                 tx.delete(mine)
             target = tx.table_metadata.schema().as_arrow()

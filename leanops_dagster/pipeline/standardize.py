@@ -17,6 +17,7 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.table import Table
 
 from leanops_dagster.constants import (
+    MESSAGE_ID,
     RAW_SNAPSHOT_FROM_PROPERTY,
     RAW_SNAPSHOT_ID,
     RAW_WATERMARK,
@@ -159,10 +160,10 @@ def _standardize_once(
     # 2. standardized rows of the snapshots after the Standardized watermark.
     rows = after(flattened.rows, std_watermark)
     # hashed once: the index lookup probes with them, the append indexes the rows it keeps
-    hashes = key_hashes(rows.column("message_id"))
-    stored = _stored_message_ids(std, rows.column("message_id"), hashes)
+    hashes = key_hashes(rows.column(MESSAGE_ID))
+    stored = _stored_message_ids(std, rows.column(MESSAGE_ID), hashes)
     deduped = dedup.fifo_dedup(
-        rows, existing_ids=stored.rows.column("message_id").combine_chunks(),
+        rows, existing_ids=stored.rows.column(MESSAGE_ID).combine_chunks(),
         snapshot_column=RAW_SNAPSHOT_ID, snapshot_order=positions,
     )
     std, aligned, new_columns = evolve_and_align(
@@ -198,6 +199,6 @@ def _stored_message_ids(
 ) -> StoredRows:
     """Stored rows among ``message_ids`` (through the table's key index on ``message_id``)."""
     if std is None or std.current_snapshot() is None:
-        empty = pa.table({"message_id": pa.array([], pa.string())})
-        return StoredRows(empty, "message_id", rebuilt=Entries.empty())
-    return find_stored(std, message_ids, "message_id", hashes=hashes)
+        empty = pa.table({MESSAGE_ID: pa.array([], pa.string())})
+        return StoredRows(empty, MESSAGE_ID, rebuilt=Entries.empty())
+    return find_stored(std, message_ids, MESSAGE_ID, hashes=hashes)

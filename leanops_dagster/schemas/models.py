@@ -19,13 +19,18 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from leanops_dagster.constants import (
     IDEMPOTENCY_KEY,
+    INGESTION_TS,
     LINEAGE_COLUMNS,
+    MESSAGE_ID,
     METADATA_COLUMNS,
+    PUBLISH_TIME,
     RAW_COLUMNS,
+    TOPIC_NAME,
     validate_topic,
 )
 from leanops_dagster.schemas.types import ORDERABLE_TYPES, arrow_type, parse_type
 from leanops_dagster.transforms.cast import cast_literal
+from leanops_dagster.transforms.ordering import DEFAULT_SEQUENCE
 
 RESERVED_COLUMNS = frozenset(RAW_COLUMNS + METADATA_COLUMNS + LINEAGE_COLUMNS)
 
@@ -228,7 +233,7 @@ class CuratedSchema(BaseModel):
 
     columns: list[CuratedColumn] = Field(min_length=1)
     sequence: list[str] = Field(
-        default_factory=lambda: ["publish_time"],
+        default_factory=lambda: list(DEFAULT_SEQUENCE),
         min_length=1,
         description="LIFO order: newest by these columns wins (then ingestion_ts, message_id)",
     )
@@ -250,7 +255,7 @@ class CuratedSchema(BaseModel):
             raise ValueError(f"duplicate column names: {dupes}")
         by_name = {c.name: c for c in self.columns}
         for name in self.sequence:
-            if name in ("publish_time", "ingestion_ts"):
+            if name in (PUBLISH_TIME, INGESTION_TS):
                 continue
             column = by_name.get(name)
             if column is None:
@@ -281,11 +286,11 @@ class CuratedSchema(BaseModel):
     def arrow_schema(self) -> pa.Schema:
         """Curated output columns: metadata first, then the declared columns in order."""
         meta = [
-            pa.field("message_id", pa.string()),
+            pa.field(MESSAGE_ID, pa.string()),
             pa.field(IDEMPOTENCY_KEY, pa.string()),
-            pa.field("topic_name", pa.string()),
-            pa.field("publish_time", pa.timestamp("us", tz="UTC")),
-            pa.field("ingestion_ts", pa.timestamp("us", tz="UTC")),
+            pa.field(TOPIC_NAME, pa.string()),
+            pa.field(PUBLISH_TIME, pa.timestamp("us", tz="UTC")),
+            pa.field(INGESTION_TS, pa.timestamp("us", tz="UTC")),
         ]
         return pa.schema(meta + [pa.field(c.name, c.output_type) for c in self.columns])
 
