@@ -35,6 +35,8 @@ DLQ_ERRORS_TABLE = "dlq_errors"
 PARSE_ERRORS_TABLE = "parse_errors"
 CURATED_ERRORS_TABLE = "errors"
 DRIFT_LOG_TABLE = "drift_log"
+#: each zone's run leases (``iceberg.lease``); the underscore keeps it apart from every topic
+LEASE_TABLE = "_run_leases"
 
 # SQS / Firehose limits the handler must respect.
 SQS_MAX_RECEIVE_COUNT = 5
