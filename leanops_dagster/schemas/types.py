@@ -20,8 +20,7 @@ def parse_type(spec: str) -> tuple[str, int | None, int | None]:
     match = _DECIMAL.fullmatch(spec)
     if not match:
         raise ValueError(
-            f"unsupported type {spec!r}: expected one of {', '.join(SIMPLE_TYPES)} or "
-            "decimal(p,s)"
+            f"unsupported type {spec!r}: expected one of {', '.join(SIMPLE_TYPES)} or decimal(p,s)"
         )
     precision, scale = int(match[1]), int(match[2])
     if not 1 <= precision <= 38:

@@ -37,8 +37,7 @@ def version_columns(
     """``sequence`` then each tie-break it lacks (only those in ``available``, if given)."""
     sequence = tuple(sequence)
     return sequence + tuple(
-        c for c in TIEBREAK_COLUMNS
-        if c not in sequence and (available is None or c in available)
+        c for c in TIEBREAK_COLUMNS if c not in sequence and (available is None or c in available)
     )
 
 
@@ -54,12 +53,8 @@ def is_newer(
     greater = None
     equal_so_far = None
     for a, b in zip(left, right, strict=True):
-        gt = pc.or_(
-            pc.fill_null(pc.greater(a, b), False), pc.and_(pc.is_valid(a), pc.is_null(b))
-        )
-        eq = pc.or_(
-            pc.fill_null(pc.equal(a, b), False), pc.and_(pc.is_null(a), pc.is_null(b))
-        )
+        gt = pc.or_(pc.fill_null(pc.greater(a, b), False), pc.and_(pc.is_valid(a), pc.is_null(b)))
+        eq = pc.or_(pc.fill_null(pc.equal(a, b), False), pc.and_(pc.is_null(a), pc.is_null(b)))
         if greater is None:
             greater, equal_so_far = gt, eq
         else:
@@ -100,9 +95,14 @@ def judge_stored(
     """
     keys = rows.column(key)
     if stored.num_rows == 0:
-        return StoredVerdict(None, pa.array([], keys.type),
-                             stored.select([key, *_extra(stored, key, columns)]),
-                             rows.num_rows, 0, 0)
+        return StoredVerdict(
+            None,
+            pa.array([], keys.type),
+            stored.select([key, *_extra(stored, key, columns)]),
+            rows.num_rows,
+            0,
+            0,
+        )
     renamed = stored.rename_columns(
         [f"{_STORED}{name}" if name in columns else name for name in stored.column_names]
     )

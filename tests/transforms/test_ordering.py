@@ -39,19 +39,29 @@ def test_is_newer_is_lexicographic_with_null_oldest_and_ties_not_newer():
 
 
 def stored(keys, published, ingested, ids) -> pa.Table:
-    return pa.table({
-        "idempotency_key": pa.array(keys, pa.string()),
-        "publish_time": pa.array([at(s) for s in published], TS),
-        "ingestion_ts": pa.array([at(s) for s in ingested], TS),
-        "message_id": pa.array(ids, pa.string()),
-    })
+    return pa.table(
+        {
+            "idempotency_key": pa.array(keys, pa.string()),
+            "publish_time": pa.array([at(s) for s in published], TS),
+            "ingestion_ts": pa.array([at(s) for s in ingested], TS),
+            "message_id": pa.array(ids, pa.string()),
+        }
+    )
 
 
 def test_compare_with_stored_new_newer_older_and_same():
-    winners = rows(["n1", "n2", "n3", "n4", "n5"], [50, 50, 50, 50, 7],
-                   keys=["new", "newer", "older", "tie", "same"], published=[5, 30, 10, 20, 20])
-    table = stored(["newer", "older", "tie", "same", "other"], [20, 20, 20, 20, 1],
-                   [1, 1, 40, 7, 1], ["s1", "s2", "s3", "n5", "s5"])
+    winners = rows(
+        ["n1", "n2", "n3", "n4", "n5"],
+        [50, 50, 50, 50, 7],
+        keys=["new", "newer", "older", "tie", "same"],
+        published=[5, 30, 10, 20, 20],
+    )
+    table = stored(
+        ["newer", "older", "tie", "same", "other"],
+        [20, 20, 20, 20, 1],
+        [1, 1, 40, 7, 1],
+        ["s1", "s2", "s3", "n5", "s5"],
+    )
     won, replaced_keys, result = compare_with_stored(winners, table)
     assert won.column("message_id").to_pylist() == ["n1", "n2", "n4"]
     # the set of replaced keys (the join decides their order)
