@@ -59,10 +59,12 @@ from benchmarks._data import (
     make_increment,
     raw_from_curated,
 )
+from leanops_dagster.constants import IDEMPOTENCY_KEY as KEY_COLUMN
+from leanops_dagster.constants import curated_partition_spec
 from leanops_dagster.iceberg.datafiles import write_data_files
 from leanops_dagster.iceberg.key_index import FORMAT as KEY_INDEX_FORMAT
 from leanops_dagster.iceberg.key_index import KeyIndex, updated_index
-from leanops_dagster.iceberg.merge import KEY_COLUMN, MergeStats, curated_partition_spec, merge_lifo
+from leanops_dagster.iceberg.merge import MergeStats, merge_lifo
 from leanops_dagster.iceberg.tables import (
     RAW_STAGING_PARTITION_SPEC,
     RAW_STAGING_SCHEMA,

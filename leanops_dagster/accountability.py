@@ -25,11 +25,18 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.expressions import EqualTo
 from pyiceberg.table import Table
 
+from leanops_dagster.constants import (
+    MESSAGE_ID,
+    RAW_SNAPSHOT_ID,
+    RAW_WATERMARK,
+    STANDARDIZED_SNAPSHOT_ID,
+    STD_WATERMARK,
+    TOPIC_NAME,
+    Count,
+)
 from leanops_dagster.iceberg.watermarks import read_counter, read_watermark, snapshot_position
-from leanops_dagster.pipeline.curate import STD_WATERMARK
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.pipeline.quarantine import INTERNAL_PREFIX
-from leanops_dagster.pipeline.standardize import RAW_WATERMARK
 
 
 @dataclass(frozen=True)
@@ -69,7 +76,7 @@ def _rows_up_to(
     if watermark is None or table.current_snapshot() is None:
         return 0, 0
     rows = table.scan(
-        row_filter=EqualTo("topic_name", topic),
+        row_filter=EqualTo(TOPIC_NAME, topic),
         selected_fields=(snapshot_column, reason_column, *([distinct] if distinct else [])),
     ).to_arrow()
     cutoff = positions.get(watermark, -1)
@@ -95,10 +102,10 @@ def post_raw_equation(catalog: Catalog, tables: TopicTables) -> Equation:
     right["standardized"] = _total_records(std)
     if catalog.table_exists(tables.parse_errors):
         right["parse_errors"], right["quarantined"] = _rows_up_to(
-            catalog.load_table(tables.parse_errors), tables.topic, "raw_snapshot_id",
+            catalog.load_table(tables.parse_errors), tables.topic, RAW_SNAPSHOT_ID,
             watermark, snapshot_position(raw), "error_reason",
         )
-    right["duplicates"] = read_counter(std, "duplicates")
+    right["duplicates"] = read_counter(std, Count.DUPLICATES)
     consumed = _total_records(raw, watermark)
     return Equation("post-RAW", "raw_consumed", consumed, right,
                     pending=_total_records(raw) - consumed)
@@ -113,13 +120,13 @@ def curated_equation(catalog: Catalog, tables: TopicTables) -> Equation:
     watermark = read_watermark(curated, STD_WATERMARK)
     right["curated"] = _total_records(curated)
     consumed = _total_records(std, watermark)
-    right["updates"] = read_counter(curated, "updated")
-    right["superseded"] = read_counter(curated, "superseded")
+    right["updates"] = read_counter(curated, Count.UPDATED)
+    right["superseded"] = read_counter(curated, Count.SUPERSEDED)
     if catalog.table_exists(tables.curated_errors):
         right["cde_error_rows"], right["quarantined"] = _rows_up_to(
             catalog.load_table(tables.curated_errors), tables.topic,
-            "standardized_snapshot_id", watermark, snapshot_position(std), "rule",
-            distinct="message_id",
+            STANDARDIZED_SNAPSHOT_ID, watermark, snapshot_position(std), "rule",
+            distinct=MESSAGE_ID,
         )
     return Equation("curated", "standardized_consumed", consumed, right,
                     pending=_total_records(std) - consumed)
@@ -136,7 +143,7 @@ def pre_raw_equation(
         dlq = catalog.load_table(tables.dlq_errors)
         if dlq.current_snapshot() is not None:
             dlq_rows = dlq.scan(
-                row_filter=EqualTo("topic_name", tables.topic), selected_fields=("topic_name",)
+                row_filter=EqualTo(TOPIC_NAME, tables.topic), selected_fields=(TOPIC_NAME,)
             ).to_arrow().num_rows
     right = {"raw": raw_rows, "dlq_errors": dlq_rows, "firehose_errors": firehose_errors}
     return Equation("pre-RAW", "sqs_sent", sent, right)

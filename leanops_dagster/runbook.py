@@ -7,11 +7,12 @@ import json
 from dataclasses import dataclass, field
 
 from pyiceberg.catalog import Catalog
-from pyiceberg.io.pyarrow import _dataframe_to_data_files
 from pyiceberg.table import Table
 
 from leanops_dagster import constants
-from leanops_dagster.iceberg.key_index import INDEX_PROPERTY_PREFIX, unreferenced_segments
+from leanops_dagster.constants import INDEX_PROPERTY_PREFIX, SUMMARY_PREFIX, UNKNOWN_TOPIC
+from leanops_dagster.iceberg.datafiles import write_data_files
+from leanops_dagster.iceberg.key_index import unreferenced_segments
 from leanops_dagster.iceberg.watermarks import read_summary_value
 
 
@@ -57,7 +58,7 @@ def replay_dlq(
             result.received += 1
             source = _topic_of(message, queue_prefix, queue_suffix)
             if source is None or (topic is not None and source != topic):
-                key = source or "unknown"
+                key = source or UNKNOWN_TOPIC
                 result.skipped[key] = result.skipped.get(key, 0) + 1
                 continue  # stays in the DLQ, invisible until this replay is over
             sqs.send_message(QueueUrl=queue_url_for(source), MessageBody=message["Body"])
@@ -98,10 +99,9 @@ def compact_small_files(table: Table, *, min_files: int = 8) -> tuple[int, int]:
     ).overwrite() as rewrite:
         for task in tasks:
             rewrite.delete_data_file(task.file)
-        for data_file in _dataframe_to_data_files(
-            table_metadata=tx.table_metadata, df=rows, io=table.io,
-            write_uuid=rewrite.commit_uuid,
-        ):
+        for data_file in write_data_files(
+            tx.table_metadata, table.io, rows, write_uuid=rewrite.commit_uuid
+        ).files:
             rewrite.append_data_file(data_file)
     return len(tasks), len(list(table.scan().plan_files()))
 
@@ -113,8 +113,8 @@ def _carried_properties(table: Table) -> dict[str, str]:
     keys: set[str] = set()
     for snapshot in table.snapshots():
         if snapshot.summary is not None:
-            keys |= {k for k in snapshot.summary.additional_properties if k.startswith("leanops.")
-                     and not k.startswith(INDEX_PROPERTY_PREFIX)}
+            keys |= {k for k in snapshot.summary.additional_properties
+                     if k.startswith(SUMMARY_PREFIX) and not k.startswith(INDEX_PROPERTY_PREFIX)}
     values = {k: read_summary_value(table, k) for k in keys}
     current = table.current_snapshot()
     if current is not None and current.summary is not None:

@@ -174,9 +174,7 @@ class Settings(BaseSettings):
 
     # --- derived names -------------------------------------------------------------------
     def namespace(self, zone: str) -> str:
-        if zone not in constants.ZONES:
-            raise ValueError(f"unknown zone {zone!r}; expected one of {constants.ZONES}")
-        return f"{self.namespace_prefix}{zone}"
+        return constants.namespace(zone, self.namespace_prefix)
 
     @property
     def raw_namespace(self) -> str:

@@ -17,9 +17,9 @@ SQS_MAX_RECEIVE_COUNT = 5
 FIREHOSE_MAX_BATCH_RECORDS = 500
 FIREHOSE_MAX_BATCH_BYTES = 4 * 1024 * 1024
 FIREHOSE_MAX_RECORD_BYTES = 1000 * 1024
+UNKNOWN_TOPIC = "unknown"  # dlq_errors.topic_name of a message of unknown origin
 
 # Lambda-only names (not used by the Dagster side).
-UNKNOWN_TOPIC = "unknown"
 ROUTING_TABLE_KEY = "_leanops_table"
 SQS_PROCESSOR_SERVICE = "sqs_processor"
 DLQ_PROCESSOR_SERVICE = "dlq_processor"

@@ -102,7 +102,7 @@ def ensure_table(
         return catalog.create_table(
             identifier, schema=schema, partition_spec=partition_spec,
             properties={
-                "format-version": "2", TableProperties.COMMIT_NUM_RETRIES: "0",
+                TableProperties.FORMAT_VERSION: "2", TableProperties.COMMIT_NUM_RETRIES: "0",
                 **(properties or {}),
             },
         )

@@ -20,7 +20,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyiceberg.io import FileIO
 from pyiceberg.io.pyarrow import (
-    _get_parquet_writer_kwargs,
     bin_pack_arrow_table,
     compute_statistics_plan,
     data_file_statistics_from_parquet_metadata,
@@ -302,6 +301,22 @@ def take_rows(rows: pa.Table, indices: pa.Array) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=rows.schema)
 
 
+def _parquet_writer_options(properties: dict[str, str]) -> dict:
+    """The ``pq.ParquetWriter`` options pyiceberg derives from the table properties
+    (compression and its level, page, dictionary page and batch sizes; a warning for the
+    options it does not implement).
+
+    The one private pyiceberg function this module calls (checked against pyiceberg 0.12.0):
+    pyiceberg has no public equivalent. Its public ``ParquetFormatWriter`` computes the same
+    options per file and writes with them, but takes no per-column dictionary choice
+    (``_mostly_distinct``) and returns no metadata before it closes; ``write_file`` does the
+    per-table work once per file, which is what this writer saves.
+    """
+    from pyiceberg.io.pyarrow import _get_parquet_writer_kwargs
+
+    return _get_parquet_writer_kwargs(properties)
+
+
 class _ParquetWriter:
     """pyiceberg's ``write_file`` with the per-table work done once instead of per file.
 
@@ -320,7 +335,7 @@ class _ParquetWriter:
         self.arrow_schema = schema_to_pyarrow(schema, include_field_ids=True)
         self.stats_columns = compute_statistics_plan(schema, properties)
         self.column_mapping = parquet_path_to_id_mapping(schema)
-        self.writer_kwargs = _get_parquet_writer_kwargs(properties)
+        self.writer_kwargs = _parquet_writer_options(properties)
         if no_dictionary:
             self.writer_kwargs["use_dictionary"] = [
                 name for name in self.arrow_schema.names if name not in set(no_dictionary)

@@ -48,7 +48,8 @@ from pyiceberg.io.pyarrow import PyArrowFileIO
 from pyiceberg.table import Table
 from pyiceberg_core.transform import bucket
 
-INDEX_PROPERTY_PREFIX = "leanops.key-index."
+from leanops_dagster.constants import INDEX_PROPERTY_PREFIX
+
 MAX_SEGMENTS = 24  # with size tiers only a table of more than 2^24 commits gets there
 FORMAT = "murmur3x2-62/v3"  # the hash below; a pointer of another format is ignored
 

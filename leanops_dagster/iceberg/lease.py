@@ -38,12 +38,11 @@ from pyiceberg.schema import Schema
 from pyiceberg.table import Table, TableProperties
 from pyiceberg.types import NestedField, StringType
 
+from leanops_dagster.constants import LEASE_PROPERTY_PREFIX, LEASE_TABLE
 from leanops_dagster.iceberg.catalog import ensure_table
 
 log = logging.getLogger(__name__)
 
-LEASE_TABLE = "_run_leases"
-LEASE_PROPERTY_PREFIX = "leanops.lease."
 DEFAULT_TTL_S = 600.0
 _LEASE_TABLE_SCHEMA = Schema(NestedField(1, "note", StringType(), required=False))
 _LEASE_TABLE_PROPERTIES = {

@@ -13,14 +13,14 @@ pure LIFO dedup ran before) and applies it to a Curated table in ONE Iceberg com
    column of every file is read and a full index is written with this MERGE.
 2. **hash** the increment's keys once: the lookup probes the index with them and the write
    records them as the new rows' index entries.
-3. **decide**, per increment row: no stored row with that key → *insert*; the increment's
-   sequence tuple (``publish_time``, ``ingestion_ts``, ``message_id`` by default) is greater than
-   the stored one → *update*; otherwise → *stale* (the row is dropped: an older correction that
-   arrives later loses, and merging the same increment twice changes nothing). Nulls order
-   before every value; equal tuples are stale. ``ingestion_ts`` then ``message_id`` are always
-   appended as tie-breakers when ``sequence`` lacks them (the order of
-   ``transforms.dedup.lifo_dedup``, so a schema's ``"sequence": ["publish_time"]`` ranks a
-   stored row exactly as the in-increment dedup ranked the increment).
+3. **decide**, per increment row (``transforms.ordering.judge_stored``): no stored row with
+   that key → *insert*; the increment's version (``sequence`` then the tie-breaks
+   ``ingestion_ts``, ``message_id``: ``ordering.version_columns``) is newer than the stored
+   one → *update*; otherwise → *stale* (the row is dropped: an older correction that arrives
+   later loses, and merging the same increment twice changes nothing). Nulls order before
+   every value; equal versions are stale. It is the order ``transforms.dedup.lifo_dedup``
+   ranks the increment by, so a schema's ``"sequence": ["publish_time"]`` ranks a stored row
+   exactly as the in-increment dedup ranked the increment.
 4. **rewrite**: only data files that hold a stored row being replaced are read in full, the
    replaced rows dropped inside the scan (``iceberg.reads``); the rest is written again. No
    other file is read or touched.
@@ -54,56 +54,28 @@ pyiceberg's ``ArrowScan``, which applies positional deletes, and so stay correct
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from pyiceberg.manifest import DataFile
-from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
-from pyiceberg.table import FileScanTask, Table, TableProperties
-from pyiceberg.transforms import BucketTransform, DayTransform
+from pyiceberg.table import FileScanTask, Table, TableProperties, Transaction
 
+from leanops_dagster.constants import IDEMPOTENCY_KEY
 from leanops_dagster.iceberg.datafiles import cast_columns, write_data_files
 from leanops_dagster.iceberg.key_index import key_hashes
 from leanops_dagster.iceberg.lookup import FILE_COLUMN, find_stored
 from leanops_dagster.iceberg.reads import read_files
-
-KEY_COLUMN = "idempotency_key"
-TIME_COLUMN = "publish_time"
-SEQUENCE_COLUMNS = ("publish_time", "ingestion_ts", "message_id")
-TIEBREAK_COLUMNS = ("ingestion_ts", "message_id")  # as in transforms.dedup.lifo_dedup
-KEY_BUCKETS = 16
+from leanops_dagster.transforms.ordering import judge_stored, version_columns
 
 _FILE = FILE_COLUMN
-_STORED = "__stored_"
-
-
-def curated_partition_spec(
-    schema: Schema,
-    *,
-    time_column: str = TIME_COLUMN,
-    key: str = KEY_COLUMN,
-    buckets: int = KEY_BUCKETS,
-) -> PartitionSpec:
-    """``day(publish_time)``, ``bucket(16, idempotency_key)`` for a Curated table schema."""
-    ts_field = schema.find_field(time_column)
-    key_field = schema.find_field(key)
-    return PartitionSpec(
-        PartitionField(
-            source_id=ts_field.field_id, field_id=1000, transform=DayTransform(),
-            name=f"{time_column}_day",
-        ),
-        PartitionField(
-            source_id=key_field.field_id, field_id=1001, transform=BucketTransform(buckets),
-            name=f"{key}_bucket",
-        ),
-    )
 
 
 @dataclass(frozen=True)
@@ -151,8 +123,8 @@ def merge_lifo(
     table: Table,
     increment: pa.Table,
     *,
-    key: str = KEY_COLUMN,
-    sequence: Sequence[str] = SEQUENCE_COLUMNS,
+    key: str = IDEMPOTENCY_KEY,
+    sequence: Sequence[str] = version_columns(),
     snapshot_properties: Mapping[str, str]
     | Callable[[MergeStats], Mapping[str, str]]
     | None = None,
@@ -167,9 +139,7 @@ def merge_lifo(
     """
     clock = _Clock()
     schema = table.schema()
-    sequence = tuple(sequence) + tuple(
-        c for c in TIEBREAK_COLUMNS if c not in sequence and c in schema.column_names
-    )
+    sequence = version_columns(sequence, schema.column_names)
     rows = _conform(increment, schema, key, sequence)
     if rows.num_rows == 0:
         return MergeStats(elapsed=clock.elapsed)
@@ -278,58 +248,18 @@ class _Decision:
 
 
 def _decide(rows: pa.Table, stored: pa.Table, key: str, sequence: tuple[str, ...]) -> _Decision:
-    keys = rows.column(key)
-    if stored.num_rows == 0:
-        return _Decision(rows, None, rows.num_rows, pa.array([], keys.type), frozenset(), 0,
-                         rows.num_rows, 0, 0)
-    renamed = stored.rename_columns(
-        [name if name in (key, _FILE) else f"{_STORED}{name}" for name in stored.column_names]
-    )
-    pairs = rows.select([key, *sequence]).join(
-        renamed, keys=key, join_type="inner", use_threads=True
-    )
-    newer = _lexicographic_greater(
-        [pairs.column(c) for c in sequence], [pairs.column(f"{_STORED}{c}") for c in sequence]
-    )
-    matched_keys = pc.unique(pairs.column(key))
-    stale_keys = pc.unique(pairs.filter(pc.invert(newer)).column(key))
-    updated_keys = pc.filter(matched_keys, pc.invert(pc.is_in(matched_keys, value_set=stale_keys)))
-    replaced_pairs = pairs.filter(pc.is_in(pairs.column(key), value_set=updated_keys))
-
-    # indices, not a filtered copy: the write gathers the rows once, in partition order
-    selection = pc.indices_nonzero(pc.invert(pc.is_in(keys, value_set=stale_keys)))
-    stale = rows.num_rows - len(selection)
-    updated = len(updated_keys)
+    verdict = judge_stored(rows, stored, key, sequence)
     return _Decision(
         rows=rows,
-        selection=selection,
-        written=len(selection),
-        updated_keys=updated_keys,
-        files_to_rewrite=frozenset(pc.unique(replaced_pairs.column(_FILE)).to_pylist()),
-        replaced=replaced_pairs.num_rows,
-        inserted=len(selection) - updated,
-        updated=updated,
-        stale=stale,
+        selection=verdict.selection,
+        written=verdict.written,
+        updated_keys=verdict.updated_keys,
+        files_to_rewrite=frozenset(pc.unique(verdict.replaced.column(_FILE)).to_pylist()),
+        replaced=verdict.replaced.num_rows,
+        inserted=verdict.inserted,
+        updated=verdict.updated,
+        stale=verdict.stale,
     )
-
-
-def _lexicographic_greater(left: list[pa.ChunkedArray], right: list[pa.ChunkedArray]) -> pa.Array:
-    """Element-wise ``tuple(left) > tuple(right)``; a null orders before every value."""
-    greater = None
-    equal_so_far = None
-    for a, b in zip(left, right, strict=True):
-        gt = pc.or_(
-            pc.fill_null(pc.greater(a, b), False), pc.and_(pc.is_valid(a), pc.is_null(b))
-        )
-        eq = pc.or_(
-            pc.fill_null(pc.equal(a, b), False), pc.and_(pc.is_null(a), pc.is_null(b))
-        )
-        if greater is None:
-            greater, equal_so_far = gt, eq
-        else:
-            greater = pc.or_(greater, pc.and_(equal_so_far, gt))
-            equal_so_far = pc.and_(equal_so_far, eq)
-    return greater
 
 
 # --- rewrite --------------------------------------------------------------------------------
@@ -363,18 +293,11 @@ def _commit(
     snapshot_properties: dict[str, str],
     commit_uuid: uuid.UUID,
 ) -> int | None:
-    """One snapshot: remove ``removed``, add ``added``. No transparent rebase on conflict."""
-    view = Table(
-        table.name(),
-        table.metadata.model_copy(update={
-            "properties": {**table.metadata.properties, TableProperties.COMMIT_NUM_RETRIES: "0"}
-        }),
-        table.metadata_location,
-        table.io,
-        table.catalog,
-        table.config,
-    )
-    with view.transaction() as tx:
+    """One snapshot: remove ``removed``, add ``added``. No transparent rebase on conflict.
+
+    pyiceberg's public snapshot API (``Transaction.update_snapshot``): an ``overwrite`` that
+    deletes and appends the given data files, or a ``fast_append`` when nothing is removed."""
+    with _transaction_without_retries(table) as tx:
         update = tx.update_snapshot(snapshot_properties=snapshot_properties)
         if removed:
             with update.overwrite(commit_uuid=commit_uuid) as overwrite:
@@ -386,7 +309,33 @@ def _commit(
             with update.fast_append() as append:
                 for data_file in added:
                     append.append_data_file(data_file)
-    table.metadata = view.metadata
-    table.metadata_location = view.metadata_location
     current = table.current_snapshot()
     return current.snapshot_id if current else None
+
+
+@contextlib.contextmanager
+def _transaction_without_retries(table: Table) -> Iterator[Transaction]:
+    """A transaction on ``table`` that never retries a failed commit; ``table`` is advanced
+    to the committed metadata afterwards.
+
+    The one place this module reaches past pyiceberg's public API (checked against pyiceberg
+    0.12.0): the transaction reads its retry count from the table's properties when it
+    commits (``Transaction.commit_transaction``) and offers no per-transaction switch, so it
+    runs on a view of ``table`` whose in-memory metadata says ``commit.retry.num-retries=0``
+    (no metadata commit of its own); then ``table`` takes the view's new metadata by
+    assignment, as ``Table.refresh`` would, without another catalog read.
+    """
+    view = Table(
+        table.name(),
+        table.metadata.model_copy(update={
+            "properties": {**table.metadata.properties, TableProperties.COMMIT_NUM_RETRIES: "0"}
+        }),
+        table.metadata_location,
+        table.io,
+        table.catalog,
+        table.config,
+    )
+    with view.transaction() as tx:
+        yield tx
+    table.metadata = view.metadata
+    table.metadata_location = view.metadata_location

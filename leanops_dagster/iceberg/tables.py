@@ -1,14 +1,15 @@
 """Iceberg schemas and partition specs of the fixed tables (RAW, error tables).
 
+The specs follow the vocabulary's layout rules (``constants.publish_day_spec``,
+``constants.topic_spec``).
+
 Field ids are explicit so that Terraform's Glue table definitions and these schemas can be
 compared column by column. Timestamps are microsecond ``timestamptz`` (UTC).
 """
 
 from __future__ import annotations
 
-from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
-from pyiceberg.transforms import DayTransform, IdentityTransform
 from pyiceberg.types import (
     IntegerType,
     LongType,
@@ -17,6 +18,8 @@ from pyiceberg.types import (
     TimestamptzType,
 )
 
+from leanops_dagster.constants import publish_day_spec, topic_spec
+
 RAW_STAGING_SCHEMA = Schema(
     NestedField(1, "message_id", StringType(), required=True),
     NestedField(2, "topic_name", StringType(), required=True),
@@ -24,9 +27,7 @@ RAW_STAGING_SCHEMA = Schema(
     NestedField(4, "publish_time", TimestamptzType(), required=True),
     NestedField(5, "ingestion_ts", TimestamptzType(), required=True),
 )
-RAW_STAGING_PARTITION_SPEC = PartitionSpec(
-    PartitionField(source_id=4, field_id=1000, transform=DayTransform(), name="publish_time_day")
-)
+RAW_STAGING_PARTITION_SPEC = publish_day_spec(RAW_STAGING_SCHEMA)
 
 DLQ_ERRORS_SCHEMA = Schema(
     NestedField(1, "dlq_message_id", StringType(), required=True),
@@ -40,9 +41,7 @@ DLQ_ERRORS_SCHEMA = Schema(
     NestedField(9, "sent_time", TimestamptzType(), required=False),
     NestedField(10, "recorded_ts", TimestamptzType(), required=True),
 )
-DLQ_ERRORS_PARTITION_SPEC = PartitionSpec(
-    PartitionField(source_id=3, field_id=1000, transform=IdentityTransform(), name="topic_name")
-)
+DLQ_ERRORS_PARTITION_SPEC = topic_spec(DLQ_ERRORS_SCHEMA)
 
 PARSE_ERRORS_SCHEMA = Schema(
     NestedField(1, "message_id", StringType(), required=False),
@@ -68,12 +67,8 @@ CURATED_ERRORS_SCHEMA = Schema(
     NestedField(9, "publish_time", TimestamptzType(), required=False),
     NestedField(10, "recorded_ts", TimestamptzType(), required=True),
 )
-CURATED_ERRORS_PARTITION_SPEC = PartitionSpec(
-    PartitionField(source_id=3, field_id=1000, transform=IdentityTransform(), name="topic_name")
-)
-PARSE_ERRORS_PARTITION_SPEC = PartitionSpec(
-    PartitionField(source_id=2, field_id=1000, transform=IdentityTransform(), name="topic_name")
-)
+CURATED_ERRORS_PARTITION_SPEC = topic_spec(CURATED_ERRORS_SCHEMA)
+PARSE_ERRORS_PARTITION_SPEC = topic_spec(PARSE_ERRORS_SCHEMA)
 
 DRIFT_LOG_SCHEMA = Schema(
     NestedField(1, "topic_name", StringType(), required=True),
@@ -84,6 +79,4 @@ DRIFT_LOG_SCHEMA = Schema(
     NestedField(6, "standardized_snapshot_id", LongType(), required=True),
     NestedField(7, "recorded_ts", TimestamptzType(), required=True),
 )
-DRIFT_LOG_PARTITION_SPEC = PartitionSpec(
-    PartitionField(source_id=1, field_id=1000, transform=IdentityTransform(), name="topic_name")
-)
+DRIFT_LOG_PARTITION_SPEC = topic_spec(DRIFT_LOG_SCHEMA)

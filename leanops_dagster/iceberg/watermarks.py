@@ -16,12 +16,8 @@ import pyarrow as pa
 from pyiceberg.table import FileScanTask, Table
 from pyiceberg.table.snapshots import Operation, Snapshot, ancestors_of
 
-from leanops_dagster.constants import WATERMARK_PROPERTY_PREFIX
+from leanops_dagster.constants import total_key, watermark_key
 from leanops_dagster.iceberg.reads import read_files
-
-
-def watermark_key(name: str) -> str:
-    return f"{WATERMARK_PROPERTY_PREFIX}{name}"
 
 
 def _ancestry(table: Table) -> Iterator[Snapshot]:
@@ -44,14 +40,14 @@ def read_watermark(table: Table, name: str) -> int | None:
 
 def read_counter(table: Table, name: str) -> int:
     """A running total (e.g. duplicates dropped) kept in the snapshot summaries."""
-    value = read_summary_value(table, f"leanops.total.{name}")
+    value = read_summary_value(table, total_key(name))
     return int(value) if value is not None else 0
 
 
 def counter_properties(table: Table, increments: dict[str, int]) -> dict[str, str]:
     """Summary properties advancing running totals by ``increments``."""
     return {
-        f"leanops.total.{name}": str(read_counter(table, name) + delta)
+        total_key(name): str(read_counter(table, name) + delta)
         for name, delta in increments.items()
     }
 

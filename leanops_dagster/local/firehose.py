@@ -70,7 +70,6 @@ DELIVERY_FAULT_MARKER = "LEANOPS_FAULT_ICEBERG_REJECT"
 """A payload containing this string is accepted, then fails delivery (-> error output)."""
 
 ERROR_PREFIX = "firehose-errors"
-UNKNOWN_TOPIC = "_unknown"
 _DLQ_TAG = b'"_leanops_table"'
 _TOPIC_IN_RECORD = re.compile(rb'"topic_name"\s*:\s*"([^"\\]{1,255})"')
 
@@ -156,9 +155,9 @@ def _client_error(code: str, message: str, operation: str) -> ClientError:
 def _topic_of(data: bytes) -> str:
     match = _TOPIC_IN_RECORD.search(data)
     if match is None:
-        return UNKNOWN_TOPIC
+        return constants.UNROUTABLE_TOPIC
     topic = match.group(1).decode("utf-8", "replace")
-    return topic if constants.TOPIC_PATTERN.fullmatch(topic) else UNKNOWN_TOPIC
+    return topic if constants.TOPIC_PATTERN.fullmatch(topic) else constants.UNROUTABLE_TOPIC
 
 
 class LocalFirehose:
@@ -516,7 +515,7 @@ def _is_dlq_record(data: bytes) -> bool:
 
 def _valid_topic(row: dict) -> str:
     topic = row.get("topic_name") or ""
-    return topic if constants.TOPIC_PATTERN.fullmatch(topic) else UNKNOWN_TOPIC
+    return topic if constants.TOPIC_PATTERN.fullmatch(topic) else constants.UNROUTABLE_TOPIC
 
 
 def _parse_lines(

@@ -19,24 +19,35 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.expressions import EqualTo
 
-from leanops_dagster.constants import CURATED_ZONE
+from leanops_dagster.constants import (
+    CURATED_ZONE,
+    IDEMPOTENCY_KEY,
+    LINEAGE_COLUMNS,
+    SCHEMA_VERSION_PROPERTY,
+    STANDARDIZED_SNAPSHOT_FROM_PROPERTY,
+    STANDARDIZED_SNAPSHOT_ID,
+    STD_WATERMARK,
+    TOPIC_NAME,
+    Count,
+    count_properties,
+    curated_partition_spec,
+    errors_watermark_name,
+    watermark_key,
+)
 from leanops_dagster.iceberg.catalog import ensure_table, load_layer_table, schema_from_arrow
 from leanops_dagster.iceberg.commit import ensure_unchanged, retry_commit, snapshot_id_of
 from leanops_dagster.iceberg.key_index import carried_property
 from leanops_dagster.iceberg.lease import DEFAULT_TTL_S
-from leanops_dagster.iceberg.merge import MergeStats, curated_partition_spec, merge_lifo
+from leanops_dagster.iceberg.merge import MergeStats, merge_lifo
 from leanops_dagster.iceberg.tables import (
     CURATED_ERRORS_PARTITION_SPEC,
     CURATED_ERRORS_SCHEMA,
     DRIFT_LOG_PARTITION_SPEC,
     DRIFT_LOG_SCHEMA,
 )
-from leanops_dagster.iceberg.watermarks import (
-    counter_properties,
-    watermark_key,
-)
+from leanops_dagster.iceberg.watermarks import counter_properties
 from leanops_dagster.pipeline import quarantine
-from leanops_dagster.pipeline.evolve import SCHEMA_VERSION_PROPERTY, conform_curated_table
+from leanops_dagster.pipeline.evolve import conform_curated_table
 from leanops_dagster.pipeline.exclusive import run_exclusively
 from leanops_dagster.pipeline.increments import (
     read_unconsumed,
@@ -46,18 +57,11 @@ from leanops_dagster.pipeline.increments import (
 )
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.runtime import prepare_for_increments
-from leanops_dagster.schemas.models import IDEMPOTENCY_KEY, LINEAGE_COLUMNS, TopicSchema
+from leanops_dagster.schemas.models import TopicSchema
 from leanops_dagster.transforms import dedup, drift, mask, validate
-from leanops_dagster.transforms.dedup import TIEBREAK_COLUMNS
 
-STD_SNAPSHOT_COLUMN = "standardized_snapshot_id"
-STD_WATERMARK = "standardized_snapshot_id"
 #: drift-log appends retried on their own (other topics' commits to the shared log)
 _DRIFT_LOG_ATTEMPTS = 20
-
-
-def _errors_watermark_name(topic: str) -> str:
-    return f"errors.{topic}.standardized_snapshot_id"
 
 
 @dataclass
@@ -115,7 +119,9 @@ def curate_topic(
     now = now or dt.datetime.now(dt.UTC)
 
     def run() -> CurateResult:
-        net = quarantine.curated_net(catalog, tables, schema, STD_SNAPSHOT_COLUMN, pii_key, now)
+        net = quarantine.curated_net(
+            catalog, tables, schema, STANDARDIZED_SNAPSHOT_ID, pii_key, now
+        )
         return net.run(
             lambda: retry_commit(lambda: _curate_once(catalog, tables, schema, pii_key, now, net))
         )
@@ -148,8 +154,8 @@ def _curate_once(
     cur_started = snapshot_id_of(curated)  # the read point the MERGE asserts
 
     unconsumed = read_unconsumed(
-        std, curated, STD_WATERMARK, errors_table, _errors_watermark_name(tables.topic),
-        STD_SNAPSHOT_COLUMN,
+        std, curated, STD_WATERMARK, errors_table, errors_watermark_name(tables.topic),
+        STANDARDIZED_SNAPSHOT_ID,
     )
     cur_watermark, err_watermark = unconsumed.layer_watermark, unconsumed.errors_watermark
     increment, positions = unconsumed.increment, unconsumed.positions
@@ -163,11 +169,11 @@ def _curate_once(
 
     # 1. CDE error rows not yet recorded for this topic.
     def after(rows: pa.Table, watermark: int | None) -> pa.Table:
-        return rows_after(rows, watermark, positions, STD_SNAPSHOT_COLUMN)
+        return rows_after(rows, watermark, positions, STANDARDIZED_SNAPSHOT_ID)
 
     record_error_rows(
         errors_table, after(checked.errors, err_watermark),
-        watermark_name=_errors_watermark_name(tables.topic),
+        watermark_name=errors_watermark_name(tables.topic),
         to_snapshot_id=increment.to_snapshot_id, now=now,
     )
 
@@ -200,28 +206,30 @@ def _curate_once(
         return {
             watermark_key(STD_WATERMARK): str(to_snapshot_id),
             SCHEMA_VERSION_PROPERTY: str(schema.version),
-            "leanops.standardized_snapshot_from": str(cur_watermark or ""),
-            "leanops.rows_read": str(result.rows_read),
-            "leanops.inserted": str(stats.inserted),
-            "leanops.updated": str(stats.updated),
-            "leanops.superseded": str(superseded),
-            "leanops.cde_error_rows": str(result.cde_error_rows),
-            f"leanops.{quarantine.QUARANTINED}": str(result.quarantined),
+            STANDARDIZED_SNAPSHOT_FROM_PROPERTY: str(cur_watermark or ""),
+            **count_properties({
+                Count.ROWS_READ: result.rows_read,
+                Count.INSERTED: stats.inserted,
+                Count.UPDATED: stats.updated,
+                Count.SUPERSEDED: superseded,
+                Count.CDE_ERROR_ROWS: result.cde_error_rows,
+                Count.QUARANTINED: result.quarantined,
+            }),
             **counter_properties(
                 curated,
                 {
-                    "rows_read": result.rows_read,
-                    "updated": stats.updated,
-                    "superseded": superseded,
-                    "cde_error_rows": result.cde_error_rows,
-                    quarantine.QUARANTINED: result.quarantined,
+                    Count.ROWS_READ: result.rows_read,
+                    Count.UPDATED: stats.updated,
+                    Count.SUPERSEDED: superseded,
+                    Count.CDE_ERROR_ROWS: result.cde_error_rows,
+                    Count.QUARANTINED: result.quarantined,
                 },
             ),
         }
 
     stats = merge_lifo(
         curated, winners.rows, key=IDEMPOTENCY_KEY,
-        sequence=(*schema.curated.sequence, *TIEBREAK_COLUMNS),
+        sequence=schema.curated.sequence,
         snapshot_properties=properties_for,
     )
     result.inserted = stats.inserted
@@ -255,7 +263,7 @@ def _log_new_drift(
         known: set[str] = set()
         if log.current_snapshot() is not None:
             logged = log.scan(
-                row_filter=EqualTo("topic_name", tables.topic), selected_fields=("column_name",)
+                row_filter=EqualTo(TOPIC_NAME, tables.topic), selected_fields=("column_name",)
             ).to_arrow()
             known = set(logged.column("column_name").to_pylist())
         new = records.filter(pc.invert(pc.is_in(records["column_name"],
@@ -263,7 +271,7 @@ def _log_new_drift(
         if new.num_rows == 0:
             return
         new = new.append_column(
-            "standardized_snapshot_id", pa.array([snapshot_id] * new.num_rows, pa.int64())
+            STANDARDIZED_SNAPSHOT_ID, pa.array([snapshot_id] * new.num_rows, pa.int64())
         )
         try:
             log.append(with_recorded_ts(new, now).cast(DRIFT_LOG_SCHEMA.as_arrow()))

@@ -33,14 +33,11 @@ from pyiceberg.schema import Schema
 from pyiceberg.table import Table
 from pyiceberg.types import DecimalType, DoubleType, FloatType, IcebergType, IntegerType, LongType
 
+from leanops_dagster.constants import SUPERSEDED_VERSIONS_PROPERTY
 from leanops_dagster.iceberg.catalog import schema_from_arrow
 from leanops_dagster.iceberg.commit import retry_commit
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.schemas.models import TopicSchema
-
-SUPERSEDED_VERSIONS_PROPERTY = "leanops.schema.superseded-versions"
-#: the snapshot summary key naming the schema version a Curated commit was made with
-SCHEMA_VERSION_PROPERTY = "leanops.schema_version"
 
 
 class SchemaMismatchError(RuntimeError):

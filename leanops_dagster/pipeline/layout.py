@@ -18,7 +18,7 @@ class TopicTables:
         constants.validate_topic(self.topic)
 
     def _ns(self, zone: str) -> str:
-        return f"{self.namespace_prefix}{zone}"
+        return constants.namespace(zone, self.namespace_prefix)
 
     @property
     def raw(self) -> Identifier:

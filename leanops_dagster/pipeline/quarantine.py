@@ -43,16 +43,27 @@ import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
 from pyiceberg.expressions import And, EqualTo, StartsWith
 from pyiceberg.io import FileIO, InputFile, OutputFile, OutputStream
-from pyiceberg.partitioning import PartitionField, PartitionSpec
+from pyiceberg.partitioning import PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table.metadata import new_table_metadata
 from pyiceberg.table.sorting import UNSORTED_SORT_ORDER
-from pyiceberg.transforms import DayTransform
 
+from leanops_dagster.constants import (
+    IDEMPOTENCY_KEY,
+    INGESTION_TS,
+    JSON_PAYLOAD,
+    LINEAGE_COLUMNS,
+    MESSAGE_ID,
+    PUBLISH_TIME,
+    TOPIC_NAME,
+    Count,
+    count_properties,
+    curated_partition_spec,
+    publish_day_spec,
+)
 from leanops_dagster.iceberg.catalog import ensure_table, schema_from_arrow
 from leanops_dagster.iceberg.commit import retry_commit
 from leanops_dagster.iceberg.datafiles import write_data_files
-from leanops_dagster.iceberg.merge import curated_partition_spec
 from leanops_dagster.iceberg.tables import (
     CURATED_ERRORS_PARTITION_SPEC,
     CURATED_ERRORS_SCHEMA,
@@ -61,7 +72,7 @@ from leanops_dagster.iceberg.tables import (
 )
 from leanops_dagster.pipeline.increments import with_recorded_ts
 from leanops_dagster.pipeline.layout import Identifier, TopicTables
-from leanops_dagster.schemas.models import IDEMPOTENCY_KEY, LINEAGE_COLUMNS, TopicSchema
+from leanops_dagster.schemas.models import TopicSchema
 from leanops_dagster.transforms import dedup, flatten, mask, validate
 
 log = logging.getLogger(__name__)
@@ -73,9 +84,6 @@ INTERNAL_PREFIX = "internal:"
 WHOLE_ROW = "*"
 #: longest exception message kept in ``error_detail``
 MAX_DETAIL = 2_000
-#: snapshot summary property (per run) and running-total name of the quarantined rows
-QUARANTINED = "quarantined"
-
 _ROW_FAULTS = (ArithmeticError, ValueError, TypeError, LookupError, RecursionError,
                pa.ArrowException)
 _INFRA_FAULTS = (OSError, MemoryError)
@@ -293,15 +301,6 @@ def build_data_files(rows: pa.Table, schema: Schema, spec: PartitionSpec) -> Non
 
 
 # --- the two layers --------------------------------------------------------------------------
-def _day_spec(schema: Schema) -> PartitionSpec:
-    if "publish_time" not in schema.column_names:
-        return PartitionSpec()
-    return PartitionSpec(PartitionField(
-        source_id=schema.find_field("publish_time").field_id, field_id=1000,
-        transform=DayTransform(), name="publish_time_day",
-    ))
-
-
 def _plain(arrow_schema: pa.Schema) -> pa.Schema:
     """large_string -> string, every field nullable: what Standardized's evolution stores."""
     return pa.schema([
@@ -319,7 +318,7 @@ def standardized_probe(schema: TopicSchema, snapshot_column: str) -> Callable[[p
         deduped = dedup.fifo_dedup(flattened.rows, snapshot_column=snapshot_column)
         rows = deduped.rows.drop_columns([snapshot_column])
         iceberg_schema = schema_from_arrow(_plain(rows.schema))
-        build_data_files(rows, iceberg_schema, _day_spec(iceberg_schema))
+        build_data_files(rows, iceberg_schema, publish_day_spec(iceberg_schema))
     return probe
 
 
@@ -364,15 +363,15 @@ class ErrorRoute:
         rows = self.build(quarantined)
         if table.current_snapshot() is not None:
             held = table.scan(
-                row_filter=And(EqualTo("topic_name", self.topic),
+                row_filter=And(EqualTo(TOPIC_NAME, self.topic),
                                StartsWith(self.reason_column, INTERNAL_PREFIX)),
-                selected_fields=("message_id", self.snapshot_column),
+                selected_fields=(MESSAGE_ID, self.snapshot_column),
             ).to_arrow()
-            known = set(zip(held.column("message_id").to_pylist(),
+            known = set(zip(held.column(MESSAGE_ID).to_pylist(),
                             held.column(self.snapshot_column).to_pylist(), strict=True))
             if known:
                 new = [(m, s) not in known for m, s in zip(
-                    rows.column("message_id").to_pylist(),
+                    rows.column(MESSAGE_ID).to_pylist(),
                     rows.column(self.snapshot_column).to_pylist(), strict=True)]
                 rows = rows.filter(pa.array(new, pa.bool_()))
         if rows.num_rows == 0:
@@ -380,7 +379,7 @@ class ErrorRoute:
         arrow = table.schema().as_arrow()
         table.append(
             with_recorded_ts(rows, self.now).select(arrow.names).cast(arrow),
-            snapshot_properties={f"leanops.{QUARANTINED}": str(rows.num_rows)},
+            snapshot_properties=count_properties({Count.QUARANTINED: rows.num_rows}),
         )
         return rows.num_rows
 
@@ -393,14 +392,14 @@ def parse_errors_route(
     def build(q: Quarantined) -> pa.Table:
         rows = q.rows
         return pa.table({
-            "message_id": rows.column("message_id"),
-            "topic_name": pa.array([tables.topic] * rows.num_rows, pa.string()),
+            MESSAGE_ID: rows.column(MESSAGE_ID),
+            TOPIC_NAME: pa.array([tables.topic] * rows.num_rows, pa.string()),
             "error_reason": pa.array(q.reasons, pa.string()),
             "error_detail": pa.array(q.details, pa.string()),
-            "json_payload": rows.column("json_payload"),
+            JSON_PAYLOAD: rows.column(JSON_PAYLOAD),
             snapshot_column: rows.column(snapshot_column),
-            "publish_time": rows.column("publish_time"),
-            "ingestion_ts": rows.column("ingestion_ts"),
+            PUBLISH_TIME: rows.column(PUBLISH_TIME),
+            INGESTION_TS: rows.column(INGESTION_TS),
         })
     return ErrorRoute(catalog, tables.parse_errors, PARSE_ERRORS_SCHEMA,
                       PARSE_ERRORS_PARTITION_SPEC, tables.topic, "error_reason",
@@ -416,16 +415,16 @@ def curated_errors_route(
         rows = q.rows
         n = rows.num_rows
         return pa.table({
-            "message_id": rows.column("message_id"),
+            MESSAGE_ID: rows.column(MESSAGE_ID),
             IDEMPOTENCY_KEY: rows.column(IDEMPOTENCY_KEY) if IDEMPOTENCY_KEY in
             rows.column_names else pa.nulls(n, pa.string()),
-            "topic_name": pa.array([tables.topic] * n, pa.string()),
+            TOPIC_NAME: pa.array([tables.topic] * n, pa.string()),
             "column_name": pa.array([WHOLE_ROW] * n, pa.string()),
             "rule": pa.array(q.reasons, pa.string()),
             "offending_value": pa.nulls(n, pa.string()),
             "error_detail": pa.array(q.details, pa.string()),
             snapshot_column: rows.column(snapshot_column),
-            "publish_time": rows.column("publish_time"),
+            PUBLISH_TIME: rows.column(PUBLISH_TIME),
         })
     return ErrorRoute(catalog, tables.curated_errors, CURATED_ERRORS_SCHEMA,
                       CURATED_ERRORS_PARTITION_SPEC, tables.topic, "rule", snapshot_column,
@@ -433,8 +432,8 @@ def curated_errors_route(
 
 
 #: what identifies an input row across attempts (the increment is read again each time)
-RAW_ROW_KEY = ("message_id", "ingestion_ts", "json_payload")
-STANDARDIZED_ROW_KEY = ("message_id",)
+RAW_ROW_KEY = (MESSAGE_ID, INGESTION_TS, JSON_PAYLOAD)
+STANDARDIZED_ROW_KEY = (MESSAGE_ID,)
 
 
 def standardized_net(

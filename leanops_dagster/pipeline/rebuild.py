@@ -87,6 +87,30 @@ from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Snapshot, ancestors_of
 
 from leanops_dagster import accountability, constants
+from leanops_dagster.constants import (
+    IDEMPOTENCY_KEY,
+    MESSAGE_ID,
+    METADATA_COLUMNS,
+    RAW_SNAPSHOT_ID,
+    RAW_WATERMARK,
+    REBUILD_ID_PROPERTY,
+    REPLACED_METADATA_PROPERTY,
+    REPLACED_SNAPSHOT_PROPERTY,
+    REPLACED_VERSION_PROPERTY,
+    REPLAY_OF_PROPERTY,
+    SCHEMA_VERSION_PROPERTY,
+    STANDARDIZED_SNAPSHOT_ID,
+    STD_WATERMARK,
+    SUPERSEDED_VERSIONS_PROPERTY,
+    TOPIC_NAME,
+    TOTAL_PROPERTY_PREFIX,
+    curated_partition_spec,
+    errors_rebuild_property,
+    errors_watermark_name,
+    parse_errors_rebuild_property,
+    parse_errors_watermark_name,
+    watermark_key,
+)
 from leanops_dagster.iceberg.catalog import ensure_table, schema_from_arrow
 from leanops_dagster.iceberg.commit import retry_commit
 from leanops_dagster.iceberg.datafiles import write_data_files
@@ -99,7 +123,6 @@ from leanops_dagster.iceberg.lease import (
     lease_name,
     new_holder_id,
 )
-from leanops_dagster.iceberg.merge import curated_partition_spec
 from leanops_dagster.iceberg.reads import cast_to
 from leanops_dagster.iceberg.tables import (
     CURATED_ERRORS_PARTITION_SPEC,
@@ -111,12 +134,9 @@ from leanops_dagster.iceberg.watermarks import (
     read_summary_value,
     read_watermark,
     snapshot_position,
-    watermark_key,
 )
 from leanops_dagster.pipeline import curate, standardize
 from leanops_dagster.pipeline.evolve import (
-    SCHEMA_VERSION_PROPERTY,
-    SUPERSEDED_VERSIONS_PROPERTY,
     EvolveResult,
     evolve_curated,
     is_promotion,
@@ -129,48 +149,21 @@ from leanops_dagster.schemas.compatibility import (
     affects_standardized,
     breaking_changes,
 )
-from leanops_dagster.schemas.models import IDEMPOTENCY_KEY, METADATA_COLUMNS, TopicSchema
+from leanops_dagster.schemas.models import TopicSchema
 from leanops_dagster.schemas.registry import DeployResult, SchemaRegistry
 
 REBUILD_MARK = "__rebuild_"
 REPLACED_MARK = "__replaced_"
 FROM_RAW_SUFFIX = "r"  # ends the id of a rebuild that starts from RAW
-#: on a live table's swap snapshot: which rebuild produced it (the resume marker)
-REBUILD_ID_PROPERTY = "leanops.rebuild.id"
-#: on a replay table: the live upstream snapshot whose files it replays
-REPLAY_OF_PROPERTY = "leanops.rebuild.replay-of"
-REPLACED_SNAPSHOT_PROPERTY = "leanops.rebuild.replaced_snapshot_id"
-REPLACED_METADATA_PROPERTY = "leanops.rebuild.replaced_metadata"
-REPLACED_VERSION_PROPERTY = "leanops.rebuild.replaced_schema_version"
 DEFAULT_SNAPSHOTS_PER_CHUNK = 50
 DEFAULT_LEASE_WAIT_S = 600.0
-MESSAGE_ID = "message_id"
 _STAMP = "%Y%m%d%H%M%S"
-TOTAL_PREFIX = "leanops.total."  # running totals (``iceberg.watermarks.counter_properties``)
 
 Progress = Callable[[str], None]
 
 
 class RebuildError(RuntimeError):
     """A rebuilt table failed its check; the live tables were not touched."""
-
-
-def _errors_watermark(topic: str) -> str:
-    """The name of the Curated errors watermark of ``topic`` (the Curated run's own)."""
-    return curate._errors_watermark_name(topic)
-
-
-def _parse_errors_watermark(topic: str) -> str:
-    """The name of the parse errors watermark of ``topic`` (the Standardized run's own)."""
-    return standardize._parse_errors_watermark_name(topic)
-
-
-def errors_rebuild_property(topic: str) -> str:
-    return f"leanops.rebuild.errors.{topic}"
-
-
-def parse_errors_rebuild_property(topic: str) -> str:
-    return f"leanops.rebuild.parse_errors.{topic}"
 
 
 @dataclass(frozen=True)
@@ -439,8 +432,8 @@ def _standardized_layer(
 ) -> _Layer:
     return _Layer(
         name="Standardized", upstream=staging.raw, table=staging.standardized,
-        watermark=standardize.RAW_WATERMARK, errors=staging.parse_errors,
-        errors_watermark=_parse_errors_watermark(tables.topic),
+        watermark=RAW_WATERMARK, errors=staging.parse_errors,
+        errors_watermark=parse_errors_watermark_name(tables.topic),
         # no lease: the rebuild itself holds the topic's leases (``deploy_schema``)
         run=lambda view: standardize.standardize_topic(
             view, staging, schema, now=now, lease_ttl_s=None),
@@ -455,8 +448,8 @@ def _curated_layer(
 ) -> _Layer:
     return _Layer(
         name="Curated", upstream=staging.standardized, table=staging.curated,
-        watermark=curate.STD_WATERMARK, errors=staging.curated_errors,
-        errors_watermark=_errors_watermark(tables.topic),
+        watermark=STD_WATERMARK, errors=staging.curated_errors,
+        errors_watermark=errors_watermark_name(tables.topic),
         run=lambda view: curate.curate_topic(
             view, staging, schema, pii_key=pii_key, now=now, lease_ttl_s=None),
         describe=lambda r: (f"Standardized rows read {r.rows_read}, inserted {r.inserted}, "
@@ -562,7 +555,7 @@ def _carried(staged: Table, watermark: str) -> dict[str, str]:
     for snapshot in ancestors_of(staged.current_snapshot(), staged.metadata):
         if snapshot.summary is not None:
             keys |= {k for k in snapshot.summary.additional_properties
-                     if k.startswith(TOTAL_PREFIX)}
+                     if k.startswith(TOTAL_PROPERTY_PREFIX)}
     return {key: value for key in sorted(keys)
             if (value := read_summary_value(staged, key)) is not None}
 
@@ -593,10 +586,10 @@ def _swap_standardized(
     if catalog.table_exists(staging.standardized):
         staged = catalog.load_table(staging.standardized)
         rows, target, spec = staged.scan().to_arrow(), staged.schema(), staged.spec()
-        carried = _carried(staged, standardize.RAW_WATERMARK)
+        carried = _carried(staged, RAW_WATERMARK)
         raw_at = _replayed(catalog, staging.raw)
         if raw_at is not None:  # the staged watermark names a replay snapshot: the live one
-            carried[watermark_key(standardize.RAW_WATERMARK)] = str(raw_at)
+            carried[watermark_key(RAW_WATERMARK)] = str(raw_at)
     else:  # no RAW yet: an empty table of the metadata columns
         arrow = schema.curated.arrow_schema().empty_table().select(list(METADATA_COLUMNS))
         target = schema_from_arrow(arrow.schema)
@@ -617,9 +610,9 @@ def _swap_curated(
     """``standardized_at``: the live Standardized snapshot the Curated watermark must name
     (``_standardized_at``)."""
     staged = catalog.load_table(staging.curated)
-    carried = _carried(staged, curate.STD_WATERMARK)
+    carried = _carried(staged, STD_WATERMARK)
     if standardized_at is not None:
-        carried[watermark_key(curate.STD_WATERMARK)] = str(standardized_at)
+        carried[watermark_key(STD_WATERMARK)] = str(standardized_at)
     return _swap_table(
         catalog, tables.curated, staged.scan().to_arrow(),
         schema_from_arrow(schema.curated.arrow_schema()), key_column=IDEMPOTENCY_KEY,
@@ -642,7 +635,7 @@ def _swap_error_rows(
     arrow = table_schema.as_arrow()
     if catalog.table_exists(staged_id):
         staged = catalog.load_table(staged_id)
-        rows = staged.scan(row_filter=EqualTo("topic_name", topic)).to_arrow()
+        rows = staged.scan(row_filter=EqualTo(TOPIC_NAME, topic)).to_arrow()
         watermark = read_watermark(staged, watermark_name)
     else:
         rows, watermark = arrow.empty_table(), None
@@ -661,7 +654,7 @@ def _swap_error_rows(
         if read_summary_value(errors, marker) == rebuild_id:
             return  # a concurrent run of the same rebuild swapped them first
         with errors.transaction() as tx:
-            mine = EqualTo("topic_name", topic)
+            mine = EqualTo(TOPIC_NAME, topic)
             if any(True for _ in errors.scan(row_filter=mine).plan_files()):
                 tx.delete(mine)
             target = tx.table_metadata.schema().as_arrow()
@@ -785,9 +778,9 @@ def rebuild_topic(
         _swap_error_rows(
             catalog, tables.topic, tables.curated_errors, staging.curated_errors,
             table_schema=CURATED_ERRORS_SCHEMA, spec=CURATED_ERRORS_PARTITION_SPEC,
-            watermark_name=_errors_watermark(tables.topic),
+            watermark_name=errors_watermark_name(tables.topic),
             marker=errors_rebuild_property(tables.topic), rebuild_id=staging.rebuild_id,
-            remap=(curate.STD_SNAPSHOT_COLUMN, std_at)
+            remap=(STANDARDIZED_SNAPSHOT_ID, std_at)
             if (std_at := _standardized_at(catalog, staging, std_swap)) is not None else None,
         )
         result.steps.append(f"swapped the {tables.topic} rows of "
@@ -812,7 +805,7 @@ def rebuild_topic(
     result.superseded = equation.right["superseded"]
     result.cde_error_rows = equation.right["cde_error_rows"]
     result.quarantined = equation.right.get("quarantined", 0)
-    result.watermark = read_watermark(live, curate.STD_WATERMARK)
+    result.watermark = read_watermark(live, STD_WATERMARK)
     result.balanced = equation.balanced
     if from_raw:
         post_raw = accountability.post_raw_equation(catalog, tables)
@@ -854,9 +847,9 @@ def _swap_parse_errors(catalog: Catalog, tables: TopicTables, staging: StagingTa
     _swap_error_rows(
         catalog, tables.topic, tables.parse_errors, staging.parse_errors,
         table_schema=PARSE_ERRORS_SCHEMA, spec=PARSE_ERRORS_PARTITION_SPEC,
-        watermark_name=_parse_errors_watermark(tables.topic), marker=marker,
+        watermark_name=parse_errors_watermark_name(tables.topic), marker=marker,
         rebuild_id=staging.rebuild_id,
-        remap=(standardize.RAW_SNAPSHOT_COLUMN, raw_at)
+        remap=(RAW_SNAPSHOT_ID, raw_at)
         if (raw_at := _replayed(catalog, staging.raw)) is not None else None,
     )
 

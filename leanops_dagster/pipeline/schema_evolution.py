@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pyarrow as pa
 from pyiceberg.catalog import Catalog
-from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.table import Table
-from pyiceberg.transforms import DayTransform
 
+from leanops_dagster.constants import publish_day_spec
 from leanops_dagster.iceberg.catalog import ensure_table, schema_from_arrow
 from leanops_dagster.iceberg.datafiles import cast_columns
 from leanops_dagster.pipeline.layout import Identifier
@@ -29,17 +28,7 @@ def evolve_and_align(
     incoming = _normalise(rows.schema)
     if table is None:
         schema = schema_from_arrow(incoming)
-        spec = PartitionSpec()
-        if "publish_time" in incoming.names:
-            spec = PartitionSpec(
-                PartitionField(
-                    source_id=schema.find_field("publish_time").field_id,
-                    field_id=1000,
-                    transform=DayTransform(),
-                    name="publish_time_day",
-                )
-            )
-        table = ensure_table(catalog, identifier, schema, spec)
+        table = ensure_table(catalog, identifier, schema, publish_day_spec(schema))
         new_columns = list(incoming.names)
     else:
         known = set(table.schema().as_arrow().names)

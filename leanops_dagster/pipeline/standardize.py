@@ -16,17 +16,24 @@ import pyarrow as pa
 from pyiceberg.catalog import Catalog
 from pyiceberg.table import Table
 
-from leanops_dagster.constants import STANDARDIZED_ZONE
+from leanops_dagster.constants import (
+    MESSAGE_ID,
+    RAW_SNAPSHOT_FROM_PROPERTY,
+    RAW_SNAPSHOT_ID,
+    RAW_WATERMARK,
+    STANDARDIZED_ZONE,
+    Count,
+    count_properties,
+    parse_errors_watermark_name,
+    watermark_key,
+)
 from leanops_dagster.iceberg.catalog import ensure_table, load_layer_table
 from leanops_dagster.iceberg.commit import ensure_unchanged, retry_commit, snapshot_id_of
 from leanops_dagster.iceberg.key_index import Entries, key_hashes
 from leanops_dagster.iceberg.lease import DEFAULT_TTL_S
 from leanops_dagster.iceberg.lookup import StoredRows, find_stored
 from leanops_dagster.iceberg.tables import PARSE_ERRORS_PARTITION_SPEC, PARSE_ERRORS_SCHEMA
-from leanops_dagster.iceberg.watermarks import (
-    counter_properties,
-    watermark_key,
-)
+from leanops_dagster.iceberg.watermarks import counter_properties
 from leanops_dagster.iceberg.writes import append_rows
 from leanops_dagster.pipeline import quarantine
 from leanops_dagster.pipeline.evolve import refuse_superseded
@@ -41,13 +48,6 @@ from leanops_dagster.pipeline.schema_evolution import evolve_and_align
 from leanops_dagster.runtime import prepare_for_increments
 from leanops_dagster.schemas.models import TopicSchema
 from leanops_dagster.transforms import dedup, flatten
-
-RAW_SNAPSHOT_COLUMN = "raw_snapshot_id"
-RAW_WATERMARK = "raw_snapshot_id"
-
-
-def _parse_errors_watermark_name(topic: str) -> str:
-    return f"parse_errors.{topic}.raw_snapshot_id"
 
 
 @dataclass
@@ -99,7 +99,7 @@ def standardize_topic(
     now = now or dt.datetime.now(dt.UTC)
 
     def run() -> StandardizeResult:
-        net = quarantine.standardized_net(catalog, tables, schema, RAW_SNAPSHOT_COLUMN, now)
+        net = quarantine.standardized_net(catalog, tables, schema, RAW_SNAPSHOT_ID, now)
         return net.run(lambda: retry_commit(
             lambda: _standardize_once(catalog, tables, schema, now, flatten_workers, net)
         ))
@@ -132,8 +132,8 @@ def _standardize_once(
     std_started = snapshot_id_of(std)  # the read point every Standardized commit asserts
 
     unconsumed = read_unconsumed(
-        raw, std, RAW_WATERMARK, parse_errors_table, _parse_errors_watermark_name(tables.topic),
-        RAW_SNAPSHOT_COLUMN,
+        raw, std, RAW_WATERMARK, parse_errors_table, parse_errors_watermark_name(tables.topic),
+        RAW_SNAPSHOT_ID,
     )
     std_watermark, pe_watermark = unconsumed.layer_watermark, unconsumed.errors_watermark
     increment, positions = unconsumed.increment, unconsumed.positions
@@ -143,31 +143,31 @@ def _standardize_once(
     raw_rows, quarantined = net.exclude(increment.rows)  # the safety net's rows, if any
 
     flattened = flatten.flatten_raw(
-        raw_rows, schema.standardized, snapshot_column=RAW_SNAPSHOT_COLUMN,
+        raw_rows, schema.standardized, snapshot_column=RAW_SNAPSHOT_ID,
         workers=flatten_workers,
     )
 
     # 1. parse errors: only the RAW snapshots this table has not recorded yet.
     def after(rows: pa.Table, watermark: int | None) -> pa.Table:
-        return rows_after(rows, watermark, positions, RAW_SNAPSHOT_COLUMN)
+        return rows_after(rows, watermark, positions, RAW_SNAPSHOT_ID)
 
     record_error_rows(
         parse_errors_table, after(flattened.errors, pe_watermark),
-        watermark_name=_parse_errors_watermark_name(tables.topic),
+        watermark_name=parse_errors_watermark_name(tables.topic),
         to_snapshot_id=increment.to_snapshot_id, now=now,
     )
 
     # 2. standardized rows of the snapshots after the Standardized watermark.
     rows = after(flattened.rows, std_watermark)
     # hashed once: the index lookup probes with them, the append indexes the rows it keeps
-    hashes = key_hashes(rows.column("message_id"))
-    stored = _stored_message_ids(std, rows.column("message_id"), hashes)
+    hashes = key_hashes(rows.column(MESSAGE_ID))
+    stored = _stored_message_ids(std, rows.column(MESSAGE_ID), hashes)
     deduped = dedup.fifo_dedup(
-        rows, existing_ids=stored.rows.column("message_id").combine_chunks(),
-        snapshot_column=RAW_SNAPSHOT_COLUMN, snapshot_order=positions,
+        rows, existing_ids=stored.rows.column(MESSAGE_ID).combine_chunks(),
+        snapshot_column=RAW_SNAPSHOT_ID, snapshot_order=positions,
     )
     std, aligned, new_columns = evolve_and_align(
-        catalog, tables.standardized, std, deduped.rows.drop_columns([RAW_SNAPSHOT_COLUMN])
+        catalog, tables.standardized, std, deduped.rows.drop_columns([RAW_SNAPSHOT_ID])
     )
     result.quarantined = after(quarantined, std_watermark).num_rows
     result.rows_read = after(raw_rows, std_watermark).num_rows + result.quarantined
@@ -175,22 +175,17 @@ def _standardize_once(
     result.duplicates = deduped.dropped
     result.rows_written = aligned.num_rows
     result.new_columns = new_columns
+    counts = {
+        Count.ROWS_READ: result.rows_read,
+        Count.PARSE_ERRORS: result.parse_errors,
+        Count.DUPLICATES: result.duplicates,
+        Count.QUARANTINED: result.quarantined,
+    }
     properties = {
         watermark_key(RAW_WATERMARK): str(increment.to_snapshot_id),
-        "leanops.raw_snapshot_from": str(std_watermark or ""),
-        "leanops.rows_read": str(result.rows_read),
-        "leanops.parse_errors": str(result.parse_errors),
-        "leanops.duplicates": str(result.duplicates),
-        f"leanops.{quarantine.QUARANTINED}": str(result.quarantined),
-        **counter_properties(
-            std,
-            {
-                "rows_read": result.rows_read,
-                "parse_errors": result.parse_errors,
-                "duplicates": result.duplicates,
-                quarantine.QUARANTINED: result.quarantined,
-            },
-        ),
+        RAW_SNAPSHOT_FROM_PROPERTY: str(std_watermark or ""),
+        **count_properties(counts),
+        **counter_properties(std, counts),
     }
     kept = hashes if deduped.kept is None else hashes[np.asarray(deduped.kept)]
     ensure_unchanged(std, std_started)  # created or evolved since the read: still that snapshot?
@@ -204,6 +199,6 @@ def _stored_message_ids(
 ) -> StoredRows:
     """Stored rows among ``message_ids`` (through the table's key index on ``message_id``)."""
     if std is None or std.current_snapshot() is None:
-        empty = pa.table({"message_id": pa.array([], pa.string())})
-        return StoredRows(empty, "message_id", rebuilt=Entries.empty())
-    return find_stored(std, message_ids, "message_id", hashes=hashes)
+        empty = pa.table({MESSAGE_ID: pa.array([], pa.string())})
+        return StoredRows(empty, MESSAGE_ID, rebuilt=Entries.empty())
+    return find_stored(std, message_ids, MESSAGE_ID, hashes=hashes)

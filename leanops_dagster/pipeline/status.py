@@ -11,10 +11,9 @@ from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Snapshot
 
 from leanops_dagster import constants
+from leanops_dagster.constants import RAW_WATERMARK, STD_WATERMARK
 from leanops_dagster.iceberg.watermarks import appended_snapshots_since, read_watermark
-from leanops_dagster.pipeline.curate import STD_WATERMARK
 from leanops_dagster.pipeline.layout import TopicTables
-from leanops_dagster.pipeline.standardize import RAW_WATERMARK
 
 
 @dataclass(frozen=True)

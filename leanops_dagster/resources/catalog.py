@@ -34,7 +34,7 @@ class IcebergCatalogResource(dg.ConfigurableResource):
         return catalog
 
     def namespace(self, zone: str) -> str:
-        return f"{self.namespace_prefix}{zone}"
+        return constants.namespace(zone, self.namespace_prefix)
 
     def raw_table(self, catalog: Catalog, topic: str) -> Table | None:
         identifier = (self.namespace(constants.RAW_ZONE), constants.raw_table_name(topic))

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from leanops_dagster.schemas.models import CuratedColumn, Rules, TopicSchema, parse_type
+from leanops_dagster.schemas.models import CuratedColumn, Rules, TopicSchema
+from leanops_dagster.schemas.types import parse_type
 
 
 class Verdict(StrEnum):

@@ -17,24 +17,25 @@ from typing import Any, Literal
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from leanops_dagster.constants import validate_topic
+from leanops_dagster.constants import (
+    IDEMPOTENCY_KEY,
+    INGESTION_TS,
+    LINEAGE_COLUMNS,
+    MESSAGE_ID,
+    METADATA_COLUMNS,
+    PUBLISH_TIME,
+    RAW_COLUMNS,
+    TOPIC_NAME,
+    validate_topic,
+)
+from leanops_dagster.schemas.types import ORDERABLE_TYPES, arrow_type, parse_type
+from leanops_dagster.transforms.cast import cast_literal
+from leanops_dagster.transforms.ordering import DEFAULT_SEQUENCE
 
-# --- column names every layer shares -------------------------------------------------------
-RAW_COLUMNS = ("message_id", "topic_name", "json_payload", "publish_time", "ingestion_ts")
-IDEMPOTENCY_KEY = "idempotency_key"
-#: Metadata columns of Standardized and Curated, in output order.
-METADATA_COLUMNS = ("message_id", IDEMPOTENCY_KEY, "topic_name", "publish_time", "ingestion_ts")
-#: Lineage columns a caller may add (the snapshot a row was read from); carried through.
-LINEAGE_COLUMNS = ("raw_snapshot_id", "standardized_snapshot_id")
 RESERVED_COLUMNS = frozenset(RAW_COLUMNS + METADATA_COLUMNS + LINEAGE_COLUMNS)
 
 SAFE_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 MAX_NAME_LENGTH = 128
-
-_DECIMAL = re.compile(r"^decimal\(\s*(\d+)\s*,\s*(\d+)\s*\)$")
-SIMPLE_TYPES = ("int", "long", "double", "boolean", "timestamp", "date", "string")
-ORDERABLE_TYPES = ("int", "long", "double", "timestamp", "date", "string", "decimal")
-
 
 def _safe_name(name: str, what: str) -> str:
     if not SAFE_NAME.fullmatch(name) or len(name) > MAX_NAME_LENGTH:
@@ -43,41 +44,6 @@ def _safe_name(name: str, what: str) -> str:
             f"{MAX_NAME_LENGTH} characters"
         )
     return name
-
-
-def parse_type(spec: str) -> tuple[str, int | None, int | None]:
-    """``"decimal(12, 2)"`` -> ``("decimal", 12, 2)``; ``"long"`` -> ``("long", None, None)``."""
-    spec = spec.strip().lower()
-    if spec in SIMPLE_TYPES:
-        return spec, None, None
-    match = _DECIMAL.fullmatch(spec)
-    if not match:
-        raise ValueError(
-            f"unsupported type {spec!r}: expected one of {', '.join(SIMPLE_TYPES)} or "
-            "decimal(p,s)"
-        )
-    precision, scale = int(match[1]), int(match[2])
-    if not 1 <= precision <= 38:
-        raise ValueError(f"decimal precision {precision} must be between 1 and 38")
-    if scale > precision:
-        raise ValueError(f"decimal scale {scale} exceeds precision {precision}")
-    return "decimal", precision, scale
-
-
-def arrow_type(spec: str) -> pa.DataType:
-    """The Arrow (= Iceberg) type of a schema type; timestamps are UTC microseconds."""
-    kind, precision, scale = parse_type(spec)
-    if kind == "decimal":
-        return pa.decimal128(precision, scale)  # type: ignore[arg-type]
-    return {
-        "int": pa.int32(),
-        "long": pa.int64(),
-        "double": pa.float64(),
-        "boolean": pa.bool_(),
-        "timestamp": pa.timestamp("us", tz="UTC"),
-        "date": pa.date32(),
-        "string": pa.string(),
-    }[kind]
 
 
 Scalar = str | int | float | bool
@@ -191,8 +157,6 @@ class CuratedColumn(BaseModel):
 
 def _check_literal(value: Scalar, spec: str, where: str) -> None:
     """``value`` must be castable to ``spec`` with the Curated cast rules."""
-    from leanops_dagster.transforms.cast import cast_literal
-
     try:
         cast_literal(value, spec)
     except ValueError as exc:
@@ -269,7 +233,7 @@ class CuratedSchema(BaseModel):
 
     columns: list[CuratedColumn] = Field(min_length=1)
     sequence: list[str] = Field(
-        default_factory=lambda: ["publish_time"],
+        default_factory=lambda: list(DEFAULT_SEQUENCE),
         min_length=1,
         description="LIFO order: newest by these columns wins (then ingestion_ts, message_id)",
     )
@@ -291,7 +255,7 @@ class CuratedSchema(BaseModel):
             raise ValueError(f"duplicate column names: {dupes}")
         by_name = {c.name: c for c in self.columns}
         for name in self.sequence:
-            if name in ("publish_time", "ingestion_ts"):
+            if name in (PUBLISH_TIME, INGESTION_TS):
                 continue
             column = by_name.get(name)
             if column is None:
@@ -322,11 +286,11 @@ class CuratedSchema(BaseModel):
     def arrow_schema(self) -> pa.Schema:
         """Curated output columns: metadata first, then the declared columns in order."""
         meta = [
-            pa.field("message_id", pa.string()),
+            pa.field(MESSAGE_ID, pa.string()),
             pa.field(IDEMPOTENCY_KEY, pa.string()),
-            pa.field("topic_name", pa.string()),
-            pa.field("publish_time", pa.timestamp("us", tz="UTC")),
-            pa.field("ingestion_ts", pa.timestamp("us", tz="UTC")),
+            pa.field(TOPIC_NAME, pa.string()),
+            pa.field(PUBLISH_TIME, pa.timestamp("us", tz="UTC")),
+            pa.field(INGESTION_TS, pa.timestamp("us", tz="UTC")),
         ]
         return pa.schema(meta + [pa.field(c.name, c.output_type) for c in self.columns])
 

@@ -1,6 +1,7 @@
 """Pure transformation rules: Arrow tables in, Arrow tables out; no catalog, queue or Dagster.
 
 ``flatten`` (RAW -> Standardized + parse errors), ``dedup`` (FIFO on message_id, LIFO on
-idempotency_key, increment vs stored), ``cast``/``validate`` (Standardized -> typed Curated +
+idempotency_key), ``ordering`` (the order of versions: LIFO in the increment and against the
+stored rows), ``cast``/``validate`` (Standardized -> typed Curated +
 CDE errors), ``mask`` (keyed PII hashing), ``drift`` (keys the curated schema does not know).
 """

@@ -41,7 +41,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from leanops_dagster.schemas.models import arrow_type, parse_type
+from leanops_dagster.schemas.types import arrow_type, parse_type
 from leanops_dagster.transforms.text import invalid_utf8, readable_text
 
 _INTEGER = r"^-?[0-9]+$"

@@ -7,10 +7,11 @@ position. Rows whose ``message_id`` is in ``existing_ids`` (already stored) are 
 Rows with a null ``message_id`` are never treated as duplicates.
 
 LIFO (application corrections, Curated): of the rows sharing an ``idempotency_key`` the newest
-wins: greatest ``sequence`` column(s) in order (null = oldest), then latest ``ingestion_ts``,
-then greatest ``message_id``, then the latest input position. The same order decides between an
-increment row and the stored row of its key (``compare_with_stored``), so a stale correction
-arriving later loses, and re-applying the same message is a no-op.
+wins in the order of ``transforms.ordering`` (greatest ``sequence`` column(s) in order, null =
+oldest, then latest ``ingestion_ts``, then greatest ``message_id``), then the latest input
+position. The Curated MERGE judges an increment row against the stored row of its key in the
+same order (``ordering.judge_stored``), so a stale correction arriving later loses, and
+re-applying the same message is a no-op.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from leanops_dagster.constants import IDEMPOTENCY_KEY, INGESTION_TS, MESSAGE_ID, RAW_SNAPSHOT_ID
+from leanops_dagster.transforms.ordering import DEFAULT_SEQUENCE, newest_first, version_columns
+
 _POS = "__leanops_pos"
 _RANK = "__leanops_rank"
-TIEBREAK_COLUMNS = ("ingestion_ts", "message_id")
 
 
 @dataclass(frozen=True)
@@ -45,20 +48,6 @@ class LifoResult:
     superseded: int
 
 
-@dataclass(frozen=True)
-class StoredComparison:
-    """Increment LIFO winners judged against the stored (key, sequence) of the same key."""
-
-    #: winners that are new keys or newer than the stored version (to insert or update)
-    rows: pa.Table
-    #: keys of ``rows`` that replace a stored row (the MERGE updates)
-    replaced_keys: pa.Array
-    inserted: int
-    updated: int
-    #: winners older than (or identical to) the stored version: they lose
-    stale: int
-
-
 def _positions(n: int) -> pa.Array:
     return pa.array(np.arange(n, dtype=np.int64))
 
@@ -67,9 +56,9 @@ def fifo_dedup(
     rows: pa.Table,
     *,
     existing_ids: pa.Array | pa.ChunkedArray | Sequence[str] | None = None,
-    key: str = "message_id",
-    order_column: str = "ingestion_ts",
-    snapshot_column: str = "raw_snapshot_id",
+    key: str = MESSAGE_ID,
+    order_column: str = INGESTION_TS,
+    snapshot_column: str = RAW_SNAPSHOT_ID,
     snapshot_order: Mapping[int, int] | None = None,
 ) -> FifoResult:
     """Keep the first occurrence of each ``key``; see the module docstring."""
@@ -142,15 +131,8 @@ def _as_array(values, kind: pa.DataType) -> pa.Array:
     return values.cast(kind)
 
 
-def _lifo_sort_keys(sequence: Sequence[str], rows: pa.Table) -> list[tuple[str, str, str]]:
-    keys = [(c, "descending", "at_end") for c in sequence]
-    keys += [(c, "descending", "at_end") for c in TIEBREAK_COLUMNS if c in rows.column_names
-             and c not in sequence]
-    return keys
-
-
 def lifo_dedup(
-    rows: pa.Table, *, key: str = "idempotency_key", sequence: Sequence[str] = ("publish_time",)
+    rows: pa.Table, *, key: str = IDEMPOTENCY_KEY, sequence: Sequence[str] = DEFAULT_SEQUENCE
 ) -> LifoResult:
     """Keep the newest row per ``key``; see the module docstring. Null keys are an error."""
     n = rows.num_rows
@@ -161,7 +143,7 @@ def lifo_dedup(
         raise ValueError(f"{keys.null_count} rows have a null {key}; validate before LIFO")
     if pc.count_distinct(keys).as_py() == n:  # one version per key: nothing to rank
         return LifoResult(rows, 0)
-    sort_keys = _lifo_sort_keys(sequence, rows)
+    sort_keys = newest_first(version_columns(sequence, rows.column_names))
     order_table = rows.select([c for c, _, _ in sort_keys]).append_column(
         _POS, _positions(n)
     )
@@ -171,80 +153,3 @@ def lifo_dedup(
     keep = _keep_first(keys, order)
     winners = rows.filter(keep)
     return LifoResult(winners, n - winners.num_rows)
-
-
-def _greater(a: pa.Array, b: pa.Array) -> pa.BooleanArray:
-    """a > b with null as the smallest value (null > null is false)."""
-    return pc.if_else(
-        pc.is_null(a), False, pc.if_else(pc.is_null(b), True, pc.fill_null(pc.greater(a, b), False))
-    )
-
-
-def _equal(a: pa.Array, b: pa.Array) -> pa.BooleanArray:
-    return pc.if_else(
-        pc.is_null(a), pc.is_null(b), pc.if_else(pc.is_null(b), False, pc.equal(a, b))
-    )
-
-
-def newer_than(
-    left: pa.Table, right: pa.Table, columns: Sequence[str]
-) -> pa.BooleanArray:
-    """Row-wise lexicographic ``left > right`` over ``columns`` (null = oldest)."""
-    n = left.num_rows
-    result = pa.repeat(pa.scalar(False), n) if n else pa.array([], pa.bool_())
-    tied = pa.repeat(pa.scalar(True), n) if n else pa.array([], pa.bool_())
-    for column in columns:
-        a = left.column(column).combine_chunks()
-        b = right.column(column).combine_chunks().cast(a.type)
-        result = pc.or_(result, pc.and_(tied, _greater(a, b)))
-        tied = pc.and_(tied, _equal(a, b))
-    return result
-
-
-def compare_with_stored(
-    winners: pa.Table,
-    stored: pa.Table,
-    *,
-    key: str = "idempotency_key",
-    sequence: Sequence[str] = ("publish_time",),
-) -> StoredComparison:
-    """Which increment winners beat the stored version of their key (out-of-order safe).
-
-    ``stored`` holds the stored rows' ``key`` and ``sequence`` columns, plus ``ingestion_ts``
-    and ``message_id`` when available (they break sequence ties as in ``lifo_dedup``). A winner
-    with the same key and an equal order — the same message applied again — loses (no-op).
-    """
-    n = winners.num_rows
-    compare = [*sequence, *(c for c in TIEBREAK_COLUMNS
-                            if c in stored.column_names and c in winners.column_names
-                            and c not in sequence)]
-    if n == 0:
-        empty_keys = winners.column(key).combine_chunks() if key in winners.column_names \
-            else pa.array([], pa.string())
-        return StoredComparison(winners, empty_keys, 0, 0, 0)
-    left = winners.select([key, *compare]).append_column(_POS, _positions(n))
-    right = stored.select([key, *compare]).rename_columns(
-        [key, *(f"__stored_{c}" for c in compare)]
-    )
-    right = right.append_column("__stored", pa.repeat(pa.scalar(True), right.num_rows))
-    if right.num_rows:
-        right = right.cast(pa.schema(
-            [pa.field(key, left.schema.field(key).type)]
-            + [pa.field(f"__stored_{c}", left.schema.field(c).type) for c in compare]
-            + [pa.field("__stored", pa.bool_())]
-        ))
-    joined = left.join(right, keys=key, join_type="left outer", use_threads=False)
-    joined = joined.sort_by(_POS)
-    if joined.num_rows != n:
-        raise ValueError(f"stored rows are not unique per {key}")
-    has_stored = pc.fill_null(joined.column("__stored"), False).combine_chunks()
-    mine = joined.select(compare)
-    theirs = joined.select([f"__stored_{c}" for c in compare]).rename_columns(compare)
-    newer = newer_than(mine, theirs, compare)
-    wins = pc.or_(pc.invert(has_stored), newer)
-    updates = pc.and_(has_stored, newer)
-    won = winners.filter(wins)
-    inserted = int(pc.sum(pc.invert(has_stored)).as_py() or 0)
-    updated = int(pc.sum(updates).as_py() or 0)
-    replaced = winners.column(key).combine_chunks().filter(updates)
-    return StoredComparison(won, replaced, inserted, updated, n - won.num_rows)

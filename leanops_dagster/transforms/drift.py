@@ -13,11 +13,12 @@ from collections.abc import Iterable
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from leanops_dagster.schemas.models import METADATA_COLUMNS, RESERVED_COLUMNS, CuratedSchema
+from leanops_dagster.constants import METADATA_COLUMNS, PUBLISH_TIME, TOPIC_NAME
+from leanops_dagster.schemas.models import RESERVED_COLUMNS, CuratedSchema
 
 DRIFT_SCHEMA = pa.schema(
     [
-        pa.field("topic_name", pa.string()),
+        pa.field(TOPIC_NAME, pa.string()),
         pa.field("column_name", pa.string()),
         pa.field("first_seen", pa.timestamp("us", tz="UTC")),
         pa.field("sample_value", pa.string()),
@@ -44,7 +45,7 @@ def drift_columns(rows: pa.Table, schema: CuratedSchema) -> list[str]:
 def drift_records(rows: pa.Table, schema: CuratedSchema, topic: str) -> pa.Table:
     """One drift record per unknown column with a value (sorted by column name)."""
     out: dict[str, list] = {name: [] for name in DRIFT_SCHEMA.names}
-    has_time = "publish_time" in rows.column_names
+    has_time = PUBLISH_TIME in rows.column_names
     for name in drift_columns(rows, schema):
         values = rows.column(name)
         present = pc.is_valid(values)
@@ -52,13 +53,13 @@ def drift_records(rows: pa.Table, schema: CuratedSchema, topic: str) -> pa.Table
         first = 0
         if has_time and seen.num_rows:
             first = pc.sort_indices(
-                seen.select(["publish_time"]).append_column("__v", seen.column(name)),
-                sort_keys=[("publish_time", "ascending", "at_end"),
+                seen.select([PUBLISH_TIME]).append_column("__v", seen.column(name)),
+                sort_keys=[(PUBLISH_TIME, "ascending", "at_end"),
                            ("__v", "ascending", "at_end")],
             )[0].as_py()
-        out["topic_name"].append(topic)
+        out[TOPIC_NAME].append(topic)
         out["column_name"].append(name)
-        out["first_seen"].append(seen.column("publish_time")[first].as_py() if has_time else None)
+        out["first_seen"].append(seen.column(PUBLISH_TIME)[first].as_py() if has_time else None)
         out["sample_value"].append(seen.column(name)[first].as_py())
         out["rows_seen"].append(seen.num_rows)
     return pa.Table.from_pydict(out, schema=DRIFT_SCHEMA)

@@ -37,7 +37,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from leanops_dagster.schemas.models import IDEMPOTENCY_KEY, StandardizedSchema
+from leanops_dagster.constants import IDEMPOTENCY_KEY
+from leanops_dagster.schemas.models import StandardizedSchema
 from leanops_dagster.transforms.naming import ColumnNamer, suffixed_name
 from leanops_dagster.transforms.payload import Pieces, PlanSet, float_text, plan_columns
 from leanops_dagster.transforms.shapes import ShapeMatcher

@@ -31,12 +31,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from leanops_dagster.schemas.models import (
+from leanops_dagster.constants import (
     IDEMPOTENCY_KEY,
+    INGESTION_TS,
     LINEAGE_COLUMNS,
-    CuratedColumn,
-    CuratedSchema,
+    MESSAGE_ID,
+    PUBLISH_TIME,
+    TOPIC_NAME,
 )
+from leanops_dagster.schemas.models import CuratedColumn, CuratedSchema
 from leanops_dagster.transforms.cast import cast_column, cast_literal
 from leanops_dagster.transforms.drift import drift_columns
 
@@ -45,8 +48,8 @@ RULE_ORDER = (
     "not_null", "type_cast", "regex", "min", "max", "allowed", "min_length", "max_length"
 )
 ERROR_COLUMNS = (
-    "message_id", IDEMPOTENCY_KEY, "topic_name", "column_name", "rule", "offending_value",
-    "error_detail", "publish_time",
+    MESSAGE_ID, IDEMPOTENCY_KEY, TOPIC_NAME, "column_name", "rule", "offending_value",
+    "error_detail", PUBLISH_TIME,
 )
 
 
@@ -181,7 +184,7 @@ def validate_and_cast(
     )
     if failed_rows:
         valid = valid.filter(pa.array(~failed_mask))
-    names = ["idempotency_key"] + [c.name for c in schema.columns]
+    names = [IDEMPOTENCY_KEY] + [c.name for c in schema.columns]
     return ValidationResult(
         valid=valid,
         errors=_failure_table(cde_failures, names, meta, rows, lineage),
@@ -201,16 +204,16 @@ def _any(n: int, masks: list[pa.BooleanArray]) -> np.ndarray:
 
 def _metadata(rows: pa.Table, keys: pa.Array, topic: str | None) -> dict[str, pa.Array]:
     n = rows.num_rows
-    topic_col = _column_or_null(rows, "topic_name", pa.string()).cast(pa.string())
+    topic_col = _column_or_null(rows, TOPIC_NAME, pa.string()).cast(pa.string())
     if topic is not None:
         topic_col = pc.fill_null(topic_col, topic)
     return {
-        "message_id": _column_or_null(rows, "message_id", pa.string()).cast(pa.string()),
+        MESSAGE_ID: _column_or_null(rows, MESSAGE_ID, pa.string()).cast(pa.string()),
         IDEMPOTENCY_KEY: keys,
-        "topic_name": topic_col,
-        "publish_time": _column_or_null(rows, "publish_time", TS).cast(TS)
+        TOPIC_NAME: topic_col,
+        PUBLISH_TIME: _column_or_null(rows, PUBLISH_TIME, TS).cast(TS)
         if n else pa.array([], TS),
-        "ingestion_ts": _column_or_null(rows, "ingestion_ts", TS).cast(TS)
+        INGESTION_TS: _column_or_null(rows, INGESTION_TS, TS).cast(TS)
         if n else pa.array([], TS),
     }
 
@@ -235,7 +238,7 @@ def _failure_table(
                        pa.array([], pa.string()))
     schema = pa.schema(
         [pa.field(c, pa.string()) for c in ERROR_COLUMNS[:-1]]
-        + [pa.field("publish_time", TS)]
+        + [pa.field(PUBLISH_TIME, TS)]
         + [rows.schema.field(c) for c in lineage]
     )
     if not failures:
@@ -250,14 +253,14 @@ def _failure_table(
     column_name = pa.array(np.array(names, dtype=object)[cols_at[order]], pa.string())
     rule = pa.array(np.array(RULE_ORDER, dtype=object)[rules_at[order]], pa.string())
     arrays = [
-        meta["message_id"].take(rows_at),
+        meta[MESSAGE_ID].take(rows_at),
         meta[IDEMPOTENCY_KEY].take(rows_at),
-        meta["topic_name"].take(rows_at),
+        meta[TOPIC_NAME].take(rows_at),
         column_name,
         rule,
         text,
         detail,
-        meta["publish_time"].take(rows_at),
+        meta[PUBLISH_TIME].take(rows_at),
         *(rows.column(c).take(rows_at) for c in lineage),
     ]
     return pa.Table.from_arrays(arrays, schema=schema)

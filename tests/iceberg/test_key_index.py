@@ -17,15 +17,15 @@ from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.table import Table
 from test_merge import SCHEMA, batch, contents, open_test_catalog
 
+from leanops_dagster.constants import INDEX_PROPERTY_PREFIX, curated_partition_spec
 from leanops_dagster.iceberg import key_index
 from leanops_dagster.iceberg.datafiles import file_partition_token
 from leanops_dagster.iceberg.key_index import (
-    INDEX_PROPERTY_PREFIX,
     KeyIndex,
     key_hashes,
     partition_token,
 )
-from leanops_dagster.iceberg.merge import curated_partition_spec, merge_lifo
+from leanops_dagster.iceberg.merge import merge_lifo
 from leanops_dagster.runbook import compact_small_files
 
 UTC = dt.UTC

@@ -12,8 +12,9 @@ from moto.server import ThreadedMotoServer
 from pyiceberg.catalog.sql import SqlCatalog
 from test_merge import SCHEMA, batch, contents
 
+from leanops_dagster.constants import curated_partition_spec
 from leanops_dagster.iceberg.key_index import KeyIndex, unreferenced_segments
-from leanops_dagster.iceberg.merge import curated_partition_spec, merge_lifo
+from leanops_dagster.iceberg.merge import merge_lifo
 
 BUCKET = "leanops-test-warehouse"
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)

@@ -19,7 +19,8 @@ from pyiceberg.table import Table
 from pyiceberg.transforms import DayTransform
 from pyiceberg.types import LongType, NestedField, StringType, TimestamptzType
 
-from leanops_dagster.iceberg.merge import MergeStats, curated_partition_spec, merge_lifo
+from leanops_dagster.constants import curated_partition_spec
+from leanops_dagster.iceberg.merge import MergeStats, merge_lifo
 
 UTC = dt.UTC
 DAY1 = dt.datetime(2026, 1, 10, 9, 0, tzinfo=UTC)

@@ -21,6 +21,7 @@ from leanops_dagster import constants as project
         "FIREHOSE_MAX_BATCH_RECORDS",
         "FIREHOSE_MAX_BATCH_BYTES",
         "FIREHOSE_MAX_RECORD_BYTES",
+        "UNKNOWN_TOPIC",
     ],
 )
 def test_duplicated_constants_equal_the_projects(name):

@@ -14,19 +14,21 @@ from click.testing import CliRunner
 
 from leanops_dagster import accountability
 from leanops_dagster.cli import main
+from leanops_dagster.constants import (
+    REBUILD_ID_PROPERTY,
+    SCHEMA_VERSION_PROPERTY,
+    SUPERSEDED_VERSIONS_PROPERTY,
+    errors_rebuild_property,
+    errors_watermark_name,
+)
 from leanops_dagster.iceberg.catalog import open_catalog
 from leanops_dagster.iceberg.key_index import KeyIndex, unreferenced_segments
 from leanops_dagster.iceberg.watermarks import read_watermark
 from leanops_dagster.pipeline import rebuild as rebuild_module
 from leanops_dagster.pipeline.curate import curate_topic
-from leanops_dagster.pipeline.evolve import (
-    SCHEMA_VERSION_PROPERTY,
-    SUPERSEDED_VERSIONS_PROPERTY,
-    SchemaMismatchError,
-)
+from leanops_dagster.pipeline.evolve import SchemaMismatchError
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.pipeline.rebuild import (
-    REBUILD_ID_PROPERTY,
     RebuildError,
     deploy_schema,
     drop_replaced_copies,
@@ -616,8 +618,8 @@ def test_a_second_swap_of_the_same_rebuild_changes_nothing(tmp_path):
         home.catalog, "events", TABLES.curated_errors, staging.curated_errors,
         table_schema=rebuild_module.CURATED_ERRORS_SCHEMA,
         spec=rebuild_module.CURATED_ERRORS_PARTITION_SPEC,
-        watermark_name=rebuild_module._errors_watermark("events"),
-        marker=rebuild_module.errors_rebuild_property("events"), rebuild_id=result.rebuild_id,
+        watermark_name=errors_watermark_name("events"),
+        marker=errors_rebuild_property("events"), rebuild_id=result.rebuild_id,
     )
     assert (home.catalog.load_table(TABLES.curated_errors).current_snapshot().snapshot_id
             == errors_table.current_snapshot().snapshot_id)

@@ -12,13 +12,14 @@ import pytest
 from pyiceberg.exceptions import CommitFailedException
 
 from leanops_dagster import accountability
+from leanops_dagster.constants import RAW_WATERMARK, STD_WATERMARK
 from leanops_dagster.iceberg import merge as merge_module
 from leanops_dagster.iceberg import writes as writes_module
 from leanops_dagster.iceberg.watermarks import read_watermark
-from leanops_dagster.pipeline.curate import STD_WATERMARK, curate_topic
+from leanops_dagster.pipeline.curate import curate_topic
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.pipeline.quarantine import build_data_files, is_row_fault, isolate
-from leanops_dagster.pipeline.standardize import RAW_WATERMARK, standardize_topic
+from leanops_dagster.pipeline.standardize import standardize_topic
 from leanops_dagster.transforms import flatten, validate
 from tests.dagster.conftest import append_raw, event, raw_row
 
@@ -159,8 +160,8 @@ def test_catalog_and_storage_faults_are_not_row_faults():
 
 
 def test_the_probe_reproduces_the_parquet_statistics_overflow_in_memory(schema):
+    from leanops_dagster.constants import curated_partition_spec
     from leanops_dagster.iceberg.catalog import schema_from_arrow
-    from leanops_dagster.iceberg.merge import curated_partition_spec
 
     iceberg_schema = schema_from_arrow(schema.curated.arrow_schema())
     spec = curated_partition_spec(iceberg_schema)

@@ -1,4 +1,4 @@
-"""FIFO on message_id, LIFO on idempotency_key, and increment winners vs stored rows."""
+"""FIFO on message_id, LIFO on idempotency_key (the order itself: ``test_ordering``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from leanops_dagster.transforms.dedup import compare_with_stored, fifo_dedup, lifo_dedup
+from leanops_dagster.transforms.dedup import fifo_dedup, lifo_dedup
 from tests.transforms.conftest import TS, at
 
 
@@ -112,38 +112,3 @@ def test_lifo_rejects_null_keys():
     table = rows(["m1"], [1], keys=[None])
     with pytest.raises(ValueError, match="null idempotency_key"):
         lifo_dedup(table)
-
-
-def stored(keys, published, ingested, ids) -> pa.Table:
-    return pa.table({
-        "idempotency_key": pa.array(keys, pa.string()),
-        "publish_time": pa.array([at(s) for s in published], TS),
-        "ingestion_ts": pa.array([at(s) for s in ingested], TS),
-        "message_id": pa.array(ids, pa.string()),
-    })
-
-
-def test_compare_with_stored_new_newer_older_and_same():
-    winners = rows(["n1", "n2", "n3", "n4", "n5"], [50, 50, 50, 50, 7],
-                   keys=["new", "newer", "older", "tie", "same"], published=[5, 30, 10, 20, 20])
-    table = stored(["newer", "older", "tie", "same", "other"], [20, 20, 20, 20, 1],
-                   [1, 1, 40, 7, 1], ["s1", "s2", "s3", "n5", "s5"])
-    result = compare_with_stored(winners, table)
-    assert result.rows.column("message_id").to_pylist() == ["n1", "n2", "n4"]
-    assert result.replaced_keys.to_pylist() == ["newer", "tie"]
-    assert (result.inserted, result.updated, result.stale) == (1, 2, 2)
-    # accountability of this step: every winner is inserted, updated or stale
-    assert result.inserted + result.updated + result.stale == winners.num_rows
-
-
-def test_compare_with_stored_sequence_only_and_empty():
-    winners = rows(["n1", "n2"], [1, 1], keys=["a", "b"], published=[5, 5])
-    only_seq = stored(["a", "b"], [5, 4], [0, 0], ["x", "y"]).select(
-        ["idempotency_key", "publish_time"]
-    )
-    result = compare_with_stored(winners, only_seq)
-    assert result.rows.column("message_id").to_pylist() == ["n2"]  # equal sequence: stored stays
-    none_stored = compare_with_stored(winners, only_seq.slice(0, 0))
-    assert (none_stored.inserted, none_stored.updated, none_stored.stale) == (2, 0, 0)
-    empty = compare_with_stored(winners.slice(0, 0), only_seq)
-    assert empty.rows.num_rows == 0 and empty.stale == 0

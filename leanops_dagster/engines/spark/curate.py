@@ -4,10 +4,11 @@
   Curated and curated ``errors`` watermarks, rows tagged with their snapshot;
 - CDE validation, casts and PII masking: ``transforms.validate.validate_and_cast`` and
   ``transforms.mask.mask_pii`` themselves, batch by batch in ``mapInArrow`` (both row-wise);
-- LIFO in the increment: a window over ``idempotency_key`` in ``transforms.dedup``'s order
-  (``dedup.lifo_sort_columns``);
+- LIFO in the increment: a window over ``idempotency_key`` in the order of versions of
+  ``transforms.ordering`` (``ordering.newest_first``, as ``transforms.dedup`` ranks);
 - LIFO against stored rows: ``MERGE INTO`` whose update condition is the same lexicographic
-  "newer than" (``lifo_newer_sql``: null orders first, equal is not newer), run inside
+  "newer than" over the same columns (``ordering.version_columns``; ``lifo_newer_sql``: null
+  orders first, equal is not newer), run inside
   ``CommitMetadata.withCommitProperties`` so the watermark, this run's counts and the running
   totals are in the MERGE's own snapshot. The counts are decided first, by a join with the
   stored (key, sequence) on the snapshot the MERGE then builds on (checked after the commit);
@@ -30,7 +31,19 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 from pyiceberg.catalog import Catalog
 
-from leanops_dagster.constants import CURATED_ZONE
+from leanops_dagster.constants import (
+    CURATED_ZONE,
+    IDEMPOTENCY_KEY,
+    SCHEMA_VERSION_PROPERTY,
+    STANDARDIZED_SNAPSHOT_FROM_PROPERTY,
+    STANDARDIZED_SNAPSHOT_ID,
+    STD_WATERMARK,
+    Count,
+    count_properties,
+    curated_partition_spec,
+    errors_watermark_name,
+    watermark_key,
+)
 from leanops_dagster.engines.spark import io
 from leanops_dagster.engines.spark.commits import with_commit_properties
 from leanops_dagster.engines.spark.frames import collect_arrow, map_in_arrow
@@ -39,28 +52,19 @@ from leanops_dagster.iceberg.catalog import ensure_table, load_layer_table, sche
 from leanops_dagster.iceberg.commit import ensure_unchanged, retry_commit, snapshot_id_of
 from leanops_dagster.iceberg.key_index import carried_property
 from leanops_dagster.iceberg.lease import DEFAULT_TTL_S
-from leanops_dagster.iceberg.merge import curated_partition_spec
 from leanops_dagster.iceberg.tables import CURATED_ERRORS_PARTITION_SPEC, CURATED_ERRORS_SCHEMA
 from leanops_dagster.iceberg.watermarks import (
     counter_properties,
     read_watermark,
     snapshot_position,
-    watermark_key,
 )
-from leanops_dagster.pipeline import quarantine
-from leanops_dagster.pipeline.curate import (
-    STD_SNAPSHOT_COLUMN,
-    STD_WATERMARK,
-    CurateResult,
-    _errors_watermark_name,
-    _log_new_drift,
-)
-from leanops_dagster.pipeline.evolve import SCHEMA_VERSION_PROPERTY, conform_curated_table
+from leanops_dagster.pipeline.curate import CurateResult, _log_new_drift
+from leanops_dagster.pipeline.evolve import conform_curated_table
 from leanops_dagster.pipeline.exclusive import run_exclusively
 from leanops_dagster.pipeline.increments import lowest_watermark
 from leanops_dagster.pipeline.layout import TopicTables
-from leanops_dagster.schemas.models import IDEMPOTENCY_KEY, TopicSchema
-from leanops_dagster.transforms import dedup, drift, mask, validate
+from leanops_dagster.schemas.models import TopicSchema
+from leanops_dagster.transforms import drift, mask, ordering, validate
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -94,7 +98,7 @@ def curate_topic_spark(
 def lifo_newer_sql(columns: Sequence[str], new: str = "s", old: str = "t") -> str:
     """SQL for "row ``new`` is newer than row ``old``" over ``columns`` lexicographically, a
     null ordering before every value and equal tuples not newer: the comparison of
-    ``iceberg.merge._lexicographic_greater`` that the Arrow MERGE applies."""
+    ``transforms.ordering.is_newer`` that the Arrow MERGE applies."""
     def q(alias: str, column: str) -> str:
         return f"{alias}.`{column.replace('`', '``')}`"
 
@@ -107,13 +111,16 @@ def lifo_newer_sql(columns: Sequence[str], new: str = "s", old: str = "t") -> st
 
 
 def _spark_order(sequence: Sequence[str], columns: pa.Schema) -> list:
-    """``transforms.dedup.lifo_dedup``'s sort keys as Spark orderings (the rule's own list,
-    translated, so a change there changes this engine too). Its last key, the input
-    position, never decides here: ``message_id`` is unique in Standardized."""
+    """``transforms.dedup.lifo_dedup``'s sort keys (``transforms.ordering``) as Spark
+    orderings (the rule's own list, translated, so a change there changes this engine too).
+    The dedup's last key, the input position, never decides here: ``message_id`` is unique
+    in Standardized."""
     from pyspark.sql import functions as F
 
     orderings = []
-    for column, direction, nulls in dedup._lifo_sort_keys(sequence, columns.empty_table()):
+    for column, direction, nulls in ordering.newest_first(
+        ordering.version_columns(sequence, columns.names)
+    ):
         ordered = F.col(column)
         if direction == "descending":
             ordered = ordered.desc_nulls_last() if nulls == "at_end" else ordered.desc_nulls_first()
@@ -155,7 +162,7 @@ def _check(rows: pa.Table, schema: TopicSchema, topic: str, pii_key: bytes):
 
 def _output_schema(std_arrow: pa.Schema, schema: TopicSchema, topic: str) -> pa.Schema:
     """The batch schema of ``_checked_batches``: found by running the rules on no rows."""
-    empty = std_arrow.append(pa.field(STD_SNAPSHOT_COLUMN, pa.int64())).empty_table()
+    empty = std_arrow.append(pa.field(STANDARDIZED_SNAPSHOT_ID, pa.int64())).empty_table()
     valid, errors = _check(empty, schema, topic, b"schema-probe")
     return pa.schema([
         pa.field(_IS_ERROR, pa.bool_()),
@@ -189,13 +196,13 @@ def _curate_once(
     curated = conform_curated_table(catalog, tables, schema, curated)
     cur_started = snapshot_id_of(curated)  # the read point the MERGE asserts
 
-    err_watermark_name = _errors_watermark_name(tables.topic)
+    err_watermark_name = errors_watermark_name(tables.topic)
     cur_watermark = read_watermark(curated, STD_WATERMARK) if curated is not None else None
     err_watermark = read_watermark(errors_table, err_watermark_name)
     positions = snapshot_position(std)
     increment = io.read_increment(
         spark, catalog, std, tables.standardized,
-        lowest_watermark(cur_watermark, err_watermark, positions), STD_SNAPSHOT_COLUMN,
+        lowest_watermark(cur_watermark, err_watermark, positions), STANDARDIZED_SNAPSHOT_ID,
     )
     result.watermark_from = cur_watermark
     if not increment.snapshot_ids or increment.to_snapshot_id == cur_watermark:
@@ -207,14 +214,14 @@ def _curate_once(
         if watermark is None:
             return F.lit(True)
         newer = [sid for sid, pos in positions.items() if pos > positions[watermark]]
-        return F.col(STD_SNAPSHOT_COLUMN).isin(newer) if newer else F.lit(False)
+        return F.col(STANDARDIZED_SNAPSHOT_ID).isin(newer) if newer else F.lit(False)
 
     std_arrow = std.schema().as_arrow()
     out = _output_schema(std_arrow, schema, tables.topic)
     if increment.rows is None:
         checked = spark.createDataFrame([], from_arrow_schema(out))
         incoming = spark.createDataFrame(
-            [], from_arrow_schema(std_arrow.append(pa.field(STD_SNAPSHOT_COLUMN, pa.int64()))))
+            [], from_arrow_schema(std_arrow.append(pa.field(STANDARDIZED_SNAPSHOT_ID, pa.int64()))))
     else:
         incoming = increment.rows
         checked = map_in_arrow(incoming, functools.partial(
@@ -248,7 +255,7 @@ def _curate_once(
         # 2. MERGE the valid rows of snapshots after the Curated watermark
         result.cde_errors = errors.where(after(cur_watermark)).count()
         result.rows_read = incoming.where(after(cur_watermark)).count()
-        valid = valid.where(after(cur_watermark)).drop(STD_SNAPSHOT_COLUMN)
+        valid = valid.where(after(cur_watermark)).drop(STANDARDIZED_SNAPSHOT_ID)
         valid_rows = valid.count()
         result.cde_error_rows = result.rows_read - valid_rows
 
@@ -273,8 +280,7 @@ def _curate_once(
         superseded_in_increment = valid_rows - winner_rows
 
         # decide inserts / updates / stale against the stored rows of the snapshot MERGEd on
-        sequence = [*schema.curated.sequence,
-                    *(c for c in dedup.TIEBREAK_COLUMNS if c not in schema.curated.sequence)]
+        sequence = ordering.version_columns(schema.curated.sequence, target_arrow.names)
         base = curated.current_snapshot()
         inserted = updated = stale = 0
         if base is not None and winner_rows:
@@ -301,20 +307,22 @@ def _curate_once(
         properties = {
             watermark_key(STD_WATERMARK): str(to_snapshot_id),
             SCHEMA_VERSION_PROPERTY: str(schema.version),
-            "leanops.standardized_snapshot_from": str(cur_watermark or ""),
-            "leanops.rows_read": str(result.rows_read),
-            "leanops.inserted": str(inserted),
-            "leanops.updated": str(updated),
-            "leanops.superseded": str(superseded),
-            "leanops.cde_error_rows": str(result.cde_error_rows),
-            # no safety net on Spark (a raising row fails the run): the figure is kept, at 0
-            f"leanops.{quarantine.QUARANTINED}": str(result.quarantined),
+            STANDARDIZED_SNAPSHOT_FROM_PROPERTY: str(cur_watermark or ""),
+            **count_properties({
+                Count.ROWS_READ: result.rows_read,
+                Count.INSERTED: inserted,
+                Count.UPDATED: updated,
+                Count.SUPERSEDED: superseded,
+                Count.CDE_ERROR_ROWS: result.cde_error_rows,
+                # no safety net on Spark (a raising row fails the run): the figure is kept, at 0
+                Count.QUARANTINED: result.quarantined,
+            }),
             **counter_properties(curated, {
-                "rows_read": result.rows_read,
-                "updated": updated,
-                "superseded": superseded,
-                "cde_error_rows": result.cde_error_rows,
-                quarantine.QUARANTINED: result.quarantined,
+                Count.ROWS_READ: result.rows_read,
+                Count.UPDATED: updated,
+                Count.SUPERSEDED: superseded,
+                Count.CDE_ERROR_ROWS: result.cde_error_rows,
+                Count.QUARANTINED: result.quarantined,
             }),
         }
         if inserted + updated == 0:  # nothing to write: the watermark and counts alone

@@ -29,7 +29,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
 
-from leanops_dagster.constants import STANDARDIZED_ZONE
+from leanops_dagster.constants import (
+    RAW_SNAPSHOT_FROM_PROPERTY,
+    RAW_SNAPSHOT_ID,
+    RAW_WATERMARK,
+    STANDARDIZED_ZONE,
+    Count,
+    count_properties,
+    parse_errors_watermark_name,
+    watermark_key,
+)
 from leanops_dagster.engines.spark import io
 from leanops_dagster.engines.spark.frames import map_in_arrow
 from leanops_dagster.iceberg.catalog import ensure_table, load_layer_table
@@ -40,20 +49,13 @@ from leanops_dagster.iceberg.watermarks import (
     counter_properties,
     read_watermark,
     snapshot_position,
-    watermark_key,
 )
-from leanops_dagster.pipeline import quarantine
 from leanops_dagster.pipeline.evolve import refuse_superseded
 from leanops_dagster.pipeline.exclusive import run_exclusively
 from leanops_dagster.pipeline.increments import lowest_watermark, record_error_rows
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.pipeline.schema_evolution import evolve_and_align
-from leanops_dagster.pipeline.standardize import (
-    RAW_SNAPSHOT_COLUMN,
-    RAW_WATERMARK,
-    StandardizeResult,
-    _parse_errors_watermark_name,
-)
+from leanops_dagster.pipeline.standardize import StandardizeResult
 from leanops_dagster.schemas.models import StandardizedSchema, TopicSchema
 from leanops_dagster.transforms import flatten
 
@@ -99,7 +101,7 @@ def _raw_input_schema() -> pa.Schema:
 def _output_schema(standardized: StandardizedSchema) -> pa.Schema:
     meta = _meta_schema(standardized)
     row_fields = [f for f in meta if f.name != _ROW] + [
-        pa.field(RAW_SNAPSHOT_COLUMN, pa.int64()),
+        pa.field(RAW_SNAPSHOT_ID, pa.int64()),
         pa.field(io.FILE_RANK_COLUMN, pa.int64()),
         pa.field(io.ROW_POSITION_COLUMN, pa.int64()),
     ]
@@ -154,7 +156,7 @@ def _flatten_batches(
         rows, errors = result.rows, result.errors
         at = rows.column(_ROW)
         carried = {name: raw.column(name).take(at)
-                   for name in (RAW_SNAPSHOT_COLUMN, io.FILE_RANK_COLUMN, io.ROW_POSITION_COLUMN)}
+                   for name in (RAW_SNAPSHOT_ID, io.FILE_RANK_COLUMN, io.ROW_POSITION_COLUMN)}
         row_struct = pa.StructArray.from_arrays(
             [carried[f.name].combine_chunks() if f.name in carried
              else rows.column(f.name).combine_chunks().cast(f.type) for f in row_type],
@@ -164,7 +166,7 @@ def _flatten_batches(
         error_columns = {
             name: errors.column(name).combine_chunks() for name in errors.column_names
         }
-        error_columns["raw_snapshot_id"] = raw.column(RAW_SNAPSHOT_COLUMN).take(
+        error_columns["raw_snapshot_id"] = raw.column(RAW_SNAPSHOT_ID).take(
             error_at).combine_chunks()
         error_struct = pa.StructArray.from_arrays(
             [error_columns[f.name].cast(f.type) for f in error_type], fields=list(error_type)
@@ -206,13 +208,13 @@ def _standardize_once(
     refuse_superseded(std, schema)  # a run on the version a rebuild from RAW replaced
     std_started = snapshot_id_of(std)  # the read point the Standardized commit asserts
 
-    pe_watermark_name = _parse_errors_watermark_name(tables.topic)
+    pe_watermark_name = parse_errors_watermark_name(tables.topic)
     std_watermark = read_watermark(std, RAW_WATERMARK) if std is not None else None
     pe_watermark = read_watermark(parse_errors_table, pe_watermark_name)
     positions = snapshot_position(raw)
     increment = io.read_increment(
         spark, catalog, raw, tables.raw, lowest_watermark(std_watermark, pe_watermark, positions),
-        RAW_SNAPSHOT_COLUMN, with_positions=True,
+        RAW_SNAPSHOT_ID, with_positions=True,
     )
     result.watermark_from = std_watermark
     if not increment.snapshot_ids or increment.to_snapshot_id == std_watermark:
@@ -225,7 +227,7 @@ def _standardize_once(
         if watermark is None:
             return F.lit(True)
         newer = [sid for sid, pos in positions.items() if pos > positions[watermark]]
-        return F.col(RAW_SNAPSHOT_COLUMN).isin(newer) if newer else F.lit(False)
+        return F.col(RAW_SNAPSHOT_ID).isin(newer) if newer else F.lit(False)
 
     out = _output_schema(schema.standardized)
     if increment.rows is None:
@@ -274,7 +276,7 @@ def _standardize_once(
         rows_read = candidates + parse_errors  # flatten_raw puts each RAW row in one of them
 
         incoming = pa.schema(
-            [f for f in meta_fields if f.name != RAW_SNAPSHOT_COLUMN]
+            [f for f in meta_fields if f.name != RAW_SNAPSHOT_ID]
             + [pa.field(name, pa.string()) for name in payload_names]
         )
         std, _, new_columns = evolve_and_align(
@@ -287,20 +289,18 @@ def _standardize_once(
         result.duplicates = candidates - written
         result.rows_written = written
         result.new_columns = new_columns
+        counts = {
+            Count.ROWS_READ: result.rows_read,
+            Count.PARSE_ERRORS: result.parse_errors,
+            Count.DUPLICATES: result.duplicates,
+            # no safety net on Spark (a raising row fails the run): the figure is kept, at 0
+            Count.QUARANTINED: result.quarantined,
+        }
         properties = {
             watermark_key(RAW_WATERMARK): str(increment.to_snapshot_id),
-            "leanops.raw_snapshot_from": str(std_watermark or ""),
-            "leanops.rows_read": str(result.rows_read),
-            "leanops.parse_errors": str(result.parse_errors),
-            "leanops.duplicates": str(result.duplicates),
-            # no safety net on Spark (a raising row fails the run): the figure is kept, at 0
-            f"leanops.{quarantine.QUARANTINED}": str(result.quarantined),
-            **counter_properties(std, {
-                "rows_read": result.rows_read,
-                "parse_errors": result.parse_errors,
-                "duplicates": result.duplicates,
-                quarantine.QUARANTINED: result.quarantined,
-            }),
+            RAW_SNAPSHOT_FROM_PROPERTY: str(std_watermark or ""),
+            **count_properties(counts),
+            **counter_properties(std, counts),
         }
         if written == 0:  # the watermark is committed all the same (as on Arrow)
             std.append(std.schema().as_arrow().empty_table(), snapshot_properties=properties)
