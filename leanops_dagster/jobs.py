@@ -5,6 +5,7 @@ import datetime as dt
 import dagster as dg
 
 from leanops_dagster.assets.keys import CURATED, STANDARDIZED
+from leanops_dagster.assets.table_metadata import layer_table_metadata
 from leanops_dagster.checks.accountability import accountability_checks
 from leanops_dagster.constants import CURATED_ZONE, STANDARDIZED_ZONE, ZONES
 from leanops_dagster.partitions import topic_partitions
@@ -121,8 +122,10 @@ def rebuild_topic_op(
     pipeline: PipelineConfigResource,
 ) -> None:
     topic = context.partition_key
+    tables = TopicTables(topic, catalog.namespace_prefix)
+    iceberg = catalog.load()
     outcome = deploy_schema(
-        schema_registry.registry(), catalog.load(), TopicTables(topic, catalog.namespace_prefix),
+        schema_registry.registry(), iceberg, tables,
         rebuild=True, from_raw=config.from_raw, pii_key=pipeline.pii_key_bytes(),
         snapshots_per_chunk=config.snapshots_per_chunk, progress=context.log.info,
     )
@@ -152,7 +155,7 @@ def rebuild_topic_op(
         "raw_rows_read": rebuilt.raw_rows_read,
         "standardized_rows": rebuilt.standardized_rows,
         "parse_errors": rebuilt.parse_errors,
-        "dagster/row_count": rebuilt.curated_rows,
+        **layer_table_metadata(iceberg, tables.curated, rebuilt.swap_snapshot_id),
     }
     context.log_event(dg.AssetMaterialization(
         asset_key=CURATED, partition=topic, metadata=metadata,
