@@ -18,10 +18,19 @@ from leanops_dagster.resources.sqs import SqsResource
 from leanops_dagster.runbook import describe, maintain_catalog
 
 TOPIC_TAG = "leanops/topic"
+#: Dagster's run tag of a run's partition
+PARTITION_TAG = "dagster/partition"
 
-#: The checks over all topics (checks/accountability.py): they run in accountability_checks,
-#: not in every topic run.
+#: The all-time checks (checks/accountability.py): they run in accountability_checks, one run
+#: per topic, not in every topic run.
 ALL_TOPICS_CHECKS = tuple(key for check in accountability_checks for key in check.check_keys)
+
+
+def topic_run_tags(topic: str) -> dict[str, str]:
+    """Tags of an ``accountability_checks`` run for one topic. Its checks are partitioned by
+    topic, and a job of checks alone takes its partition from the run tag (Dagster 1.13 infers
+    a job's partitions definition from its assets only)."""
+    return {PARTITION_TAG: topic, TOPIC_TAG: topic}
 
 topic_pipeline_job = dg.define_asset_job(
     name="topic_pipeline",
@@ -196,7 +205,9 @@ def schema_rebuild_job():
 
 accountability_job = dg.define_asset_job(
     name="accountability_checks",
-    description="Evaluates the cumulative water balances, pre-RAW balance and freshness.",
+    description="Evaluates one topic's cumulative water balances, pre-RAW balance and "
+    "freshness: launch it with the tag dagster/partition=<topic> (the schedule launches one "
+    "run per onboarded topic).",
     # Exactly these: selecting checks_for_assets minus the assets would also drop the
     # assets' checks and leave only pre_raw_balance.
     selection=dg.AssetSelection.checks(*ALL_TOPICS_CHECKS),
