@@ -4,9 +4,10 @@ import datetime as dt
 
 import dagster as dg
 
+from leanops_dagster.assets.curated import CDE_ERROR_RATE, CURATED_BALANCE
 from leanops_dagster.assets.keys import CURATED, STANDARDIZED
 from leanops_dagster.assets.table_metadata import layer_table_metadata
-from leanops_dagster.checks.accountability import accountability_checks
+from leanops_dagster.checks.accountability import accountability_checks, curated_balance_all_time
 from leanops_dagster.constants import CURATED_ZONE, STANDARDIZED_ZONE, ZONES
 from leanops_dagster.partitions import topic_partitions
 from leanops_dagster.pipeline.layout import TopicTables
@@ -177,16 +178,16 @@ def rebuild_topic_op(
                "cde_error_rows": rebuilt.cde_error_rows, "quarantined": rebuilt.quarantined}
     threshold = schema_registry.load(topic).curated.cde_error_rate_threshold
     error_rate = rebuilt.cde_error_rows / rebuilt.rows_read if rebuilt.rows_read else 0.0
-    for check_name, passed, check_metadata in (
-        ("curated_balance_all_time", rebuilt.balanced, balance),
-        ("curated_water_balance", rebuilt.balanced, balance),
-        ("cde_error_rate", error_rate <= threshold,
+    for check_key, passed, check_metadata in (
+        (curated_balance_all_time.check_key, rebuilt.balanced, balance),
+        (CURATED_BALANCE.key, rebuilt.balanced, balance),
+        (CDE_ERROR_RATE.key, error_rate <= threshold,
          {"error_rate": error_rate, "threshold": threshold,
           "cde_error_rows": rebuilt.cde_error_rows}),
     ):
         context.log_event(dg.AssetCheckEvaluation(
-            asset_key=CURATED, check_name=check_name, passed=passed, metadata=check_metadata,
-            partition=topic,
+            asset_key=check_key.asset_key, check_name=check_key.name, passed=passed,
+            metadata=check_metadata, partition=topic,
         ))
 
 
