@@ -227,20 +227,23 @@ def count_outcomes(
     """Per topic: ``received = delivered + sent_to_dlq + failed``, from the processor's
     results after the Firehose put (``malformed`` counts the non-object bodies handled)."""
     counts: dict[str, TopicCounts] = {}
+    by_arn = {arn: counts.setdefault(source.counts_key, TopicCounts())
+              for arn, source in sources.items()}  # in the records' order, as they came
 
     def tally(raw: dict[str, Any]) -> TopicCounts:
-        return counts.setdefault(sources[raw.get("eventSourceARN", "")].counts_key, TopicCounts())
+        return by_arn[raw.get("eventSourceARN", "")]
 
     for raw in records:
         tally(raw).received += 1
     undelivered = {id(raw) for raw, _, _ in processor.undelivered}
     for raw, result in processor.handled:
-        if isinstance(result, SentToDlq):
-            tally(raw).sent_to_dlq += 1
+        found = tally(raw)
+        if type(result) is SentToDlq:
+            found.sent_to_dlq += 1
             continue
-        tally(raw).malformed += result.malformed
+        found.malformed += result.malformed
         if id(raw) not in undelivered:
-            tally(raw).delivered += 1
+            found.delivered += 1
     for failed in processor.fail_messages:
         tally(failed.raw_event).failed += 1
     return counts
