@@ -149,7 +149,7 @@ def run_demo(settings: Settings, *, console: Console, timeout_s: float = 900) ->
             rows = accountability_rows(settings, topics)
             console.print(render(rows, "Accountability after Day 2"))
             ok &= all(eq.balanced for _, eq in rows)
-            console.print("evaluating the all-topics checks once (accountability_checks job)")
+            console.print("evaluating the all-time checks once per topic (accountability_checks)")
             ok &= evaluate_all_topics_checks(settings, console)
     finally:
         daemon.terminate()
