@@ -4,8 +4,10 @@ import datetime as dt
 
 import dagster as dg
 
+from leanops_dagster.assets.curated import CDE_ERROR_RATE, CURATED_BALANCE
 from leanops_dagster.assets.keys import CURATED, STANDARDIZED
-from leanops_dagster.checks.accountability import accountability_checks
+from leanops_dagster.assets.table_metadata import layer_table_metadata
+from leanops_dagster.checks.accountability import accountability_checks, curated_balance_all_time
 from leanops_dagster.constants import CURATED_ZONE, STANDARDIZED_ZONE, ZONES
 from leanops_dagster.partitions import topic_partitions
 from leanops_dagster.pipeline.layout import TopicTables
@@ -17,10 +19,19 @@ from leanops_dagster.resources.sqs import SqsResource
 from leanops_dagster.runbook import describe, maintain_catalog
 
 TOPIC_TAG = "leanops/topic"
+#: Dagster's run tag of a run's partition
+PARTITION_TAG = "dagster/partition"
 
-#: The checks over all topics (checks/accountability.py): they run in accountability_checks,
-#: not in every topic run.
+#: The all-time checks (checks/accountability.py): they run in accountability_checks, one run
+#: per topic, not in every topic run.
 ALL_TOPICS_CHECKS = tuple(key for check in accountability_checks for key in check.check_keys)
+
+
+def topic_run_tags(topic: str) -> dict[str, str]:
+    """Tags of an ``accountability_checks`` run for one topic. Its checks are partitioned by
+    topic, and a job of checks alone takes its partition from the run tag (Dagster 1.13 infers
+    a job's partitions definition from its assets only)."""
+    return {PARTITION_TAG: topic, TOPIC_TAG: topic}
 
 topic_pipeline_job = dg.define_asset_job(
     name="topic_pipeline",
@@ -121,8 +132,10 @@ def rebuild_topic_op(
     pipeline: PipelineConfigResource,
 ) -> None:
     topic = context.partition_key
+    tables = TopicTables(topic, catalog.namespace_prefix)
+    iceberg = catalog.load()
     outcome = deploy_schema(
-        schema_registry.registry(), catalog.load(), TopicTables(topic, catalog.namespace_prefix),
+        schema_registry.registry(), iceberg, tables,
         rebuild=True, from_raw=config.from_raw, pii_key=pipeline.pii_key_bytes(),
         snapshots_per_chunk=config.snapshots_per_chunk, progress=context.log.info,
     )
@@ -152,7 +165,7 @@ def rebuild_topic_op(
         "raw_rows_read": rebuilt.raw_rows_read,
         "standardized_rows": rebuilt.standardized_rows,
         "parse_errors": rebuilt.parse_errors,
-        "dagster/row_count": rebuilt.curated_rows,
+        **layer_table_metadata(iceberg, tables.curated, rebuilt.swap_snapshot_id),
     }
     context.log_event(dg.AssetMaterialization(
         asset_key=CURATED, partition=topic, metadata=metadata,
@@ -165,16 +178,16 @@ def rebuild_topic_op(
                "cde_error_rows": rebuilt.cde_error_rows, "quarantined": rebuilt.quarantined}
     threshold = schema_registry.load(topic).curated.cde_error_rate_threshold
     error_rate = rebuilt.cde_error_rows / rebuilt.rows_read if rebuilt.rows_read else 0.0
-    for check_name, passed, check_metadata in (
-        ("curated_balance_all_time", rebuilt.balanced, balance),
-        ("curated_water_balance", rebuilt.balanced, balance),
-        ("cde_error_rate", error_rate <= threshold,
+    for check_key, passed, check_metadata in (
+        (curated_balance_all_time.check_key, rebuilt.balanced, balance),
+        (CURATED_BALANCE.key, rebuilt.balanced, balance),
+        (CDE_ERROR_RATE.key, error_rate <= threshold,
          {"error_rate": error_rate, "threshold": threshold,
           "cde_error_rows": rebuilt.cde_error_rows}),
     ):
         context.log_event(dg.AssetCheckEvaluation(
-            asset_key=CURATED, check_name=check_name, passed=passed, metadata=check_metadata,
-            partition=topic,
+            asset_key=check_key.asset_key, check_name=check_key.name, passed=passed,
+            metadata=check_metadata, partition=topic,
         ))
 
 
@@ -193,7 +206,9 @@ def schema_rebuild_job():
 
 accountability_job = dg.define_asset_job(
     name="accountability_checks",
-    description="Evaluates the cumulative water balances, pre-RAW balance and freshness.",
+    description="Evaluates one topic's cumulative water balances, pre-RAW balance and "
+    "freshness: launch it with the tag dagster/partition=<topic> (the schedule launches one "
+    "run per onboarded topic).",
     # Exactly these: selecting checks_for_assets minus the assets would also drop the
     # assets' checks and leave only pre_raw_balance.
     selection=dg.AssetSelection.checks(*ALL_TOPICS_CHECKS),

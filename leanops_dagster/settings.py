@@ -9,6 +9,7 @@ local stack's moto as the SQS/S3 endpoint and its ledger as the pre-RAW counts. 
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -19,6 +20,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from leanops_dagster import constants
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+#: The variable of ``Settings.pii_hash_key`` (prefix + field name). The pipeline resource takes
+#: the key as ``dg.EnvVar`` of this name, so Dagster resolves it where the resource starts and
+#: the UI shows the variable's name, never the key.
+PII_HASH_KEY_ENV = "LEANOPS_PII_HASH_KEY"
 
 
 class Settings(BaseSettings):
@@ -162,6 +168,19 @@ class Settings(BaseSettings):
                                 if not v)
             raise ValueError(f"Snowflake is half configured: also set {missing}")
         return self
+
+    def export_pii_hash_key(self) -> str:
+        """Put this settings' PII key into ``PII_HASH_KEY_ENV`` of this process (and so of the
+        processes it starts) and return the variable's name.
+
+        Dagster resolves a ``dg.EnvVar`` from the environment of the process that initialises
+        the resource and fails when it is unset; exporting here makes it resolve to the key
+        these settings decided: the variable's own value in AWS (Secrets Manager), the
+        embedded development key when nothing is set (``leanops demo``, ``leanops run``,
+        ``dagster dev``), an explicit override in tests.
+        """
+        os.environ[PII_HASH_KEY_ENV] = self.pii_hash_key.get_secret_value()
+        return PII_HASH_KEY_ENV
 
     @property
     def snowflake_configured(self) -> bool:

@@ -38,7 +38,7 @@ from ingestion_lambdas.circuit_breaker.breaker import (
     window_start,
 )
 from ingestion_lambdas.common import constants as c
-from ingestion_lambdas.common.clients import bound_context, client
+from ingestion_lambdas.common.clients import client
 from ingestion_lambdas.common.config import Config, get_config
 
 logger = Logger(service=c.CIRCUIT_BREAKER_SERVICE)
@@ -190,9 +190,9 @@ def evaluate(
     return summary
 
 
+@logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    with bound_context(logger, context):
-        return evaluate(
-            event, cloudwatch=client("cloudwatch"), lambda_client=client("lambda"),
-            ssm=client("ssm"), config=get_config(),
-        )
+    return evaluate(
+        event, cloudwatch=client("cloudwatch"), lambda_client=client("lambda"),
+        ssm=client("ssm"), config=get_config(),
+    )

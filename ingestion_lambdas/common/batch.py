@@ -22,10 +22,12 @@ from ingestion_lambdas.common.firehose import DeliveryReport, deliver
 
 
 class ForFirehose(NamedTuple):
-    """A record handler's result: ``data`` still has to reach Firehose."""
+    """A record handler's result: ``data`` still has to reach Firehose (``malformed``: the
+    body was not a JSON object, delivered as received)."""
 
     data: bytes
     topic: str
+    malformed: bool = False
 
 
 class FirehoseDeliveryError(Exception):
@@ -60,12 +62,15 @@ class FirehoseBatchProcessor(BatchProcessor):
     def __init__(self, deliver: Callable[[Sequence[bytes]], DeliveryReport]):
         super().__init__(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
         self._deliver = deliver
+        #: (record, record handler's result) of every record the handler returned for
+        self.handled: list[tuple[dict[str, Any], Any]] = []
         self.pending: list[tuple[dict[str, Any], ForFirehose]] = []
         self.undelivered: list[tuple[dict[str, Any], ForFirehose, str]] = []
         self.delivery: DeliveryReport | None = None
 
     def _prepare(self) -> None:
         super()._prepare()
+        self.handled = []
         self.pending = []
         self.undelivered = []
         self.delivery = None
@@ -77,12 +82,17 @@ class FirehoseBatchProcessor(BatchProcessor):
         overridden ``success_handler`` call per record (the per-record path stays powertools').
         """
         results = super().process()
-        self.pending = [
-            (entry[2], entry[1])
-            for entry in results
-            if entry and entry[0] == "success" and type(entry[1]) is ForFirehose
-        ]
+        self.handled = [(entry[2], entry[1]) for entry in results
+                        if entry and entry[0] == "success"]
+        self.pending = [(record, item) for record, item in self.handled
+                        if type(item) is ForFirehose]
         return results
+
+    def failures(self) -> list[tuple[SQSRecord, BaseException | None]]:
+        """Every batch item failure with its exception: the handler's own, or a
+        ``FirehoseDeliveryError`` for a record that was not delivered."""
+        return [(failure, exc_info[1])
+                for failure, exc_info in zip(self.fail_messages, self.exceptions, strict=False)]
 
     def _clean(self) -> None:
         self._flush()

@@ -32,6 +32,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -40,7 +41,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from ingestion_lambdas.common import constants as c
 from ingestion_lambdas.common.batch import FirehoseBatchProcessor, ForFirehose
-from ingestion_lambdas.common.clients import bound_context, client
+from ingestion_lambdas.common.clients import client
 from ingestion_lambdas.common.config import Config, get_config
 from ingestion_lambdas.common.raw_record import (
     InvalidQueueNameError,
@@ -162,6 +163,50 @@ def build_entry(raw: dict[str, Any], config: Config) -> DlqEntry:
     )
 
 
+@dataclass(frozen=True)
+class Invocation:
+    """What the records of one invocation share."""
+
+    s3: Any
+    bucket: str
+    config: Config
+    recorded_ts: str
+
+
+def archive_message(
+    raw: dict[str, Any], *, s3: Any, bucket: str, config: Config, recorded_ts: str
+) -> ForFirehose:
+    """Write one DLQ message's archive object; return its ``dlq_errors`` record for Firehose
+    (without the body when the record would exceed Firehose's limit: the archive has it)."""
+    entry = build_entry(raw, config)
+    s3.put_object(
+        Bucket=bucket, Key=entry.archive_key, Body=entry.archive_body,
+        ContentType="application/json",
+    )
+    archive_uri = f"s3://{bucket}/{entry.archive_key}"
+    data = entry.firehose_record(
+        archive_uri=archive_uri, body=raw.get("body", ""), recorded_ts=recorded_ts
+    )
+    if len(data) > c.FIREHOSE_MAX_RECORD_BYTES:
+        # The archive holds the full body; the row keeps the pointer to it.
+        data = entry.firehose_record(archive_uri=archive_uri, body=None, recorded_ts=recorded_ts)
+    logger.info(
+        "DLQ message archived",
+        extra={"topic": entry.topic, "message_id": entry.message_id,
+               "dlq_message_id": entry.dlq_message_id, "reason": entry.failure_reason,
+               "error_class": entry.error_class, "archive_uri": archive_uri},
+    )
+    return ForFirehose(data, entry.topic)
+
+
+def record_handler(invocation: Invocation, record: SQSRecord) -> ForFirehose:
+    """Powertools' record handler (bound to its invocation with ``functools.partial``)."""
+    return archive_message(
+        record.raw_event, s3=invocation.s3, bucket=invocation.bucket,
+        config=invocation.config, recorded_ts=invocation.recorded_ts,
+    )
+
+
 def process_event(
     event: dict[str, Any],
     *,
@@ -174,46 +219,25 @@ def process_event(
 ) -> dict[str, Any]:
     """Archive and record every DLQ message of one Lambda SQS event; partial batch response.
 
+    powertools' ``process_partial_response`` with ``record_handler``; the processor is made per
+    call (as in ``sqs_processor.process_batch``) and puts the rows to Firehose once.
     ``sqs`` is unused; it is accepted so that callers can pass the same clients to every
     handler's ``process_event``.
     """
     if not event.get("Records"):
         return {"batchItemFailures": []}  # no data, no work
     stream = config.require("firehose_stream_name")
-    bucket = config.require("archive_bucket")
-    recorded_ts = format_ts((now or _utcnow)())
-
-    def record_handler(record: SQSRecord) -> ForFirehose:
-        raw = record.raw_event
-        entry = build_entry(raw, config)
-        s3.put_object(
-            Bucket=bucket, Key=entry.archive_key, Body=entry.archive_body,
-            ContentType="application/json",
-        )
-        archive_uri = f"s3://{bucket}/{entry.archive_key}"
-        data = entry.firehose_record(
-            archive_uri=archive_uri, body=raw.get("body", ""), recorded_ts=recorded_ts
-        )
-        if len(data) > c.FIREHOSE_MAX_RECORD_BYTES:
-            # The archive holds the full body; the row keeps the pointer to it.
-            data = entry.firehose_record(archive_uri=archive_uri, body=None,
-                                         recorded_ts=recorded_ts)
-        logger.info(
-            "DLQ message archived",
-            extra={"topic": entry.topic, "message_id": entry.message_id,
-                   "dlq_message_id": entry.dlq_message_id, "reason": entry.failure_reason,
-                   "error_class": entry.error_class, "archive_uri": archive_uri},
-        )
-        return ForFirehose(data, entry.topic)
-
+    invocation = Invocation(
+        s3, config.require("archive_bucket"), config, format_ts((now or _utcnow)())
+    )
     processor = FirehoseBatchProcessor.to_stream(firehose, stream, config, sleep)
     response = process_partial_response(
-        event=event, record_handler=record_handler, processor=processor
+        event=event, record_handler=partial(record_handler, invocation), processor=processor
     )
-    for failure, exc_info in zip(processor.fail_messages, processor.exceptions, strict=False):
+    for failure, error in processor.failures():
         logger.error(
             "DLQ message not handled; reported as a batch item failure",
-            extra={"dlq_message_id": failure.message_id, "error": repr(exc_info[1])},
+            extra={"dlq_message_id": failure.message_id, "error": repr(error)},
         )
     return response
 
@@ -222,8 +246,6 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+@logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    with bound_context(logger, context):
-        return process_event(
-            event, firehose=client("firehose"), s3=client("s3"), config=get_config()
-        )
+    return process_event(event, firehose=client("firehose"), s3=client("s3"), config=get_config())

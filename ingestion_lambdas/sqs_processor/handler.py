@@ -26,7 +26,8 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from functools import partial
+from typing import Any, NamedTuple
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import process_partial_response
@@ -38,7 +39,7 @@ from ingestion_lambdas.common.batch import (
     FirehoseDeliveryError,
     ForFirehose,
 )
-from ingestion_lambdas.common.clients import bound_context, client
+from ingestion_lambdas.common.clients import client
 from ingestion_lambdas.common.config import Config, get_config
 from ingestion_lambdas.common.raw_record import (
     InvalidQueueNameError,
@@ -116,6 +117,152 @@ def send_to_dlq(
     )
 
 
+@dataclass(frozen=True)
+class Source:
+    """An event source queue of one invocation: its topic (None: the name gives no valid
+    topic) and the record builder of that topic."""
+
+    queue: str
+    topic: str | None
+    builder: RawRecordBuilder | None
+
+    @property
+    def counts_key(self) -> str:
+        return self.topic or c.UNKNOWN_TOPIC
+
+
+class SentToDlq(NamedTuple):
+    """A record handler's result: the message went to the centralized DLQ, not to Firehose."""
+
+    topic: str | None
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """What the records of one invocation share: the SQS client (for the DLQ), the config and
+    the event source queues, resolved once."""
+
+    sqs: Any
+    config: Config
+    sources: dict[str, Source]
+
+
+def resolve_sources(
+    records: list[dict[str, Any]], config: Config, ingestion_ts: str
+) -> dict[str, Source]:
+    """Each distinct ``eventSourceARN`` of the records -> its ``Source``; a queue name that
+    gives no valid topic is logged once (its messages go to the DLQ)."""
+    sources: dict[str, Source] = {}
+    for raw in records:
+        arn = raw.get("eventSourceARN", "")
+        if arn in sources:
+            continue
+        name = queue_name_from_arn(arn)
+        try:
+            topic = topic_from_queue_name(name, config.queue_name_prefix, config.queue_name_suffix)
+        except InvalidQueueNameError as exc:
+            sources[arn] = Source(name, None, None)
+            logger.error(
+                "queue name gives no valid topic; messages go to the DLQ",
+                extra={"queue": name, "error_class": c.ERROR_INVALID_QUEUE_NAME,
+                       "detail": str(exc)},
+            )
+            continue
+        sources[arn] = Source(name, topic, RawRecordBuilder(topic, ingestion_ts))
+    return sources
+
+
+def handle_message(
+    raw: dict[str, Any], source: Source, *, sqs: Any, config: Config
+) -> ForFirehose | SentToDlq:
+    """One SQS message: its RAW record for Firehose, or the DLQ for a message a retry cannot
+    fix (no valid topic, a record above Firehose's limit). Raises when the DLQ send fails."""
+    sqs_message_id = raw["messageId"]
+    if source.builder is None:
+        send_to_dlq(
+            sqs, config.require("dlq_url"), raw, topic=None,
+            reason=c.REASON_INVALID_QUEUE_NAME, error_class=c.ERROR_INVALID_QUEUE_NAME,
+            message_id=sqs_message_id, source_queue=source.queue,
+        )
+        return SentToDlq(None)
+    rec = source.builder.build(
+        raw.get("body", ""), sqs_message_id, (raw.get("attributes") or {}).get("SentTimestamp")
+    )
+    if len(rec.data) > c.FIREHOSE_MAX_RECORD_BYTES:
+        send_to_dlq(
+            sqs, config.require("dlq_url"), raw, topic=source.topic,
+            reason=c.REASON_RECORD_TOO_LARGE, error_class=c.ERROR_RECORD_TOO_LARGE,
+            message_id=rec.message_id, source_queue=source.queue,
+        )
+        logger.warning(
+            "record exceeds Firehose's record limit; sent to the DLQ",
+            extra={"topic": source.topic, "message_id": rec.message_id,
+                   "sqs_message_id": sqs_message_id, "record_bytes": len(rec.data),
+                   "error_class": c.ERROR_RECORD_TOO_LARGE},
+        )
+        return SentToDlq(source.topic)
+    if rec.error_class is not None:
+        logger.warning(
+            "body is not a JSON object; delivered to RAW as received, not retried",
+            extra={"topic": source.topic, "message_id": rec.message_id,
+                   "sqs_message_id": sqs_message_id, "error_class": rec.error_class},
+        )
+    return ForFirehose(rec.data, source.topic, rec.error_class is not None)
+
+
+def record_handler(invocation: Invocation, record: SQSRecord) -> ForFirehose | SentToDlq:
+    """Powertools' record handler (bound to its invocation with ``functools.partial``)."""
+    raw = record.raw_event
+    return handle_message(
+        raw, invocation.sources[raw.get("eventSourceARN", "")],
+        sqs=invocation.sqs, config=invocation.config,
+    )
+
+
+def count_outcomes(
+    records: list[dict[str, Any]],
+    sources: dict[str, Source],
+    processor: FirehoseBatchProcessor,
+) -> dict[str, TopicCounts]:
+    """Per topic: ``received = delivered + sent_to_dlq + failed``, from the processor's
+    results after the Firehose put (``malformed`` counts the non-object bodies handled)."""
+    counts: dict[str, TopicCounts] = {}
+    by_arn = {arn: counts.setdefault(source.counts_key, TopicCounts())
+              for arn, source in sources.items()}  # in the records' order, as they came
+
+    def tally(raw: dict[str, Any]) -> TopicCounts:
+        return by_arn[raw.get("eventSourceARN", "")]
+
+    for raw in records:
+        tally(raw).received += 1
+    undelivered = {id(raw) for raw, _, _ in processor.undelivered}
+    for raw, result in processor.handled:
+        found = tally(raw)
+        if type(result) is SentToDlq:
+            found.sent_to_dlq += 1
+            continue
+        found.malformed += result.malformed
+        if id(raw) not in undelivered:
+            found.delivered += 1
+    for failed in processor.fail_messages:
+        tally(failed.raw_event).failed += 1
+    return counts
+
+
+def log_failures(processor: FirehoseBatchProcessor) -> None:
+    for raw, item, error in processor.undelivered:
+        logger.error(
+            "record not delivered to Firehose; reported as a batch item failure",
+            extra={"topic": item.topic, "sqs_message_id": raw["messageId"], "error": error},
+        )
+    for failure, error in processor.failures():
+        if not isinstance(error, FirehoseDeliveryError):
+            logger.error(
+                "record handling failed; reported as a batch item failure",
+                extra={"sqs_message_id": failure.message_id, "error": repr(error)},
+            )
+
+
 def process_batch(
     event: dict[str, Any],
     *,
@@ -125,125 +272,36 @@ def process_batch(
     now: Callable[[], dt.datetime] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> BatchOutcome:
-    """Process one Lambda SQS event; ``firehose`` and ``sqs`` are boto3-compatible clients."""
-    if not event.get("Records"):
+    """Process one Lambda SQS event; ``firehose`` and ``sqs`` are boto3-compatible clients.
+
+    powertools' ``process_partial_response`` with ``record_handler``; the processor is made
+    per call (powertools keeps an invocation's results on it, and the local stack runs
+    invocations in parallel threads of one process) and puts the records to Firehose once.
+    """
+    records = event.get("Records") or []
+    if not records:
         return BatchOutcome(response={"batchItemFailures": []})  # no data, no work
     stream = config.require("firehose_stream_name")
-    ingestion_ts = format_ts((now or _utcnow)())
-    prefix, suffix = config.queue_name_prefix, config.queue_name_suffix
-    topics: dict[str, str | None] = {}
-    counts: dict[str, TopicCounts] = {}
-    invalid_queues: set[str] = set()
-    # Per event source queue: (topic or None, its counts, its record builder), resolved once.
-    sources: dict[str, tuple[str | None, TopicCounts, RawRecordBuilder | None]] = {}
-
-    def topic_of(arn: str) -> str | None:
-        try:
-            return topics[arn]
-        except KeyError:
-            pass
-        name = queue_name_from_arn(arn)
-        try:
-            topics[arn] = topic_from_queue_name(name, prefix, suffix)
-        except InvalidQueueNameError as exc:
-            topics[arn] = None
-            invalid_queues.add(name)
-            logger.error(
-                "queue name gives no valid topic; messages go to the DLQ",
-                extra={"queue": name, "error_class": c.ERROR_INVALID_QUEUE_NAME,
-                       "detail": str(exc)},
-            )
-        return topics[arn]
-
-    def counts_for(topic: str | None) -> TopicCounts:
-        key = topic or c.UNKNOWN_TOPIC
-        found = counts.get(key)
-        if found is None:
-            found = counts[key] = TopicCounts()
-        return found
-
-    def source_of(arn: str) -> tuple[str | None, TopicCounts, RawRecordBuilder | None]:
-        topic = topic_of(arn)
-        builder = RawRecordBuilder(topic, ingestion_ts) if topic is not None else None
-        found = sources[arn] = (topic, counts_for(topic), builder)
-        return found
-
-    def record_handler(record: SQSRecord) -> ForFirehose | None:
-        raw = record.raw_event
-        arn = raw.get("eventSourceARN", "")
-        try:
-            topic, tally, builder = sources[arn]
-        except KeyError:
-            topic, tally, builder = source_of(arn)
-        tally.received += 1
-        sqs_message_id = raw["messageId"]
-        if builder is None:
-            send_to_dlq(
-                sqs, config.require("dlq_url"), raw, topic=None,
-                reason=c.REASON_INVALID_QUEUE_NAME, error_class=c.ERROR_INVALID_QUEUE_NAME,
-                message_id=sqs_message_id, source_queue=queue_name_from_arn(arn),
-            )
-            tally.sent_to_dlq += 1
-            return None
-        rec = builder.build(
-            raw.get("body", ""), sqs_message_id, (raw.get("attributes") or {}).get("SentTimestamp")
-        )
-        if len(rec.data) > c.FIREHOSE_MAX_RECORD_BYTES:
-            send_to_dlq(
-                sqs, config.require("dlq_url"), raw, topic=topic,
-                reason=c.REASON_RECORD_TOO_LARGE, error_class=c.ERROR_RECORD_TOO_LARGE,
-                message_id=rec.message_id, source_queue=queue_name_from_arn(arn),
-            )
-            tally.sent_to_dlq += 1
-            logger.warning(
-                "record exceeds Firehose's record limit; sent to the DLQ",
-                extra={"topic": topic, "message_id": rec.message_id,
-                       "sqs_message_id": sqs_message_id, "record_bytes": len(rec.data),
-                       "error_class": c.ERROR_RECORD_TOO_LARGE},
-            )
-            return None
-        if rec.error_class is not None:
-            tally.malformed += 1
-            logger.warning(
-                "body is not a JSON object; delivered to RAW as received, not retried",
-                extra={"topic": topic, "message_id": rec.message_id,
-                       "sqs_message_id": sqs_message_id, "error_class": rec.error_class},
-            )
-        tally.delivered += 1  # provisional: the undelivered are subtracted after the put
-        return ForFirehose(rec.data, topic)
-
+    sources = resolve_sources(records, config, format_ts((now or _utcnow)()))
     processor = FirehoseBatchProcessor.to_stream(firehose, stream, config, sleep)
     response = process_partial_response(
-        event=event, record_handler=record_handler, processor=processor
+        event=event,
+        record_handler=partial(record_handler, Invocation(sqs, config, sources)),
+        processor=processor,
     )
-
-    for raw, item, error in processor.undelivered:
-        counts_for(item.topic).delivered -= 1
-        logger.error(
-            "record not delivered to Firehose; reported as a batch item failure",
-            extra={"topic": item.topic, "sqs_message_id": raw["messageId"], "error": error},
-        )
-    for failed in processor.fail_messages:
-        counts_for(topics.get(failed.raw_event.get("eventSourceARN", ""))).failed += 1
-    for failure, exc_info in zip(processor.fail_messages, processor.exceptions, strict=False):
-        if exc_info[0] is not FirehoseDeliveryError:
-            logger.error(
-                "record handling failed; reported as a batch item failure",
-                extra={"sqs_message_id": failure.message_id, "error": repr(exc_info[1])},
-            )
-
+    log_failures(processor)
     outcome = BatchOutcome(
         response=response,
-        counts=counts,
+        counts=count_outcomes(records, sources, processor),
         firehose_calls=processor.delivery.calls if processor.delivery else 0,
     )
     if logger.isEnabledFor(logging.INFO):  # one line per invocation; skip building it if off
         logger.info(
             "batch processed",
-            extra={"records": len(event.get("Records") or []),
+            extra={"records": len(records),
                    "batch_item_failures": len(response.get("batchItemFailures", [])),
                    "firehose_calls": outcome.firehose_calls,
-                   "counts": {t: asdict(v) for t, v in counts.items()}},
+                   "counts": {t: asdict(v) for t, v in outcome.counts.items()}},
         )
     return outcome
 
@@ -278,11 +336,9 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+@logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    with bound_context(logger, context):
-        config = get_config()
-        outcome = process_batch(
-            event, firehose=client("firehose"), sqs=client("sqs"), config=config
-        )
-        publish_metrics(outcome.counts, config)
-        return outcome.response
+    config = get_config()
+    outcome = process_batch(event, firehose=client("firehose"), sqs=client("sqs"), config=config)
+    publish_metrics(outcome.counts, config)
+    return outcome.response

@@ -2,12 +2,14 @@
 
 
 import dagster as dg
+from pyiceberg.catalog import Catalog
 
 from leanops_dagster.assets.keys import CURATED, STANDARDIZED
 from leanops_dagster.assets.quarantine import (
     quarantined_rows_result,
     quarantined_rows_spec,
 )
+from leanops_dagster.assets.table_metadata import layer_table_metadata
 from leanops_dagster.checks import messages
 from leanops_dagster.checks.drift import DriftEntry, known_drift
 from leanops_dagster.engines.spark.launch import launch_spark_job
@@ -98,14 +100,19 @@ def curated_records(
             f"{result.cde_error_rows}, quarantined {result.quarantined}"
         )
     return curated_materialization(
-        result, tables, schema, known_drift(iceberg, tables, schema.curated)
+        result, tables, schema, known_drift(iceberg, tables, schema.curated), iceberg
     )
 
 
 def curated_materialization(
-    result: CurateResult, tables: TopicTables, schema: TopicSchema, drift: list[DriftEntry]
+    result: CurateResult,
+    tables: TopicTables,
+    schema: TopicSchema,
+    drift: list[DriftEntry],
+    catalog: Catalog,
 ) -> dg.MaterializeResult:
-    """Metadata and per-run checks of one Curated run (also what the Spark job reports)."""
+    """Metadata and per-run checks of one Curated run (also what the Spark job reports): the
+    run's counts, and the table's name, total rows and columns after its MERGE."""
     threshold = schema.curated.cde_error_rate_threshold
     if result.busy:
         busy = messages.not_evaluated(messages.busy(tables.topic, "curated"))
@@ -136,8 +143,7 @@ def curated_materialization(
             "merge_files_read": result.files_read,
             "merge_files_rewritten": result.files_rewritten,
             "merge_rows_rewritten": result.rows_rewritten,
-            "dagster/row_count": result.inserted + result.updated,
-            "table": dg.MetadataValue.text(".".join(tables.curated)),
+            **layer_table_metadata(catalog, tables.curated, result.snapshot_id),
             "schema_version": dg.MetadataValue.text(str(schema.version)),
         },
         check_results=[

@@ -32,7 +32,7 @@ def snowflake_curated_refresh(
     context.log.info(f"{result.table}: {result.message} ({result.seconds} s)")
     return dg.MaterializeResult(
         metadata={
-            "table": dg.MetadataValue.text(result.table),
+            "dagster/table_name": dg.MetadataValue.text(result.table),
             "statement": dg.MetadataValue.text(result.statement),
             "statement_handle": dg.MetadataValue.text(result.statement_handle),
             "message": dg.MetadataValue.text(result.message),

@@ -2,12 +2,14 @@
 
 
 import dagster as dg
+from pyiceberg.catalog import Catalog
 
 from leanops_dagster.assets.keys import RAW_STAGING, STANDARDIZED
 from leanops_dagster.assets.quarantine import (
     quarantined_rows_result,
     quarantined_rows_spec,
 )
+from leanops_dagster.assets.table_metadata import layer_table_metadata
 from leanops_dagster.checks import messages
 from leanops_dagster.engines.spark.launch import launch_spark_job
 from leanops_dagster.partitions import topic_partitions
@@ -60,9 +62,9 @@ def standardized_records(
     schema = schema_registry.load(topic)
     if pipeline.launches_spark_job(schema):  # the Spark job reports through Dagster Pipes
         return launch_spark_job(context, topic, "standardized")
+    iceberg = catalog.load()
     result = run_standardize(
-        catalog.load(), tables, schema, engine=pipeline.engine,
-        lease_ttl_s=pipeline.lease_ttl_seconds,
+        iceberg, tables, schema, engine=pipeline.engine, lease_ttl_s=pipeline.lease_ttl_seconds
     )
     if result.busy:
         context.log.info(messages.busy(topic, "standardized"))
@@ -72,13 +74,14 @@ def standardized_records(
             f"{result.parse_errors}, duplicates {result.duplicates}, quarantined "
             f"{result.quarantined}"
         )
-    return standardized_materialization(result, tables)
+    return standardized_materialization(result, tables, iceberg)
 
 
 def standardized_materialization(
-    result: StandardizeResult, tables: TopicTables
+    result: StandardizeResult, tables: TopicTables, catalog: Catalog
 ) -> dg.MaterializeResult:
-    """Metadata and per-run check of one Standardized run (also what the Spark job reports)."""
+    """Metadata and per-run check of one Standardized run (also what the Spark job reports):
+    the run's counts, and the table's name, total rows and columns after its commit."""
     errors_table = ".".join(tables.parse_errors)
     if result.busy:
         why = messages.not_evaluated(messages.busy(tables.topic, "standardized"))
@@ -100,8 +103,7 @@ def standardized_materialization(
             "watermark_to": dg.MetadataValue.text(str(result.watermark_to)),
             "snapshot_id": dg.MetadataValue.text(str(result.snapshot_id)),
             "new_columns": dg.MetadataValue.json(result.new_columns),
-            "dagster/row_count": result.rows_written,
-            "table": dg.MetadataValue.text(".".join(tables.standardized)),
+            **layer_table_metadata(catalog, tables.standardized, result.snapshot_id),
         },
         check_results=[
             dg.AssetCheckResult(

@@ -11,10 +11,15 @@ from leanops_dagster.settings import Settings
 
 
 class PipelineConfigResource(dg.ConfigurableResource):
-    """Masking key, freshness target and engine (from Settings; the key via an env var in
-    AWS)."""
+    """Masking key, freshness target and engine (from Settings).
 
-    pii_hash_key: str = Field(description="HMAC key for PII masking in Curated")
+    The key is given as ``dg.EnvVar`` (``from_settings``): Dagster resolves it when the resource
+    starts and the UI and the run config show only the variable's name.
+    """
+
+    pii_hash_key: str = Field(
+        description="HMAC key for PII masking in Curated (a dg.EnvVar: LEANOPS_PII_HASH_KEY)"
+    )
     freshness_minutes: int = Field(default=60, description="Curated may lag RAW this much")
     engine: str = Field(
         default="arrow",
@@ -33,7 +38,7 @@ class PipelineConfigResource(dg.ConfigurableResource):
     @classmethod
     def from_settings(cls, settings: Settings) -> PipelineConfigResource:
         return cls(
-            pii_hash_key=settings.pii_hash_key.get_secret_value(),
+            pii_hash_key=dg.EnvVar(settings.export_pii_hash_key()),
             freshness_minutes=settings.freshness_minutes,
             lease_ttl_seconds=settings.lease_ttl_seconds,
             engine=settings.engine,

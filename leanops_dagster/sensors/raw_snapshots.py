@@ -12,6 +12,7 @@ import json
 import dagster as dg
 
 from leanops_dagster.assets.keys import RAW_STAGING
+from leanops_dagster.assets.table_metadata import table_metadata
 from leanops_dagster.jobs import TOPIC_TAG, topic_pipeline_job
 from leanops_dagster.partitions import topic_partitions
 from leanops_dagster.resources.catalog import IcebergCatalogResource
@@ -48,9 +49,8 @@ def raw_snapshot_sensor(
                 description="New RAW snapshot written by Firehose",
                 metadata={
                     "snapshot_id": dg.MetadataValue.text(str(snapshot.snapshot_id)),
-                    "dagster/row_count": int(summary.get("total-records", 0)),
                     "added_records": int(summary.get("added-records", 0)),
-                    "table": dg.MetadataValue.text(".".join(table.name())),
+                    **table_metadata(table, snapshot.snapshot_id),
                 },
             )
         )

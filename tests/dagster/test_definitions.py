@@ -1,5 +1,7 @@
 """The whole Definitions object loads, and its asset graph is what the platform promises."""
 
+import datetime as dt
+
 import dagster as dg
 
 from leanops_dagster.assets.keys import CURATED, RAW_STAGING, STANDARDIZED
@@ -79,3 +81,31 @@ def test_schedules_run_by_default_and_a_setting_turns_them_off(settings):
     off = build_definitions(get_settings(home=settings.home, schedules_running=False)).schedules
     assert {s.default_status for s in off} == {dg.DefaultScheduleStatus.STOPPED}
     assert {s.name for s in off} == {s.name for s in on}
+
+
+def test_the_all_time_checks_are_partitioned_by_topic(settings):
+    graph = build_definitions(settings).resolve_asset_graph()
+    all_time = {"pre_raw_balance", "post_raw_balance_all_time", "curated_balance_all_time",
+                "curated_freshness"}
+    specs = {key.name: graph.get_check_spec(key) for key in graph.asset_check_keys
+             if key.name in all_time}
+    assert set(specs) == all_time
+    assert {spec.partitions_def.name for spec in specs.values()} == {"topics"}
+
+
+def test_the_accountability_schedule_requests_one_run_per_onboarded_topic(settings):
+    from leanops_dagster.instance import get_instance
+
+    (schedule,) = [s for s in build_definitions(settings).schedules
+                   if s.name == "accountability_checks_schedule"]
+    instance = get_instance(settings)
+    tick = dt.datetime(2026, 12, 1, 19, 45, tzinfo=dt.UTC)
+    context = dg.build_schedule_context(instance=instance, scheduled_execution_time=tick)
+    empty = schedule.evaluate_tick(context)
+    assert not empty.run_requests and empty.skip_message == "no onboarded topic"
+    instance.add_dynamic_partitions("topics", ["sensor_readings", "events"])
+    requests = schedule.evaluate_tick(context).run_requests
+    assert [r.tags["dagster/partition"] for r in requests] == ["events", "sensor_readings"]
+    assert [r.run_key for r in requests] == [
+        "events:2026-12-01T19:45:00+00:00", "sensor_readings:2026-12-01T19:45:00+00:00"]
+    assert all(r.tags["dagster/partition"] == r.tags["leanops/topic"] for r in requests)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -52,6 +53,16 @@ def sqs_record(
         "eventSourceARN": queue_arn(queue_name or f"{PREFIX}{topic}-queue"),
         "awsRegion": REGION,
     }
+
+
+def lambda_context(function_name: str = "lean-ops-test-sqs-processor") -> SimpleNamespace:
+    """The attributes of a Lambda context that powertools' ``inject_lambda_context`` reads."""
+    return SimpleNamespace(
+        function_name=function_name,
+        memory_limit_in_mb=256,
+        invoked_function_arn=f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function_name}",
+        aws_request_id=f"req-{next(_ids):06d}",
+    )
 
 
 def sqs_event(*records: dict[str, Any]) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from lambdas_support import (
 )
 from moto import mock_aws
 
-from ingestion_lambdas.dlq_processor.handler import build_entry, process_event
+from ingestion_lambdas.dlq_processor.handler import archive_message, build_entry, process_event
 
 BUCKET = "lean-ops-test-dlq-archive"
 DLQ_NAME = "lean-ops-test-dlq"
@@ -173,3 +173,12 @@ def test_row_for_a_huge_body_points_to_the_archive(s3):
         s3.get_object(Bucket=BUCKET, Key=archive_keys(s3)[0])["Body"].read()
     )
     assert archived["body"] == body
+
+
+def test_archive_message_writes_the_object_and_returns_its_row(s3):
+    record = dlq_record(payload("p-9"), message_id="dlq-9")
+    item = archive_message(record, s3=s3, bucket=BUCKET, config=config(),
+                           recorded_ts="2026-01-20T08:00:00.000000Z")
+    row = json.loads(item.data)
+    assert (item.topic, row["dlq_message_id"], row["message_id"]) == ("unknown", "dlq-9", "p-9")
+    assert row["archive_uri"] == f"s3://{BUCKET}/{archive_keys(s3)[0]}"

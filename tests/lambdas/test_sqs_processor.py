@@ -10,6 +10,7 @@ from lambdas_support import (
     FakeFirehose,
     client_error,
     config,
+    lambda_context,
     payload,
     sqs_event,
     sqs_record,
@@ -18,7 +19,13 @@ from moto import mock_aws
 
 from ingestion_lambdas.common.firehose import chunk_indices, deliver
 from ingestion_lambdas.sqs_processor import handler
-from ingestion_lambdas.sqs_processor.handler import process_batch, process_event
+from ingestion_lambdas.sqs_processor.handler import (
+    SentToDlq,
+    handle_message,
+    process_batch,
+    process_event,
+    resolve_sources,
+)
 
 BIG = 1_030_000  # a body whose RAW record exceeds 1,000 KiB but fits SQS's 1 MiB
 
@@ -277,8 +284,13 @@ def test_lambda_handler_uses_env_config_and_publishes_topic_metrics(monkeypatch,
     monkeypatch.setattr(handler, "client", lambda name: {"firehose": firehose, "sqs": None}[name])
     monkeypatch.setattr(handler, "get_config", lambda: config(metrics_namespace="Test/NS"))
     records = [sqs_record(payload(), message_id="m0"), sqs_record("{", message_id="m1")]
-    assert handler.lambda_handler(sqs_event(*records), None) == {"batchItemFailures": []}
+    context = lambda_context()
+    assert handler.lambda_handler(sqs_event(*records), context) == {"batchItemFailures": []}
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    # powertools' inject_lambda_context: the invocation's log lines carry its ids
+    keys = handler.logger.get_current_keys()
+    assert (keys["function_request_id"], keys["function_name"]) == (
+        context.aws_request_id, context.function_name)
     emf = next(line for line in lines if "_aws" in line)
     assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Test/NS"
     assert sorted(emf["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0]) == ["service", "topic"]
@@ -288,3 +300,34 @@ def test_lambda_handler_uses_env_config_and_publishes_topic_metrics(monkeypatch,
     assert values == {"MessagesReceived": [2.0], "MessagesDelivered": [2.0],
                       "MessagesFailed": [0.0], "MessagesMalformed": [1.0],
                       "MessagesSentToDlq": [0.0]}
+
+
+def test_sources_are_resolved_once_per_queue_and_a_bad_name_is_logged_once(caplog):
+    records = [sqs_record(payload(), message_id=f"m{i}") for i in range(3)] + [
+        sqs_record(payload(), queue_name="someone-elses-Queue", message_id=f"x{i}")
+        for i in range(2)
+    ]
+    sources = resolve_sources(records, config(), "2026-01-19T10:00:00.000000Z")
+    assert sorted((s.queue, s.topic) for s in sources.values()) == [
+        ("lean-ops-test-events-queue", "events"), ("someone-elses-Queue", None)]
+    logged = [r for r in caplog.records if getattr(r, "queue", None) == "someone-elses-Queue"]
+    assert [r.error_class for r in logged] == ["INVALID_QUEUE_NAME"]
+
+
+def test_handle_message_builds_the_raw_record_or_sends_to_the_dlq(dlq):
+    sqs, url = dlq
+    good = sqs_record(payload("p-1", "2026-01-19T10:00:00Z"), message_id="a")
+    broken = sqs_record("{nope", message_id="b")
+    stray = sqs_record(payload(), queue_name="someone-elses-Queue", message_id="c")
+    sources = resolve_sources([good, broken, stray], config(), "2026-01-19T10:00:00.000000Z")
+    kwargs = {"sqs": sqs, "config": config(dlq_url=url)}
+
+    first = handle_message(good, sources[good["eventSourceARN"]], **kwargs)
+    assert (first.topic, first.malformed) == ("events", False)
+    assert json.loads(first.data)["message_id"] == "p-1"
+    second = handle_message(broken, sources[broken["eventSourceARN"]], **kwargs)
+    assert second.malformed and json.loads(second.data)["json_payload"] == "{nope"
+    assert handle_message(stray, sources[stray["eventSourceARN"]], **kwargs) == SentToDlq(None)
+    (message,) = _received(sqs, url)
+    assert message["MessageAttributes"]["leanops_failure_reason"]["StringValue"] == (
+        "invalid_queue_name")

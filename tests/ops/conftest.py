@@ -10,7 +10,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from tests.dagster.conftest import catalog, registry, settings  # noqa: F401
+from tests.dagster.conftest import catalog, registry, settings, tmp_schemas  # noqa: F401
 
 REGION = "us-east-1"
 

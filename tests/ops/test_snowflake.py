@@ -108,7 +108,7 @@ def test_each_curated_commit_is_followed_by_one_refresh(snowflake_settings, regi
             if m.asset_key == SNOWFLAKE_CURATED]
         metadata = materialization.step_materialization_data.materialization.metadata
         assert metadata["statement_handle"].value == "01-final"
-        assert metadata["table"].value == "ANALYTICS.LEAN_OPS.events"
+        assert metadata["dagster/table_name"].value == "ANALYTICS.LEAN_OPS.events"
 
 
 def test_a_blocked_curated_is_not_refreshed(snowflake_settings, registry, catalog, sql_api):

@@ -31,6 +31,20 @@ def test_metadata_values_keep_their_types_over_pipes():
     }
 
 
+def test_a_column_schema_crosses_pipes_as_a_table_schema():
+    from dagster._core.definitions.metadata.external_metadata import metadata_value_from_external
+
+    schema = dg.TableSchema(columns=[
+        dg.TableColumn("message_id", "string", description="the id",
+                       constraints=dg.TableColumnConstraints(nullable=False)),
+        dg.TableColumn("n", "long"),
+    ])
+    converted = pipes_metadata({"dagster/column_schema": schema})["dagster/column_schema"]
+    assert converted["type"] == "table_schema"
+    back = metadata_value_from_external(converted["raw_value"], converted["type"])
+    assert back == dg.MetadataValue.table_schema(schema)
+
+
 def test_a_dagster_run_launches_the_spark_job_and_gets_its_reports(
     spark_installed, tmp_path, monkeypatch
 ):
@@ -62,7 +76,9 @@ def test_a_dagster_run_launches_the_spark_job_and_gets_its_reports(
     assert (std["rows_read"], std["rows_written"], std["parse_errors"], std["duplicates"]) == (
         4, 2, 1, 1)
     assert (cur["rows_read"], cur["inserted"], cur["superseded"]) == (2, 1, 1)
-    assert std["table"] == "standardized.events"  # a text value kept its type over Pipes
+    # a text value kept its type over Pipes, and so did the column schema
+    assert std["dagster/table_name"] == "standardized.events"
+    assert "idempotency_key" in {c.name for c in std["dagster/column_schema"].columns}
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert checks["post_raw_water_balance"].passed
     assert checks["curated_water_balance"].passed and checks["cde_error_rate"].passed

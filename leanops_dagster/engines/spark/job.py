@@ -36,13 +36,28 @@ def pipes_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, value in metadata.items():
         kind = kinds.get(type(value))
-        if kind is not None:
+        if isinstance(value, dg.TableSchemaMetadataValue):
+            value = value.schema
+        if isinstance(value, dg.TableSchema):  # dagster/column_schema
+            out[name] = {"raw_value": {"columns": [_pipes_column(c) for c in value.columns]},
+                         "type": "table_schema"}
+        elif kind is not None:
             out[name] = {"raw_value": value.value, "type": kind}
         elif isinstance(value, dg.MetadataValue):
             raise TypeError(f"metadata {name!r}: no Pipes type for {type(value).__name__}")
         else:
             out[name] = value
     return out
+
+
+def _pipes_column(column) -> dict[str, Any]:
+    constraints = column.constraints
+    return {
+        "name": column.name, "type": column.type, "description": column.description,
+        "tags": dict(column.tags),
+        "constraints": {"nullable": constraints.nullable, "unique": constraints.unique,
+                        "other": list(constraints.other)},
+    }
 
 
 def report(pipes, materialization) -> None:
@@ -80,7 +95,7 @@ def run_layer(topic: str, layer: str):
         from leanops_dagster.engines.spark.standardize import standardize_topic_spark
 
         return standardized_materialization(
-            standardize_topic_spark(spark, catalog, tables, schema), tables
+            standardize_topic_spark(spark, catalog, tables, schema), tables, catalog
         )
     from leanops_dagster.engines.spark.curate import curate_topic_spark
 
@@ -88,7 +103,7 @@ def run_layer(topic: str, layer: str):
         spark, catalog, tables, schema, pii_key=settings.pii_hash_key.get_secret_value().encode()
     )
     return curated_materialization(
-        result, tables, schema, known_drift(catalog, tables, schema.curated)
+        result, tables, schema, known_drift(catalog, tables, schema.curated), catalog
     )
 
 
