@@ -23,11 +23,23 @@ run_coordinator:
   class: QueuedRunCoordinator
   config:
     max_concurrent_runs: 2
+    # How often the queue is looked at (Dagster's default 5 s, a 2.5 s average wait per run).
+    dequeue_interval_seconds: 1
     tag_concurrency_limits:
       - key: "dagster/partition"
         value:
           applyLimitPerUniqueValue: true
         limit: 1
+# Each run is a fork of a warm worker that has imported the definitions once
+# (leanops_dagster/launcher.py); Dagster's default spawns and imports everything per run.
+run_launcher:
+  module: leanops_dagster.launcher
+  class: WarmForkRunLauncher
+# A run whose worker is gone is marked failed even if its supervisor is gone too.
+run_monitoring:
+  enabled: true
+  poll_interval_seconds: 30
+  max_resume_run_attempts: 0
 # A failed run is retried (it resumes from the watermarks, so a retry never double-counts).
 run_retries:
   enabled: true
