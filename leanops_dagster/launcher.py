@@ -126,6 +126,8 @@ class WarmForkRunLauncher(RunLauncher, ConfigurableClass):
         return True
 
     def check_run_worker_health(self, run: dg.DagsterRun) -> CheckRunHealthResult:
+        # the caller's record may predate the tag, written just after the fork
+        run = self._instance.get_run_by_id(run.run_id) or run
         pid = run.tags.get(PID_TAG)
         if pid is None:
             return CheckRunHealthResult(WorkerStatus.NOT_FOUND, "no run worker pid tag")
