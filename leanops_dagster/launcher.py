@@ -47,6 +47,13 @@ from dagster._serdes import ConfigurableClass, ConfigurableClassData
 
 PID_TAG = "leanops/run_worker_pid"
 DEFAULT_PRELOAD = ("leanops_dagster.definitions",)
+# Dagster's run body and what it imports on first use in a run process
+RUN_BODY_MODULES = (
+    "dagster._cli.api",
+    "dagster._core.executor.in_process",
+    "dagster._core.execution.plan.active",
+    "dagster._core.storage.local_compute_log_manager",
+)
 # The first launch waits for the worker's imports (as long as one cold run start).
 WORKER_START_TIMEOUT_S = 300
 
@@ -199,7 +206,8 @@ def _alive(pid: int) -> bool:
 def _warm(modules: Sequence[str]) -> None:
     """Import Dagster's run body and the modules, and build every ``Definitions`` object they
     hold (cached on it, so a run's ``get_definition`` finds it built)."""
-    importlib.import_module("dagster._cli.api")
+    for name in RUN_BODY_MODULES:
+        importlib.import_module(name)
     for name in modules:
         module = importlib.import_module(name)
         for value in vars(module).values():

@@ -36,8 +36,9 @@ JOBS_LOCATION = InProcessWorkspaceLoadTarget(
 TIMEOUT_S = 240  # the first launch imports the worker's modules; the machine may be loaded
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def instance():
+    """One instance (and so one worker) for the tests that do not stop it."""
     with dg.instance_for_test(overrides={"run_launcher": LAUNCHER}) as instance:
         yield instance
 
@@ -109,6 +110,16 @@ def test_a_run_whose_process_dies_is_reported_failed_and_the_next_run_starts(ins
     after = _run(instance, launcher_jobs.succeeds)
     instance.launch_run(after.run_id, workspace=None)
     assert _finished(instance, after.run_id).status == dg.DagsterRunStatus.SUCCESS
+
+
+def test_the_worker_exits_when_the_launcher_is_disposed():
+    with dg.instance_for_test(overrides={"run_launcher": LAUNCHER}) as instance:
+        run = _run(instance, launcher_jobs.succeeds)
+        instance.launch_run(run.run_id, workspace=None)
+        worker = instance.run_launcher._worker
+        assert worker is not None and worker.poll() is None
+        assert _finished(instance, run.run_id).status == dg.DagsterRunStatus.SUCCESS
+    assert worker.wait(timeout=30) == 0  # the instance's disposal closed the worker's pipe
 
 
 def test_terminate_cancels_a_running_run(instance, tmp_path):
