@@ -1,7 +1,8 @@
 """The local Dagster instance under LEANOPS_HOME/dagster (SQLite storage, queued runs).
 
 Runs queue per topic partition: at most one run per topic at a time (both layers of a topic
-run in one run), so a second trigger waits and then finds nothing new (watermarks).
+run in one run), so a second trigger waits and then finds nothing new (watermarks). Each run is
+forked from a warm worker by ``leanops_dagster.launcher.WarmForkRunLauncher``.
 """
 
 from __future__ import annotations
@@ -35,10 +36,12 @@ run_coordinator:
 run_launcher:
   module: leanops_dagster.launcher
   class: WarmForkRunLauncher
-# A run whose worker is gone is marked failed even if its supervisor is gone too.
+# A STARTED run whose supervisor is gone is marked failed (the supervisor itself marks a run
+# failed when the run process dies); the first launch of a daemon waits for the worker's imports.
 run_monitoring:
   enabled: true
   poll_interval_seconds: 30
+  start_timeout_seconds: 600
   max_resume_run_attempts: 0
 # A failed run is retried (it resumes from the watermarks, so a retry never double-counts).
 run_retries:
