@@ -56,13 +56,23 @@ def log(message: str) -> None:
 
 def body(key: str) -> str:
     now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
-    return json.dumps({
-        "event": {"userId": "user-000001", "eventType": "click", "verb": "clicked",
-                  "timestamp": now, "metadata": {"ipAddress": "10.0.0.1", "deviceId": "d-1",
-                                                 "userAgent": "latency-bench"}},
-        "sessionId": "s-latency",
-        "_metadata": {"idempotencyKeyResource": key, "messageId": key, "publishTime": now},
-    })
+    return json.dumps(
+        {
+            "event": {
+                "userId": "user-000001",
+                "eventType": "click",
+                "verb": "clicked",
+                "timestamp": now,
+                "metadata": {
+                    "ipAddress": "10.0.0.1",
+                    "deviceId": "d-1",
+                    "userAgent": "latency-bench",
+                },
+            },
+            "sessionId": "s-latency",
+            "_metadata": {"idempotencyKeyResource": key, "messageId": key, "publishTime": now},
+        }
+    )
 
 
 class SnapshotWatcher(threading.Thread):
@@ -85,8 +95,9 @@ class SnapshotWatcher(threading.Thread):
             if snapshot is None or snapshot.snapshot_id == self._last:
                 continue
             self._last = snapshot.snapshot_id
-            values = table.scan(selected_fields=(self.column,),
-                                snapshot_id=snapshot.snapshot_id).to_arrow()
+            values = table.scan(
+                selected_fields=(self.column,), snapshot_id=snapshot.snapshot_id
+            ).to_arrow()
             committed = snapshot.timestamp_ms / 1000
             for value in values.column(self.column).to_pylist():
                 self.first_seen.setdefault(value, committed)
@@ -104,11 +115,15 @@ def _run_times(instance) -> list[dict[str, float]]:
     """Per successful topic run: created, dequeued, started (the run process's RUN_START),
     first step, end; from the run records and the run's own events (epoch seconds)."""
     # RUN_STARTING: the coordinator dequeued the run and the launcher is starting its process
-    wanted = {dg.DagsterEventType.RUN_STARTING: "dequeued", dg.DagsterEventType.RUN_START:
-              "started", dg.DagsterEventType.STEP_START: "first_step"}
+    wanted = {
+        dg.DagsterEventType.RUN_STARTING: "dequeued",
+        dg.DagsterEventType.RUN_START: "started",
+        dg.DagsterEventType.STEP_START: "first_step",
+    }
     runs = []
-    for record in instance.get_run_records(dg.RunsFilter(
-            job_name="topic_pipeline", statuses=[dg.DagsterRunStatus.SUCCESS])):
+    for record in instance.get_run_records(
+        dg.RunsFilter(job_name="topic_pipeline", statuses=[dg.DagsterRunStatus.SUCCESS])
+    ):
         times = {"created": record.create_timestamp.timestamp(), "end": record.end_time or 0.0}
         for event in instance.get_records_for_run(record.dagster_run.run_id).records:
             kind = event.event_log_entry.dagster_event_type
@@ -123,8 +138,9 @@ def run_breakdown(instance, events: dict[str, dict[str, float]]) -> dict[str, fl
     """Median seconds of each stretch from an event's RAW commit to its Curated commit, in the
     run that committed it: ``sensor`` (RAW commit -> run requested; 0 when a queued run takes
     it), ``queued`` (waiting for the topic's running run and the dequeue tick), ``launch``
-    (dequeued -> the run process started: interpreter and code load), ``setup`` (-> first
-    step), ``steps`` (-> Curated commit). They add up to ``curated - raw``."""
+    (dequeued -> the run process started: the launcher's fork of its warm worker, the instance
+    opened), ``setup`` (-> first step), ``steps`` (-> Curated commit). They add up to
+    ``curated - raw``."""
     runs = _run_times(instance)
     parts: dict[str, list[float]] = {name: [] for name in STRETCHES}
     for times in events.values():
@@ -132,8 +148,9 @@ def run_breakdown(instance, events: dict[str, dict[str, float]]) -> dict[str, fl
         if not owner or "raw" not in times:
             continue
         run, clock = owner[0], times["raw"]
-        for name, mark in zip(STRETCHES, ("created", "dequeued", "started", "first_step"),
-                              strict=False):
+        for name, mark in zip(
+            STRETCHES, ("created", "dequeued", "started", "first_step"), strict=False
+        ):
             parts[name].append(max(0.0, run[mark] - clock))
             clock = max(clock, run[mark])
         parts["steps"].append(times["curated"] - clock)
@@ -144,8 +161,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rate", type=float, default=1.0, help="events per second")
     parser.add_argument("--duration", type=float, default=180.0, help="seconds of sending")
-    parser.add_argument("--drain", type=float, default=120.0,
-                        help="seconds to wait for the last events to reach Curated")
+    parser.add_argument(
+        "--drain",
+        type=float,
+        default=120.0,
+        help="seconds to wait for the last events to reach Curated",
+    )
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="leanops-latency-"))
@@ -196,9 +217,13 @@ def main() -> None:
             daemon.kill()
 
     events = {
-        key: {"send": t, "curated": curated.first_seen[key],
-              **({"raw": raw.first_seen[key]} if key in raw.first_seen else {})}
-        for key, t in sent.items() if key in curated.first_seen
+        key: {
+            "send": t,
+            "curated": curated.first_seen[key],
+            **({"raw": raw.first_seen[key]} if key in raw.first_seen else {}),
+        }
+        for key, t in sent.items()
+        if key in curated.first_seen
     }
     missing = len(sent) - len(events)
     latencies = [e["curated"] - e["send"] for e in events.values()]
@@ -207,14 +232,20 @@ def main() -> None:
         raise SystemExit("no event reached Curated")
     log(f"{len(events)} events reached Curated ({missing} did not within the drain)")
     log(f"send -> RAW commit: median {statistics.median(ingest):.2f} s")
-    log(f"RAW commit -> Curated commit, per stretch (median s): "
-        f"{json.dumps(run_breakdown(get_instance(settings), events))}")
-    print(json.dumps({
-        "events": len(events),
-        "p50_s": round(statistics.median(latencies), 2),
-        "p95_s": round(percentile(latencies, 0.95), 2),
-        "max_s": round(max(latencies), 2),
-    }))
+    log(
+        f"RAW commit -> Curated commit, per stretch (median s): "
+        f"{json.dumps(run_breakdown(get_instance(settings), events))}"
+    )
+    print(
+        json.dumps(
+            {
+                "events": len(events),
+                "p50_s": round(statistics.median(latencies), 2),
+                "p95_s": round(percentile(latencies, 0.95), 2),
+                "max_s": round(max(latencies), 2),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """The local Dagster instance under LEANOPS_HOME/dagster (SQLite storage, queued runs).
 
 Runs queue per topic partition: at most one run per topic at a time (both layers of a topic
-run in one run), so a second trigger waits and then finds nothing new (watermarks).
+run in one run), so a second trigger waits and then finds nothing new (watermarks). Each run is
+forked from a warm worker by ``leanops_dagster.launcher.WarmForkRunLauncher``.
 """
 
 from __future__ import annotations
@@ -23,11 +24,25 @@ run_coordinator:
   class: QueuedRunCoordinator
   config:
     max_concurrent_runs: 2
+    # How often the queue is looked at (Dagster's default 5 s, a 2.5 s average wait per run).
+    dequeue_interval_seconds: 1
     tag_concurrency_limits:
       - key: "dagster/partition"
         value:
           applyLimitPerUniqueValue: true
         limit: 1
+# Each run is a fork of a warm worker that has imported the definitions once
+# (leanops_dagster/launcher.py); Dagster's default spawns and imports everything per run.
+run_launcher:
+  module: leanops_dagster.launcher
+  class: WarmForkRunLauncher
+# A STARTED run whose supervisor is gone is marked failed (the supervisor itself marks a run
+# failed when the run process dies); the first launch of a daemon waits for the worker's imports.
+run_monitoring:
+  enabled: true
+  poll_interval_seconds: 30
+  start_timeout_seconds: 600
+  max_resume_run_attempts: 0
 # A failed run is retried (it resumes from the watermarks, so a retry never double-counts).
 run_retries:
   enabled: true

@@ -6,7 +6,6 @@ that already has a run waiting in the queue gets no other: that run will read ev
 new when it starts (watermarks), so a second trigger would only be a no-op run.
 """
 
-
 import json
 
 import dagster as dg
@@ -20,7 +19,9 @@ from leanops_dagster.resources.catalog import IcebergCatalogResource
 
 @dg.sensor(
     job=topic_pipeline_job,
-    minimum_interval_seconds=15,
+    # The sensor daemon looks at sensors every 5 s at most (its loop), so this is as often as
+    # it gets; a tick reads one RAW snapshot id per topic and one query of queued runs.
+    minimum_interval_seconds=5,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Watches each onboarded topic's RAW Iceberg table for new snapshots.",
 )
