@@ -6,6 +6,7 @@ import json
 
 import pyarrow as pa
 
+from leanops_dagster.runtime import flatten_increment
 from leanops_dagster.schemas.models import StandardizedSchema
 from leanops_dagster.transforms.flatten import flatten_raw
 from leanops_dagster.transforms.naming import path_digest
@@ -224,7 +225,7 @@ def test_parallel_workers_give_the_identical_result():
     payloads[10] = "not json"
     raw = raw_rows(payloads)
     serial = flatten_raw(raw, SCHEMA)
-    parallel = flatten_raw(raw, SCHEMA, workers=2)
+    parallel = flatten_increment(raw, SCHEMA, snapshot_column="raw_snapshot_id", workers=2)
     assert parallel.rows.equals(serial.rows)
     assert parallel.errors.equals(serial.errors)
     assert parallel.columns == serial.columns

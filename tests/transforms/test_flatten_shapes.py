@@ -1,6 +1,7 @@
 """The vectorised shape path gives exactly what the per-row path gives (tables, errors, names).
 
-Every case runs ``flatten_raw`` twice, with ``FAST_PATH`` on and off, and compares everything.
+Every case runs ``flatten_raw`` twice, with the fast implementation and with the reference
+(``reference=True``), and compares everything.
 Inputs: the injector's generators (drift, malformed bodies, duplicates, corrections, poison),
 adversarial payloads (numbers, escapes, whitespace, collisions, invalid JSON) and seeded random
 payloads mixing both.
@@ -16,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from leanops_dagster.runtime import flatten_increment
 from leanops_dagster.schemas.models import StandardizedSchema
 from leanops_dagster.transforms import flatten
 from leanops_dagster.transforms.naming import ColumnNamer
@@ -29,11 +31,9 @@ SCHEMA = StandardizedSchema()
 SENSOR_SCHEMA = StandardizedSchema(drop_keys=["_metadata_messageid"])
 
 
-def both(raw: pa.Table, schema: StandardizedSchema = SCHEMA, monkeypatch=None):
+def both(raw: pa.Table, schema: StandardizedSchema = SCHEMA):
     fast = flatten.flatten_raw(raw, schema)
-    monkeypatch.setattr(flatten, "FAST_PATH", False)
-    slow = flatten.flatten_raw(raw, schema)
-    monkeypatch.setattr(flatten, "FAST_PATH", True)
+    slow = flatten.flatten_raw(raw, schema, reference=True)
     assert fast.rows.schema == slow.rows.schema
     assert fast.rows.equals(slow.rows), _first_difference(fast.rows, slow.rows)
     assert fast.errors.equals(slow.errors)
@@ -54,17 +54,17 @@ def _first_difference(a: pa.Table, b: pa.Table) -> str:
 def shaped_share(payloads: list) -> float:
     """Share of rows the vectorised path takes (the rest go to the per-row path)."""
     array = pa.array(payloads, pa.string())
-    hit = ShapeMatcher(ColumnNamer()).run(array, lambda *_: None)
+    hit = ShapeMatcher(ColumnNamer()).run(array).kept_rows()
     return len(hit) / max(1, len(payloads))
 
 
 @pytest.mark.parametrize("kind", ["events", "sensor_readings"])
-def test_generators_with_drift_malformed_duplicates(kind, monkeypatch):
+def test_generators_with_drift_malformed_duplicates(kind):
     stream = StreamConfig(topic=kind, records=3000, drift=300, malformed=120, duplicates=100,
                           corrections=100, poison=5, delivery_errors=5)
     bodies = stream_bodies(stream, seed=11)
     schema = SCHEMA if kind == "events" else SENSOR_SCHEMA
-    result = both(raw_rows(bodies), schema, monkeypatch)
+    result = both(raw_rows(bodies), schema)
     assert result.errors.num_rows == 120
     assert shaped_share(bodies) > 0.9  # the comparison exercises the vectorised path
 
@@ -151,12 +151,12 @@ def adversarial_payloads() -> list:
     return rows
 
 
-def test_adversarial_payloads(monkeypatch):
+def test_adversarial_payloads():
     payloads = adversarial_payloads()
-    both(raw_rows(payloads), SCHEMA, monkeypatch)
+    both(raw_rows(payloads), SCHEMA)
     # each twice in a row, and the whole list reversed: shapes seeded by other rows
     doubled = [p for p in payloads for _ in range(2)]
-    both(raw_rows(doubled + doubled[::-1]), SCHEMA, monkeypatch)
+    both(raw_rows(doubled + doubled[::-1]), SCHEMA)
 
 
 def _random_value(rng: random.Random, depth: int):
@@ -223,14 +223,14 @@ def random_payloads(seed: int, n: int) -> list[str]:
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_random_payloads(seed, monkeypatch):
+def test_random_payloads(seed):
     payloads = random_payloads(seed, 1500)
-    both(raw_rows(payloads), SCHEMA, monkeypatch)
+    both(raw_rows(payloads), SCHEMA)
     random.Random(seed).shuffle(payloads)
-    both(raw_rows(payloads), SCHEMA, monkeypatch)
+    both(raw_rows(payloads), SCHEMA)
 
 
-def test_scalar_only_shapes_are_taken_and_numbers_match(monkeypatch):
+def test_scalar_only_shapes_are_taken_and_numbers_match():
     """Rows of one serializer, every value a number, bool or null: mostly vectorised, and
     every number text identical to the per-row path (shortest round-trip rule)."""
     rng = random.Random(5)
@@ -246,7 +246,7 @@ def test_scalar_only_shapes_are_taken_and_numbers_match(monkeypatch):
         }
         values["_metadata"] = {"idempotencyKeyResource": f"k{i}"}
         payloads.append(json.dumps(values, separators=(",", ":")))
-    both(raw_rows(payloads), SCHEMA, monkeypatch)
+    both(raw_rows(payloads), SCHEMA)
     assert shaped_share(payloads) > 0.5
 
 
@@ -257,9 +257,8 @@ BEYOND_64_BITS = [  # orjson reads these as floats; their digits must survive an
 
 
 @pytest.mark.parametrize("fast_path", [True, False])
-def test_integers_beyond_64_bits_keep_their_digits(fast_path, monkeypatch):
+def test_integers_beyond_64_bits_keep_their_digits(fast_path):
     """Scalar, nested and in an array, alone in a row or next to ordinary values."""
-    monkeypatch.setattr(flatten, "FAST_PATH", fast_path)
     meta = '"_metadata":{"idempotencyKeyResource":"k"}'
     payloads = []
     for text in BEYOND_64_BITS:
@@ -267,14 +266,14 @@ def test_integers_beyond_64_bits_keep_their_digits(fast_path, monkeypatch):
             f'{{"n":{text},{meta}}}', f'{{"a":{{"n":{text}}},{meta}}}',
             f'{{"l":[1,{text},2.5,1e20],{meta}}}', f'{{"n":{text},"f":1.5,"i":7,{meta}}}',
         ]
-    result = flatten.flatten_raw(raw_rows(payloads), SCHEMA)
+    result = flatten.flatten_raw(raw_rows(payloads), SCHEMA, reference=not fast_path)
     rows = result.rows.select(["n", "a_n", "l", "f", "i"]).to_pylist()
     for k, text in enumerate(BEYOND_64_BITS):
         scalar, nested, array, mixed = rows[4 * k: 4 * k + 4]
         assert scalar["n"] == nested["a_n"] == mixed["n"] == text
         assert array["l"] == f"[1,{text},2.5,1e+20]"
         assert (mixed["f"], mixed["i"]) == ("1.5", "7")
-    both(raw_rows(payloads), SCHEMA, monkeypatch)
+    both(raw_rows(payloads), SCHEMA)
 
 
 def test_canonical_float_texts_are_their_own_shortest_form():
@@ -290,25 +289,25 @@ def test_canonical_float_texts_are_their_own_shortest_form():
         assert float_text(float(text)) == text
 
 
-def test_chunked_sliced_and_large_string_inputs(monkeypatch):
+def test_chunked_sliced_and_large_string_inputs():
     bodies = stream_bodies(StreamConfig(topic="events", records=900, drift=50, malformed=30),
                            seed=4)
     raw = raw_rows(bodies)
     chunked = pa.concat_tables([raw.slice(0, 300), raw.slice(300, 1), raw.slice(301)])
-    both(chunked, SCHEMA, monkeypatch)
-    both(raw.slice(17, 500), SCHEMA, monkeypatch)
+    both(chunked, SCHEMA)
+    both(raw.slice(17, 500), SCHEMA)
     large = raw.set_column(2, "json_payload", raw.column("json_payload").cast(pa.large_string()))
-    both(large, SCHEMA, monkeypatch)
+    both(large, SCHEMA)
     fast = flatten.flatten_raw(raw, SCHEMA)
-    parallel = flatten.flatten_raw(raw, SCHEMA, workers=2)
+    parallel = flatten_increment(raw, SCHEMA, snapshot_column="raw_snapshot_id", workers=2)
     assert parallel.rows.equals(fast.rows) and parallel.errors.equals(fast.errors)
 
 
-def test_negative_zero_is_written_alike_on_every_path(monkeypatch):
+def test_negative_zero_is_written_alike_on_every_path():
     """``-0`` becomes ``"0"`` whether the row is flattened alone, with a long float that sends
     it to the exact path, or in an array."""
     meta = '"_metadata":{"idempotencyKeyResource":"k"}'
     payloads = [f'{{"z":-0,{meta}}}', f'{{"z":-0,"long":0.12345678901234567,{meta}}}',
                 f'{{"z":-0,"l":[-0,1],{meta}}}']
-    result = both(raw_rows(payloads), SCHEMA, monkeypatch)
+    result = both(raw_rows(payloads), SCHEMA)
     assert result.rows.column("z").to_pylist() == ["0", "0", "0"]
