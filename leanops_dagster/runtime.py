@@ -130,6 +130,7 @@ def _flatten_in_processes(
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([__name__])
     with ProcessPoolExecutor(max_workers=len(slices), mp_context=context) as pool:
-        parts = list(pool.map(_flatten_here, slices, [schema] * len(slices),
-                              [snapshot_column] * len(slices)))
+        parts = list(
+            pool.map(_flatten_here, slices, [schema] * len(slices), [snapshot_column] * len(slices))
+        )
     return flatten.concat_results(parts)

@@ -66,8 +66,14 @@ PARSE_ERROR_COLUMNS = (
     "publish_time",
     "ingestion_ts",
 )
-__all__ = ["MAX_DEPTH", "PARSE_ERROR_COLUMNS", "FlattenResult", "concat_results", "flatten_raw",
-           "new_flattener"]
+__all__ = [
+    "MAX_DEPTH",
+    "PARSE_ERROR_COLUMNS",
+    "FlattenResult",
+    "concat_results",
+    "flatten_raw",
+    "new_flattener",
+]
 
 
 @dataclass(frozen=True)
@@ -104,8 +110,9 @@ def flatten_raw(
         if name != "_".join(path).lower():
             sanitised.setdefault(name, json.dumps(list(path), ensure_ascii=False))
     built = _columns_of(columns, kept)
-    return _assemble(raw, schema, snapshot_column, built, kept, len(kept),
-                     errors + columns.errors, sanitised)
+    return _assemble(
+        raw, schema, snapshot_column, built, kept, len(kept), errors + columns.errors, sanitised
+    )
 
 
 def concat_results(parts: Sequence[FlattenResult]) -> FlattenResult:
@@ -135,8 +142,11 @@ def _text_payloads(
     unreadable = frozenset(not_text.tolist())
     nulls = np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False)).tolist()
     return column, [
-        (i, REASON_INVALID_JSON,
-         "payload is not valid UTF-8" if i in unreadable else "payload is null")
+        (
+            i,
+            REASON_INVALID_JSON,
+            "payload is not valid UTF-8" if i in unreadable else "payload is null",
+        )
         for i in nulls
     ]
 
@@ -167,8 +177,7 @@ def _columns_of(columns: Columns, kept: np.ndarray) -> dict[str, pa.Array | pa.C
             positions = position_of[positions]
         if len(positions) == count and np.array_equal(positions, np.arange(count)):
             # the pieces are the rows in order: no copy
-            built[name] = pieces[0] if len(pieces) == 1 else pa.chunked_array(pieces,
-                                                                              pa.string())
+            built[name] = pieces[0] if len(pieces) == 1 else pa.chunked_array(pieces, pa.string())
             continue
         values = pa.concat_arrays(pieces) if len(pieces) > 1 else pieces[0]
         index = np.full(count, -1, dtype=np.int64)
@@ -199,8 +208,7 @@ def _assemble(
 
     # required metadata: null or empty -> parse error (first missing in schema order)
     missing_masks = {
-        name: pc.fill_null(pc.equal(metadata[name], ""), True)
-        for name in schema.required_metadata
+        name: pc.fill_null(pc.equal(metadata[name], ""), True) for name in schema.required_metadata
     }
     reason = pa.nulls(count, pa.string())
     for name in reversed(schema.required_metadata):
@@ -287,9 +295,7 @@ def _error_table(
 ) -> pa.Table:
     idx = pa.concat_arrays([pa.array([e[0] for e in errors], pa.int64()), missing_idx])
     reasons = pa.concat_arrays([pa.array([e[1] for e in errors], pa.string()), missing_reason])
-    details = pa.concat_arrays(
-        [pa.array([e[2] for e in errors], pa.string()), missing_detail]
-    )
+    details = pa.concat_arrays([pa.array([e[2] for e in errors], pa.string()), missing_detail])
     order = pc.sort_indices(idx)
     idx, reasons, details = idx.take(order), reasons.take(order), details.take(order)
     needed = ["message_id", "topic_name", "json_payload", "publish_time", "ingestion_ts"]

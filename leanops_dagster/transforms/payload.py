@@ -118,8 +118,9 @@ class ReferenceFlattener(Flattener):
     def flatten(self, payloads: pa.ChunkedArray, namer: ColumnNamer) -> Columns:
         return self.flatten_rows(payloads, text_rows(payloads), namer)
 
-    def flatten_rows(self, payloads: pa.ChunkedArray, rows: np.ndarray,
-                     namer: ColumnNamer) -> Columns:
+    def flatten_rows(
+        self, payloads: pa.ChunkedArray, rows: np.ndarray, namer: ColumnNamer
+    ) -> Columns:
         """``flatten`` of the rows ``rows`` (ascending indices of payloads that are not
         null)."""
         out = Columns()
@@ -141,8 +142,9 @@ class ReferenceFlattener(Flattener):
                 if renamed_from is not None:
                     out.renamed[name] = json.dumps(list(renamed_from), ensure_ascii=False)
         for name, column in values.items():
-            out.add(name, pa.array(column, pa.string()),
-                    np.asarray(positions[name], dtype=np.int64))
+            out.add(
+                name, pa.array(column, pa.string()), np.asarray(positions[name], dtype=np.int64)
+            )
         out.kept.append(np.asarray(kept, dtype=np.int64))
         return out
 
@@ -159,8 +161,7 @@ def _reject_constant(name: str) -> None:
 
 def loads_exact(text: str) -> object:
     """``text`` read by the standard library, numbers kept as ``_Number`` texts."""
-    return json.loads(text, parse_float=_Number, parse_int=_Number,
-                      parse_constant=_reject_constant)
+    return json.loads(text, parse_float=_Number, parse_int=_Number, parse_constant=_reject_constant)
 
 
 def read_payload(text: str) -> dict | tuple[str, str]:
@@ -193,8 +194,11 @@ def too_deep(text: str, obj: object) -> bool:
         if depth > MAX_DEPTH:
             return True
         children = value.values() if type(value) is dict else value  # type: ignore[union-attr]
-        stack.extend((child, depth + 1) for child in children  # type: ignore[union-attr]
-                     if type(child) is dict or type(child) is list)
+        stack.extend(
+            (child, depth + 1)
+            for child in children  # type: ignore[union-attr]
+            if type(child) is dict or type(child) is list
+        )
     return False
 
 
@@ -252,6 +256,7 @@ def array_text(value: list) -> str:
     return orjson.dumps(
         value,
         option=orjson.OPT_PASSTHROUGH_SUBCLASS,
-        default=lambda o: orjson.Fragment(number_text(str.__str__(o)))
-        if isinstance(o, _Number) else o,
+        default=lambda o: (
+            orjson.Fragment(number_text(str.__str__(o))) if isinstance(o, _Number) else o
+        ),
     ).decode()

@@ -101,8 +101,9 @@ class Plan:
 
     __slots__ = ("leaf_getter", "names", "positions", "rows", "steps")
 
-    def __init__(self, steps: list[tuple[int, Callable, int]], leaf_getter: Callable,
-                 names: list[str]) -> None:
+    def __init__(
+        self, steps: list[tuple[int, Callable, int]], leaf_getter: Callable, names: list[str]
+    ) -> None:
         self.steps = steps
         self.leaf_getter = leaf_getter
         self.names = names  # leaf column names in extraction order
@@ -185,8 +186,9 @@ class PlanSet:
         return True
 
 
-def plan_rows(payloads: pa.ChunkedArray, rows: np.ndarray,
-              namer: ColumnNamer) -> tuple[Columns, np.ndarray]:
+def plan_rows(
+    payloads: pa.ChunkedArray, rows: np.ndarray, namer: ColumnNamer
+) -> tuple[Columns, np.ndarray]:
     """Columns of the rows of ``rows`` a plan writes, and the rows left to the reference."""
     out = Columns()
     if not len(rows):

@@ -81,7 +81,7 @@ class Piece:
     def words(self) -> list[np.uint64]:
         """The bytes as little-endian 8-byte words (the last one zero-padded)."""
         padded = np.zeros(-(-len(self.data) // 8) * 8, dtype=np.uint8)
-        padded[:len(self.data)] = self.data
+        padded[: len(self.data)] = self.data
         return list(padded.view("<u8"))
 
     @property
@@ -161,7 +161,7 @@ def _parse(text: bytes) -> list[tuple[int, int, tuple, bool]]:
         while True:
             i = ws(i)
             j = string(i)
-            key = text[i + 1:j].decode("utf-8")
+            key = text[i + 1 : j].decode("utf-8")
             if key in keys:
                 raise Unsupported("duplicate key")
             keys.add(key)
@@ -221,8 +221,7 @@ def build_shape(text: bytes, namer: Callable[[tuple], str]) -> Shape:
         else:  # pragma: no cover - in an object every value after the first follows its key
             raise Unsupported("unanchored piece")
         pieces.append(Piece(anchor, offset, buf[start:end].copy()))
-    slots = [Slot(literal, before=k, after=k + 1)
-             for k, (_, _, _, literal) in enumerate(regions)]
+    slots = [Slot(literal, before=k, after=k + 1) for k, (_, _, _, literal) in enumerate(regions)]
     return Shape(pieces, slots, names)
 
 
@@ -257,8 +256,7 @@ def _views(block: _Block, starts: np.ndarray, lengths: np.ndarray) -> pa.Array:
         block.words[starts + 4] & _MASK_REST[k],
         starts.astype(np.uint64) << np.uint64(32),
     )
-    array = pa.Array.from_buffers(pa.string_view(), n,
-                                  [None, pa.py_buffer(views), block.buffer])
+    array = pa.Array.from_buffers(pa.string_view(), n, [None, pa.py_buffer(views), block.buffer])
     return array.cast(pa.string())
 
 
@@ -276,8 +274,7 @@ def _literal_text(texts: pa.Array) -> tuple[pa.Array, np.ndarray]:
         pc.less_equal(length, 19),
     )
     is_float = pc.and_(
-        pc.and_(pc.match_substring_regex(texts, _FLOAT),
-                pc.less_equal(length, 16)),
+        pc.and_(pc.match_substring_regex(texts, _FLOAT), pc.less_equal(length, 16)),
         pc.invert(pc.match_substring_regex(texts, _TINY)),
     )
     ok = pc.or_(pc.or_(is_null, is_bool), pc.or_(is_int, is_float))
@@ -292,7 +289,8 @@ class FastFlattener(Flattener):
     def flatten(self, payloads: pa.ChunkedArray, namer: ColumnNamer) -> Columns:
         out = ShapeMatcher(namer).run(payloads)
         planned, rest = plan_rows(
-            payloads, np.setdiff1d(text_rows(payloads), out.kept_rows(), assume_unique=True),
+            payloads,
+            np.setdiff1d(text_rows(payloads), out.kept_rows(), assume_unique=True),
             namer,
         )
         out.extend(planned)
@@ -335,7 +333,7 @@ class ShapeMatcher:
             return np.zeros(0, dtype=np.int64)
         _, offsets_buf, data_buf = block.buffers()
         dtype = np.int64 if pa.types.is_large_string(block.type) else np.int32
-        offsets = np.frombuffer(offsets_buf, dtype=dtype)[block.offset:block.offset + n + 1]
+        offsets = np.frombuffer(offsets_buf, dtype=dtype)[block.offset : block.offset + n + 1]
         offsets = offsets.astype(np.int64)
         first, last = int(offsets[0]), int(offsets[-1])
         if last == first:
@@ -345,8 +343,9 @@ class ShapeMatcher:
             buffer = data_buf
         else:  # the end of the buffer (or a huge one): a padded copy of the block's bytes
             data = np.zeros(last - first + _PADDING, dtype=np.uint8)
-            data[:last - first] = np.frombuffer(data_buf, dtype=np.uint8, count=last - first,
-                                                offset=first)
+            data[: last - first] = np.frombuffer(
+                data_buf, dtype=np.uint8, count=last - first, offset=first
+            )
             buffer = pa.py_buffer(data)
             offsets = offsets - first
             first, last = 0, last - first
@@ -366,8 +365,7 @@ class ShapeMatcher:
         qbounds = np.searchsorted(quotes, offsets)  # rows are contiguous
         qfirst = qbounds[:-1]
         qcount = np.diff(qbounds)
-        ctx = _Block(data, _words(data), buffer, len(data) - _PADDING, starts, ends, quotes,
-                     qfirst)
+        ctx = _Block(data, _words(data), buffer, len(data) - _PADDING, starts, ends, quotes, qfirst)
 
         assigned = ~clean  # rows no longer open to a shape
         matched: list[np.ndarray] = []
@@ -388,12 +386,15 @@ class ShapeMatcher:
                     matched.append(hit)
                     rows = rows[~np.isin(rows, hit, assume_unique=True)]
             failed = 0
-            while len(rows) and new_shapes < MAX_NEW_SHAPES_PER_BLOCK \
-                    and failed < MAX_FAILED_SEEDS_PER_GROUP:
+            while (
+                len(rows)
+                and new_shapes < MAX_NEW_SHAPES_PER_BLOCK
+                and failed < MAX_FAILED_SEEDS_PER_GROUP
+            ):
                 seed = int(rows[0])
                 new_shapes += 1
                 try:
-                    shape = build_shape(body[starts[seed]:ends[seed]].tobytes(), self.namer)
+                    shape = build_shape(body[starts[seed] : ends[seed]].tobytes(), self.namer)
                 except (Unsupported, UnicodeDecodeError):
                     shape = None
                 hit = np.zeros(0, dtype=np.int64)
@@ -413,8 +414,9 @@ class ShapeMatcher:
             return np.zeros(0, dtype=np.int64)
         return np.sort(np.concatenate(matched)) + base
 
-    def _match(self, shape: Shape, ctx: _Block, rows: np.ndarray, add: Callable,
-               base: int) -> np.ndarray:
+    def _match(
+        self, shape: Shape, ctx: _Block, rows: np.ndarray, add: Callable, base: int
+    ) -> np.ndarray:
         """Rows (of ``rows``) that fit ``shape``; their columns go to ``add``."""
         ok = np.ones(len(rows), dtype=bool)
         row_start, row_end = ctx.starts[rows], ctx.ends[rows]
