@@ -150,7 +150,7 @@ def _parse(text: bytes) -> list[tuple[int, int, tuple, bool]]:
         return j
 
     def obj(i: int, path: tuple) -> int:
-        if len(path) >= MAX_SHAPE_DEPTH:  # the parse recurses; deeper payloads go per row
+        if len(path) >= MAX_SHAPE_DEPTH:  # the parse recurses; deeper payloads are sent on
             raise Unsupported("nested too deep")
         i = ws(i + 1)
         if i < n and text[i] == 0x7D:  # }
@@ -365,7 +365,7 @@ class ShapeMatcher:
         qbounds = np.searchsorted(quotes, offsets)  # rows are contiguous
         qfirst = qbounds[:-1]
         qcount = np.diff(qbounds)
-        ctx = _Block(data, _words(data), buffer, len(data) - _PADDING, starts, ends, quotes, qfirst)
+        ctx = _Block(_words(data), buffer, len(data) - _PADDING, starts, ends, quotes, qfirst)
 
         assigned = ~clean  # rows no longer open to a shape
         matched: list[np.ndarray] = []
@@ -500,7 +500,7 @@ class ShapeMatcher:
 
 @dataclass(frozen=True)
 class _Block:
-    data: np.ndarray
+    #: little-endian 8-byte words at every byte of the block's data (``_words``)
     words: np.ndarray
     buffer: pa.Buffer
     #: bytes that may start a fixed piece (the rest is padding or unrelated)
