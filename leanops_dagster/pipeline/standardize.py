@@ -45,9 +45,9 @@ from leanops_dagster.pipeline.increments import (
 )
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.pipeline.schema_evolution import evolve_and_align
-from leanops_dagster.runtime import prepare_for_increments
+from leanops_dagster.runtime import flatten_increment, prepare_for_increments
 from leanops_dagster.schemas.models import TopicSchema
-from leanops_dagster.transforms import dedup, flatten
+from leanops_dagster.transforms import dedup
 
 
 @dataclass
@@ -85,7 +85,7 @@ def standardize_topic(
     lease_ttl_s: float | None = DEFAULT_TTL_S,
 ) -> StandardizeResult:
     """Process the RAW increment of one topic. ``flatten_workers``: processes for flattening
-    (``None``: every core for large increments, see ``transforms.flatten.flatten_raw``); one
+    (``None``: every core for large increments, see ``runtime.flatten_increment``); one
     is the default since the vectorised flatten is faster than shipping rows to workers.
     This process's transparent huge pages are turned off first
     (``runtime.prepare_for_increments``). RAW rows that make the run raise are quarantined to
@@ -142,7 +142,7 @@ def _standardize_once(
         return result
     raw_rows, quarantined = net.exclude(increment.rows)  # the safety net's rows, if any
 
-    flattened = flatten.flatten_raw(
+    flattened = flatten_increment(
         raw_rows, schema.standardized, snapshot_column=RAW_SNAPSHOT_ID,
         workers=flatten_workers,
     )

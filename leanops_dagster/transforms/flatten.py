@@ -23,13 +23,17 @@ and payload bytes that are not UTF-8, shown with ``\\xNN`` escapes), ``not_an_ob
 ``too_deep`` (nested more than ``MAX_DEPTH`` levels), ``missing_required_metadata:<column>``
 (the first missing in ``required_metadata`` order; the detail lists all; null or empty string
 counts as missing). Total: no payload makes this raise.
+
+The payload columns come from a ``payload.Flattener``: ``payload.ReferenceFlattener`` (record
+by record, the definition) or ``shapes.FastFlattener`` (vectorised, the same output for every
+input), chosen in one place, ``new_flattener``. Pure: no process pool, no GC or allocator
+tuning here (``runtime.flatten_increment`` adds them for the layer runs); the Spark engine
+calls ``flatten_raw`` on its workers as is.
 """
 
 from __future__ import annotations
 
-import gc
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -39,29 +43,18 @@ import pyarrow.compute as pc
 
 from leanops_dagster.constants import IDEMPOTENCY_KEY
 from leanops_dagster.schemas.models import StandardizedSchema
-from leanops_dagster.transforms.naming import ColumnNamer, suffixed_name
-from leanops_dagster.transforms.payload import Pieces, PlanSet, float_text, plan_columns
-from leanops_dagster.transforms.shapes import ShapeMatcher
+from leanops_dagster.transforms.naming import ColumnNamer
+from leanops_dagster.transforms.payload import (
+    MAX_DEPTH,
+    REASON_INVALID_JSON,
+    Columns,
+    Flattener,
+    ReferenceFlattener,
+)
+from leanops_dagster.transforms.shapes import FastFlattener
 from leanops_dagster.transforms.text import invalid_utf8, readable_text
 
-try:  # orjson is a declared dependency; json keeps the module importable without it
-    import orjson
-
-    _fast_loads = orjson.loads
-    _FastError: type[Exception] = orjson.JSONDecodeError
-except ImportError:  # pragma: no cover
-    orjson = None  # type: ignore[assignment]
-    _fast_loads = json.loads
-    _FastError = ValueError
-
-REASON_INVALID_JSON = "invalid_json"
-REASON_NOT_AN_OBJECT = "not_an_object"
 REASON_MISSING_METADATA = "missing_required_metadata"
-REASON_TOO_DEEP = "too_deep"
-#: objects and arrays nested deeper than this (the payload itself is level 1) are a parse
-#: error: the JSON writers and readers on the way (orjson writes 255 levels, Python's json
-#: reads about 1,000) must never meet a payload they cannot handle
-MAX_DEPTH = 128
 
 TS = pa.timestamp("us", tz="UTC")
 PARSE_ERROR_COLUMNS = (
@@ -74,6 +67,14 @@ PARSE_ERROR_COLUMNS = (
     "publish_time",
     "ingestion_ts",
 )
+__all__ = [
+    "MAX_DEPTH",
+    "PARSE_ERROR_COLUMNS",
+    "FlattenResult",
+    "concat_results",
+    "flatten_raw",
+    "new_flattener",
+]
 
 
 @dataclass(frozen=True)
@@ -85,116 +86,10 @@ class FlattenResult:
     #: columns whose name was sanitised or disambiguated -> original key path (JSON)
     sanitised: dict[str, str] = field(default_factory=dict)
 
-    @property
-    def drift_keys(self) -> list[str]:
-        return self.columns
 
-
-class _Number(str):
-    """A JSON number kept as its exact text (exact parsing mode)."""
-
-    __slots__ = ()
-
-
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _loads_exact(text: str):
-    return json.loads(
-        text, parse_float=_Number, parse_int=_Number, parse_constant=_reject_constant
-    )
-
-
-def _number_text(text: str) -> str:
-    """Integers as written (``-0`` as ``0``, as every other path writes it); other numbers as
-    the fast path writes them when that is exact."""
-    if "." not in text and "e" not in text and "E" not in text:
-        return "0" if text == "-0" else text
-    value = float(text)
-    if value in (float("inf"), float("-inf")):
-        return text
-    return float_text(value) or text
-
-
-def _dumps_exact(value: object) -> str:
-    if orjson is None:  # pragma: no cover
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    return orjson.dumps(
-        value,
-        option=orjson.OPT_PASSTHROUGH_SUBCLASS,
-        default=lambda o: orjson.Fragment(_number_text(str.__str__(o)))
-        if isinstance(o, _Number)
-        else o,
-    ).decode()
-
-
-def _walk_exact(obj: dict, prefix: tuple, items: list) -> None:
-    """Flatten a payload parsed keeping number text into ``(path, text)`` pairs."""
-    for key, value in obj.items():
-        path = (*prefix, key)
-        if isinstance(value, dict):
-            if value:
-                _walk_exact(value, path, items)
-                continue
-            items.append((path, "{}"))
-        elif isinstance(value, _Number):
-            items.append((path, _number_text(str.__str__(value))))
-        elif isinstance(value, str):
-            items.append((path, value))
-        elif value is None:
-            continue  # null = absent in Standardized
-        elif isinstance(value, bool):
-            items.append((path, "true" if value else "false"))
-        elif isinstance(value, list):
-            items.append((path, _dumps_exact(value)))
-        else:  # pragma: no cover - parse hooks turn every number into _Number
-            items.append((path, str(value)))
-
-
-class _ExactRows:
-    """Column values of payloads flattened on the exact path."""
-
-    def __init__(self, namer: ColumnNamer) -> None:
-        self.namer = namer
-        self.values: dict[str, list] = {}
-        self.positions: dict[str, list[int]] = {}
-        self.sanitised: dict[str, str] = {}
-
-    def add(self, obj: dict, position: int) -> None:
-        """Naming rule 4: of paths with a value sharing a name, the first in sort order keeps
-        it; the others take their suffixed names."""
-        items: list = []
-        _walk_exact(obj, (), items)
-        by_name: dict[str, list] = {}
-        for path, text in items:
-            by_name.setdefault(self.namer(path), []).append((path, text))
-        for name, group in by_name.items():
-            group.sort(key=lambda item: item[0])
-            for rank, (path, text) in enumerate(group):
-                final = name if rank == 0 else suffixed_name(path)
-                if rank:
-                    self.sanitised[final] = json.dumps(list(path), ensure_ascii=False)
-                self.values.setdefault(final, []).append(text)
-                self.positions.setdefault(final, []).append(position)
-
-    def to_pieces(self, pieces: Pieces) -> None:
-        for name, values in self.values.items():
-            pieces.add(name, pa.array(values, pa.string()),
-                       np.asarray(self.positions[name], dtype=np.int64))
-
-
-PARALLEL_MIN_ROWS = 200_000
-#: rows that fit a byte-level shape are flattened vectorised (``shapes``); tests switch it off
-#: to compare with the per-row path
-FAST_PATH = True
-
-
-def _auto_workers(rows: int) -> int:
-    if rows < PARALLEL_MIN_ROWS:
-        return 1
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(cpus or 1, rows // (PARALLEL_MIN_ROWS // 2), 8))
+def new_flattener(*, reference: bool = False) -> Flattener:
+    """The implementation of the payload columns: the fast one unless ``reference``."""
+    return ReferenceFlattener() if reference else FastFlattener()
 
 
 def flatten_raw(
@@ -202,35 +97,27 @@ def flatten_raw(
     schema: StandardizedSchema,
     *,
     snapshot_column: str | None = "raw_snapshot_id",
-    workers: int | None = 1,
+    reference: bool = False,
 ) -> FlattenResult:
-    """Flatten RAW rows per ``schema``; see the module docstring for the exact output.
+    """Flatten RAW rows per ``schema``; see the module docstring for the exact output, which
+    does not depend on ``reference`` (``new_flattener``) nor on how the rows are split
+    (``concat_results``)."""
+    namer = ColumnNamer(schema.metadata_targets)
+    payloads, errors = _text_payloads(raw.column("json_payload"))
+    columns = new_flattener(reference=reference).flatten(payloads, namer)
+    kept = columns.kept_rows()
+    sanitised = dict(columns.renamed)
+    for path, name in namer.cache.items():
+        if name != "_".join(path).lower():
+            sanitised.setdefault(name, json.dumps(list(path), ensure_ascii=False))
+    built = _columns_of(columns, kept)
+    return _assemble(
+        raw, schema, snapshot_column, built, kept, len(kept), errors + columns.errors, sanitised
+    )
 
-    ``workers``: processes to split the increment over (``None``: one per available core for
-    200,000 rows or more, else 1). The result is identical for any number of workers. Workers
-    start from a forkserver (safe in a threaded process), so a script calling this with
-    ``workers != 1`` needs the ``if __name__ == "__main__":`` guard.
-    """
-    workers = _auto_workers(raw.num_rows) if workers is None else max(1, workers)
-    if workers > 1 and raw.num_rows >= 2 * workers:
-        return _flatten_parallel(raw, schema, snapshot_column, workers)
-    return _flatten_serial(raw, schema, snapshot_column)
 
-
-def _flatten_parallel(
-    raw: pa.Table, schema: StandardizedSchema, snapshot_column: str | None, workers: int
-) -> FlattenResult:
-    """Flatten contiguous slices in ``workers`` processes (forkserver: safe with threads)."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    step = -(-raw.num_rows // workers)
-    slices = [raw.slice(start, step) for start in range(0, raw.num_rows, step)]
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__])
-    with ProcessPoolExecutor(max_workers=len(slices), mp_context=context) as pool:
-        parts = list(pool.map(_flatten_serial, slices, [schema] * len(slices),
-                              [snapshot_column] * len(slices)))
+def concat_results(parts: Sequence[FlattenResult]) -> FlattenResult:
+    """The result of flattening the concatenated RAW rows of ``parts`` (in order) at once."""
     rows = pa.concat_tables([p.rows for p in parts], promote_options="default")
     payload = sorted({c for p in parts for c in p.columns})
     meta = [c for c in rows.column_names if c not in set(payload)]
@@ -239,120 +126,30 @@ def _flatten_parallel(
     return FlattenResult(rows.select(meta + payload), errors, payload, sanitised)
 
 
-def _flatten_serial(
-    raw: pa.Table, schema: StandardizedSchema, snapshot_column: str | None
-) -> FlattenResult:
-    namer = ColumnNamer(schema.metadata_targets)
-    pieces = Pieces()  # positions: RAW row indices until remapped to output rows below
-    column = raw.column("json_payload")
+def _text_payloads(
+    column: pa.ChunkedArray | pa.Array,
+) -> tuple[pa.ChunkedArray, list[tuple[int, str, str]]]:
+    """The payloads with the bytes that are not UTF-8 nulled (a parse error, not a value: no
+    implementation may read them), and the parse errors of the null ones."""
     if isinstance(column, pa.Array):  # pragma: no cover - a Table column is chunked
         column = pa.chunked_array([column])
     not_text = _not_utf8_rows(column)
-    if len(not_text):  # a parse error, not a value: neither path may read these bytes
-        mask = np.zeros(raw.num_rows, dtype=bool)
+    if len(not_text):
+        mask = np.zeros(len(column), dtype=bool)
         mask[not_text] = True
         column = pc.if_else(pa.array(mask), pa.scalar(None, column.type), column)
-    shaped = (
-        ShapeMatcher(namer).run(column, pieces.add)
-        if FAST_PATH and raw.num_rows
-        else np.zeros(0, dtype=np.int64)
-    )
-    if len(shaped) == raw.num_rows:
-        rest = np.zeros(0, dtype=np.int64)
-    elif len(shaped):
-        left = np.ones(raw.num_rows, dtype=bool)
-        left[shaped] = False
-        rest = np.flatnonzero(left)
-    else:
-        rest = np.arange(raw.num_rows, dtype=np.int64)
-    kept, errors = _flatten_rows(column, rest, namer, pieces, not_text.tolist())
-    kept_rows = np.sort(np.concatenate([shaped, np.asarray(kept, dtype=np.int64)]))
-    count = len(kept_rows)
-    pieces.remap(kept_rows)
-    sanitised = dict(pieces.sanitised)
-    for path, name in namer.cache.items():
-        if name != "_".join(path).lower():
-            sanitised.setdefault(name, json.dumps(list(path), ensure_ascii=False))
-    columns = {name: pieces.column(name, count) for name in pieces.names()}
-    return _assemble(raw, schema, snapshot_column, columns, kept_rows, count, errors, sanitised)
-
-
-def _flatten_rows(
-    column: pa.ChunkedArray, rows: np.ndarray, namer: ColumnNamer, pieces: Pieces,
-    not_text: Sequence[int] = (),
-) -> tuple[list[int], list[tuple[int, str, str]]]:
-    """The per-row path for RAW rows ``rows``: values go to ``pieces`` at the RAW row index;
-    ``not_text``: rows whose payload was not UTF-8 (nulled before)."""
-    kept: list[int] = []
-    errors: list[tuple[int, str, str]] = []
-    if not len(rows):
-        return kept, errors
-    not_text = frozenset(not_text)
-    plans = PlanSet(namer)
-    exact = _ExactRows(namer)
-    index = rows.tolist()
-    payloads = (column if len(rows) == len(column) else column.take(rows)).to_pylist()
-    loads, add_planned = _fast_loads, plans.add
-    gc_was_enabled = gc.isenabled()
-    gc.disable()  # millions of short-lived containers: the cyclic GC would dominate
-    try:
-        for i, text in zip(index, payloads, strict=True):
-            if text is None:
-                errors.append((i, REASON_INVALID_JSON, "payload is not valid UTF-8"
-                               if i in not_text else "payload is null"))
-                continue
-            try:
-                obj = loads(text)
-            except _FastError as exc:
-                obj = _loads_fallback(text)
-                if obj is None:
-                    errors.append((i, REASON_INVALID_JSON, str(exc)))
-                    continue
-                if type(obj) is dict:
-                    if _too_deep(text, obj):
-                        errors.append((i, REASON_TOO_DEEP, _TOO_DEEP_DETAIL))
-                        continue
-                    exact.add(obj, i)
-                    kept.append(i)
-                    continue
-            if type(obj) is not dict:
-                errors.append((i, REASON_NOT_AN_OBJECT, f"JSON {_json_kind(obj)}, not an object"))
-                continue
-            if _too_deep(text, obj):
-                errors.append((i, REASON_TOO_DEEP, _TOO_DEEP_DETAIL))
-                continue
-            if not add_planned(obj, i):
-                exact.add(_loads_exact(text), i)
-            kept.append(i)
-        for plan in plans.plans:
-            for position in plan_columns(plan, pieces):
-                text = payloads[int(np.searchsorted(rows, position))]
-                exact.add(_loads_exact(text), position)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-    exact.to_pieces(pieces)
-    pieces.sanitised.update(exact.sanitised)
-    return kept, errors
-
-
-_TOO_DEEP_DETAIL = f"objects and arrays nested deeper than {MAX_DEPTH} levels"
-
-
-def _too_deep(text: str, obj: dict) -> bool:
-    """More than ``MAX_DEPTH`` levels; the bracket count bounds the depth (counting in C), so
-    only a payload with that many brackets is walked."""
-    if text.count("{") + text.count("[") <= MAX_DEPTH:
-        return False
-    stack: list[tuple[object, int]] = [(obj, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            return True
-        children = value.values() if type(value) is dict else value  # type: ignore[union-attr]
-        stack.extend((child, depth + 1) for child in children  # type: ignore[union-attr]
-                     if type(child) is dict or type(child) is list)
-    return False
+    if not column.null_count:
+        return column, []
+    unreadable = frozenset(not_text.tolist())
+    nulls = np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False)).tolist()
+    return column, [
+        (
+            i,
+            REASON_INVALID_JSON,
+            "payload is not valid UTF-8" if i in unreadable else "payload is null",
+        )
+        for i in nulls
+    ]
 
 
 def _not_utf8_rows(column: pa.ChunkedArray) -> np.ndarray:
@@ -367,31 +164,27 @@ def _not_utf8_rows(column: pa.ChunkedArray) -> np.ndarray:
     return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
 
 
-def _loads_fallback(text: str):
-    """Valid JSON orjson refuses (a number beyond double range); None if really invalid."""
-    try:
-        obj = _loads_exact(text)
-        _check_encodable(obj)
-    except (ValueError, UnicodeEncodeError, RecursionError):
-        return None
-    return obj
-
-
-def _check_encodable(obj: object) -> None:
-    """Reject lone surrogates (valid JSON escapes, but not storable as UTF-8 text)."""
-    json.dumps(obj, ensure_ascii=False).encode("utf-8")
-
-
-def _json_kind(obj: object) -> str:
-    if isinstance(obj, list):
-        return "array"
-    if isinstance(obj, str):
-        return "string"
-    if obj is None:
-        return "null"
-    if isinstance(obj, bool):
-        return "boolean"
-    return "number"
+def _columns_of(columns: Columns, kept: np.ndarray) -> dict[str, pa.Array | pa.ChunkedArray]:
+    """Each payload column over the output rows (the RAW rows ``kept``, ascending)."""
+    count = len(kept)
+    position_of = None  # RAW row -> output row, unless every row up to the last is kept
+    if count and kept[-1] != count - 1:
+        position_of = np.zeros(int(kept[-1]) + 1, dtype=np.int64)
+        position_of[kept] = np.arange(count, dtype=np.int64)
+    built: dict[str, pa.Array | pa.ChunkedArray] = {}
+    for name, pieces in columns.values.items():
+        positions = np.concatenate(columns.rows[name])
+        if position_of is not None:
+            positions = position_of[positions]
+        if len(positions) == count and np.array_equal(positions, np.arange(count)):
+            # the pieces are the rows in order: no copy
+            built[name] = pieces[0] if len(pieces) == 1 else pa.chunked_array(pieces, pa.string())
+            continue
+        values = pa.concat_arrays(pieces) if len(pieces) > 1 else pieces[0]
+        index = np.full(count, -1, dtype=np.int64)
+        index[positions] = np.arange(len(positions), dtype=np.int64)
+        built[name] = values.take(pa.array(index, mask=index < 0))
+    return built
 
 
 def _assemble(
@@ -416,8 +209,7 @@ def _assemble(
 
     # required metadata: null or empty -> parse error (first missing in schema order)
     missing_masks = {
-        name: pc.fill_null(pc.equal(metadata[name], ""), True)
-        for name in schema.required_metadata
+        name: pc.fill_null(pc.equal(metadata[name], ""), True) for name in schema.required_metadata
     }
     reason = pa.nulls(count, pa.string())
     for name in reversed(schema.required_metadata):
@@ -504,9 +296,7 @@ def _error_table(
 ) -> pa.Table:
     idx = pa.concat_arrays([pa.array([e[0] for e in errors], pa.int64()), missing_idx])
     reasons = pa.concat_arrays([pa.array([e[1] for e in errors], pa.string()), missing_reason])
-    details = pa.concat_arrays(
-        [pa.array([e[2] for e in errors], pa.string()), missing_detail]
-    )
+    details = pa.concat_arrays([pa.array([e[2] for e in errors], pa.string()), missing_detail])
     order = pc.sort_indices(idx)
     idx, reasons, details = idx.take(order), reasons.take(order), details.take(order)
     needed = ["message_id", "topic_name", "json_payload", "publish_time", "ingestion_ts"]

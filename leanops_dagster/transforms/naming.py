@@ -68,6 +68,3 @@ class ColumnNamer:
         ):
             return joined
         return suffixed_name(path)
-
-    def was_sanitised(self, path: tuple[str, ...]) -> bool:
-        return self(path) != "_".join(path).lower()

@@ -1,41 +1,45 @@
-"""The flattening engine: parsed JSON objects -> Arrow STRING columns, with little Python per row.
+"""Payloads -> payload columns: the flatten interface and its reference implementation.
 
-Most payloads of a topic share a few shapes (the same keys, nested the same way). For each
-shape a *plan* is built once: ``operator.itemgetter``s that pull every leaf out of a payload in
-C, the leaf column names, and the sizes that prove a payload has exactly that shape (every key
-found + every object the same length = the same key set). A payload is then one tuple of
-leaf values; columns are built per plan by transposing the tuples (``zip``) and handing them to
-Arrow. Text conversion happens per column: a column of strings goes to Arrow untouched; only
-columns with other JSON types are converted value by value.
+``Flattener`` turns the JSON payloads of some RAW rows into Standardized payload columns (every
+value STRING) and parse errors. ``ReferenceFlattener`` is the definition of correct, record by
+record (docs/schemas.md, "Flattening"):
 
-Payloads that fit no plan (an empty object as value, a name collision within the payload, too
-many shapes) and values needing their exact text (a number beyond 15 significant digits, an
-integer beyond 64 bits, which orjson reads as a float) take the exact path in ``flatten``.
-Both paths give the same values (tests assert it).
+1. *Reading*: orjson reads the payload. What orjson refuses is read by the standard library
+   (strictly: no ``NaN``/``Infinity``) and kept only when its strings are storable UTF-8 (no
+   lone surrogate): a number beyond double range (``1e400``) is valid JSON. Anything else is
+   ``invalid_json`` with orjson's message; a payload that is not an object ``not_an_object``;
+   objects and arrays nested deeper than ``MAX_DEPTH`` levels ``too_deep``.
+2. *Values*, from the standard library's reading with every number kept as its text: strings as
+   they are, ``true``/``false``, ``null`` = absent, an empty object ``{}``, numbers by
+   ``number_text``, arrays as compact JSON with their numbers by ``number_text``.
+3. *Names*, from the key path (``naming``); two paths of one payload with one name: the path that
+   sorts first keeps it, the others take their suffixed names.
+
+The fast implementation (``shapes.FastFlattener``) gives the same columns, errors and names for
+every input (tests/transforms/test_flatten_shapes.py, test_flatten_properties.py and
+test_flatten_limits.py run both); ``flatten.new_flattener`` is the one place that chooses.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from operator import itemgetter
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
 
 import numpy as np
+import orjson
 import pyarrow as pa
 
-from leanops_dagster.transforms.naming import ColumnNamer
+from leanops_dagster.transforms.naming import ColumnNamer, suffixed_name
 
-try:
-    import orjson
-except ImportError:  # pragma: no cover
-    orjson = None  # type: ignore[assignment]
-
-MAX_PLANS_PER_TOP_KEYS = 16
-REROUTE = object()  # a value that needs the exact path
-
-
-class Miss(Exception):
-    """The payload does not have the plan's shape."""
+REASON_INVALID_JSON = "invalid_json"
+REASON_NOT_AN_OBJECT = "not_an_object"
+REASON_TOO_DEEP = "too_deep"
+#: objects and arrays nested deeper than this (the payload itself is level 1) are a parse
+#: error: the JSON writers and readers on the way (orjson writes 255 levels, Python's json
+#: reads about 1,000) must never meet a payload they cannot handle
+MAX_DEPTH = 128
+TOO_DEEP_DETAIL = f"objects and arrays nested deeper than {MAX_DEPTH} levels"
 
 
 def float_text(value: float) -> str | None:
@@ -48,239 +52,211 @@ def float_text(value: float) -> str | None:
     return text if len(mantissa) <= 15 else None
 
 
-#: orjson reads a JSON integer outside [-2**63, 2**64) as a float (``100000000000000000000`` ->
-#: ``1e+20``, its digits lost); a float at or beyond these bounds may be one, so only the exact
-#: path, which has the text as written, can write it (a float literal there gets the same text)
-_INT_LOW, _INT_HIGH = -(2.0**63), 2.0**64
+def number_text(text: str) -> str:
+    """A JSON number's Standardized text, from the number as written (the one rule): an
+    integer as written (``-0`` as ``0``); another number as ``float_text`` of its double when
+    that is not None, else as written (``0.12345678901234567``, ``1e400``)."""
+    if "." not in text and "e" not in text and "E" not in text:
+        return "0" if text == "-0" else text
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        return text
+    return float_text(value) or text
 
 
-class _Reroute(Exception):
-    """An array holds a number only the exact path can write."""
+@dataclass
+class Columns:
+    """Payload columns of some RAW rows, as pieces: per name, STRING arrays and the RAW row
+    indices their values belong to; the rows that are objects; parse errors."""
 
+    values: dict[str, list[pa.Array]] = field(default_factory=dict)
+    rows: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    #: RAW rows whose payload is an object (each a row of the output, values or not)
+    kept: list[np.ndarray] = field(default_factory=list)
+    #: ``(RAW row, reason, detail)``
+    errors: list[tuple[int, str, str]] = field(default_factory=list)
+    #: names taken by rule 4 of ``naming`` (a suffix against a collision) -> key path (JSON)
+    renamed: dict[str, str] = field(default_factory=dict)
 
-def _with_float_texts(value: object) -> object:
-    """``value`` (inside an array) with every float as a Fragment of its scalar text, so an
-    array's numbers read as the scalars' do (orjson's own float format differs: ``1e-7`` for
-    ``1e-07``, ``0.00001`` for ``1e-05``); raises ``_Reroute`` for a float only the exact path
-    can write: 16+ significant digits, or possibly an integer beyond 64 bits."""
-    kind = type(value)
-    if kind is float:
-        if not _INT_LOW < value < _INT_HIGH:  # type: ignore[operator]
-            raise _Reroute
-        text = float_text(value)  # type: ignore[arg-type]
-        if text is None:
-            raise _Reroute
-        # without orjson, json.dumps writes a float as repr: the same text
-        return orjson.Fragment(text) if orjson is not None else value
-    if kind is list:
-        return [_with_float_texts(v) for v in value]  # type: ignore[union-attr]
-    if kind is dict:
-        return {k: _with_float_texts(v) for k, v in value.items()}  # type: ignore[union-attr]
-    return value
-
-
-def array_text(value: list) -> object:
-    """An array's Standardized text (compact JSON, numbers as scalars are written), or
-    ``REROUTE``."""
-    try:
-        return dumps(_with_float_texts(value))
-    except _Reroute:
-        return REROUTE
-
-
-def dumps(value: object) -> str:
-    if orjson is None:  # pragma: no cover
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    return orjson.dumps(value).decode()
-
-
-def value_text(value: object) -> object:
-    """A leaf's Standardized text; ``REROUTE`` when only the exact path can write it."""
-    kind = type(value)
-    if kind is str:
-        return value
-    if value is None:
-        return None
-    if kind is bool:
-        return "true" if value else "false"
-    if kind is int:
-        return str(value)
-    if kind is float:
-        if not _INT_LOW < value < _INT_HIGH:  # type: ignore[operator]
-            return REROUTE  # maybe an integer beyond 64 bits (see _INT_LOW)
-        text = float_text(value)  # type: ignore[arg-type]
-        return REROUTE if text is None else text
-    if kind is list:
-        return array_text(value)  # type: ignore[arg-type]
-    return REROUTE
-
-
-def _getter(keys: tuple) -> Callable:
-    if len(keys) == 1:
-        key = keys[0]
-        return lambda obj: (obj[key],)
-    return itemgetter(*keys)
-
-
-class Plan:
-    """Leaf extraction for one payload shape, as a flat list of steps (no recursion).
-
-    ``slots`` starts as ``[payload]``; step ``(source, getter, size)`` checks that
-    ``slots[source]`` is an object of ``size`` keys and appends its values (``getter``, C);
-    ``leaf_getter`` then picks the leaf slots. Every key found + every size equal = the shape.
-    """
-
-    __slots__ = ("leaf_getter", "names", "positions", "rows", "steps")
-
-    def __init__(self, steps: list[tuple[int, Callable, int]], leaf_getter: Callable,
-                 names: list[str]) -> None:
-        self.steps = steps
-        self.leaf_getter = leaf_getter
-        self.names = names  # leaf column names in extraction order
-        self.rows: list[tuple] = []
-        self.positions: list[int] = []
-
-    def extract(self, obj: dict) -> tuple:
-        slots = [obj]
-        for source, getter, size in self.steps:
-            value = slots[source]
-            if type(value) is not dict or len(value) != size:
-                raise Miss
-            slots += getter(value)
-        leaves = self.leaf_getter(slots)
-        if dict in map(type, leaves):
-            raise Miss
-        return leaves
-
-
-def build_plan(obj: dict, namer: ColumnNamer) -> Plan | None:
-    """A plan for ``obj``'s shape, or None (an empty object, or a name collision)."""
-    if not obj:
-        return None  # ``{}``: no leaves (the exact path keeps the row, without values)
-    steps: list[tuple[int, Callable, int]] = []
-    leaf_slots: list[int] = []
-    names: list[str] = []
-    queue: list[tuple[int, dict, tuple]] = [(0, obj, ())]
-    next_slot = 1
-    while queue:
-        source, value, prefix = queue.pop(0)
-        keys = tuple(value)
-        steps.append((source, _getter(keys), len(keys)))
-        for offset, key in enumerate(keys):
-            slot = next_slot + offset
-            child = value[key]
-            if type(child) is dict:
-                if not child:
-                    return None
-                queue.append((slot, child, (*prefix, key)))
-            else:
-                leaf_slots.append(slot)
-                names.append(namer((*prefix, key)))
-        next_slot += len(keys)
-    if not leaf_slots or len(set(names)) != len(names):
-        return None
-    return Plan(steps, _getter(tuple(leaf_slots)), names)
-
-
-class PlanSet:
-    """Plans by top-level key tuple; rows appended to the plan that fits them."""
-
-    def __init__(self, namer: ColumnNamer) -> None:
-        self.namer = namer
-        self.by_top: dict[tuple, list[Plan]] = {}
-        self.plans: list[Plan] = []
-
-    def add(self, obj: dict, position: int) -> bool:
-        """Extract ``obj`` as row ``position``; False if no plan fits (use the exact path)."""
-        top = tuple(obj)
-        candidates = self.by_top.get(top)
-        if candidates is None:
-            candidates = self.by_top[top] = []
-        for plan in candidates:
-            try:
-                leaves = plan.extract(obj)
-            except (Miss, KeyError):
-                continue
-            plan.rows.append(leaves)
-            plan.positions.append(position)
-            return True
-        if len(candidates) >= MAX_PLANS_PER_TOP_KEYS:
-            return False
-        plan = build_plan(obj, self.namer)
-        if plan is None:
-            return False
-        candidates.append(plan)
-        self.plans.append(plan)
-        plan.rows.append(plan.extract(obj))
-        plan.positions.append(position)
-        return True
-
-
-class Pieces:
-    """Per column name: Arrow pieces and the output row positions they fill."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, list[pa.Array]] = {}
-        self.positions: dict[str, list[np.ndarray]] = {}
-        #: columns whose name was disambiguated -> original key path (JSON)
-        self.sanitised: dict[str, str] = {}
-
-    def add(self, name: str, values: pa.Array, positions: np.ndarray) -> None:
+    def add(self, name: str, values: pa.Array, rows: np.ndarray) -> None:
         self.values.setdefault(name, []).append(values)
-        self.positions.setdefault(name, []).append(positions)
+        self.rows.setdefault(name, []).append(rows)
 
-    def column(self, name: str, count: int) -> pa.Array | pa.ChunkedArray:
-        """The column of ``count`` rows (a chunked array when its pieces are the rows in
-        order: no copy)."""
-        positions = np.concatenate(self.positions[name])
-        if len(positions) == count and np.array_equal(positions, np.arange(count)):
-            if len(self.values[name]) == 1:
-                return self.values[name][0]
-            return pa.chunked_array(self.values[name], pa.string())
-        values = pa.concat_arrays(self.values[name]) if len(self.values[name]) > 1 \
-            else self.values[name][0]
-        index = np.full(count, -1, dtype=np.int64)
-        index[positions] = np.arange(len(positions), dtype=np.int64)
-        return values.take(pa.array(index, mask=index < 0))
+    def kept_rows(self) -> np.ndarray:
+        """``kept`` as one ascending array."""
+        if not self.kept:
+            return np.zeros(0, dtype=np.int64)
+        return np.sort(np.concatenate(self.kept))
 
-    def names(self) -> list[str]:
-        return list(self.values)
-
-    def remap(self, kept: np.ndarray) -> None:
-        """Positions given as input row indices -> positions among ``kept`` (sorted indices)."""
-        if not len(kept) or kept[-1] == len(kept) - 1:
-            return  # every row kept: indices are positions
-        position_of = np.zeros(int(kept[-1]) + 1, dtype=np.int64)
-        position_of[kept] = np.arange(len(kept), dtype=np.int64)
-        for name, positions in self.positions.items():
-            self.positions[name] = [position_of[p] for p in positions]
+    def extend(self, other: Columns) -> None:
+        for name, pieces in other.values.items():
+            self.values.setdefault(name, []).extend(pieces)
+            self.rows.setdefault(name, []).extend(other.rows[name])
+        self.kept += other.kept
+        self.errors += other.errors
+        self.renamed.update(other.renamed)
 
 
-def plan_columns(plan: Plan, pieces: Pieces) -> list[int]:
-    """Add ``plan``'s columns to ``pieces``; return positions that need the exact path."""
-    if not plan.rows:
-        return []
-    positions = np.asarray(plan.positions, dtype=np.int64)
-    columns = list(zip(*plan.rows, strict=True))
-    reroute = np.zeros(len(positions), dtype=bool)
-    arrays = []
-    for values in columns:
-        try:
-            arrays.append(pa.array(values, pa.string()))
-            continue
-        except (pa.ArrowTypeError, pa.ArrowInvalid):
-            pass
-        texts = [value_text(v) for v in values]
-        for j, text in enumerate(texts):
-            if text is REROUTE:
-                reroute[j] = True
-                texts[j] = None
-        arrays.append(pa.array(texts, pa.string()))
-    keep = None
-    if reroute.any():
-        keep = pa.array(~reroute)
-        positions = positions[~reroute]
-    for name, array in zip(plan.names, arrays, strict=True):
-        pieces.add(name, array.filter(keep) if keep is not None else array, positions)
-    plan.rows.clear()
-    return [int(p) for p in np.asarray(plan.positions)[reroute]]
+class Flattener(ABC):
+    """Payload columns of RAW rows; a null payload is no row to flatten (the caller's parse
+    error), every other row ends in ``kept`` (its values in the columns) or in ``errors``."""
+
+    @abstractmethod
+    def flatten(self, payloads: pa.ChunkedArray, namer: ColumnNamer) -> Columns: ...
+
+
+def text_rows(payloads: pa.ChunkedArray) -> np.ndarray:
+    """Indices of the rows with a payload (ascending)."""
+    if not payloads.null_count:
+        return np.arange(len(payloads), dtype=np.int64)
+    return np.flatnonzero(payloads.is_valid().to_numpy(zero_copy_only=False))
+
+
+class ReferenceFlattener(Flattener):
+    """The definition: each payload read, checked and walked on its own (module docstring)."""
+
+    def flatten(self, payloads: pa.ChunkedArray, namer: ColumnNamer) -> Columns:
+        return self.flatten_rows(payloads, text_rows(payloads), namer)
+
+    def flatten_rows(
+        self, payloads: pa.ChunkedArray, rows: np.ndarray, namer: ColumnNamer
+    ) -> Columns:
+        """``flatten`` of the rows ``rows`` (ascending indices of payloads that are not
+        null)."""
+        out = Columns()
+        if not len(rows):
+            return out
+        texts = (payloads if len(rows) == len(payloads) else payloads.take(rows)).to_pylist()
+        values: dict[str, list[str]] = {}
+        positions: dict[str, list[int]] = {}
+        kept: list[int] = []
+        for row, text in zip(rows.tolist(), texts, strict=True):
+            obj = read_payload(text)
+            if type(obj) is tuple:
+                out.errors.append((row, *obj))
+                continue
+            kept.append(row)
+            for name, value, renamed_from in record_values(obj, namer):  # type: ignore[arg-type]
+                values.setdefault(name, []).append(value)
+                positions.setdefault(name, []).append(row)
+                if renamed_from is not None:
+                    out.renamed[name] = json.dumps(list(renamed_from), ensure_ascii=False)
+        for name, column in values.items():
+            out.add(
+                name, pa.array(column, pa.string()), np.asarray(positions[name], dtype=np.int64)
+            )
+        out.kept.append(np.asarray(kept, dtype=np.int64))
+        return out
+
+
+class _Number(str):
+    """A JSON number kept as its text (the standard library's exact reading)."""
+
+    __slots__ = ()
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def loads_exact(text: str) -> object:
+    """``text`` read by the standard library, numbers kept as ``_Number`` texts."""
+    return json.loads(text, parse_float=_Number, parse_int=_Number, parse_constant=_reject_constant)
+
+
+def read_payload(text: str) -> dict | tuple[str, str]:
+    """The payload as an object with its numbers as written (step 1 of the module docstring),
+    or ``(reason, detail)``."""
+    exact = None
+    try:
+        obj = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        try:  # valid JSON orjson refuses: a number beyond double range
+            obj = exact = loads_exact(text)
+            json.dumps(obj, ensure_ascii=False).encode("utf-8")  # no lone surrogate
+        except (ValueError, UnicodeEncodeError, RecursionError):
+            return REASON_INVALID_JSON, str(exc)
+    if type(obj) is not dict:
+        return REASON_NOT_AN_OBJECT, f"JSON {_json_kind(obj)}, not an object"
+    if too_deep(text, obj):
+        return REASON_TOO_DEEP, TOO_DEEP_DETAIL
+    return exact if exact is not None else loads_exact(text)  # type: ignore[return-value]
+
+
+def too_deep(text: str, obj: object) -> bool:
+    """More than ``MAX_DEPTH`` levels; the bracket count bounds the depth (counting in C), so
+    only a payload with that many brackets is walked."""
+    if text.count("{") + text.count("[") <= MAX_DEPTH:
+        return False
+    stack: list[tuple[object, int]] = [(obj, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return True
+        children = value.values() if type(value) is dict else value  # type: ignore[union-attr]
+        stack.extend(
+            (child, depth + 1)
+            for child in children  # type: ignore[union-attr]
+            if type(child) is dict or type(child) is list
+        )
+    return False
+
+
+def _json_kind(obj: object) -> str:
+    if isinstance(obj, list):
+        return "array"
+    if isinstance(obj, str):
+        return "string"
+    if obj is None:
+        return "null"
+    if isinstance(obj, bool):
+        return "boolean"
+    return "number"
+
+
+def record_values(obj: dict, namer: ColumnNamer) -> list[tuple[str, str, tuple | None]]:
+    """``(column name, text, key path if the name was suffixed by rule 4 else None)`` of one
+    payload read by ``loads_exact``."""
+    by_name: dict[str, list[tuple[tuple, str]]] = {}
+    for path, text in _leaves(obj, ()):
+        by_name.setdefault(namer(path), []).append((path, text))
+    out: list[tuple[str, str, tuple | None]] = []
+    for name, group in by_name.items():
+        group.sort(key=lambda item: item[0])  # rule 4: the first path keeps the name
+        out.append((name, group[0][1], None))
+        out += [(suffixed_name(path), text, path) for path, text in group[1:]]
+    return out
+
+
+def _leaves(obj: dict, prefix: tuple) -> list[tuple[tuple, str]]:
+    """``(key path, text)`` of every value of ``obj`` that is not null (step 2)."""
+    items: list[tuple[tuple, str]] = []
+    for key, value in obj.items():
+        path = (*prefix, key)
+        if type(value) is dict:
+            if value:
+                items += _leaves(value, path)
+            else:
+                items.append((path, "{}"))
+        elif type(value) is _Number:
+            items.append((path, number_text(str.__str__(value))))
+        elif type(value) is str:
+            items.append((path, value))
+        elif type(value) is bool:
+            items.append((path, "true" if value else "false"))
+        elif type(value) is list:
+            items.append((path, array_text(value)))
+        # None: null = absent in Standardized
+    return items
+
+
+def array_text(value: list) -> str:
+    """An array as compact JSON, its numbers by ``number_text`` (``value`` read by
+    ``loads_exact``)."""
+    return orjson.dumps(
+        value,
+        option=orjson.OPT_PASSTHROUGH_SUBCLASS,
+        default=lambda o: (
+            orjson.Fragment(number_text(str.__str__(o))) if isinstance(o, _Number) else o
+        ),
+    ).decode()

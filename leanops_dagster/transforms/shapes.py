@@ -2,8 +2,8 @@
 
 Most payloads of a topic are written by the same serializer: the same keys in the same order,
 the same punctuation, only the values differ. Such rows are handled here with NumPy over the
-payload bytes; every other row is left to the per-row path in ``flatten`` (which stays the
-reference for what the output is).
+payload bytes; ``FastFlattener`` leaves every other row to the plans (``plans``), and what they do
+not take to the reference (``payload.ReferenceFlattener``, the definition of the output).
 
 A *shape* is built once from one payload (its *seed*): the payload is cut into fixed pieces
 (keys, punctuation, whitespace) and value slots (the content of a string value, or a literal:
@@ -18,14 +18,14 @@ number, ``true``, ``false``, ``null``). A row has the shape when, with ``"`` as 
 Replacing string contents by other valid contents and literals by other literals keeps the seed
 valid JSON with the same key paths, so such a row is a JSON object with exactly the seed's
 paths. Its column values are the string contents as they are (no escapes) and the literal texts
-under the rules of the per-row path: ``true``/``false``; ``null`` = absent; integers as written;
-other numbers only when their text is already the shortest round-trip form with at most 15
-significant digits (then the per-row path writes the same text) — any other literal sends the
-row to the per-row path.
+under the reference's rules: ``true``/``false``; ``null`` = absent; a number only when its text
+is already its own ``payload.number_text`` (an integer within 64 bits other than ``-0``, or a
+decimal already in its shortest round-trip form with at most 15 significant digits) — any other
+literal sends the row on.
 
-Shapes the vectorised path does not take (the per-row path decides): arrays, empty objects as
-values, duplicate keys, two paths with one column name, objects nested more than ``MAX_DEPTH``
-levels, a seed that is not a JSON object.
+Shapes the vectorised path does not take (sent on): arrays, empty objects as values, duplicate
+keys, two paths with one column name, objects nested more than ``MAX_SHAPE_DEPTH`` levels, a
+seed that is not a JSON object.
 """
 
 from __future__ import annotations
@@ -34,17 +34,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-try:
-    import orjson
-
-    _loads = orjson.loads
-except ImportError:  # pragma: no cover
-    import json
-
-    _loads = json.loads
+from leanops_dagster.transforms.naming import ColumnNamer
+from leanops_dagster.transforms.payload import Columns, Flattener, ReferenceFlattener, text_rows
+from leanops_dagster.transforms.plans import plan_rows
 
 QUOTE = 0x22
 _PADDING = 24
@@ -55,8 +51,8 @@ MAX_NEW_SHAPES_PER_BLOCK = 32
 MAX_KNOWN_TRIES_PER_BLOCK = 8  # per quote count: more shapes than this are a rare mix
 MAX_SHAPES_PER_QUOTE_COUNT = 32
 MAX_FAILED_SEEDS_PER_GROUP = 4
-#: objects nested deeper than this are left to the per-row path (which has the depth limit)
-MAX_DEPTH = 64
+#: objects nested deeper than this are sent on (the reference has the depth limit)
+MAX_SHAPE_DEPTH = 64
 _WS = b" \t\n\r"
 _LITERAL_END = b",]} \t\n\r"
 _START, _END = -1, -2  # anchors other than a quote index
@@ -64,13 +60,10 @@ _START, _END = -1, -2  # anchors other than a quote index
 _INT = r"^-?(0|[1-9][0-9]*)$"
 _FLOAT = r"^-?(0|[1-9][0-9]*)\.([0-9]*[1-9]|0)$"
 _TINY = r"^-?0\.0000"
-_TOKEN = (
-    r"^(-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?|true|false|null)$"
-)
 
 
 class Unsupported(Exception):
-    """The seed's shape is not handled here (its rows take the per-row path)."""
+    """The seed's shape is not handled here (its rows are sent on)."""
 
 
 _FULL = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -88,7 +81,7 @@ class Piece:
     def words(self) -> list[np.uint64]:
         """The bytes as little-endian 8-byte words (the last one zero-padded)."""
         padded = np.zeros(-(-len(self.data) // 8) * 8, dtype=np.uint8)
-        padded[:len(self.data)] = self.data
+        padded[: len(self.data)] = self.data
         return list(padded.view("<u8"))
 
     @property
@@ -102,7 +95,6 @@ class Piece:
 
 @dataclass(frozen=True)
 class Slot:
-    path: tuple[str, ...]
     literal: bool
     #: the pieces before and after the value
     before: int
@@ -111,14 +103,13 @@ class Slot:
 
 @dataclass
 class Shape:
-    quotes: int
     pieces: list[Piece]
     slots: list[Slot]
     names: list[str]
     rows: int = 0
 
 
-def _parse(text: bytes) -> tuple[list[tuple[int, int, tuple, bool]], bool]:
+def _parse(text: bytes) -> list[tuple[int, int, tuple, bool]]:
     """Value regions ``(start, end, path, literal)`` of a seed; raises Unsupported."""
     regions: list[tuple[int, int, tuple, bool]] = []
     n = len(text)
@@ -159,7 +150,7 @@ def _parse(text: bytes) -> tuple[list[tuple[int, int, tuple, bool]], bool]:
         return j
 
     def obj(i: int, path: tuple) -> int:
-        if len(path) >= MAX_DEPTH:  # the parse recurses; deeper payloads go per row
+        if len(path) >= MAX_SHAPE_DEPTH:  # the parse recurses; deeper payloads are sent on
             raise Unsupported("nested too deep")
         i = ws(i + 1)
         if i < n and text[i] == 0x7D:  # }
@@ -170,7 +161,7 @@ def _parse(text: bytes) -> tuple[list[tuple[int, int, tuple, bool]], bool]:
         while True:
             i = ws(i)
             j = string(i)
-            key = text[i + 1:j].decode("utf-8")
+            key = text[i + 1 : j].decode("utf-8")
             if key in keys:
                 raise Unsupported("duplicate key")
             keys.add(key)
@@ -193,19 +184,19 @@ def _parse(text: bytes) -> tuple[list[tuple[int, int, tuple, bool]], bool]:
     i = ws(obj(i, ()))
     if i != n:
         raise Unsupported("trailing bytes")
-    return regions, True
+    return regions
 
 
 def build_shape(text: bytes, namer: Callable[[tuple], str]) -> Shape:
     """The shape of ``text`` (a payload without ``\\`` or control bytes); Unsupported if it is
     not one this module handles."""
     try:
-        obj = _loads(text)
+        obj = orjson.loads(text)
     except ValueError as exc:
         raise Unsupported("not JSON") from exc
     if type(obj) is not dict:
         raise Unsupported("not an object")
-    regions, _ = _parse(text)
+    regions = _parse(text)
     names = [namer(path) for _, _, path, _ in regions]
     if len(set(names)) != len(names):
         raise Unsupported("two paths share a column name")
@@ -230,10 +221,8 @@ def build_shape(text: bytes, namer: Callable[[tuple], str]) -> Shape:
         else:  # pragma: no cover - in an object every value after the first follows its key
             raise Unsupported("unanchored piece")
         pieces.append(Piece(anchor, offset, buf[start:end].copy()))
-    slots = []
-    for k, (_, _, path, literal) in enumerate(regions):
-        slots.append(Slot(path, literal, before=k, after=k + 1))
-    return Shape(len(quote_at), pieces, slots, names)
+    slots = [Slot(literal, before=k, after=k + 1) for k, (_, _, _, literal) in enumerate(regions)]
+    return Shape(pieces, slots, names)
 
 
 def _words(data: np.ndarray) -> np.ndarray:
@@ -267,8 +256,7 @@ def _views(block: _Block, starts: np.ndarray, lengths: np.ndarray) -> pa.Array:
         block.words[starts + 4] & _MASK_REST[k],
         starts.astype(np.uint64) << np.uint64(32),
     )
-    array = pa.Array.from_buffers(pa.string_view(), n,
-                                  [None, pa.py_buffer(views), block.buffer])
+    array = pa.Array.from_buffers(pa.string_view(), n, [None, pa.py_buffer(views), block.buffer])
     return array.cast(pa.string())
 
 
@@ -277,20 +265,37 @@ def _literal_text(texts: pa.Array) -> tuple[pa.Array, np.ndarray]:
     is_null = pc.equal(texts, "null")
     is_bool = pc.or_(pc.equal(texts, "true"), pc.equal(texts, "false"))
     length = pc.binary_length(texts)
-    # integers orjson reads as integers (19 characters: within [-2**63, 2**64)); "-0" reads
-    # as 0; the per-row path writes these as given (wider ones it reads as floats)
+    # texts that are their own payload.number_text: integers of at most 19 characters
+    # (within 64 bits, as plans read them too) other than "-0"; decimals without exponent in
+    # their shortest form, at most 15 digits (16 characters), not below 0.0001 (repr writes
+    # those with an exponent)
     is_int = pc.and_(
         pc.and_(pc.match_substring_regex(texts, _INT), pc.not_equal(texts, "-0")),
         pc.less_equal(length, 19),
     )
     is_float = pc.and_(
-        pc.and_(pc.match_substring_regex(texts, _FLOAT),
-                pc.less_equal(length, 16)),
+        pc.and_(pc.match_substring_regex(texts, _FLOAT), pc.less_equal(length, 16)),
         pc.invert(pc.match_substring_regex(texts, _TINY)),
     )
     ok = pc.or_(pc.or_(is_null, is_bool), pc.or_(is_int, is_float))
     values = pc.if_else(is_null, pa.scalar(None, pa.string()), texts)
     return values, ok.to_numpy(zero_copy_only=False)
+
+
+class FastFlattener(Flattener):
+    """The reference's output, fast: rows that fit a byte-level shape vectorised
+    (``ShapeMatcher``), then the plans (``plans``), the rest by the reference itself."""
+
+    def flatten(self, payloads: pa.ChunkedArray, namer: ColumnNamer) -> Columns:
+        out = ShapeMatcher(namer).run(payloads)
+        planned, rest = plan_rows(
+            payloads,
+            np.setdiff1d(text_rows(payloads), out.kept_rows(), assume_unique=True),
+            namer,
+        )
+        out.extend(planned)
+        out.extend(ReferenceFlattener().flatten_rows(payloads, rest, namer))
+        return out
 
 
 class ShapeMatcher:
@@ -300,18 +305,10 @@ class ShapeMatcher:
         self.namer = namer
         self.shapes: dict[int, list[Shape]] = {}
 
-    def run(self, payloads: pa.ChunkedArray | pa.Array,
-            add: Callable[[str, pa.Array, np.ndarray], None]) -> np.ndarray:
-        """Call ``add(name, values, row_indices)`` for the rows that fit a shape; return those
-        rows' indices (ascending)."""
+    def run(self, payloads: pa.ChunkedArray | pa.Array) -> Columns:
+        """The columns of the rows that fit a shape (``kept``: those rows)."""
+        out = Columns()
         chunks = payloads.chunks if isinstance(payloads, pa.ChunkedArray) else [payloads]
-        # glibc's malloc raises its mmap threshold (and trim threshold, to twice that) when a
-        # mapped block up to 32 MiB is freed; without this, each block's few MiB of NumPy
-        # temporaries are mapped and unmapped anew (page faults: ~40 % more CPU in a fresh
-        # process). The block is never touched, so no memory is used.
-        warmup = np.empty(24 << 20, dtype=np.uint8)
-        del warmup
-        done: list[np.ndarray] = []
         base = 0
         for chunk in chunks:
             if pa.types.is_large_string(chunk.type) or pa.types.is_string(chunk.type):
@@ -324,11 +321,11 @@ class ShapeMatcher:
             step = int(min(max(BLOCK_BYTES * len(array) // nbytes, 256), 1 << 16))
             for start in range(0, len(array), step):
                 block = array.slice(start, step)
-                rows = self._block(block, add, base + start)
+                rows = self._block(block, out.add, base + start)
                 if len(rows):
-                    done.append(rows)
+                    out.kept.append(rows)
             base += len(chunk)
-        return np.concatenate(done) if done else np.zeros(0, dtype=np.int64)
+        return out
 
     def _block(self, block: pa.Array, add: Callable, base: int) -> np.ndarray:
         n = len(block)
@@ -336,7 +333,7 @@ class ShapeMatcher:
             return np.zeros(0, dtype=np.int64)
         _, offsets_buf, data_buf = block.buffers()
         dtype = np.int64 if pa.types.is_large_string(block.type) else np.int32
-        offsets = np.frombuffer(offsets_buf, dtype=dtype)[block.offset:block.offset + n + 1]
+        offsets = np.frombuffer(offsets_buf, dtype=dtype)[block.offset : block.offset + n + 1]
         offsets = offsets.astype(np.int64)
         first, last = int(offsets[0]), int(offsets[-1])
         if last == first:
@@ -346,8 +343,9 @@ class ShapeMatcher:
             buffer = data_buf
         else:  # the end of the buffer (or a huge one): a padded copy of the block's bytes
             data = np.zeros(last - first + _PADDING, dtype=np.uint8)
-            data[:last - first] = np.frombuffer(data_buf, dtype=np.uint8, count=last - first,
-                                                offset=first)
+            data[: last - first] = np.frombuffer(
+                data_buf, dtype=np.uint8, count=last - first, offset=first
+            )
             buffer = pa.py_buffer(data)
             offsets = offsets - first
             first, last = 0, last - first
@@ -367,8 +365,7 @@ class ShapeMatcher:
         qbounds = np.searchsorted(quotes, offsets)  # rows are contiguous
         qfirst = qbounds[:-1]
         qcount = np.diff(qbounds)
-        ctx = _Block(data, _words(data), buffer, len(data) - _PADDING, starts, ends, quotes,
-                     qfirst)
+        ctx = _Block(_words(data), buffer, len(data) - _PADDING, starts, ends, quotes, qfirst)
 
         assigned = ~clean  # rows no longer open to a shape
         matched: list[np.ndarray] = []
@@ -389,19 +386,22 @@ class ShapeMatcher:
                     matched.append(hit)
                     rows = rows[~np.isin(rows, hit, assume_unique=True)]
             failed = 0
-            while len(rows) and new_shapes < MAX_NEW_SHAPES_PER_BLOCK \
-                    and failed < MAX_FAILED_SEEDS_PER_GROUP:
+            while (
+                len(rows)
+                and new_shapes < MAX_NEW_SHAPES_PER_BLOCK
+                and failed < MAX_FAILED_SEEDS_PER_GROUP
+            ):
                 seed = int(rows[0])
                 new_shapes += 1
                 try:
-                    shape = build_shape(body[starts[seed]:ends[seed]].tobytes(), self.namer)
+                    shape = build_shape(body[starts[seed] : ends[seed]].tobytes(), self.namer)
                 except (Unsupported, UnicodeDecodeError):
                     shape = None
                 hit = np.zeros(0, dtype=np.int64)
                 if shape is not None:
                     hit = self._match(shape, ctx, rows, add, base)
                 if not len(hit) or hit[0] != seed:
-                    failed += 1  # the seed takes the per-row path
+                    failed += 1  # the seed is sent on
                     assigned[seed] = True
                     rows = rows[1:]
                 if not len(hit):
@@ -414,8 +414,9 @@ class ShapeMatcher:
             return np.zeros(0, dtype=np.int64)
         return np.sort(np.concatenate(matched)) + base
 
-    def _match(self, shape: Shape, ctx: _Block, rows: np.ndarray, add: Callable,
-               base: int) -> np.ndarray:
+    def _match(
+        self, shape: Shape, ctx: _Block, rows: np.ndarray, add: Callable, base: int
+    ) -> np.ndarray:
         """Rows (of ``rows``) that fit ``shape``; their columns go to ``add``."""
         ok = np.ones(len(rows), dtype=bool)
         row_start, row_end = ctx.starts[rows], ctx.ends[rows]
@@ -499,7 +500,7 @@ class ShapeMatcher:
 
 @dataclass(frozen=True)
 class _Block:
-    data: np.ndarray
+    #: little-endian 8-byte words at every byte of the block's data (``_words``)
     words: np.ndarray
     buffer: pa.Buffer
     #: bytes that may start a fixed piece (the rest is padding or unrelated)

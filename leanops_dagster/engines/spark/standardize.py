@@ -4,7 +4,7 @@
   ``parse_errors`` watermarks (``io.read_increment``), rows tagged with their snapshot;
 - flattening, sanitising and parse errors: ``transforms.flatten.flatten_raw`` itself, batch by
   batch in ``mapInArrow`` (its result does not depend on how rows are split, see
-  ``flatten_raw(workers=...)``); payload columns travel as a map and become columns once the
+  ``flatten.concat_results``); payload columns travel as a map and become columns once the
   whole increment's set of columns is known (sorted, as the Arrow engine orders them);
 - FIFO: a window over ``message_id`` ordered as ``transforms.dedup.fifo_dedup`` orders
   (earliest ``ingestion_ts``, then RAW snapshot, then the Arrow engine's read position), plus an
@@ -152,7 +152,7 @@ def _flatten_batches(
         if n == 0:
             continue
         tagged = raw.select(raw_names).append_column(_ROW, pa.array(np.arange(n, dtype=np.int64)))
-        result = flatten.flatten_raw(tagged, standardized, snapshot_column=_ROW, workers=1)
+        result = flatten.flatten_raw(tagged, standardized, snapshot_column=_ROW)
         rows, errors = result.rows, result.errors
         at = rows.column(_ROW)
         carried = {name: raw.column(name).take(at)
