@@ -339,3 +339,19 @@ def test_a_failed_job_fails_the_dagster_run_and_commits_nothing(aws, monkeypatch
     assert not result.get_asset_materialization_events()
     catalog = open_catalog(get_settings())
     assert not catalog.table_exists(TopicTables("events").standardized)
+
+
+def test_a_cluster_session_gets_only_what_the_engine_needs_not_the_local_sessions_setup():
+    """On Glue / EMR the platform gives master, jars and Python (job.run_layer's
+    cluster_spark_session); the catalog, Iceberg's extensions and UTC come from the engine."""
+    from leanops_dagster.engines.spark.session import engine_conf, spark_conf
+
+    settings = get_settings(
+        catalog_type="glue", warehouse=f"s3://{BUCKET}", spark_jars=["/opt/iceberg.jar"]
+    )
+    cluster, local = engine_conf(settings), spark_conf(settings)
+    assert not {"spark.master", "spark.jars", "spark.pyspark.python"} & set(cluster)
+    assert cluster["spark.sql.session.timeZone"] == "UTC"
+    assert cluster["spark.sql.catalog.leanops.type"] == "glue"
+    assert cluster.items() <= local.items()  # the local session is the same plus its setup
+    assert local["spark.jars"] == "/opt/iceberg.jar"

@@ -35,8 +35,6 @@ from pydantic import SecretStr
 from leanops_dagster.settings import Settings, get_settings
 
 LAYERS = ("standardized", "curated")
-#: launchers whose job runs on a cluster's own Spark session (``cluster_spark_session``)
-CLUSTER_LAUNCHERS = ("glue", "emr_serverless")
 
 
 def pipes_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
@@ -78,6 +76,7 @@ def run_layer(topic: str, layer: str, settings: Settings):
     from leanops_dagster.assets.curated import curated_materialization
     from leanops_dagster.assets.standardized import standardized_materialization
     from leanops_dagster.checks.drift import known_drift
+    from leanops_dagster.engines.spark.launch import CLUSTER_LAUNCHERS
     from leanops_dagster.engines.spark.session import cluster_spark_session, spark_session
     from leanops_dagster.iceberg.catalog import open_catalog
     from leanops_dagster.pipeline.layout import TopicTables
