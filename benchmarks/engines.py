@@ -4,7 +4,8 @@ One run, same data, same machine (issue 11, item 7): the 1,000,000-row RAW incre
 ``benchmarks/process.py`` (phase a) into its 5,000,000-row Curated table,
 
 1. through the Arrow engine (``standardize_topic`` + ``curate_topic``);
-2. through the Spark engine (``local[2]`` by default, ``--master``), timing its ``MERGE INTO``
+2. through the Spark engine (``local[2]`` by default, ``--master``; ``--driver-memory``, default
+   4g: in local mode the driver's JVM does all the work), timing its ``MERGE INTO``
    on its own (``spark_engine_merge_s``: the LIFO-conditioned MERGE with the watermark in its
    snapshot);
 3. Spark's own ``MERGE INTO`` of the same prepared increment (the Spark engine's LIFO winners,
@@ -141,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="every size divided by 10")
     parser.add_argument("--rows-per-day", type=int, default=100_000)
     parser.add_argument("--master", default="local[2]", help="Spark master")
+    parser.add_argument("--driver-memory", default="4g",
+                        help="spark.driver.memory (local mode: the JVM that does all the work)")
     args = parser.parse_args(argv)
     scale = 10 if args.quick else 1
     history = History(5_000_000 // scale, args.rows_per_day // scale)
@@ -164,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         catalog_uri=f"sqlite:///{workdir / 'catalog.db'}",
         warehouse=(workdir / "warehouse").resolve().as_uri(), spark_master=args.master,
         spark_jars_dir=REPO_ROOT / ".leanops" / "spark-jars",
+        spark_conf={"spark.driver.memory": args.driver_memory},
     )
     prepared = ("bench", "spark_prepared_increment")
     with files_written_removed(curated, raw):

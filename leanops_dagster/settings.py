@@ -27,6 +27,15 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 PII_HASH_KEY_ENV = "LEANOPS_PII_HASH_KEY"
 
 
+#: Settings a Pipes-launched Spark job gets from the Dagster run (``spark_job_settings``), so
+#: that a job on Glue or EMR Serverless needs no ``LEANOPS_*`` environment of its own.
+SPARK_JOB_SETTINGS = (
+    "environment", "namespace_prefix", "catalog_name", "catalog_type", "catalog_uri",
+    "warehouse", "catalog_properties", "schema_registry", "aws_region", "aws_endpoint_url",
+    "lease_ttl_seconds", "spark_launcher", "pii_hash_key_secret_arn",
+)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LEANOPS_", extra="ignore", frozen=True)
 
@@ -95,10 +104,47 @@ class Settings(BaseSettings):
     spark_jars_dir: Path | None = Field(
         default=None, description="Cache of the locally built jars (default <home>/spark-jars)."
     )
-    spark_launcher: Literal["session", "pipes_subprocess"] = Field(
+    spark_launcher: Literal["session", "pipes_subprocess", "glue", "emr_serverless"] = Field(
         default="session",
-        description="How a Spark-engine run starts: in the asset's process (session) or as a "
-        "Dagster Pipes subprocess running engines/spark/job.py (pipes_subprocess).",
+        description="How a Spark-engine run starts: in the asset's process (session), or as a "
+        "Dagster Pipes job running engines/spark/job.py: a local subprocess (pipes_subprocess), "
+        "an AWS Glue job run (glue) or an EMR Serverless job run (emr_serverless); "
+        "engines/spark/launch.py.",
+    )
+    # --- the AWS launchers (glue, emr_serverless): Terraform's modules/spark sets these --------
+    spark_pipes_bucket: str = Field(
+        default="", description="S3 bucket of the Pipes context and messages of Glue / EMR "
+        "Serverless job runs (Terraform: the warehouse bucket)."
+    )
+    spark_pipes_prefix: str = Field(
+        default="dagster-pipes/", pattern=r"^([A-Za-z0-9_.-]+/)*$",
+        description="Key prefix of the Pipes context and messages in spark_pipes_bucket (the "
+        "job roles may write only there); empty or ending in '/'.",
+    )
+    spark_pipes_poll_seconds: float = Field(
+        default=10.0, gt=0, description="How often Dagster reads a running job's Pipes "
+        "messages from S3 (and polls EMR Serverless for its state; Glue's is 5 s)."
+    )
+    spark_glue_job_name: str | None = Field(
+        default=None, description="The Glue 5.1 job that runs engines/spark/job.py (glue)."
+    )
+    spark_emr_application_id: str | None = Field(
+        default=None, description="The EMR Serverless application (emr_serverless)."
+    )
+    spark_emr_job_role_arn: str | None = Field(
+        default=None, description="Execution role of the EMR Serverless job runs."
+    )
+    spark_job_script: str | None = Field(
+        default=None, description="s3:// URI of engines/spark/job.py as uploaded by Terraform "
+        "(EMR Serverless's entry point; the Glue job has it in its definition)."
+    )
+    spark_job_wheel: str | None = Field(
+        default=None, description="s3:// URI of the project's wheel (infra/scripts/"
+        "package_spark_job.py): each Glue run installs it (--additional-python-modules)."
+    )
+    pii_hash_key_secret_arn: str | None = Field(
+        default=None, description="Secrets Manager secret holding the PII key: a Spark job on "
+        "Glue / EMR Serverless reads the key from it (the key itself never travels with a run)."
     )
     spark_conf: dict[str, str] = Field(
         default_factory=dict, description="Extra Spark configuration (JSON), applied last."
@@ -206,6 +252,11 @@ class Settings(BaseSettings):
     @property
     def curated_namespace(self) -> str:
         return self.namespace(constants.CURATED_ZONE)
+
+    def spark_job_settings(self) -> dict[str, object]:
+        """The fields a Spark job launched through Pipes runs with (JSON values): the same
+        catalog, namespaces, registry and lease as this process, never a secret."""
+        return self.model_dump(mode="json", include=set(SPARK_JOB_SETTINGS))
 
     @property
     def spark_jars_cache(self) -> Path:

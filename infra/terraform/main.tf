@@ -1,4 +1,4 @@
-# Lean-Ops on Dagster: the root module wires the six modules for one environment.
+# Lean-Ops on Dagster: the root module wires the seven modules for one environment.
 # Names follow <project>-<env>-<component> and equal leanops_dagster/constants.py
 # (tests/infra/test_consistency.py checks it).
 
@@ -159,6 +159,24 @@ module "orchestration" {
   pipeline_metric_namespace = local.pipeline_metrics.namespace
   freshness_minutes         = var.curated_freshness_minutes
   snowflake                 = var.snowflake
+  spark_environment         = module.spark.settings_environment
+}
+
+module "spark" {
+  source = "./modules/spark"
+
+  name_prefix             = local.name_prefix
+  launcher                = var.spark_launcher
+  kms_key_arn             = aws_kms_key.main.arn
+  warehouse_bucket_name   = module.catalog.warehouse_bucket_name
+  warehouse_bucket_arn    = module.catalog.warehouse_bucket_arn
+  glue_database_names     = values(module.catalog.database_names)
+  pii_hash_key_secret_arn = module.orchestration.pii_hash_key_secret_arn
+  dagster_run_role_name   = module.orchestration.run_role_name
+  job_script_path         = var.spark_job_script_path
+  job_wheel_path          = var.spark_job_wheel_path
+  log_retention_days      = var.lambda_log_retention_days
+  emr_image_tag           = var.spark_emr_image_tag
 }
 
 module "observability" {

@@ -42,3 +42,13 @@ output "dashboard_name" {
   description = "CloudWatch dashboard of the deployment (ingestion, DLQ, pipeline health, freshness)."
   value       = module.observability.dashboard_name
 }
+
+output "spark_emr_image_repository" {
+  description = "ECR repository of the EMR Serverless job image (spark_launcher = emr_serverless; docker push here)."
+  value       = module.spark.emr_image_repository_url
+}
+
+output "spark_glue_job_name" {
+  description = "The Glue job of the Spark engine (spark_launcher = glue)."
+  value       = module.spark.glue_job_name
+}

@@ -194,3 +194,28 @@ variable "db_deletion_protection" {
   type        = bool
   default     = true
 }
+
+# --- the Spark engine in AWS (modules/spark) ----------------------------------------------------
+variable "spark_launcher" {
+  description = "How a Spark-engine run starts (LEANOPS_SPARK_LAUNCHER): session or pipes_subprocess (inside the Dagster run task; nothing is created), glue (a Glue 5.1 job) or emr_serverless (an EMR Serverless application). Topics run on Spark when LEANOPS_ENGINE or their schema says so."
+  type        = string
+  default     = "session"
+}
+
+variable "spark_job_script_path" {
+  description = "The job entry point copied by infra/scripts/package_spark_job.py (relative to infra/terraform or absolute)."
+  type        = string
+  default     = ".build/spark/job.py"
+}
+
+variable "spark_job_wheel_path" {
+  description = "The project's wheel built by infra/scripts/package_spark_job.py (relative to infra/terraform or absolute)."
+  type        = string
+  default     = ".build/spark/leanops_dagster-0.1.0-py3-none-any.whl"
+}
+
+variable "spark_emr_image_tag" {
+  description = "Tag of the EMR Serverless job image (infra/emr-serverless/Dockerfile) pushed to the spark module's repository; required with spark_launcher = emr_serverless."
+  type        = string
+  default     = null
+}

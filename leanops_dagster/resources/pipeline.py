@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 from pydantic import Field
 
+from leanops_dagster.engines.spark.launch import PIPES_LAUNCHERS, SparkJobLaunch
 from leanops_dagster.pipeline.engine import engine_for
 from leanops_dagster.schemas.models import TopicSchema
 from leanops_dagster.settings import Settings
@@ -29,7 +30,12 @@ class PipelineConfigResource(dg.ConfigurableResource):
     spark_launcher: str = Field(
         default="session",
         description="how a Spark-engine run starts (LEANOPS_SPARK_LAUNCHER): session (in "
-        "process) or pipes_subprocess (engines/spark/launch.py)",
+        "process), or a Pipes job: pipes_subprocess, glue or emr_serverless "
+        "(engines/spark/launch.py)",
+    )
+    spark_job: SparkJobLaunch = Field(
+        default_factory=SparkJobLaunch,
+        description="where a Pipes launcher starts the Spark job (LEANOPS_SPARK_*)",
     )
     lease_ttl_seconds: float = Field(
         default=600.0, description="expiry of a layer run's per-topic lease (iceberg/lease.py)"
@@ -43,11 +49,12 @@ class PipelineConfigResource(dg.ConfigurableResource):
             lease_ttl_seconds=settings.lease_ttl_seconds,
             engine=settings.engine,
             spark_launcher=settings.spark_launcher,
+            spark_job=SparkJobLaunch.from_settings(settings),
         )
 
     def launches_spark_job(self, schema: TopicSchema) -> bool:
         """True when ``schema``'s topic runs on Spark as a separate Pipes job."""
-        return self.spark_launcher == "pipes_subprocess" and engine_for(
+        return self.spark_launcher in PIPES_LAUNCHERS and engine_for(
             schema, self.engine
         ) == "spark"
 

@@ -26,6 +26,7 @@ EXPECTED_MODULES = {
     "observability",
     "orchestration",
     "s3_bucket",
+    "spark",
 }
 
 
@@ -89,6 +90,10 @@ def initialized(tmp_path_factory) -> Path:
     # filebase64sha256() of the Lambda zip needs a file; its content does not matter here.
     (work / ".build").mkdir()
     (work / ".build" / "lambdas.zip").write_bytes(b"placeholder")
+    # filemd5() of the Spark job's script and wheel (infra/scripts/package_spark_job.py) too
+    (work / ".build" / "spark").mkdir()
+    for name in ("job.py", "leanops_dagster-0.1.0-py3-none-any.whl"):
+        (work / ".build" / "spark" / name).write_bytes(b"placeholder")
     init = _terraform(
         "init", "-backend=false", "-input=false", f"-plugin-dir={PLUGIN_DIR}", cwd=work
     )
@@ -109,7 +114,8 @@ def test_terraform_test_plans_with_a_mocked_provider(initialized):
     """infra/terraform/tests/*.tftest.hcl: names for dev, and the visibility rule refusing
     120 s / 179 s against a 30 s Lambda (root and messaging module), and the operations
     alarms, dashboard panels, Dagster alert settings and the optional Snowflake settings,
-    with no AWS account."""
+    the Spark engine's Glue job / EMR Serverless application and their settings, with no AWS
+    account."""
     result = _terraform("test", "-no-color", cwd=initialized)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "6 passed, 0 failed" in result.stdout, result.stdout
+    assert "9 passed, 0 failed" in result.stdout, result.stdout

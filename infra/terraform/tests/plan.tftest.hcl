@@ -180,3 +180,60 @@ run "snowflake_refresh_is_configured_only_when_asked" {
     error_message = "the token must be a secret, and unset optional settings must stay unset"
   }
 }
+
+run "spark_engine_on_glue" {
+  command = plan
+
+  variables {
+    spark_launcher = "glue"
+  }
+
+  assert {
+    condition     = module.spark.glue_job_name == "lean-ops-dev-spark-engine" && module.spark.emr_application_id == null
+    error_message = "the glue launcher must create the Glue job, and only it"
+  }
+  assert {
+    condition     = module.spark.settings_environment["LEANOPS_SPARK_GLUE_JOB_NAME"] == "lean-ops-dev-spark-engine" && module.orchestration.leanops_environment["LEANOPS_ENVIRONMENT"] == "dev"
+    error_message = "the Dagster tasks do not get the Glue job's name"
+  }
+  assert {
+    condition = length(setintersection(toset(module.orchestration.task_environment_names), toset([
+      "LEANOPS_SPARK_LAUNCHER", "LEANOPS_SPARK_GLUE_JOB_NAME", "LEANOPS_SPARK_PIPES_BUCKET",
+      "LEANOPS_SPARK_PIPES_PREFIX", "LEANOPS_SPARK_JOB_WHEEL", "LEANOPS_PII_HASH_KEY_SECRET_ARN",
+    ]))) == 6
+    error_message = "the Spark launcher settings do not reach the Dagster tasks"
+  }
+  assert {
+    condition     = module.spark.settings_environment["LEANOPS_SPARK_JOB_WHEEL"] == "s3://lean-ops-dev-warehouse/spark/leanops_dagster-0.1.0-py3-none-any.whl"
+    error_message = "the wheel's S3 key must keep its file name (pip reads it)"
+  }
+}
+
+run "spark_engine_on_emr_serverless" {
+  command = plan
+
+  variables {
+    spark_launcher      = "emr_serverless"
+    spark_emr_image_tag = "abc1234"
+  }
+
+  assert {
+    condition     = module.spark.glue_job_name == null && module.spark.settings_environment["LEANOPS_SPARK_LAUNCHER"] == "emr_serverless"
+    error_message = "the emr_serverless launcher must not create the Glue job"
+  }
+  assert {
+    condition = length(setintersection(toset(module.orchestration.task_environment_names), toset([
+      "LEANOPS_SPARK_EMR_APPLICATION_ID", "LEANOPS_SPARK_EMR_JOB_ROLE_ARN", "LEANOPS_SPARK_JOB_SCRIPT",
+    ]))) == 3
+    error_message = "the EMR Serverless settings do not reach the Dagster tasks"
+  }
+}
+
+run "spark_engine_stays_local_by_default" {
+  command = plan
+
+  assert {
+    condition     = module.spark.settings_environment == { LEANOPS_SPARK_LAUNCHER = "session" } && module.spark.job_role_arn == null
+    error_message = "the default (session) launcher creates nothing in AWS"
+  }
+}

@@ -86,14 +86,24 @@ def catalog_conf(catalog_name: str, catalog_config: Mapping[str, str]) -> dict[s
     return conf
 
 
-def spark_conf(settings: Settings) -> dict[str, str]:
-    """The whole Spark configuration of the engine's session (``settings.spark_conf`` last)."""
-    conf = {
-        "spark.master": settings.spark_master,
+def engine_conf(settings: Settings) -> dict[str, str]:
+    """What the engine needs of any session, local or a cluster's: Iceberg's SQL extensions,
+    UTC, the catalog."""
+    return {
         "spark.app.name": "leanops-spark-engine",
         "spark.sql.extensions": ICEBERG_EXTENSIONS,
         # the Arrow engine and every reader work in UTC: so must Spark's casts and days
         "spark.sql.session.timeZone": "UTC",
+        **catalog_conf(settings.catalog_name, settings.catalog_config),
+    }
+
+
+def spark_conf(settings: Settings) -> dict[str, str]:
+    """The whole Spark configuration of the engine's local session (``settings.spark_conf``
+    last)."""
+    conf = {
+        "spark.master": settings.spark_master,
+        **engine_conf(settings),
         # mapInArrow's Python workers run the project's interpreter (its pyarrow, numpy)
         "spark.pyspark.python": sys.executable,
         "spark.pyspark.driver.python": sys.executable,
@@ -101,7 +111,6 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.sql.shuffle.partitions": "4",
         "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
         "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
-        **catalog_conf(settings.catalog_name, settings.catalog_config),
     }
     if settings.spark_jars_packages:
         conf["spark.jars.packages"] = settings.spark_jars_packages
@@ -143,6 +152,20 @@ def _jdbc_drivers(catalog_config: Mapping[str, str]) -> tuple[Path, ...]:
     if uri.startswith("postgresql"):
         return (jars.POSTGRESQL_JDBC_JAR,)
     return ()
+
+
+def cluster_spark_session(settings: Settings) -> SparkSession:
+    """The session of a job on a cluster (Glue, EMR Serverless): the platform gives master,
+    jars (``--datalake-formats iceberg``, the release's Iceberg) and Python; the engine adds
+    only ``engine_conf`` (and ``settings.spark_conf``, last)."""
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder
+    for key, value in {**engine_conf(settings), **settings.spark_conf}.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    register_catalog(spark, settings)
+    return spark
 
 
 def spark_session(settings: Settings) -> SparkSession:

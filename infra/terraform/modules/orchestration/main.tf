@@ -51,7 +51,7 @@ locals {
       LEANOPS_SNOWFLAKE_ROLE      = var.snowflake.role
     } : k => v if v != null
   }
-  task_environment = merge(local.leanops_environment, local.snowflake_environment, local.dagster_environment)
+  task_environment = merge(local.leanops_environment, local.snowflake_environment, var.spark_environment, local.dagster_environment)
   container_environment = [
     for k, v in local.task_environment : { name = k, value = v }
   ]

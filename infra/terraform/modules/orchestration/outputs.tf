@@ -14,8 +14,8 @@ output "run_task_definition_family" {
 }
 
 output "leanops_environment" {
-  description = "LEANOPS_* variables of the Dagster tasks."
-  value       = local.leanops_environment
+  description = "LEANOPS_* variables of the Dagster tasks (the Spark launcher's included; secrets excluded)."
+  value       = merge(local.leanops_environment, var.spark_environment)
 }
 
 output "db_secret_arn" {
@@ -41,4 +41,14 @@ output "run_success_metric_name" {
 output "task_environment_names" {
   description = "Names of the plain environment variables every Dagster task gets (secrets excluded)."
   value       = sort(keys(local.task_environment))
+}
+
+output "run_role_name" {
+  description = "Role of the run tasks (modules/spark lets it launch the Spark job runs)."
+  value       = aws_iam_role.run.name
+}
+
+output "pii_hash_key_secret_arn" {
+  description = "Secret of the PII key (LEANOPS_PII_HASH_KEY; a Spark job on Glue / EMR reads it itself)."
+  value       = aws_secretsmanager_secret.pii_hash_key.arn
 }

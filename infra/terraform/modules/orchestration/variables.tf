@@ -181,3 +181,9 @@ variable "snowflake" {
   })
   default = null
 }
+
+variable "spark_environment" {
+  description = "Settings of the Spark launcher (Settings.spark_*, the PII secret ARN), from modules/spark."
+  type        = map(string)
+  default     = {}
+}
