@@ -2,7 +2,7 @@
 
 Runs queue per topic partition: at most one run per topic at a time (both layers of a topic
 run in one run), so a second trigger waits and then finds nothing new (watermarks). Each run is
-forked from a warm worker by ``leanops_dagster.launcher.WarmForkRunLauncher``.
+forked from a warm worker by ``leanops_dagster.local.launcher.WarmForkRunLauncher``.
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ run_coordinator:
           applyLimitPerUniqueValue: true
         limit: 1
 # Each run is a fork of a warm worker that has imported the definitions once
-# (leanops_dagster/launcher.py); Dagster's default spawns and imports everything per run.
+# (leanops_dagster/local/launcher.py); Dagster's default spawns and imports everything per run.
 run_launcher:
-  module: leanops_dagster.launcher
+  module: leanops_dagster.local.launcher
   class: WarmForkRunLauncher
 # A STARTED run whose supervisor is gone is marked failed (the supervisor itself marks a run
 # failed when the run process dies); the first launch of a daemon waits for the worker's imports.

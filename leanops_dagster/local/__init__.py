@@ -7,6 +7,7 @@
 - ``ledger``: messages sent and Firehose error records per topic, for the pre-RAW balance;
 - ``inspect``: read-only catalog views for ``leanops raw`` / ``leanops info``;
 - ``aws``: the moto endpoint and boto3 clients for it;
+- ``launcher``: the local run launcher that forks each run from a warm worker;
 - ``injector``: deterministic test data (generators, the scenario configs of ``tests/configs``,
   the demo mix) for ``leanops inject`` and ``tools/data_injector/main.py``.
 

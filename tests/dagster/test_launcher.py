@@ -1,6 +1,6 @@
-"""The warm-fork run launcher (leanops_dagster/launcher.py) on a real instance: runs forked from
-its worker succeed and log to the instance, a run process that dies is reported failed (and the
-worker keeps launching), terminate cancels a run, and with the local instance's queue two runs of
+"""The warm-fork run launcher (leanops_dagster/local/launcher.py) on a real instance: runs
+forked from its worker succeed and log to the instance, a run process that dies is reported
+failed (and the worker keeps launching), terminate cancels a run, and with the local instance's queue two runs of
 one topic never overlap while runs of two topics do."""
 
 import itertools
@@ -21,7 +21,7 @@ from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import (
 )
 
 from leanops_dagster.instance import DAGSTER_YAML
-from leanops_dagster.launcher import PID_TAG, WarmForkRunLauncher
+from leanops_dagster.local.launcher import PID_TAG, WarmForkRunLauncher
 from leanops_dagster.settings import REPO_ROOT
 from tests.dagster import launcher_jobs
 
@@ -72,7 +72,7 @@ def _waits_config(seconds: float, log) -> dict:
 
 def test_the_local_instance_launches_with_the_warm_launcher():
     assert LOCAL["run_launcher"] == {
-        "module": "leanops_dagster.launcher",
+        "module": "leanops_dagster.local.launcher",
         "class": "WarmForkRunLauncher",
     }
 

@@ -2,9 +2,9 @@
 
 Dagster's ``DefaultRunLauncher`` asks the code server for a run, which spawns a fresh
 interpreter that imports dagster and ``leanops_dagster.definitions`` before the run's first
-event: about 10 s of a 14 s run on a loaded laptop. ``WarmForkRunLauncher`` starts one worker
-process (``python -m leanops_dagster.launcher``) the first time it launches a run, in the process
-that launches runs (the daemon of ``leanops demo``, ``dagster dev`` or the benchmarks). The
+event: about 10 s of a 14 s run on a loaded laptop. ``WarmForkRunLauncher`` starts one
+worker process (``python -m leanops_dagster.local.launcher``) the first time it launches a run,
+in the process that launches runs (the daemon of ``leanops demo``, ``dagster dev`` or the benchmarks). The
 worker imports the configured modules once, builds their ``Definitions``, then forks per run:
 
 - a *supervisor* (one per run, its pid in the run's ``leanops/run_worker_pid`` tag), which forks
@@ -161,7 +161,7 @@ class WarmForkRunLauncher(RunLauncher, ConfigurableClass):
         for attempt in (1, 2):
             if self._worker is None or self._worker.poll() is not None:
                 self._worker = subprocess.Popen(  # nosec B603 - our interpreter, fixed argv
-                    [sys.executable, "-m", "leanops_dagster.launcher", *self.preload_modules],
+                    [sys.executable, "-m", "leanops_dagster.local.launcher", *self.preload_modules],
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     text=True,
