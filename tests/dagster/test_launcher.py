@@ -1,7 +1,7 @@
 """The warm-fork run launcher (leanops_dagster/local/launcher.py) on a real instance: runs
 forked from its worker succeed and log to the instance, a run process that dies is reported
-failed (and the worker keeps launching), terminate cancels a run, and with the local instance's queue two runs of
-one topic never overlap while runs of two topics do."""
+failed (and the worker keeps launching), terminate cancels a run, and with the local
+instance's queue two runs of one topic never overlap while runs of two topics do."""
 
 import itertools
 import json
