@@ -5,7 +5,8 @@ interpreter that imports dagster and ``leanops_dagster.definitions`` before the 
 event: about 10 s of a 14 s run on a loaded laptop. ``WarmForkRunLauncher`` starts one
 worker process (``python -m leanops_dagster.local.launcher``) the first time it launches a run,
 in the process that launches runs (the daemon of ``leanops demo``, ``dagster dev`` or the
-benchmarks). The worker imports the configured modules once, builds their ``Definitions``, then forks per run:
+benchmarks). The worker imports the configured modules once, builds their ``Definitions``,
+then forks per run:
 
 - a *supervisor* (one per run, its pid in the run's ``leanops/run_worker_pid`` tag), which forks
   the *run process*: Dagster's own ``dagster api execute_run`` body against the instance, so the
