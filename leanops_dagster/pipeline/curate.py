@@ -9,8 +9,10 @@ Commits, each with its own watermark (crash-safe, see ``standardize``):
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import random
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -18,10 +20,11 @@ import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.expressions import EqualTo
+from pyiceberg.table import Table
 
 from leanops_dagster.constants import CURATED_ZONE
-from leanops_dagster.iceberg.catalog import ensure_table, load_layer_table, schema_from_arrow
-from leanops_dagster.iceberg.commit import ensure_unchanged, retry_commit, snapshot_id_of
+from leanops_dagster.iceberg.catalog import ensure_table, schema_from_arrow
+from leanops_dagster.iceberg.commit import ensure_unchanged
 from leanops_dagster.iceberg.key_index import carried_property
 from leanops_dagster.iceberg.lease import DEFAULT_TTL_S
 from leanops_dagster.iceberg.merge import MergeStats, curated_partition_spec, merge_lifo
@@ -31,19 +34,16 @@ from leanops_dagster.iceberg.tables import (
     DRIFT_LOG_PARTITION_SPEC,
     DRIFT_LOG_SCHEMA,
 )
-from leanops_dagster.iceberg.watermarks import (
-    counter_properties,
-    watermark_key,
-)
 from leanops_dagster.pipeline import quarantine
 from leanops_dagster.pipeline.evolve import SCHEMA_VERSION_PROPERTY, conform_curated_table
-from leanops_dagster.pipeline.exclusive import run_exclusively
 from leanops_dagster.pipeline.increments import (
+    Unconsumed,
     read_unconsumed,
     record_error_rows,
     rows_after,
     with_recorded_ts,
 )
+from leanops_dagster.pipeline.layer_run import Layer, LayerRead, Opened, held, run_layer
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.runtime import prepare_for_increments
 from leanops_dagster.schemas.models import IDEMPOTENCY_KEY, LINEAGE_COLUMNS, TopicSchema
@@ -56,7 +56,14 @@ STD_WATERMARK = "standardized_snapshot_id"
 _DRIFT_LOG_ATTEMPTS = 20
 
 
-def _errors_watermark_name(topic: str) -> str:
+#: this run's figures in the Curated commit's summary, and those with a running total
+CURATED_FIGURES = ("rows_read", "inserted", "updated", "superseded", "cde_error_rows",
+                   quarantine.QUARANTINED)
+CURATED_TOTALS = ("rows_read", "updated", "superseded", "cde_error_rows", quarantine.QUARANTINED)
+
+
+def errors_watermark_name(topic: str) -> str:
+    """The curated ``errors`` watermark of ``topic``: the Standardized snapshot recorded."""
     return f"errors.{topic}.standardized_snapshot_id"
 
 
@@ -96,6 +103,41 @@ class CurateResult:
         return self.cde_error_rows / self.rows_read if self.rows_read else 0.0
 
 
+def curated_layer(
+    catalog: Catalog, tables: TopicTables, schema: TopicSchema
+) -> Layer[CurateResult]:
+    """Standardized -> Curated of one topic for ``layer_run`` (both engines)."""
+    return Layer(
+        zone=CURATED_ZONE, topic=tables.topic, upstream=tables.standardized,
+        table=tables.curated, errors=tables.curated_errors,
+        errors_schema=CURATED_ERRORS_SCHEMA, errors_spec=CURATED_ERRORS_PARTITION_SPEC,
+        watermark=STD_WATERMARK, errors_watermark=errors_watermark_name(tables.topic),
+        snapshot_column=STD_SNAPSHOT_COLUMN, from_property="leanops.standardized_snapshot_from",
+        totals=CURATED_TOTALS,
+        result=functools.partial(CurateResult, tables.topic),
+        prepare=functools.partial(conform_curated_table, catalog, tables, schema),
+    )
+
+
+def curated_figures(result: CurateResult) -> dict[str, int]:
+    """This run's figures in the Curated commit's summary (``leanops.<name>``)."""
+    return {name: getattr(result, name) for name in CURATED_FIGURES}
+
+
+def curated_extra(schema: TopicSchema) -> dict[str, str]:
+    """The Curated commit's summary beyond the figures: the schema version it conforms to."""
+    return {SCHEMA_VERSION_PROPERTY: str(schema.version)}
+
+
+def create_curated_table(catalog: Catalog, tables: TopicTables, schema: TopicSchema) -> Table:
+    """The topic's Curated table as both engines create it: the curated schema, partitioned
+    by ``day(publish_time)`` and ``bucket(16, idempotency_key)``."""
+    iceberg_schema = schema_from_arrow(schema.curated.arrow_schema())
+    return ensure_table(
+        catalog, tables.curated, iceberg_schema, curated_partition_spec(iceberg_schema)
+    )
+
+
 def curate_topic(
     catalog: Catalog,
     tables: TopicTables,
@@ -113,136 +155,115 @@ def curate_topic(
     and every commit asserts the snapshot its table was read at."""
     prepare_for_increments()
     now = now or dt.datetime.now(dt.UTC)
+    net = quarantine.curated_net(catalog, tables, schema, STD_SNAPSHOT_COLUMN, pii_key, now)
+    body = _ArrowCurate(catalog, tables, schema, pii_key, now, net)
+    return run_layer(
+        catalog, curated_layer(catalog, tables, schema), body, lease_ttl_s=lease_ttl_s,
+        guard=net.run,
+    )
 
-    def run() -> CurateResult:
-        net = quarantine.curated_net(catalog, tables, schema, STD_SNAPSHOT_COLUMN, pii_key, now)
-        return net.run(
-            lambda: retry_commit(lambda: _curate_once(catalog, tables, schema, pii_key, now, net))
+
+@dataclass
+class _Checked:
+    std_rows: pa.Table  # the increment without the safety net's rows
+    quarantined: pa.Table  # the safety net's rows
+    checked: validate.ValidationResult | None  # released before the MERGE
+
+
+@dataclass(frozen=True)
+class _ArrowCurate:
+    """The Arrow engine's body of a Curated run (``layer_run.LayerBody``)."""
+
+    catalog: Catalog
+    tables: TopicTables
+    schema: TopicSchema
+    pii_key: bytes
+    now: dt.datetime
+    net: quarantine.SafetyNet
+
+    def read(self, opened: Opened) -> Unconsumed:
+        return read_unconsumed(
+            opened.upstream, opened.table, STD_WATERMARK, opened.errors,
+            errors_watermark_name(self.tables.topic), STD_SNAPSHOT_COLUMN,
         )
 
-    return run_exclusively(
-        catalog, tables.curated[0], tables.topic, CURATED_ZONE, run,
-        lambda message: CurateResult(topic=tables.topic, busy=message),
-        ttl_s=lease_ttl_s,
-    )
+    def transform(self, read: LayerRead) -> AbstractContextManager[_Checked]:
+        std_rows, quarantined = self.net.exclude(read.unconsumed.increment.rows)
+        checked = validate.validate_and_cast(std_rows, self.schema.curated, topic=self.tables.topic)
+        return held(_Checked(std_rows, quarantined, checked))
 
+    @staticmethod
+    def _after(read: LayerRead, rows: pa.Table, watermark: int | None) -> pa.Table:
+        return rows_after(rows, watermark, read.unconsumed.positions, STD_SNAPSHOT_COLUMN)
 
-def _curate_once(
-    catalog: Catalog,
-    tables: TopicTables,
-    schema: TopicSchema,
-    pii_key: bytes,
-    now: dt.datetime | None,
-    net: quarantine.SafetyNet,
-) -> CurateResult:
-    now = now or dt.datetime.now(dt.UTC)
-    result = CurateResult(topic=tables.topic)
-    if not catalog.table_exists(tables.standardized):
-        return result
-    std = catalog.load_table(tables.standardized)
-    errors_table = ensure_table(
-        catalog, tables.curated_errors, CURATED_ERRORS_SCHEMA, CURATED_ERRORS_PARTITION_SPEC
-    )
-    curated = load_layer_table(catalog, tables.curated)
-    curated = conform_curated_table(catalog, tables, schema, curated)
-    cur_started = snapshot_id_of(curated)  # the read point the MERGE asserts
-
-    unconsumed = read_unconsumed(
-        std, curated, STD_WATERMARK, errors_table, _errors_watermark_name(tables.topic),
-        STD_SNAPSHOT_COLUMN,
-    )
-    cur_watermark, err_watermark = unconsumed.layer_watermark, unconsumed.errors_watermark
-    increment, positions = unconsumed.increment, unconsumed.positions
-    result.watermark_from, result.watermark_to = cur_watermark, unconsumed.watermark_to
-    if unconsumed.nothing_new:
-        return result
-    std_rows, quarantined = net.exclude(increment.rows)  # the safety net's rows, if any
-
-    checked = validate.validate_and_cast(std_rows, schema.curated, topic=tables.topic)
-    result.drift_columns = list(checked.drift_columns)
-
-    # 1. CDE error rows not yet recorded for this topic.
-    def after(rows: pa.Table, watermark: int | None) -> pa.Table:
-        return rows_after(rows, watermark, positions, STD_SNAPSHOT_COLUMN)
-
-    record_error_rows(
-        errors_table, after(checked.errors, err_watermark),
-        watermark_name=_errors_watermark_name(tables.topic),
-        to_snapshot_id=increment.to_snapshot_id, now=now,
-    )
-
-    if result.drift_columns:
-        _log_new_drift(catalog, tables, schema, std_rows, increment.to_snapshot_id, now)
-
-    # 2. MERGE the valid rows of snapshots after the Curated watermark.
-    valid = after(checked.valid, cur_watermark)
-    result.quarantined = after(quarantined, cur_watermark).num_rows
-    result.rows_read = after(std_rows, cur_watermark).num_rows + result.quarantined
-    result.cde_errors = after(checked.errors, cur_watermark).num_rows
-    # each failing row once
-    result.cde_error_rows = result.rows_read - result.quarantined - valid.num_rows
-    lineage = [c for c in LINEAGE_COLUMNS if c in valid.column_names]
-    masked = mask.mask_pii(valid.drop_columns(lineage), schema.curated, pii_key)
-    winners = dedup.lifo_dedup(masked, key=IDEMPOTENCY_KEY, sequence=schema.curated.sequence)
-    if curated is None:
-        iceberg_schema = schema_from_arrow(schema.curated.arrow_schema())
-        curated = ensure_table(
-            catalog, tables.curated, iceberg_schema, curated_partition_spec(iceberg_schema)
+    def record_errors(self, read: LayerRead, work: _Checked) -> None:
+        # CDE error rows not yet recorded for this topic
+        record_error_rows(
+            read.opened.errors,
+            self._after(read, work.checked.errors, read.unconsumed.errors_watermark),
+            watermark_name=read.layer.errors_watermark,
+            to_snapshot_id=read.to_snapshot_id, now=self.now,
         )
-    ensure_unchanged(curated, cur_started)  # a lost creation race loads the winner's table
-    to_snapshot_id = increment.to_snapshot_id
-    # the merge is the memory peak: keep the winners
-    del increment, std_rows, checked, valid, masked
+        if work.checked is not None and work.checked.drift_columns:
+            log_new_drift(self.catalog, self.tables, self.schema, work.std_rows,
+                          read.to_snapshot_id, self.now)
 
-    def properties_for(stats: MergeStats) -> dict[str, str]:
-        """Watermark, this run's counts and running totals: committed with the data."""
-        superseded = winners.superseded + stats.stale
-        return {
-            watermark_key(STD_WATERMARK): str(to_snapshot_id),
-            SCHEMA_VERSION_PROPERTY: str(schema.version),
-            "leanops.standardized_snapshot_from": str(cur_watermark or ""),
-            "leanops.rows_read": str(result.rows_read),
-            "leanops.inserted": str(stats.inserted),
-            "leanops.updated": str(stats.updated),
-            "leanops.superseded": str(superseded),
-            "leanops.cde_error_rows": str(result.cde_error_rows),
-            f"leanops.{quarantine.QUARANTINED}": str(result.quarantined),
-            **counter_properties(
-                curated,
-                {
-                    "rows_read": result.rows_read,
-                    "updated": stats.updated,
-                    "superseded": superseded,
-                    "cde_error_rows": result.cde_error_rows,
-                    quarantine.QUARANTINED: result.quarantined,
-                },
-            ),
-        }
+    def commit(self, read: LayerRead, work: _Checked, result: CurateResult) -> None:
+        # MERGE the valid rows of snapshots after the Curated watermark
+        cur_watermark = read.unconsumed.layer_watermark
 
-    stats = merge_lifo(
-        curated, winners.rows, key=IDEMPOTENCY_KEY,
-        sequence=(*schema.curated.sequence, *TIEBREAK_COLUMNS),
-        snapshot_properties=properties_for,
-    )
-    result.inserted = stats.inserted
-    result.updated = stats.updated
-    result.files_read = stats.scanned_files
-    result.files_rewritten = stats.rewritten_files
-    result.rows_rewritten = stats.rewritten_rows
-    result.superseded = winners.superseded + stats.stale
-    if stats.snapshot_id is None:  # nothing to write: commit the watermark and counts alone
-        curated.append(
-            curated.schema().as_arrow().empty_table(),
-            snapshot_properties={**properties_for(stats),
-                                 **carried_property(curated, IDEMPOTENCY_KEY)},
+        def after(rows: pa.Table) -> pa.Table:
+            return self._after(read, rows, cur_watermark)
+
+        schema, checked = self.schema, work.checked
+        assert checked is not None, "a Curated increment is committed once"
+        result.drift_columns = list(checked.drift_columns)
+        valid = after(checked.valid)
+        result.quarantined = after(work.quarantined).num_rows
+        result.rows_read = after(work.std_rows).num_rows + result.quarantined
+        result.cde_errors = after(checked.errors).num_rows
+        # each failing row once
+        result.cde_error_rows = result.rows_read - result.quarantined - valid.num_rows
+        lineage = [c for c in LINEAGE_COLUMNS if c in valid.column_names]
+        masked = mask.mask_pii(valid.drop_columns(lineage), schema.curated, self.pii_key)
+        winners = dedup.lifo_dedup(masked, key=IDEMPOTENCY_KEY, sequence=schema.curated.sequence)
+        # the merge is the memory peak: keep the winners
+        work.checked = None
+        del checked, valid, masked
+        curated = read.opened.table
+        if curated is None:
+            curated = create_curated_table(self.catalog, self.tables, schema)
+        # a lost creation race loads the winner's table
+        ensure_unchanged(curated, read.opened.started)
+
+        def properties_for(stats: MergeStats) -> dict[str, str]:
+            """Watermark, this run's counts and running totals: committed with the data."""
+            result.inserted, result.updated = stats.inserted, stats.updated
+            result.superseded = winners.superseded + stats.stale
+            return read.commit_properties(curated, curated_figures(result), curated_extra(schema))
+
+        stats = merge_lifo(
+            curated, winners.rows, key=IDEMPOTENCY_KEY,
+            sequence=(*schema.curated.sequence, *TIEBREAK_COLUMNS),
+            snapshot_properties=properties_for,
         )
-    curated = catalog.load_table(tables.curated)
-    result.snapshot_id = curated.current_snapshot().snapshot_id  # type: ignore[union-attr]
-    return result
+        result.inserted = stats.inserted
+        result.updated = stats.updated
+        result.files_read = stats.scanned_files
+        result.files_rewritten = stats.rewritten_files
+        result.rows_rewritten = stats.rewritten_rows
+        result.superseded = winners.superseded + stats.stale
+        if stats.snapshot_id is None:  # nothing to write: commit the watermark and counts alone
+            curated.append(
+                curated.schema().as_arrow().empty_table(),
+                snapshot_properties={**properties_for(stats),
+                                     **carried_property(curated, IDEMPOTENCY_KEY)},
+            )
+        curated = self.catalog.load_table(self.tables.curated)
+        result.snapshot_id = curated.current_snapshot().snapshot_id  # type: ignore[union-attr]
 
 
-
-def _log_new_drift(
+def log_new_drift(
     catalog: Catalog, tables: TopicTables, schema: TopicSchema, rows: pa.Table,
     snapshot_id: int | None, now: dt.datetime,
 ) -> None:

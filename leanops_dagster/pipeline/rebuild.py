@@ -157,12 +157,12 @@ class RebuildError(RuntimeError):
 
 def _errors_watermark(topic: str) -> str:
     """The name of the Curated errors watermark of ``topic`` (the Curated run's own)."""
-    return curate._errors_watermark_name(topic)
+    return curate.errors_watermark_name(topic)
 
 
 def _parse_errors_watermark(topic: str) -> str:
     """The name of the parse errors watermark of ``topic`` (the Standardized run's own)."""
-    return standardize._parse_errors_watermark_name(topic)
+    return standardize.parse_errors_watermark_name(topic)
 
 
 def errors_rebuild_property(topic: str) -> str:

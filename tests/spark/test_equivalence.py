@@ -96,7 +96,10 @@ def _figures(result) -> dict:
 
 
 def _rows(catalog, identifier, lineage: tuple[str, tuple[str, str]] | None = None):
-    """All rows, lineage snapshot ids as positions in their upstream history, sorted."""
+    """All rows, lineage snapshot ids as positions in their upstream history, sorted (None:
+    no such table)."""
+    if not catalog.table_exists(identifier):
+        return None
     table = catalog.load_table(identifier)
     rows = table.scan().to_arrow().to_pylist()
     if lineage is not None:
