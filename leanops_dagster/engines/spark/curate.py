@@ -293,10 +293,8 @@ class _SparkCurate:
         catalog, tables, schema, spark = self.catalog, self.tables, self.schema, self.spark
         newer = spark_layer.after(read, read.unconsumed.layer_watermark)
         result.drift_columns = work.drift_columns
-        errors = work.checked.where(F.col(IS_ERROR) & newer)
-        counted = {row[QUARANTINED]: row["count"]
-                   for row in errors.groupBy(QUARANTINED).count().collect()}
-        result.cde_errors, result.quarantined = counted.get(False, 0), counted.get(True, 0)
+        result.cde_errors, result.quarantined = spark_layer.count_errors(
+            read, work.checked, _ERROR)
         result.rows_read = work.incoming.where(newer).count()
         valid = work.checked.where(~F.col(IS_ERROR)).select(f"{_VALID}.*").where(
             newer).drop(STD_SNAPSHOT_COLUMN)

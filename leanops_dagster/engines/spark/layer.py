@@ -74,11 +74,26 @@ def record_errors(
         route, errors.where(F.col(QUARANTINED)).select(f"{error}.*"))
     _record_error_rows(
         catalog, read,
-        errors.where(~F.col(QUARANTINED) & after(read, read.unconsumed.errors_watermark))
-        .select(f"{error}.*"),
+        errors.where(~F.col(QUARANTINED)).select(f"{error}.*").where(
+            after(read, read.unconsumed.errors_watermark)),
         now,
     )
     return quarantined
+
+
+def count_errors(read: LayerRead, output: DataFrame, error: str) -> tuple[int, int]:
+    """Of the error rows of ``output`` (as ``record_errors``) after the layer's watermark:
+    how many are the rules' own error rows, how many quarantined rows."""
+    from pyspark.sql import functions as F
+
+    counted = {
+        row[QUARANTINED]: row["count"]
+        for row in output.where(F.col(IS_ERROR))
+        .select(QUARANTINED, f"{error}.{read.layer.snapshot_column}")
+        .where(after(read, read.unconsumed.layer_watermark))
+        .groupBy(QUARANTINED).count().collect()
+    }
+    return counted.get(False, 0), counted.get(True, 0)
 
 
 def _record_quarantined(route: ErrorRoute, rows: DataFrame) -> pa.Table:

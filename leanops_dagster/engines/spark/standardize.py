@@ -255,7 +255,6 @@ class _SparkStandardize:
         newer = spark_layer.after(read, read.unconsumed.layer_watermark)
         out = _output_schema(self.schema.standardized)
         rows = flattened.where(~F.col(IS_ERROR))
-        errors = flattened.where(F.col(IS_ERROR) & newer)
         payload_names = sorted(
             r[0] for r in rows.select(F.explode(F.map_keys(_PAYLOAD))).distinct().collect()
         )
@@ -265,9 +264,7 @@ class _SparkStandardize:
             *(F.col(f"{_ROW_STRUCT}.{f.name}").alias(f.name) for f in out.field(_ROW_STRUCT).type),
             *(F.col(_PAYLOAD).getItem(name).alias(name) for name in payload_names),
         ).where(newer)
-        counted = {row[QUARANTINED]: row["count"]
-                   for row in errors.groupBy(QUARANTINED).count().collect()}
-        parse_errors, quarantined = counted.get(False, 0), counted.get(True, 0)
+        parse_errors, quarantined = spark_layer.count_errors(read, flattened, _ERROR_STRUCT)
 
         fifo_order = Window.partitionBy("message_id").orderBy(
             F.col("ingestion_ts").asc_nulls_last(), F.col(io.FILE_RANK_COLUMN).asc_nulls_last(),
