@@ -36,13 +36,7 @@ from leanops_dagster.iceberg.tables import (
 )
 from leanops_dagster.pipeline import quarantine
 from leanops_dagster.pipeline.evolve import SCHEMA_VERSION_PROPERTY, conform_curated_table
-from leanops_dagster.pipeline.increments import (
-    Unconsumed,
-    read_unconsumed,
-    record_error_rows,
-    rows_after,
-    with_recorded_ts,
-)
+from leanops_dagster.pipeline.increments import record_error_rows, with_recorded_ts
 from leanops_dagster.pipeline.layer_run import Layer, LayerRead, Opened, held, run_layer
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.runtime import prepare_for_increments
@@ -181,26 +175,19 @@ class _ArrowCurate:
     now: dt.datetime
     net: quarantine.SafetyNet
 
-    def read(self, opened: Opened) -> Unconsumed:
-        return read_unconsumed(
-            opened.upstream, opened.table, STD_WATERMARK, opened.errors,
-            errors_watermark_name(self.tables.topic), STD_SNAPSHOT_COLUMN,
-        )
+    def reader(self, opened: Opened) -> None:
+        return None  # pyiceberg's incremental read
 
     def transform(self, read: LayerRead) -> AbstractContextManager[_Checked]:
         std_rows, quarantined = self.net.exclude(read.unconsumed.increment.rows)
         checked = validate.validate_and_cast(std_rows, self.schema.curated, topic=self.tables.topic)
         return held(_Checked(std_rows, quarantined, checked))
 
-    @staticmethod
-    def _after(read: LayerRead, rows: pa.Table, watermark: int | None) -> pa.Table:
-        return rows_after(rows, watermark, read.unconsumed.positions, STD_SNAPSHOT_COLUMN)
-
     def record_errors(self, read: LayerRead, work: _Checked) -> None:
         # CDE error rows not yet recorded for this topic
         record_error_rows(
             read.opened.errors,
-            self._after(read, work.checked.errors, read.unconsumed.errors_watermark),
+            read.rows_after(work.checked.errors, read.unconsumed.errors_watermark),
             watermark_name=read.layer.errors_watermark,
             to_snapshot_id=read.to_snapshot_id, now=self.now,
         )
@@ -213,7 +200,7 @@ class _ArrowCurate:
         cur_watermark = read.unconsumed.layer_watermark
 
         def after(rows: pa.Table) -> pa.Table:
-            return self._after(read, rows, cur_watermark)
+            return read.rows_after(rows, cur_watermark)
 
         schema, checked = self.schema, work.checked
         assert checked is not None, "a Curated increment is committed once"

@@ -6,7 +6,7 @@
           1. open: the upstream table, the error table, the layer table (``Layer.prepare``:
              refuse a superseded version, conform Curated), the layer's snapshot at the read;
           2. read after the older of the layer's and the error table's watermarks
-             (``increments.read_unconsumed``, the engine's reader); nothing new: done;
+             (``increments.read_unconsumed`` with the engine's reader); nothing new: done;
           3. the engine transforms the increment;
           4. error rows first, with the error table's own watermark;
           5. then the layer's commit: its rows, the watermark, this run's figures and the
@@ -24,6 +24,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
+import pyarrow as pa
 from pyiceberg.catalog import Catalog
 from pyiceberg.partitioning import PartitionSpec
 from pyiceberg.schema import Schema
@@ -34,7 +35,12 @@ from leanops_dagster.iceberg.commit import retry_commit, snapshot_id_of
 from leanops_dagster.iceberg.lease import DEFAULT_TTL_S
 from leanops_dagster.iceberg.watermarks import counter_properties, watermark_key
 from leanops_dagster.pipeline.exclusive import run_exclusively
-from leanops_dagster.pipeline.increments import Unconsumed
+from leanops_dagster.pipeline.increments import (
+    Unconsumed,
+    UpstreamRows,
+    read_unconsumed,
+    rows_after,
+)
 from leanops_dagster.pipeline.layout import Identifier
 
 
@@ -93,6 +99,10 @@ class LayerRead:
     def to_snapshot_id(self) -> int | None:
         return self.unconsumed.increment.to_snapshot_id
 
+    def rows_after(self, rows: pa.Table, watermark: int | None) -> pa.Table:
+        """Arrow ``rows`` of the upstream snapshots after ``watermark``."""
+        return rows_after(rows, watermark, self.unconsumed.positions, self.layer.snapshot_column)
+
     def commit_properties(
         self, table: Table, figures: Mapping[str, int], extra: Mapping[str, str] | None = None
     ) -> dict[str, str]:
@@ -111,8 +121,9 @@ class LayerRead:
 class LayerBody(Protocol[W]):
     """What an engine plugs into the skeleton (``W``: its transformed increment)."""
 
-    def read(self, opened: Opened) -> Unconsumed:
-        """Step 2: ``increments.read_unconsumed`` with the engine's reader."""
+    def reader(self, opened: Opened) -> Callable[[int | None], UpstreamRows] | None:
+        """Step 2: the engine's read of what ``opened.upstream`` appended after a watermark
+        (None: pyiceberg's, ``watermarks.read_increment``)."""
 
     def transform(self, read: LayerRead) -> AbstractContextManager[W]:
         """Step 3: the rules over the increment (held until the commit is made)."""
@@ -144,9 +155,19 @@ def run_layer(
         if not catalog.table_exists(layer.upstream):
             return result
         opened = open_tables(catalog, layer, errors_table)
-        unconsumed = body.read(opened)
+        unconsumed = read_unconsumed(
+            opened.upstream,
+            opened.table,
+            layer.watermark,
+            opened.errors,
+            layer.errors_watermark,
+            layer.snapshot_column,
+            read=body.reader(opened),
+        )
         result.watermark_from, result.watermark_to = (
-            unconsumed.layer_watermark, unconsumed.watermark_to)
+            unconsumed.layer_watermark,
+            unconsumed.watermark_to,
+        )
         if unconsumed.nothing_new:
             return result
         read = LayerRead(layer, opened, unconsumed)
@@ -159,7 +180,10 @@ def run_layer(
         return retry_commit(once)
 
     return run_exclusively(
-        catalog, layer.table[0], layer.topic, layer.zone,
+        catalog,
+        layer.table[0],
+        layer.topic,
+        layer.zone,
         attempts if guard is None else lambda: guard(attempts),
         lambda message: layer.result(busy=message),
         ttl_s=lease_ttl_s,

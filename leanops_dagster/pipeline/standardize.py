@@ -27,12 +27,7 @@ from leanops_dagster.iceberg.tables import PARSE_ERRORS_PARTITION_SPEC, PARSE_ER
 from leanops_dagster.iceberg.writes import append_rows
 from leanops_dagster.pipeline import quarantine
 from leanops_dagster.pipeline.evolve import refuse_superseded
-from leanops_dagster.pipeline.increments import (
-    Unconsumed,
-    read_unconsumed,
-    record_error_rows,
-    rows_after,
-)
+from leanops_dagster.pipeline.increments import record_error_rows
 from leanops_dagster.pipeline.layer_run import Layer, LayerRead, Opened, held, run_layer
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.pipeline.schema_evolution import evolve_and_align
@@ -146,11 +141,8 @@ class _ArrowStandardize:
     flatten_workers: int | None
     net: quarantine.SafetyNet
 
-    def read(self, opened: Opened) -> Unconsumed:
-        return read_unconsumed(
-            opened.upstream, opened.table, RAW_WATERMARK, opened.errors,
-            parse_errors_watermark_name(self.tables.topic), RAW_SNAPSHOT_COLUMN,
-        )
+    def reader(self, opened: Opened) -> None:
+        return None  # pyiceberg's incremental read
 
     def transform(self, read: LayerRead) -> AbstractContextManager[_Flattened]:
         raw_rows, quarantined = self.net.exclude(read.unconsumed.increment.rows)
@@ -160,15 +152,11 @@ class _ArrowStandardize:
         )
         return held(_Flattened(raw_rows, quarantined, flattened))
 
-    @staticmethod
-    def _after(read: LayerRead, rows: pa.Table, watermark: int | None) -> pa.Table:
-        return rows_after(rows, watermark, read.unconsumed.positions, RAW_SNAPSHOT_COLUMN)
-
     def record_errors(self, read: LayerRead, work: _Flattened) -> None:
         # parse errors: only the RAW snapshots this table has not recorded yet
         record_error_rows(
             read.opened.errors,
-            self._after(read, work.flattened.errors, read.unconsumed.errors_watermark),
+            read.rows_after(work.flattened.errors, read.unconsumed.errors_watermark),
             watermark_name=read.layer.errors_watermark,
             to_snapshot_id=read.to_snapshot_id, now=self.now,
         )
@@ -178,7 +166,7 @@ class _ArrowStandardize:
         std_watermark = read.unconsumed.layer_watermark
 
         def after(rows: pa.Table) -> pa.Table:
-            return self._after(read, rows, std_watermark)
+            return read.rows_after(rows, std_watermark)
 
         rows = after(work.flattened.rows)
         # hashed once: the index lookup probes with them, the append indexes the rows it keeps

@@ -8,61 +8,51 @@ the rules its driver resolved to its Python workers, so the workers raise on the
 
 from __future__ import annotations
 
-import datetime as dt
-
-from leanops_dagster import accountability
 from leanops_dagster.iceberg.catalog import open_catalog
-from leanops_dagster.pipeline.engine import run_curate, run_standardize
 from leanops_dagster.settings import get_settings
-from tests.dagster.conftest import append_raw, event, raw_row
+from tests.dagster.conftest import event, raw_row
 from tests.safety_net.faults import POISON
-from tests.spark.test_equivalence import SCHEMA, TABLES, _figures, _state
-
-KEY = b"safety-net-key"
-NOW = dt.datetime(2026, 1, 21, 8, 0, tzinfo=dt.UTC)
+from tests.spark.test_equivalence import _run_scenario, _state
 
 
-def _standardized_poison() -> list[list[list[dict]]]:
-    """Runs of RAW appends: poison among good rows in two snapshots, a parse error, then a
-    run with nothing new, then one more poisoned row."""
+def _standardized_poison():
+    """Runs of RAW appends: poison among good rows in two snapshots and a parse error, then
+    a run with nothing new, then one more poisoned row."""
     good = [raw_row(f"m{i:02d}", event(f"k{i}"), minutes=i) for i in range(12)]
-    return [
-        [[*good[:6], raw_row("p1", event("kp1", verb=POISON))],
-         [*good[6:], raw_row("p2", event("kp2", verb=POISON), minutes=5),
-          raw_row("bad", "{not json")]],
-        [],
-        [[raw_row("p3", event("kp3", verb=POISON)), raw_row("m99", event("k99"))]],
-    ]
+    return (
+        lambda: [[*good[:6], raw_row("p1", event("kp1", verb=POISON))],
+                 [*good[6:], raw_row("p2", event("kp2", verb=POISON), minutes=5),
+                  raw_row("bad", "{not json")]],
+        list,
+        lambda: [[raw_row("p3", event("kp3", verb=POISON)), raw_row("m99", event("k99"))]],
+    )
 
 
-def _curated_poison() -> list[list[list[dict]]]:
-    return [
-        [[raw_row("m1", event("k1")), raw_row("p1", event("k2", verb=POISON)),
-          raw_row("m3", event("k3", user="nobody")), raw_row("m4", event("k4"))]],
-        [],
-        [[raw_row("p2", event("k1", verb=POISON, minutes=9), minutes=9),  # poisoned correction
-          raw_row("m5", event("k4", verb="newer", minutes=4), minutes=4)]],
-    ]
+def _curated_poison():
+    """Poison among good rows and a CDE failure, nothing new, then a poisoned correction."""
+    return (
+        lambda: [[raw_row("m1", event("k1")), raw_row("p1", event("k2", verb=POISON)),
+                  raw_row("m3", event("k3", user="nobody")), raw_row("m4", event("k4"))]],
+        list,
+        lambda: [[raw_row("p2", event("k1", verb=POISON, minutes=9), minutes=9),
+                  raw_row("m5", event("k4", verb="newer", minutes=4), minutes=4)]],
+    )
 
 
-def _run(catalog, engine: str, runs) -> tuple[list, dict]:
-    figures = []
-    for number, appends in enumerate(runs):
-        for rows in appends:
-            append_raw(catalog, rows)
-        now = NOW + dt.timedelta(hours=number)
-        std = run_standardize(catalog, TABLES, SCHEMA, engine=engine, now=now)
-        cur = run_curate(catalog, TABLES, SCHEMA, engine=engine, pii_key=KEY, now=now)
-        assert std.balanced and cur.balanced, (engine, std, cur)
-        figures.append((_figures(std), _figures(cur)))
-    post_raw = accountability.post_raw_equation(catalog, TABLES)
-    curated = accountability.curated_equation(catalog, TABLES)
-    assert post_raw.balanced and curated.balanced, (post_raw, curated)
-    return figures, _state(catalog)
-
-
-def _arrow(tmp_path, runs):
-    return _run(open_catalog(get_settings(home=tmp_path / "arrow-home")), "arrow", runs)
+def _spark_as_on_arrow(spark_settings, tmp_path, scenario) -> tuple[list, dict]:
+    """The scenario through each engine in its own catalog: every run's figures and every
+    table (the accountability equations included) must be identical; Spark's are returned."""
+    arrow = open_catalog(get_settings(home=tmp_path / "arrow-home"))
+    arrow_figures = _run_scenario(arrow, ["arrow"] * len(scenario), scenario)
+    arrow_state = _state(arrow)
+    spark = open_catalog(spark_settings)
+    figures = _run_scenario(spark, ["spark"] * len(scenario), scenario)
+    state = _state(spark)
+    assert figures == arrow_figures
+    for name in arrow_state:
+        assert state[name] == arrow_state[name], name
+    assert all(e["balanced"] for e in state["accountability"]), state["accountability"]
+    return figures, state
 
 
 def _internal_rows(state: dict, table: str, reason: str) -> list[tuple]:
@@ -74,10 +64,7 @@ def _internal_rows(state: dict, table: str, reason: str) -> list[tuple]:
 def test_a_row_that_makes_flatten_raise_is_quarantined_as_on_arrow(
     spark_settings, tmp_path, poisoned_flatten
 ):
-    runs = _standardized_poison()
-    arrow_figures, arrow_state = _arrow(tmp_path, runs)
-    figures, state = _run(open_catalog(spark_settings), "spark", runs)
-
+    figures, state = _spark_as_on_arrow(spark_settings, tmp_path, _standardized_poison())
     (std1, cur1), (std2, _), (std3, _) = figures
     assert (std1["rows_read"], std1["rows_written"], std1["parse_errors"],
             std1["quarantined"]) == (15, 12, 1, 2)
@@ -90,18 +77,11 @@ def test_a_row_that_makes_flatten_raise_is_quarantined_as_on_arrow(
     post_raw = state["accountability"][0]
     assert post_raw["right"]["quarantined"] == 3, post_raw
 
-    assert figures == arrow_figures
-    for name in arrow_state:
-        assert state[name] == arrow_state[name], name
-
 
 def test_a_row_that_makes_validation_raise_is_quarantined_as_on_arrow(
     spark_settings, tmp_path, poisoned_validate
 ):
-    runs = _curated_poison()
-    arrow_figures, arrow_state = _arrow(tmp_path, runs)
-    figures, state = _run(open_catalog(spark_settings), "spark", runs)
-
+    figures, state = _spark_as_on_arrow(spark_settings, tmp_path, _curated_poison())
     (_, cur1), (_, cur2), (_, cur3) = figures
     assert (cur1["rows_read"], cur1["inserted"], cur1["cde_error_rows"],
             cur1["quarantined"]) == (4, 2, 1, 1)
@@ -116,7 +96,3 @@ def test_a_row_that_makes_validation_raise_is_quarantined_as_on_arrow(
     _, curated_rows = state["curated"]
     assert {r["idempotency_key"]: r["verb"] for r in curated_rows} == {
         "k1": "clicked", "k4": "newer"}
-
-    assert figures == arrow_figures
-    for name in arrow_state:
-        assert state[name] == arrow_state[name], name

@@ -56,7 +56,6 @@ from leanops_dagster.pipeline.curate import (
     curated_layer,
     log_new_drift,
 )
-from leanops_dagster.pipeline.increments import Unconsumed
 from leanops_dagster.pipeline.layer_run import LayerRead, Opened, run_layer
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.schemas.models import IDEMPOTENCY_KEY, TopicSchema
@@ -223,10 +222,9 @@ class _SparkCurate:
     pii_key: bytes
     now: dt.datetime
 
-    def read(self, opened: Opened) -> Unconsumed:
-        return spark_layer.read_unconsumed(
-            self.spark, self.catalog, curated_layer(self.catalog, self.tables, self.schema),
-            opened,
+    def reader(self, opened: Opened) -> Callable[[int | None], io.SparkIncrement]:
+        return spark_layer.reader(
+            self.spark, self.catalog, curated_layer(self.catalog, self.tables, self.schema), opened,
         )
 
     @contextlib.contextmanager

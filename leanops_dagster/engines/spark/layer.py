@@ -1,6 +1,6 @@
 """What both Spark layer runs plug into ``pipeline.layer_run``: the read, the error rows.
 
-- ``read_unconsumed``: the skeleton's read after the older watermark, through Spark
+- ``reader``: the skeleton's read after the older watermark, through Spark
   (``io.read_increment``);
 - ``after``: the Spark form of ``increments.rows_after`` (rows of upstream snapshots after a
   watermark);
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -24,7 +25,6 @@ from leanops_dagster.engines.spark.frames import collect_arrow
 from leanops_dagster.iceberg.commit import retry_commit
 from leanops_dagster.iceberg.watermarks import watermark_key
 from leanops_dagster.pipeline import increments
-from leanops_dagster.pipeline.increments import Unconsumed
 from leanops_dagster.pipeline.layer_run import Layer, LayerRead, Opened
 from leanops_dagster.pipeline.quarantine import ErrorRoute
 
@@ -35,18 +35,24 @@ if TYPE_CHECKING:
 IS_ERROR, QUARANTINED = "is_error", "quarantined"
 
 
-def read_unconsumed(
-    spark: SparkSession, catalog: Catalog, layer: Layer, opened: Opened,
-    *, with_positions: bool = False,
-) -> Unconsumed:
-    """``increments.read_unconsumed`` of ``layer`` with Spark's incremental reads."""
-    return increments.read_unconsumed(
-        opened.upstream, opened.table, layer.watermark, opened.errors,
-        layer.errors_watermark, layer.snapshot_column,
-        read=lambda watermark: io.read_increment(
-            spark, catalog, opened.upstream, layer.upstream, watermark, layer.snapshot_column,
-            with_positions=with_positions,
-        ),
+def reader(
+    spark: SparkSession,
+    catalog: Catalog,
+    layer: Layer,
+    opened: Opened,
+    *,
+    with_positions: bool = False,
+) -> Callable[[int | None], io.SparkIncrement]:
+    """The skeleton's read of ``layer``'s upstream after a watermark, by Spark's incremental
+    reads (``io.read_increment``)."""
+    return lambda watermark: io.read_increment(
+        spark,
+        catalog,
+        opened.upstream,
+        layer.upstream,
+        watermark,
+        layer.snapshot_column,
+        with_positions=with_positions,
     )
 
 
@@ -61,7 +67,11 @@ def after(read: LayerRead, watermark: int | None) -> Column:
 
 
 def record_errors(
-    catalog: Catalog, read: LayerRead, route: ErrorRoute, output: DataFrame, error: str,
+    catalog: Catalog,
+    read: LayerRead,
+    route: ErrorRoute,
+    output: DataFrame,
+    error: str,
     now: dt.datetime,
 ) -> pa.Table:
     """Step 4 on Spark: the error rows of ``output`` (the batches of a ``mapInArrow``
@@ -70,12 +80,13 @@ def record_errors(
     from pyspark.sql import functions as F
 
     errors = output.where(F.col(IS_ERROR))
-    quarantined = _record_quarantined(
-        route, errors.where(F.col(QUARANTINED)).select(f"{error}.*"))
+    quarantined = _record_quarantined(route, errors.where(F.col(QUARANTINED)).select(f"{error}.*"))
     _record_error_rows(
-        catalog, read,
-        errors.where(~F.col(QUARANTINED)).select(f"{error}.*").where(
-            after(read, read.unconsumed.errors_watermark)),
+        catalog,
+        read,
+        errors.where(~F.col(QUARANTINED))
+        .select(f"{error}.*")
+        .where(after(read, read.unconsumed.errors_watermark)),
         now,
     )
     return quarantined
@@ -91,7 +102,9 @@ def count_errors(read: LayerRead, output: DataFrame, error: str) -> tuple[int, i
         for row in output.where(F.col(IS_ERROR))
         .select(QUARANTINED, f"{error}.{read.layer.snapshot_column}")
         .where(after(read, read.unconsumed.layer_watermark))
-        .groupBy(QUARANTINED).count().collect()
+        .groupBy(QUARANTINED)
+        .count()
+        .collect()
     }
     return counted.get(False, 0), counted.get(True, 0)
 
@@ -118,12 +131,19 @@ def _record_error_rows(
     table, layer = read.opened.errors, read.layer
     if rows.isEmpty():
         increments.record_error_rows(
-            table, table.schema().as_arrow().empty_table(),
-            watermark_name=layer.errors_watermark, to_snapshot_id=read.to_snapshot_id, now=now,
+            table,
+            table.schema().as_arrow().empty_table(),
+            watermark_name=layer.errors_watermark,
+            to_snapshot_id=read.to_snapshot_id,
+            now=now,
         )
         return
     rows = rows.withColumn("recorded_ts", F.lit(now).cast("timestamp"))
     target = from_arrow_schema(table.schema().as_arrow())
     aligned = rows.select(*(rows[f.name].cast(f.dataType).alias(f.name) for f in target))
-    io.append(aligned, catalog, layer.errors,
-              {watermark_key(layer.errors_watermark): str(read.to_snapshot_id)})
+    io.append(
+        aligned,
+        catalog,
+        layer.errors,
+        {watermark_key(layer.errors_watermark): str(read.to_snapshot_id)},
+    )

@@ -43,7 +43,6 @@ from leanops_dagster.iceberg.commit import ensure_unchanged
 from leanops_dagster.iceberg.lease import DEFAULT_TTL_S
 from leanops_dagster.iceberg.tables import PARSE_ERRORS_SCHEMA
 from leanops_dagster.pipeline import quarantine
-from leanops_dagster.pipeline.increments import Unconsumed
 from leanops_dagster.pipeline.layer_run import LayerRead, Opened, run_layer
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.pipeline.schema_evolution import evolve_and_align
@@ -205,8 +204,8 @@ class _SparkStandardize:
     schema: TopicSchema
     now: dt.datetime
 
-    def read(self, opened: Opened) -> Unconsumed:
-        return spark_layer.read_unconsumed(
+    def reader(self, opened: Opened) -> Callable[[int | None], io.SparkIncrement]:
+        return spark_layer.reader(
             self.spark, self.catalog, standardized_layer(self.tables, self.schema), opened,
             with_positions=True,
         )
