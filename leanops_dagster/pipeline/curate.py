@@ -161,7 +161,7 @@ def curate_topic(
 class _Checked:
     std_rows: pa.Table  # the increment without the safety net's rows
     quarantined: pa.Table  # the safety net's rows
-    checked: validate.ValidationResult | None  # released before the MERGE
+    checked: validate.ValidationResult  # deleted before the MERGE (its memory peak)
 
 
 @dataclass(frozen=True)
@@ -191,7 +191,7 @@ class _ArrowCurate:
             watermark_name=read.layer.errors_watermark,
             to_snapshot_id=read.to_snapshot_id, now=self.now,
         )
-        if work.checked is not None and work.checked.drift_columns:
+        if work.checked.drift_columns:
             log_new_drift(self.catalog, self.tables, self.schema, work.std_rows,
                           read.to_snapshot_id, self.now)
 
@@ -203,7 +203,6 @@ class _ArrowCurate:
             return read.rows_after(rows, cur_watermark)
 
         schema, checked = self.schema, work.checked
-        assert checked is not None, "a Curated increment is committed once"
         result.drift_columns = list(checked.drift_columns)
         valid = after(checked.valid)
         result.quarantined = after(work.quarantined).num_rows
@@ -215,8 +214,7 @@ class _ArrowCurate:
         masked = mask.mask_pii(valid.drop_columns(lineage), schema.curated, self.pii_key)
         winners = dedup.lifo_dedup(masked, key=IDEMPOTENCY_KEY, sequence=schema.curated.sequence)
         # the merge is the memory peak: keep the winners
-        work.checked = None
-        del checked, valid, masked
+        del work.checked, checked, valid, masked
         curated = read.opened.table
         if curated is None:
             curated = create_curated_table(self.catalog, self.tables, schema)

@@ -20,9 +20,14 @@ def _standardized_poison():
     a run with nothing new, then one more poisoned row."""
     good = [raw_row(f"m{i:02d}", event(f"k{i}"), minutes=i) for i in range(12)]
     return (
-        lambda: [[*good[:6], raw_row("p1", event("kp1", verb=POISON))],
-                 [*good[6:], raw_row("p2", event("kp2", verb=POISON), minutes=5),
-                  raw_row("bad", "{not json")]],
+        lambda: [
+            [*good[:6], raw_row("p1", event("kp1", verb=POISON))],
+            [
+                *good[6:],
+                raw_row("p2", event("kp2", verb=POISON), minutes=5),
+                raw_row("bad", "{not json"),
+            ],
+        ],
         list,
         lambda: [[raw_row("p3", event("kp3", verb=POISON)), raw_row("m99", event("k99"))]],
     )
@@ -31,11 +36,21 @@ def _standardized_poison():
 def _curated_poison():
     """Poison among good rows and a CDE failure, nothing new, then a poisoned correction."""
     return (
-        lambda: [[raw_row("m1", event("k1")), raw_row("p1", event("k2", verb=POISON)),
-                  raw_row("m3", event("k3", user="nobody")), raw_row("m4", event("k4"))]],
+        lambda: [
+            [
+                raw_row("m1", event("k1")),
+                raw_row("p1", event("k2", verb=POISON)),
+                raw_row("m3", event("k3", user="nobody")),
+                raw_row("m4", event("k4")),
+            ]
+        ],
         list,
-        lambda: [[raw_row("p2", event("k1", verb=POISON, minutes=9), minutes=9),
-                  raw_row("m5", event("k4", verb="newer", minutes=4), minutes=4)]],
+        lambda: [
+            [
+                raw_row("p2", event("k1", verb=POISON, minutes=9), minutes=9),
+                raw_row("m5", event("k4", verb="newer", minutes=4), minutes=4),
+            ]
+        ],
     )
 
 
@@ -57,8 +72,11 @@ def _spark_as_on_arrow(spark_settings, tmp_path, scenario) -> tuple[list, dict]:
 
 def _internal_rows(state: dict, table: str, reason: str) -> list[tuple]:
     _, rows = state[table]
-    return sorted((r["message_id"], r[reason], r["error_detail"]) for r in rows
-                  if r[reason].startswith("internal:"))
+    return sorted(
+        (r["message_id"], r[reason], r["error_detail"])
+        for r in rows
+        if r[reason].startswith("internal:")
+    )
 
 
 def test_a_row_that_makes_flatten_raise_is_quarantined_as_on_arrow(
@@ -66,14 +84,19 @@ def test_a_row_that_makes_flatten_raise_is_quarantined_as_on_arrow(
 ):
     figures, state = _spark_as_on_arrow(spark_settings, tmp_path, _standardized_poison())
     (std1, cur1), (std2, _), (std3, _) = figures
-    assert (std1["rows_read"], std1["rows_written"], std1["parse_errors"],
-            std1["quarantined"]) == (15, 12, 1, 2)
+    assert (std1["rows_read"], std1["rows_written"], std1["parse_errors"], std1["quarantined"]) == (
+        15,
+        12,
+        1,
+        2,
+    )
     assert (std2["rows_read"], std2["quarantined"]) == (0, 0)  # no endless retry
     assert (std3["rows_read"], std3["rows_written"], std3["quarantined"]) == (2, 1, 1)
     assert (cur1["rows_read"], cur1["inserted"], cur1["quarantined"]) == (12, 12, 0)
     detail = "ValueError: injected: a payload no rule foresaw"
     assert _internal_rows(state, "parse_errors", "error_reason") == [
-        (m, "internal:ValueError", detail) for m in ("p1", "p2", "p3")]
+        (m, "internal:ValueError", detail) for m in ("p1", "p2", "p3")
+    ]
     post_raw = state["accountability"][0]
     assert post_raw["right"]["quarantined"] == 3, post_raw
 
@@ -83,16 +106,24 @@ def test_a_row_that_makes_validation_raise_is_quarantined_as_on_arrow(
 ):
     figures, state = _spark_as_on_arrow(spark_settings, tmp_path, _curated_poison())
     (_, cur1), (_, cur2), (_, cur3) = figures
-    assert (cur1["rows_read"], cur1["inserted"], cur1["cde_error_rows"],
-            cur1["quarantined"]) == (4, 2, 1, 1)
+    assert (cur1["rows_read"], cur1["inserted"], cur1["cde_error_rows"], cur1["quarantined"]) == (
+        4,
+        2,
+        1,
+        1,
+    )
     assert (cur2["rows_read"], cur2["quarantined"]) == (0, 0)
     assert (cur3["rows_read"], cur3["updated"], cur3["quarantined"]) == (2, 1, 1)
     detail = "KeyError: 'injected: a rule lookup failed'"
     assert _internal_rows(state, "curated_errors", "rule") == [
-        ("p1", "internal:KeyError", detail), ("p2", "internal:KeyError", detail)]
+        ("p1", "internal:KeyError", detail),
+        ("p2", "internal:KeyError", detail),
+    ]
     curated = state["accountability"][1]
     assert curated["right"]["quarantined"] == 2, curated
     # the poisoned correction of k1 did not supersede its stored version
     _, curated_rows = state["curated"]
     assert {r["idempotency_key"]: r["verb"] for r in curated_rows} == {
-        "k1": "clicked", "k4": "newer"}
+        "k1": "clicked",
+        "k4": "newer",
+    }
