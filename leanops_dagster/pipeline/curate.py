@@ -9,8 +9,10 @@ Commits, each with its own watermark (crash-safe, see ``standardize``):
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import random
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -18,6 +20,7 @@ import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.expressions import EqualTo
+from pyiceberg.table import Table
 
 from leanops_dagster.constants import (
     CURATED_ZONE,
@@ -29,13 +32,11 @@ from leanops_dagster.constants import (
     STD_WATERMARK,
     TOPIC_NAME,
     Count,
-    count_properties,
     curated_partition_spec,
     errors_watermark_name,
-    watermark_key,
 )
-from leanops_dagster.iceberg.catalog import ensure_table, load_layer_table, schema_from_arrow
-from leanops_dagster.iceberg.commit import ensure_unchanged, retry_commit, snapshot_id_of
+from leanops_dagster.iceberg.catalog import ensure_table, schema_from_arrow
+from leanops_dagster.iceberg.commit import ensure_unchanged
 from leanops_dagster.iceberg.key_index import carried_property
 from leanops_dagster.iceberg.lease import DEFAULT_TTL_S
 from leanops_dagster.iceberg.merge import MergeStats, merge_lifo
@@ -45,16 +46,10 @@ from leanops_dagster.iceberg.tables import (
     DRIFT_LOG_PARTITION_SPEC,
     DRIFT_LOG_SCHEMA,
 )
-from leanops_dagster.iceberg.watermarks import counter_properties
 from leanops_dagster.pipeline import quarantine
 from leanops_dagster.pipeline.evolve import conform_curated_table
-from leanops_dagster.pipeline.exclusive import run_exclusively
-from leanops_dagster.pipeline.increments import (
-    read_unconsumed,
-    record_error_rows,
-    rows_after,
-    with_recorded_ts,
-)
+from leanops_dagster.pipeline.increments import record_error_rows, with_recorded_ts
+from leanops_dagster.pipeline.layer_run import Layer, LayerRead, Opened, held, run_layer
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.runtime import prepare_for_increments
 from leanops_dagster.schemas.models import TopicSchema
@@ -62,6 +57,13 @@ from leanops_dagster.transforms import dedup, drift, mask, validate
 
 #: drift-log appends retried on their own (other topics' commits to the shared log)
 _DRIFT_LOG_ATTEMPTS = 20
+
+
+#: this run's figures in the Curated commit's summary, and those with a running total
+CURATED_FIGURES = (Count.ROWS_READ, Count.INSERTED, Count.UPDATED, Count.SUPERSEDED,
+                   Count.CDE_ERROR_ROWS, Count.QUARANTINED)
+CURATED_TOTALS = (Count.ROWS_READ, Count.UPDATED, Count.SUPERSEDED, Count.CDE_ERROR_ROWS,
+                  Count.QUARANTINED)
 
 
 @dataclass
@@ -100,6 +102,41 @@ class CurateResult:
         return self.cde_error_rows / self.rows_read if self.rows_read else 0.0
 
 
+def curated_layer(
+    catalog: Catalog, tables: TopicTables, schema: TopicSchema
+) -> Layer[CurateResult]:
+    """Standardized -> Curated of one topic for ``layer_run`` (both engines)."""
+    return Layer(
+        zone=CURATED_ZONE, topic=tables.topic, upstream=tables.standardized,
+        table=tables.curated, errors=tables.curated_errors,
+        errors_schema=CURATED_ERRORS_SCHEMA, errors_spec=CURATED_ERRORS_PARTITION_SPEC,
+        watermark=STD_WATERMARK, errors_watermark=errors_watermark_name(tables.topic),
+        snapshot_column=STANDARDIZED_SNAPSHOT_ID, from_property=STANDARDIZED_SNAPSHOT_FROM_PROPERTY,
+        totals=CURATED_TOTALS,
+        result=functools.partial(CurateResult, tables.topic),
+        prepare=functools.partial(conform_curated_table, catalog, tables, schema),
+    )
+
+
+def curated_figures(result: CurateResult) -> dict[str, int]:
+    """This run's figures in the Curated commit's summary (``leanops.<name>``)."""
+    return {name: getattr(result, name) for name in CURATED_FIGURES}
+
+
+def curated_extra(schema: TopicSchema) -> dict[str, str]:
+    """The Curated commit's summary beyond the figures: the schema version it conforms to."""
+    return {SCHEMA_VERSION_PROPERTY: str(schema.version)}
+
+
+def create_curated_table(catalog: Catalog, tables: TopicTables, schema: TopicSchema) -> Table:
+    """The topic's Curated table as both engines create it: the curated schema, partitioned
+    by ``day(publish_time)`` and ``bucket(16, idempotency_key)``."""
+    iceberg_schema = schema_from_arrow(schema.curated.arrow_schema())
+    return ensure_table(
+        catalog, tables.curated, iceberg_schema, curated_partition_spec(iceberg_schema)
+    )
+
+
 def curate_topic(
     catalog: Catalog,
     tables: TopicTables,
@@ -117,140 +154,106 @@ def curate_topic(
     and every commit asserts the snapshot its table was read at."""
     prepare_for_increments()
     now = now or dt.datetime.now(dt.UTC)
+    net = quarantine.curated_net(catalog, tables, schema, STANDARDIZED_SNAPSHOT_ID, pii_key, now)
+    body = _ArrowCurate(catalog, tables, schema, pii_key, now, net)
+    return run_layer(
+        catalog, curated_layer(catalog, tables, schema), body, lease_ttl_s=lease_ttl_s,
+        guard=net.run,
+    )
 
-    def run() -> CurateResult:
-        net = quarantine.curated_net(
-            catalog, tables, schema, STANDARDIZED_SNAPSHOT_ID, pii_key, now
+
+@dataclass
+class _Checked:
+    std_rows: pa.Table  # the increment without the safety net's rows
+    quarantined: pa.Table  # the safety net's rows
+    checked: validate.ValidationResult  # deleted before the MERGE (its memory peak)
+
+
+@dataclass(frozen=True)
+class _ArrowCurate:
+    """The Arrow engine's body of a Curated run (``layer_run.LayerBody``)."""
+
+    catalog: Catalog
+    tables: TopicTables
+    schema: TopicSchema
+    pii_key: bytes
+    now: dt.datetime
+    net: quarantine.SafetyNet
+
+    def reader(self, opened: Opened) -> None:
+        return None  # pyiceberg's incremental read
+
+    def transform(self, read: LayerRead) -> AbstractContextManager[_Checked]:
+        std_rows, quarantined = self.net.exclude(read.unconsumed.increment.rows)
+        checked = validate.validate_and_cast(std_rows, self.schema.curated, topic=self.tables.topic)
+        return held(_Checked(std_rows, quarantined, checked))
+
+    def record_errors(self, read: LayerRead, work: _Checked) -> None:
+        # CDE error rows not yet recorded for this topic
+        record_error_rows(
+            read.opened.errors,
+            read.rows_after(work.checked.errors, read.unconsumed.errors_watermark),
+            watermark_name=read.layer.errors_watermark,
+            to_snapshot_id=read.to_snapshot_id, now=self.now,
         )
-        return net.run(
-            lambda: retry_commit(lambda: _curate_once(catalog, tables, schema, pii_key, now, net))
+        if work.checked.drift_columns:
+            log_new_drift(self.catalog, self.tables, self.schema, work.std_rows,
+                          read.to_snapshot_id, self.now)
+
+    def commit(self, read: LayerRead, work: _Checked, result: CurateResult) -> None:
+        # MERGE the valid rows of snapshots after the Curated watermark
+        cur_watermark = read.unconsumed.layer_watermark
+
+        def after(rows: pa.Table) -> pa.Table:
+            return read.rows_after(rows, cur_watermark)
+
+        schema, checked = self.schema, work.checked
+        result.drift_columns = list(checked.drift_columns)
+        valid = after(checked.valid)
+        result.quarantined = after(work.quarantined).num_rows
+        result.rows_read = after(work.std_rows).num_rows + result.quarantined
+        result.cde_errors = after(checked.errors).num_rows
+        # each failing row once
+        result.cde_error_rows = result.rows_read - result.quarantined - valid.num_rows
+        lineage = [c for c in LINEAGE_COLUMNS if c in valid.column_names]
+        masked = mask.mask_pii(valid.drop_columns(lineage), schema.curated, self.pii_key)
+        winners = dedup.lifo_dedup(masked, key=IDEMPOTENCY_KEY, sequence=schema.curated.sequence)
+        # the merge is the memory peak: keep the winners
+        del work.checked, checked, valid, masked
+        curated = read.opened.table
+        if curated is None:
+            curated = create_curated_table(self.catalog, self.tables, schema)
+        # a lost creation race loads the winner's table
+        ensure_unchanged(curated, read.opened.started)
+
+        def properties_for(stats: MergeStats) -> dict[str, str]:
+            """Watermark, this run's counts and running totals: committed with the data."""
+            result.inserted, result.updated = stats.inserted, stats.updated
+            result.superseded = winners.superseded + stats.stale
+            return read.commit_properties(curated, curated_figures(result), curated_extra(schema))
+
+        stats = merge_lifo(
+            curated, winners.rows, key=IDEMPOTENCY_KEY,
+            sequence=schema.curated.sequence,
+            snapshot_properties=properties_for,
         )
-
-    return run_exclusively(
-        catalog, tables.curated[0], tables.topic, CURATED_ZONE, run,
-        lambda message: CurateResult(topic=tables.topic, busy=message),
-        ttl_s=lease_ttl_s,
-    )
-
-
-def _curate_once(
-    catalog: Catalog,
-    tables: TopicTables,
-    schema: TopicSchema,
-    pii_key: bytes,
-    now: dt.datetime | None,
-    net: quarantine.SafetyNet,
-) -> CurateResult:
-    now = now or dt.datetime.now(dt.UTC)
-    result = CurateResult(topic=tables.topic)
-    if not catalog.table_exists(tables.standardized):
-        return result
-    std = catalog.load_table(tables.standardized)
-    errors_table = ensure_table(
-        catalog, tables.curated_errors, CURATED_ERRORS_SCHEMA, CURATED_ERRORS_PARTITION_SPEC
-    )
-    curated = load_layer_table(catalog, tables.curated)
-    curated = conform_curated_table(catalog, tables, schema, curated)
-    cur_started = snapshot_id_of(curated)  # the read point the MERGE asserts
-
-    unconsumed = read_unconsumed(
-        std, curated, STD_WATERMARK, errors_table, errors_watermark_name(tables.topic),
-        STANDARDIZED_SNAPSHOT_ID,
-    )
-    cur_watermark, err_watermark = unconsumed.layer_watermark, unconsumed.errors_watermark
-    increment, positions = unconsumed.increment, unconsumed.positions
-    result.watermark_from, result.watermark_to = cur_watermark, unconsumed.watermark_to
-    if unconsumed.nothing_new:
-        return result
-    std_rows, quarantined = net.exclude(increment.rows)  # the safety net's rows, if any
-
-    checked = validate.validate_and_cast(std_rows, schema.curated, topic=tables.topic)
-    result.drift_columns = list(checked.drift_columns)
-
-    # 1. CDE error rows not yet recorded for this topic.
-    def after(rows: pa.Table, watermark: int | None) -> pa.Table:
-        return rows_after(rows, watermark, positions, STANDARDIZED_SNAPSHOT_ID)
-
-    record_error_rows(
-        errors_table, after(checked.errors, err_watermark),
-        watermark_name=errors_watermark_name(tables.topic),
-        to_snapshot_id=increment.to_snapshot_id, now=now,
-    )
-
-    if result.drift_columns:
-        _log_new_drift(catalog, tables, schema, std_rows, increment.to_snapshot_id, now)
-
-    # 2. MERGE the valid rows of snapshots after the Curated watermark.
-    valid = after(checked.valid, cur_watermark)
-    result.quarantined = after(quarantined, cur_watermark).num_rows
-    result.rows_read = after(std_rows, cur_watermark).num_rows + result.quarantined
-    result.cde_errors = after(checked.errors, cur_watermark).num_rows
-    # each failing row once
-    result.cde_error_rows = result.rows_read - result.quarantined - valid.num_rows
-    lineage = [c for c in LINEAGE_COLUMNS if c in valid.column_names]
-    masked = mask.mask_pii(valid.drop_columns(lineage), schema.curated, pii_key)
-    winners = dedup.lifo_dedup(masked, key=IDEMPOTENCY_KEY, sequence=schema.curated.sequence)
-    if curated is None:
-        iceberg_schema = schema_from_arrow(schema.curated.arrow_schema())
-        curated = ensure_table(
-            catalog, tables.curated, iceberg_schema, curated_partition_spec(iceberg_schema)
-        )
-    ensure_unchanged(curated, cur_started)  # a lost creation race loads the winner's table
-    to_snapshot_id = increment.to_snapshot_id
-    # the merge is the memory peak: keep the winners
-    del increment, std_rows, checked, valid, masked
-
-    def properties_for(stats: MergeStats) -> dict[str, str]:
-        """Watermark, this run's counts and running totals: committed with the data."""
-        superseded = winners.superseded + stats.stale
-        return {
-            watermark_key(STD_WATERMARK): str(to_snapshot_id),
-            SCHEMA_VERSION_PROPERTY: str(schema.version),
-            STANDARDIZED_SNAPSHOT_FROM_PROPERTY: str(cur_watermark or ""),
-            **count_properties({
-                Count.ROWS_READ: result.rows_read,
-                Count.INSERTED: stats.inserted,
-                Count.UPDATED: stats.updated,
-                Count.SUPERSEDED: superseded,
-                Count.CDE_ERROR_ROWS: result.cde_error_rows,
-                Count.QUARANTINED: result.quarantined,
-            }),
-            **counter_properties(
-                curated,
-                {
-                    Count.ROWS_READ: result.rows_read,
-                    Count.UPDATED: stats.updated,
-                    Count.SUPERSEDED: superseded,
-                    Count.CDE_ERROR_ROWS: result.cde_error_rows,
-                    Count.QUARANTINED: result.quarantined,
-                },
-            ),
-        }
-
-    stats = merge_lifo(
-        curated, winners.rows, key=IDEMPOTENCY_KEY,
-        sequence=schema.curated.sequence,
-        snapshot_properties=properties_for,
-    )
-    result.inserted = stats.inserted
-    result.updated = stats.updated
-    result.files_read = stats.scanned_files
-    result.files_rewritten = stats.rewritten_files
-    result.rows_rewritten = stats.rewritten_rows
-    result.superseded = winners.superseded + stats.stale
-    if stats.snapshot_id is None:  # nothing to write: commit the watermark and counts alone
-        curated.append(
-            curated.schema().as_arrow().empty_table(),
-            snapshot_properties={**properties_for(stats),
-                                 **carried_property(curated, IDEMPOTENCY_KEY)},
-        )
-    curated = catalog.load_table(tables.curated)
-    result.snapshot_id = curated.current_snapshot().snapshot_id  # type: ignore[union-attr]
-    return result
+        result.inserted = stats.inserted
+        result.updated = stats.updated
+        result.files_read = stats.scanned_files
+        result.files_rewritten = stats.rewritten_files
+        result.rows_rewritten = stats.rewritten_rows
+        result.superseded = winners.superseded + stats.stale
+        if stats.snapshot_id is None:  # nothing to write: commit the watermark and counts alone
+            curated.append(
+                curated.schema().as_arrow().empty_table(),
+                snapshot_properties={**properties_for(stats),
+                                     **carried_property(curated, IDEMPOTENCY_KEY)},
+            )
+        curated = self.catalog.load_table(self.tables.curated)
+        result.snapshot_id = curated.current_snapshot().snapshot_id  # type: ignore[union-attr]
 
 
-
-def _log_new_drift(
+def log_new_drift(
     catalog: Catalog, tables: TopicTables, schema: TopicSchema, rows: pa.Table,
     snapshot_id: int | None, now: dt.datetime,
 ) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -13,7 +15,6 @@ from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.table import Table
 
 from leanops_dagster.iceberg.watermarks import (
-    Increment,
     read_increment,
     read_watermark,
     snapshot_position,
@@ -24,6 +25,20 @@ from leanops_dagster.iceberg.watermarks import (
 _SHARED_TABLE_ATTEMPTS = 20
 
 
+class UpstreamRows(Protocol):
+    """An engine's read of an upstream table after a watermark (``watermarks.Increment`` on
+    Arrow, ``engines.spark.io.SparkIncrement`` on Spark)."""
+
+    @property
+    def is_empty(self) -> bool: ...
+
+    @property
+    def to_snapshot_id(self) -> int | None: ...
+
+
+I = TypeVar("I", bound=UpstreamRows)  # noqa: E741 (the increment's type)
+
+
 def lowest_watermark(a: int | None, b: int | None, positions: dict[int, int]) -> int | None:
     """The older of two watermarks (None = never consumed = oldest of all)."""
     if a is None or b is None:
@@ -31,11 +46,19 @@ def lowest_watermark(a: int | None, b: int | None, positions: dict[int, int]) ->
     return a if positions.get(a, -1) <= positions.get(b, -1) else b
 
 
+def snapshots_after(watermark: int | None, positions: dict[int, int]) -> list[int] | None:
+    """The upstream snapshots after ``watermark`` in the upstream history (None: all)."""
+    if watermark is None:
+        return None
+    cutoff = positions[watermark]
+    return [sid for sid, pos in positions.items() if pos > cutoff]
+
+
 @dataclass(frozen=True)
-class Unconsumed:
+class Unconsumed(Generic[I]):
     """What a layer table and its error table have not consumed of their upstream table."""
 
-    increment: Increment  # from the older of the two watermarks
+    increment: I  # from the older of the two watermarks
     positions: dict[int, int]  # upstream snapshot id -> position in its history
     layer_watermark: int | None
     errors_watermark: int | None
@@ -49,31 +72,39 @@ class Unconsumed:
         """Where the layer's watermark stands after this run."""
         return self.layer_watermark if self.nothing_new else self.increment.to_snapshot_id
 
+    def snapshots_after(self, watermark: int | None) -> list[int] | None:
+        """The upstream snapshots after ``watermark`` (None: all), as ``rows_after`` keeps."""
+        return snapshots_after(watermark, self.positions)
+
 
 def read_unconsumed(
     upstream: Table, layer: Table | None, layer_watermark: str, errors: Table,
     errors_watermark: str, snapshot_column: str,
-) -> Unconsumed:
+    read: Callable[[int | None], I] | None = None,
+) -> Unconsumed[I]:
     """Read ``upstream`` after the older of the layer's and its error table's watermarks, so a
     crash between their two commits is caught up on the next run (rows tagged with their
-    upstream snapshot in ``snapshot_column``)."""
+    upstream snapshot in ``snapshot_column``). ``read(watermark)`` is the engine's read of
+    what was appended after a watermark; by default pyiceberg's
+    (``watermarks.read_increment``)."""
     layer_at = read_watermark(layer, layer_watermark) if layer is not None else None
     errors_at = read_watermark(errors, errors_watermark)
     positions = snapshot_position(upstream)
-    increment = read_increment(
-        upstream, lowest_watermark(layer_at, errors_at, positions), snapshot_column
-    )
-    return Unconsumed(increment, positions, layer_at, errors_at)
+    watermark = lowest_watermark(layer_at, errors_at, positions)
+    if read is None:
+        increment = read_increment(upstream, watermark, snapshot_column)
+    else:
+        increment = read(watermark)
+    return Unconsumed(increment, positions, layer_at, errors_at)  # type: ignore[arg-type]
 
 
 def rows_after(
     rows: pa.Table, watermark: int | None, positions: dict[int, int], snapshot_column: str
 ) -> pa.Table:
     """Rows whose upstream snapshot comes after ``watermark`` in the upstream history."""
-    if watermark is None or rows.num_rows == 0:
+    newer = snapshots_after(watermark, positions)
+    if newer is None or rows.num_rows == 0:
         return rows
-    cutoff = positions[watermark]
-    newer = [sid for sid, pos in positions.items() if pos > cutoff]
     return rows.filter(pc.is_in(rows[snapshot_column], pa.array(newer, pa.int64())))
 
 

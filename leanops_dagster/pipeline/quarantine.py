@@ -26,6 +26,11 @@ A fault the probe does not reproduce (it needs the stored table, or no single ro
 is not a row fault: the run fails with the original exception, as does every catalog or
 storage fault (retryable, nothing committed half way). Each round must quarantine new rows
 and there are at most ``max_rounds``: never an endless retry of the same increment.
+
+The Spark engine applies the rules batch by batch in its workers, where no attempt can be
+rerun as a whole: ``guard_batch`` is the same net for one batch (``isolate`` with the rules as
+the probe, the same reasons), and the driver records the quarantined rows it returns with the
+same route (``ErrorRoute.record_rows``).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
@@ -84,6 +90,7 @@ INTERNAL_PREFIX = "internal:"
 WHOLE_ROW = "*"
 #: longest exception message kept in ``error_detail``
 MAX_DETAIL = 2_000
+
 _ROW_FAULTS = (ArithmeticError, ValueError, TypeError, LookupError, RecursionError,
                pa.ArrowException)
 _INFRA_FAULTS = (OSError, MemoryError)
@@ -160,6 +167,42 @@ def _describe(exc: Exception) -> tuple[str, str]:
     return f"{INTERNAL_PREFIX}{type(exc).__name__}", detail[:MAX_DETAIL]
 
 
+def _quarantine(rows: pa.Table, culprits: list[tuple[int, Exception]]) -> Quarantined:
+    """The ``culprits`` of ``isolate`` among ``rows``, each with its reason and detail."""
+    described = [_describe(e) for _, e in culprits]
+    return Quarantined(
+        rows.take(pa.array([p for p, _ in culprits], pa.int64())),
+        [r for r, _ in described], [d for _, d in described],
+    )
+
+
+def guard_batch(
+    rows: pa.Table, rules: Callable[[pa.Table], R]
+) -> tuple[R, Quarantined | None]:
+    """The net of one batch, for an engine that applies the rules batch by batch where no
+    attempt can be rerun as a whole (the Spark engine's ``mapInArrow`` functions):
+    ``rules(rows)``; when that raises a row fault, the rows on which ``rules`` fails alone
+    (``isolate``, with ``rules`` as the probe) are taken out, described as ``SafetyNet``
+    describes them (``internal:<Exception>`` and its message), and the rules run again over
+    the rest. A fault no single row reproduces, or one the rest still raises, is raised.
+
+    The same row gives the same reason as on the Arrow engine, where the probe applies the
+    same rules to it alone. (The Arrow net's probe also builds the data files; on Spark the
+    rows are written by Spark's own writer, outside this net.)"""
+    try:
+        return rules(rows), None
+    except Exception as exc:
+        if not is_row_fault(exc):
+            raise
+        culprits = isolate(rows, rules)
+        if not culprits:
+            raise  # not reproduced row by row: not a row fault
+    quarantined = _quarantine(rows, culprits)
+    taken = np.zeros(rows.num_rows, dtype=bool)
+    taken[[p for p, _ in culprits]] = True
+    return rules(rows.filter(pa.array(~taken))), quarantined
+
+
 class SafetyNet:
     """One layer run's net; see the module docstring.
 
@@ -219,12 +262,8 @@ class SafetyNet:
                 culprits = isolate(armed, self.probe)
                 if not culprits:
                     raise  # not reproduced row by row: not a row fault
-                positions = pa.array([p for p, _ in culprits], pa.int64())
-                taken = armed.take(positions)
-                described = [_describe(e) for _, e in culprits]
-                quarantined = Quarantined(
-                    taken, [r for r, _ in described], [d for _, d in described]
-                )
+                quarantined = _quarantine(armed, culprits)
+                taken = quarantined.rows
                 # the error table is shared by every topic: a conflict with another topic's
                 # commit is retried (``record`` reloads it and skips rows already held)
                 recorded = retry_commit(functools.partial(self.record, quarantined))
@@ -313,7 +352,7 @@ def standardized_probe(schema: TopicSchema, snapshot_column: str) -> Callable[[p
     """Flatten, FIFO-dedup and build the Standardized data files of some RAW rows."""
     def probe(raw_rows: pa.Table) -> None:
         flattened = flatten.flatten_raw(
-            raw_rows, schema.standardized, snapshot_column=snapshot_column
+            raw_rows, schema.standardized, snapshot_column=snapshot_column, workers=1
         )
         deduped = dedup.fifo_dedup(flattened.rows, snapshot_column=snapshot_column)
         rows = deduped.rows.drop_columns([snapshot_column])
@@ -359,8 +398,12 @@ class ErrorRoute:
     def record(self, quarantined: Quarantined) -> int:
         """Append the rows the table does not hold yet (same message_id and upstream
         snapshot, an ``internal:`` reason), in one snapshot; return how many."""
+        return self.record_rows(self.build(quarantined))
+
+    def record_rows(self, rows: pa.Table) -> int:
+        """``record`` of rows already built as error rows (``build``; the Spark engine builds
+        them in its workers)."""
         table = ensure_table(self.catalog, self.identifier, self.schema, self.spec)
-        rows = self.build(quarantined)
         if table.current_snapshot() is not None:
             held = table.scan(
                 row_filter=And(EqualTo(TOPIC_NAME, self.topic),
@@ -387,48 +430,59 @@ class ErrorRoute:
 def parse_errors_route(
     catalog: Catalog, tables: TopicTables, snapshot_column: str, now: dt.datetime
 ) -> ErrorRoute:
-    """Quarantined RAW rows as ``parse_errors`` rows: the payload as received, the reason
-    ``internal:<Exception>``, the exception's message."""
-    def build(q: Quarantined) -> pa.Table:
-        rows = q.rows
-        return pa.table({
-            MESSAGE_ID: rows.column(MESSAGE_ID),
-            TOPIC_NAME: pa.array([tables.topic] * rows.num_rows, pa.string()),
-            "error_reason": pa.array(q.reasons, pa.string()),
-            "error_detail": pa.array(q.details, pa.string()),
-            JSON_PAYLOAD: rows.column(JSON_PAYLOAD),
-            snapshot_column: rows.column(snapshot_column),
-            PUBLISH_TIME: rows.column(PUBLISH_TIME),
-            INGESTION_TS: rows.column(INGESTION_TS),
-        })
+    """Quarantined RAW rows as ``parse_errors`` rows (``parse_error_rows``)."""
+    build = functools.partial(parse_error_rows, topic=tables.topic,
+                              snapshot_column=snapshot_column)
     return ErrorRoute(catalog, tables.parse_errors, PARSE_ERRORS_SCHEMA,
                       PARSE_ERRORS_PARTITION_SPEC, tables.topic, "error_reason",
                       snapshot_column, build, now)
 
 
+def parse_error_rows(q: Quarantined, *, topic: str, snapshot_column: str) -> pa.Table:
+    """Quarantined RAW rows as ``parse_errors`` rows: the payload as received, the reason
+    ``internal:<Exception>``, the exception's message (no ``recorded_ts`` yet)."""
+    rows = q.rows
+    return pa.table({
+        MESSAGE_ID: rows.column(MESSAGE_ID),
+        TOPIC_NAME: pa.array([topic] * rows.num_rows, pa.string()),
+        "error_reason": pa.array(q.reasons, pa.string()),
+        "error_detail": pa.array(q.details, pa.string()),
+        JSON_PAYLOAD: rows.column(JSON_PAYLOAD),
+        snapshot_column: rows.column(snapshot_column),
+        PUBLISH_TIME: rows.column(PUBLISH_TIME),
+        INGESTION_TS: rows.column(INGESTION_TS),
+    })
+
+
 def curated_errors_route(
     catalog: Catalog, tables: TopicTables, snapshot_column: str, now: dt.datetime
 ) -> ErrorRoute:
-    """Quarantined Standardized rows as curated ``errors`` rows: column ``*`` (the row), rule
-    ``internal:<Exception>``, the exception's message; the row itself stays in Standardized."""
-    def build(q: Quarantined) -> pa.Table:
-        rows = q.rows
-        n = rows.num_rows
-        return pa.table({
-            MESSAGE_ID: rows.column(MESSAGE_ID),
-            IDEMPOTENCY_KEY: rows.column(IDEMPOTENCY_KEY) if IDEMPOTENCY_KEY in
-            rows.column_names else pa.nulls(n, pa.string()),
-            TOPIC_NAME: pa.array([tables.topic] * n, pa.string()),
-            "column_name": pa.array([WHOLE_ROW] * n, pa.string()),
-            "rule": pa.array(q.reasons, pa.string()),
-            "offending_value": pa.nulls(n, pa.string()),
-            "error_detail": pa.array(q.details, pa.string()),
-            snapshot_column: rows.column(snapshot_column),
-            PUBLISH_TIME: rows.column(PUBLISH_TIME),
-        })
+    """Quarantined Standardized rows as curated ``errors`` rows (``curated_error_rows``)."""
+    build = functools.partial(curated_error_rows, topic=tables.topic,
+                              snapshot_column=snapshot_column)
     return ErrorRoute(catalog, tables.curated_errors, CURATED_ERRORS_SCHEMA,
                       CURATED_ERRORS_PARTITION_SPEC, tables.topic, "rule", snapshot_column,
                       build, now)
+
+
+def curated_error_rows(q: Quarantined, *, topic: str, snapshot_column: str) -> pa.Table:
+    """Quarantined Standardized rows as curated ``errors`` rows: column ``*`` (the row), rule
+    ``internal:<Exception>``, the exception's message (no ``recorded_ts`` yet); the row itself
+    stays in Standardized."""
+    rows = q.rows
+    n = rows.num_rows
+    return pa.table({
+        MESSAGE_ID: rows.column(MESSAGE_ID),
+        IDEMPOTENCY_KEY: rows.column(IDEMPOTENCY_KEY) if IDEMPOTENCY_KEY in
+        rows.column_names else pa.nulls(n, pa.string()),
+        TOPIC_NAME: pa.array([topic] * n, pa.string()),
+        "column_name": pa.array([WHOLE_ROW] * n, pa.string()),
+        "rule": pa.array(q.reasons, pa.string()),
+        "offending_value": pa.nulls(n, pa.string()),
+        "error_detail": pa.array(q.details, pa.string()),
+        snapshot_column: rows.column(snapshot_column),
+        PUBLISH_TIME: rows.column(PUBLISH_TIME),
+    })
 
 
 #: what identifies an input row across attempts (the increment is read again each time)

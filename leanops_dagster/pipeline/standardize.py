@@ -9,6 +9,8 @@ A rerun re-reads from the lowest watermark and skips rows a table already holds.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,31 +25,26 @@ from leanops_dagster.constants import (
     RAW_WATERMARK,
     STANDARDIZED_ZONE,
     Count,
-    count_properties,
     parse_errors_watermark_name,
-    watermark_key,
 )
-from leanops_dagster.iceberg.catalog import ensure_table, load_layer_table
-from leanops_dagster.iceberg.commit import ensure_unchanged, retry_commit, snapshot_id_of
+from leanops_dagster.iceberg.commit import ensure_unchanged
 from leanops_dagster.iceberg.key_index import Entries, key_hashes
 from leanops_dagster.iceberg.lease import DEFAULT_TTL_S
 from leanops_dagster.iceberg.lookup import StoredRows, find_stored
 from leanops_dagster.iceberg.tables import PARSE_ERRORS_PARTITION_SPEC, PARSE_ERRORS_SCHEMA
-from leanops_dagster.iceberg.watermarks import counter_properties
 from leanops_dagster.iceberg.writes import append_rows
 from leanops_dagster.pipeline import quarantine
 from leanops_dagster.pipeline.evolve import refuse_superseded
-from leanops_dagster.pipeline.exclusive import run_exclusively
-from leanops_dagster.pipeline.increments import (
-    read_unconsumed,
-    record_error_rows,
-    rows_after,
-)
+from leanops_dagster.pipeline.increments import record_error_rows
+from leanops_dagster.pipeline.layer_run import Layer, LayerRead, Opened, held, run_layer
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.pipeline.schema_evolution import evolve_and_align
-from leanops_dagster.runtime import flatten_increment, prepare_for_increments
+from leanops_dagster.runtime import prepare_for_increments
 from leanops_dagster.schemas.models import TopicSchema
-from leanops_dagster.transforms import dedup
+from leanops_dagster.transforms import dedup, flatten
+
+#: this run's figures in the Standardized commit's summary, each with a running total
+STANDARDIZED_TOTALS = (Count.ROWS_READ, Count.PARSE_ERRORS, Count.DUPLICATES, Count.QUARANTINED)
 
 
 @dataclass
@@ -75,6 +72,28 @@ class StandardizeResult:
         )
 
 
+def standardized_layer(tables: TopicTables, schema: TopicSchema) -> Layer[StandardizeResult]:
+    """RAW -> Standardized of one topic for ``layer_run`` (both engines)."""
+    def prepare(std: Table | None) -> Table | None:
+        refuse_superseded(std, schema)  # a run on the version a rebuild from RAW replaced
+        return std
+
+    return Layer(
+        zone=STANDARDIZED_ZONE, topic=tables.topic, upstream=tables.raw,
+        table=tables.standardized, errors=tables.parse_errors,
+        errors_schema=PARSE_ERRORS_SCHEMA, errors_spec=PARSE_ERRORS_PARTITION_SPEC,
+        watermark=RAW_WATERMARK, errors_watermark=parse_errors_watermark_name(tables.topic),
+        snapshot_column=RAW_SNAPSHOT_ID, from_property=RAW_SNAPSHOT_FROM_PROPERTY,
+        totals=STANDARDIZED_TOTALS,
+        result=functools.partial(StandardizeResult, tables.topic), prepare=prepare,
+    )
+
+
+def standardized_figures(result: StandardizeResult) -> dict[str, int]:
+    """This run's figures in the Standardized commit's summary (``leanops.<name>``)."""
+    return {name: getattr(result, name) for name in STANDARDIZED_TOTALS}
+
+
 def standardize_topic(
     catalog: Catalog,
     tables: TopicTables,
@@ -85,7 +104,7 @@ def standardize_topic(
     lease_ttl_s: float | None = DEFAULT_TTL_S,
 ) -> StandardizeResult:
     """Process the RAW increment of one topic. ``flatten_workers``: processes for flattening
-    (``None``: every core for large increments, see ``runtime.flatten_increment``); one
+    (``None``: every core for large increments, see ``transforms.flatten.flatten_raw``); one
     is the default since the vectorised flatten is faster than shipping rows to workers.
     This process's transparent huge pages are turned off first
     (``runtime.prepare_for_increments``). RAW rows that make the run raise are quarantined to
@@ -97,101 +116,83 @@ def standardize_topic(
     writer that lost a race retries from the new watermark and finds nothing to do."""
     prepare_for_increments()
     now = now or dt.datetime.now(dt.UTC)
-
-    def run() -> StandardizeResult:
-        net = quarantine.standardized_net(catalog, tables, schema, RAW_SNAPSHOT_ID, now)
-        return net.run(lambda: retry_commit(
-            lambda: _standardize_once(catalog, tables, schema, now, flatten_workers, net)
-        ))
-
-    return run_exclusively(
-        catalog, tables.standardized[0], tables.topic, STANDARDIZED_ZONE, run,
-        lambda message: StandardizeResult(topic=tables.topic, busy=message),
-        ttl_s=lease_ttl_s,
+    net = quarantine.standardized_net(catalog, tables, schema, RAW_SNAPSHOT_ID, now)
+    body = _ArrowStandardize(catalog, tables, schema, now, flatten_workers, net)
+    return run_layer(
+        catalog, standardized_layer(tables, schema), body, lease_ttl_s=lease_ttl_s,
+        guard=net.run,
     )
 
 
-def _standardize_once(
-    catalog: Catalog,
-    tables: TopicTables,
-    schema: TopicSchema,
-    now: dt.datetime | None,
-    flatten_workers: int | None,
-    net: quarantine.SafetyNet,
-) -> StandardizeResult:
-    now = now or dt.datetime.now(dt.UTC)
-    result = StandardizeResult(topic=tables.topic)
-    if not catalog.table_exists(tables.raw):
-        return result
-    raw = catalog.load_table(tables.raw)
-    parse_errors_table = ensure_table(
-        catalog, tables.parse_errors, PARSE_ERRORS_SCHEMA, PARSE_ERRORS_PARTITION_SPEC
-    )
-    std = load_layer_table(catalog, tables.standardized)
-    refuse_superseded(std, schema)  # a run on the version a rebuild from RAW replaced
-    std_started = snapshot_id_of(std)  # the read point every Standardized commit asserts
+@dataclass(frozen=True)
+class _Flattened:
+    raw_rows: pa.Table  # the increment without the safety net's rows
+    quarantined: pa.Table  # the safety net's rows
+    flattened: flatten.FlattenResult
 
-    unconsumed = read_unconsumed(
-        raw, std, RAW_WATERMARK, parse_errors_table, parse_errors_watermark_name(tables.topic),
-        RAW_SNAPSHOT_ID,
-    )
-    std_watermark, pe_watermark = unconsumed.layer_watermark, unconsumed.errors_watermark
-    increment, positions = unconsumed.increment, unconsumed.positions
-    result.watermark_from, result.watermark_to = std_watermark, unconsumed.watermark_to
-    if unconsumed.nothing_new:
-        return result
-    raw_rows, quarantined = net.exclude(increment.rows)  # the safety net's rows, if any
 
-    flattened = flatten_increment(
-        raw_rows, schema.standardized, snapshot_column=RAW_SNAPSHOT_ID,
-        workers=flatten_workers,
-    )
+@dataclass(frozen=True)
+class _ArrowStandardize:
+    """The Arrow engine's body of a Standardized run (``layer_run.LayerBody``)."""
 
-    # 1. parse errors: only the RAW snapshots this table has not recorded yet.
-    def after(rows: pa.Table, watermark: int | None) -> pa.Table:
-        return rows_after(rows, watermark, positions, RAW_SNAPSHOT_ID)
+    catalog: Catalog
+    tables: TopicTables
+    schema: TopicSchema
+    now: dt.datetime
+    flatten_workers: int | None
+    net: quarantine.SafetyNet
 
-    record_error_rows(
-        parse_errors_table, after(flattened.errors, pe_watermark),
-        watermark_name=parse_errors_watermark_name(tables.topic),
-        to_snapshot_id=increment.to_snapshot_id, now=now,
-    )
+    def reader(self, opened: Opened) -> None:
+        return None  # pyiceberg's incremental read
 
-    # 2. standardized rows of the snapshots after the Standardized watermark.
-    rows = after(flattened.rows, std_watermark)
-    # hashed once: the index lookup probes with them, the append indexes the rows it keeps
-    hashes = key_hashes(rows.column(MESSAGE_ID))
-    stored = _stored_message_ids(std, rows.column(MESSAGE_ID), hashes)
-    deduped = dedup.fifo_dedup(
-        rows, existing_ids=stored.rows.column(MESSAGE_ID).combine_chunks(),
-        snapshot_column=RAW_SNAPSHOT_ID, snapshot_order=positions,
-    )
-    std, aligned, new_columns = evolve_and_align(
-        catalog, tables.standardized, std, deduped.rows.drop_columns([RAW_SNAPSHOT_ID])
-    )
-    result.quarantined = after(quarantined, std_watermark).num_rows
-    result.rows_read = after(raw_rows, std_watermark).num_rows + result.quarantined
-    result.parse_errors = after(flattened.errors, std_watermark).num_rows
-    result.duplicates = deduped.dropped
-    result.rows_written = aligned.num_rows
-    result.new_columns = new_columns
-    counts = {
-        Count.ROWS_READ: result.rows_read,
-        Count.PARSE_ERRORS: result.parse_errors,
-        Count.DUPLICATES: result.duplicates,
-        Count.QUARANTINED: result.quarantined,
-    }
-    properties = {
-        watermark_key(RAW_WATERMARK): str(increment.to_snapshot_id),
-        RAW_SNAPSHOT_FROM_PROPERTY: str(std_watermark or ""),
-        **count_properties(counts),
-        **counter_properties(std, counts),
-    }
-    kept = hashes if deduped.kept is None else hashes[np.asarray(deduped.kept)]
-    ensure_unchanged(std, std_started)  # created or evolved since the read: still that snapshot?
-    append_rows(std, aligned, properties, indexed=stored, hashes=kept)
-    result.snapshot_id = std.current_snapshot().snapshot_id  # type: ignore[union-attr]
-    return result
+    def transform(self, read: LayerRead) -> AbstractContextManager[_Flattened]:
+        raw_rows, quarantined = self.net.exclude(read.unconsumed.increment.rows)
+        flattened = flatten.flatten_raw(
+            raw_rows, self.schema.standardized, snapshot_column=RAW_SNAPSHOT_ID,
+            workers=self.flatten_workers,
+        )
+        return held(_Flattened(raw_rows, quarantined, flattened))
+
+    def record_errors(self, read: LayerRead, work: _Flattened) -> None:
+        # parse errors: only the RAW snapshots this table has not recorded yet
+        record_error_rows(
+            read.opened.errors,
+            read.rows_after(work.flattened.errors, read.unconsumed.errors_watermark),
+            watermark_name=read.layer.errors_watermark,
+            to_snapshot_id=read.to_snapshot_id, now=self.now,
+        )
+
+    def commit(self, read: LayerRead, work: _Flattened, result: StandardizeResult) -> None:
+        # standardized rows of the snapshots after the Standardized watermark
+        std_watermark = read.unconsumed.layer_watermark
+
+        def after(rows: pa.Table) -> pa.Table:
+            return read.rows_after(rows, std_watermark)
+
+        rows = after(work.flattened.rows)
+        # hashed once: the index lookup probes with them, the append indexes the rows it keeps
+        hashes = key_hashes(rows.column(MESSAGE_ID))
+        stored = _stored_message_ids(read.opened.table, rows.column(MESSAGE_ID), hashes)
+        deduped = dedup.fifo_dedup(
+            rows, existing_ids=stored.rows.column(MESSAGE_ID).combine_chunks(),
+            snapshot_column=RAW_SNAPSHOT_ID, snapshot_order=read.unconsumed.positions,
+        )
+        std, aligned, new_columns = evolve_and_align(
+            self.catalog, self.tables.standardized, read.opened.table,
+            deduped.rows.drop_columns([RAW_SNAPSHOT_ID]),
+        )
+        result.quarantined = after(work.quarantined).num_rows
+        result.rows_read = after(work.raw_rows).num_rows + result.quarantined
+        result.parse_errors = after(work.flattened.errors).num_rows
+        result.duplicates = deduped.dropped
+        result.rows_written = aligned.num_rows
+        result.new_columns = new_columns
+        properties = read.commit_properties(std, standardized_figures(result))
+        kept = hashes if deduped.kept is None else hashes[np.asarray(deduped.kept)]
+        # created or evolved since the read: still that snapshot?
+        ensure_unchanged(std, read.opened.started)
+        append_rows(std, aligned, properties, indexed=stored, hashes=kept)
+        result.snapshot_id = std.current_snapshot().snapshot_id  # type: ignore[union-attr]
 
 
 def _stored_message_ids(

@@ -24,6 +24,7 @@ from leanops_dagster.iceberg.tables import (
     RAW_STAGING_SCHEMA,
 )
 from leanops_dagster.pipeline import curate as curate_module
+from leanops_dagster.pipeline import layer_run
 from leanops_dagster.pipeline import standardize as standardize_module
 from leanops_dagster.pipeline.curate import curate_topic
 from leanops_dagster.pipeline.layout import TopicTables
@@ -73,7 +74,7 @@ class Interleaving:
         self.follower_may_read = threading.Event()
         self.follower_has_read = threading.Event()
         self.leader_done = threading.Event()
-        read = module.read_unconsumed
+        read = layer_run.read_unconsumed  # the skeleton's read, for either layer
 
         def read_unconsumed(*args, **kwargs):
             role = getattr(self.roles, "name", None)
@@ -87,7 +88,7 @@ class Interleaving:
                 self._let_follower_read()
             return unconsumed
 
-        monkeypatch.setattr(module, "read_unconsumed", read_unconsumed)
+        monkeypatch.setattr(layer_run, "read_unconsumed", read_unconsumed)
         if after != "read":
             commit = getattr(module, after)
 

@@ -29,6 +29,7 @@ from leanops_dagster.iceberg.lease import TableLeases, lease_name
 from leanops_dagster.iceberg.tables import DRIFT_LOG_PARTITION_SPEC, DRIFT_LOG_SCHEMA
 from leanops_dagster.pipeline import curate as curate_module
 from leanops_dagster.pipeline import exclusive as exclusive_module
+from leanops_dagster.pipeline import layer_run
 from leanops_dagster.pipeline import quarantine as quarantine_module
 from leanops_dagster.pipeline import standardize as standardize_module
 from leanops_dagster.pipeline.curate import curate_topic
@@ -204,7 +205,7 @@ def test_a_holder_that_stalls_past_its_ttl_while_another_takes_over_stays_exact(
     a_has_read, b_done = threading.Event(), threading.Event()
     holder_ids = iter(["A", "B"])
     monkeypatch.setattr(exclusive_module, "new_holder_id", lambda: next(holder_ids))
-    read = standardize_module.read_unconsumed
+    read = layer_run.read_unconsumed
     stalled = threading.local()
 
     def read_unconsumed(*args, **kwargs):
@@ -221,7 +222,7 @@ def test_a_holder_that_stalls_past_its_ttl_while_another_takes_over_stays_exact(
             b_done.wait(BARRIER_TIMEOUT_S)  # the whole process stalls, heartbeat included
         return renew(self, lease, ttl_s)
 
-    monkeypatch.setattr(standardize_module, "read_unconsumed", read_unconsumed)
+    monkeypatch.setattr(layer_run, "read_unconsumed", read_unconsumed)
     monkeypatch.setattr(TableLeases, "renew", stalled_renew)
     results, errors = {}, []
 

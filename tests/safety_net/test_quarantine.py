@@ -18,14 +18,19 @@ from leanops_dagster.iceberg import writes as writes_module
 from leanops_dagster.iceberg.watermarks import read_watermark
 from leanops_dagster.pipeline.curate import curate_topic
 from leanops_dagster.pipeline.layout import TopicTables
-from leanops_dagster.pipeline.quarantine import build_data_files, is_row_fault, isolate
+from leanops_dagster.pipeline.quarantine import (
+    build_data_files,
+    guard_batch,
+    is_row_fault,
+    isolate,
+)
 from leanops_dagster.pipeline.standardize import standardize_topic
-from leanops_dagster.transforms import flatten, validate
+from leanops_dagster.transforms import validate
 from tests.dagster.conftest import append_raw, event, raw_row
+from tests.safety_net.faults import POISON
 
 TABLES = TopicTables("events")
 KEY = b"test-key"
-POISON = "POISON"
 #: 9999-12-31T23:59:59-01:00 = 10000-01-01T00:59:59Z in microseconds: beyond Parquet stats
 YEAR_10000_US = 253_402_304_399_000_000
 
@@ -55,35 +60,6 @@ def balanced_equations(catalog):
 def schema(registry):
     registry.deploy("events")
     return registry.load("events")
-
-
-@pytest.fixture
-def poisoned_flatten(monkeypatch):
-    """flatten_raw raising on any RAW row whose payload holds the marker; counts its calls."""
-    original = flatten.flatten_raw
-    calls = []
-
-    def flatten_raw(raw, *args, **kwargs):
-        calls.append(raw.num_rows)
-        if any(POISON in p for p in raw.column("json_payload").to_pylist()):
-            raise ValueError("injected: a payload no rule foresaw")
-        return original(raw, *args, **kwargs)
-
-    monkeypatch.setattr(flatten, "flatten_raw", flatten_raw)
-    return calls
-
-
-@pytest.fixture
-def poisoned_validate(monkeypatch):
-    """validate_and_cast raising on any Standardized row whose verb is the marker."""
-    original = validate.validate_and_cast
-
-    def validate_and_cast(rows, schema, **kwargs):
-        if "event_verb" in rows.column_names and POISON in rows.column("event_verb").to_pylist():
-            raise KeyError("injected: a rule lookup failed")
-        return original(rows, schema, **kwargs)
-
-    monkeypatch.setattr(validate, "validate_and_cast", validate_and_cast)
 
 
 @pytest.fixture
@@ -142,6 +118,37 @@ def test_isolate_refuses_faults_that_no_single_row_causes():
 
     assert isolate(rows, too_many) == []
     assert isolate(rows, always) == []
+
+
+def test_guard_batch_quarantines_the_rows_a_rule_raises_on_and_runs_the_rest():
+    """The batch net of the Spark engine's workers: the same reason and detail as the Arrow
+    net's, the rest of the batch through the rules, no-row and non-row faults raised."""
+    rows = pa.table({"v": list(range(10))})
+
+    def rules(part: pa.Table) -> list[int]:
+        values = part.column("v").to_pylist()
+        if 3 in values or 7 in values:
+            raise OverflowError("date value out of range")
+        return values
+
+    kept, quarantined = guard_batch(rows, rules)
+    assert kept == [0, 1, 2, 4, 5, 6, 8, 9]
+    assert quarantined.rows.column("v").to_pylist() == [3, 7]
+    assert quarantined.reasons == ["internal:OverflowError"] * 2
+    assert quarantined.details == ["OverflowError: date value out of range"] * 2
+    assert guard_batch(rows, lambda part: part.num_rows) == (10, None)  # the good path
+
+    def together(part: pa.Table) -> None:  # no single row causes it
+        if part.num_rows > 1:
+            raise ValueError("rows together")
+
+    def storage(part: pa.Table) -> None:
+        raise OSError("injected: the object store")
+
+    with pytest.raises(ValueError, match="rows together"):
+        guard_batch(rows, together)
+    with pytest.raises(OSError, match="object store"):
+        guard_batch(rows, storage)
 
 
 def test_catalog_and_storage_faults_are_not_row_faults():

@@ -15,6 +15,7 @@ import shutil
 import pytest
 
 from leanops_dagster.settings import REPO_ROOT, get_settings
+from tests.safety_net.faults import poisoned_flatten, poisoned_validate  # noqa: F401 (fixtures)
 
 #: the cache ``make setup`` fills (settings' default for a home at the repository root)
 JARS_CACHE = REPO_ROOT / ".leanops" / "spark-jars"

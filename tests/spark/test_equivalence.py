@@ -74,9 +74,10 @@ def _run3() -> list[list[dict]]:
 SCENARIO = (_run1, _run2, _run3, list)  # the last run finds nothing new
 
 
-def _run_scenario(catalog, engines: list[str]) -> list[tuple[dict, dict]]:
+def _run_scenario(catalog, engines: list[str], scenario=SCENARIO) -> list[tuple[dict, dict]]:
+    """Each run's RAW appends, then Standardized and Curated on that run's engine."""
     figures = []
-    for number, (appends, engine) in enumerate(zip(SCENARIO, engines, strict=True)):
+    for number, (appends, engine) in enumerate(zip(scenario, engines, strict=True)):
         for rows in appends():
             append_raw(catalog, rows)
         now = NOW + dt.timedelta(hours=number)
@@ -96,7 +97,10 @@ def _figures(result) -> dict:
 
 
 def _rows(catalog, identifier, lineage: tuple[str, tuple[str, str]] | None = None):
-    """All rows, lineage snapshot ids as positions in their upstream history, sorted."""
+    """All rows, lineage snapshot ids as positions in their upstream history, sorted (None:
+    no such table)."""
+    if not catalog.table_exists(identifier):
+        return None
     table = catalog.load_table(identifier)
     rows = table.scan().to_arrow().to_pylist()
     if lineage is not None:

@@ -7,12 +7,17 @@
 - LIFO in the increment: a window over ``idempotency_key`` in the order of versions of
   ``transforms.ordering`` (``ordering.newest_first``, as ``transforms.dedup`` ranks);
 - LIFO against stored rows: ``MERGE INTO`` whose update condition is the same lexicographic
-  "newer than" over the same columns (``ordering.version_columns``; ``lifo_newer_sql``: null
-  orders first, equal is not newer), run inside
+  "newer than" (``lifo_newer_sql``: null orders first, equal is not newer), run inside
   ``CommitMetadata.withCommitProperties`` so the watermark, this run's counts and the running
   totals are in the MERGE's own snapshot. The counts are decided first, by a join with the
   stored (key, sequence) on the snapshot the MERGE then builds on (checked after the commit);
-- the drift log: ``pipeline.curate._log_new_drift`` on the rows carrying undeclared columns.
+- the drift log: ``pipeline.curate.log_new_drift`` on the rows carrying undeclared columns;
+- the safety net: each batch runs the rules under ``quarantine.guard_batch``; a Standardized
+  row they raise on becomes a curated ``errors`` row with the Arrow engine's
+  ``internal:<Exception>`` rule, recorded as the Arrow net records it, and takes no part in
+  LIFO or drift.
+
+The run is ``pipeline.layer_run``'s skeleton with this engine's body (``_SparkCurate``).
 
 Tables are created by pyiceberg exactly as the Arrow engine creates them (schema, partition
 spec ``day(publish_time)``, ``bucket(16, idempotency_key)``) and made copy-on-write explicitly,
@@ -22,46 +27,36 @@ the Arrow engine's next MERGE rebuilds it after this snapshot.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
 from pyiceberg.catalog import Catalog
 
-from leanops_dagster.constants import (
-    CURATED_ZONE,
-    IDEMPOTENCY_KEY,
-    SCHEMA_VERSION_PROPERTY,
-    STANDARDIZED_SNAPSHOT_FROM_PROPERTY,
-    STANDARDIZED_SNAPSHOT_ID,
-    STD_WATERMARK,
-    Count,
-    count_properties,
-    curated_partition_spec,
-    errors_watermark_name,
-    watermark_key,
-)
+from leanops_dagster.constants import IDEMPOTENCY_KEY, MESSAGE_ID, STANDARDIZED_SNAPSHOT_ID
 from leanops_dagster.engines.spark import io
+from leanops_dagster.engines.spark import layer as spark_layer
 from leanops_dagster.engines.spark.commits import with_commit_properties
-from leanops_dagster.engines.spark.frames import collect_arrow, map_in_arrow
-from leanops_dagster.engines.spark.standardize import _record_errors
-from leanops_dagster.iceberg.catalog import ensure_table, load_layer_table, schema_from_arrow
-from leanops_dagster.iceberg.commit import ensure_unchanged, retry_commit, snapshot_id_of
+from leanops_dagster.engines.spark.frames import collect_arrow
+from leanops_dagster.engines.spark.layer import IS_ERROR, QUARANTINED
+from leanops_dagster.iceberg.commit import ensure_unchanged
 from leanops_dagster.iceberg.key_index import carried_property
 from leanops_dagster.iceberg.lease import DEFAULT_TTL_S
-from leanops_dagster.iceberg.tables import CURATED_ERRORS_PARTITION_SPEC, CURATED_ERRORS_SCHEMA
-from leanops_dagster.iceberg.watermarks import (
-    counter_properties,
-    read_watermark,
-    snapshot_position,
+from leanops_dagster.pipeline import quarantine
+from leanops_dagster.pipeline.curate import (
+    CurateResult,
+    create_curated_table,
+    curated_extra,
+    curated_figures,
+    curated_layer,
+    log_new_drift,
 )
-from leanops_dagster.pipeline.curate import CurateResult, _log_new_drift
-from leanops_dagster.pipeline.evolve import conform_curated_table
-from leanops_dagster.pipeline.exclusive import run_exclusively
-from leanops_dagster.pipeline.increments import lowest_watermark
+from leanops_dagster.pipeline.layer_run import LayerRead, Opened, run_layer
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.schemas.models import TopicSchema
 from leanops_dagster.transforms import drift, mask, ordering, validate
@@ -69,7 +64,7 @@ from leanops_dagster.transforms import drift, mask, ordering, validate
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-_IS_ERROR, _VALID, _ERROR = "is_error", "valid", "error"
+_VALID, _ERROR = "valid", "error"
 
 
 def curate_topic_spark(
@@ -82,16 +77,17 @@ def curate_topic_spark(
     now: dt.datetime | None = None,
     lease_ttl_s: float | None = DEFAULT_TTL_S,
 ) -> CurateResult:
-    """``pipeline.curate.curate_topic`` on Spark (same tables, same result), under the same
-    Curated lease of the topic. ``files_read`` is not measured here (Spark plans the MERGE's
-    reads itself); files and rows rewritten come from the MERGE's snapshot summary."""
-    return run_exclusively(
-        catalog, tables.curated[0], tables.topic, CURATED_ZONE,
-        lambda: retry_commit(
-            lambda: _curate_once(spark, catalog, tables, schema, pii_key, now)
-        ),
-        lambda message: CurateResult(topic=tables.topic, busy=message),
-        ttl_s=lease_ttl_s,
+    """``pipeline.curate.curate_topic`` on Spark (same tables, same result), in the same
+    layer-run skeleton (``pipeline.layer_run``: the topic's Curated lease). Standardized rows
+    that make the rules raise are quarantined to curated ``errors`` as on Arrow
+    (``quarantine.guard_batch`` in each batch). ``files_read`` is not measured here (Spark
+    plans the MERGE's reads itself); files and rows rewritten come from the MERGE's snapshot
+    summary."""
+    now = now or dt.datetime.now(dt.UTC)
+    return run_layer(
+        catalog, curated_layer(catalog, tables, schema),
+        _SparkCurate(spark, catalog, tables, schema, pii_key, now),
+        lease_ttl_s=lease_ttl_s, errors_table=io.ensure_copy_on_write,
     )
 
 
@@ -130,142 +126,189 @@ def _spark_order(sequence: Sequence[str], columns: pa.Schema) -> list:
     return orderings
 
 
+@dataclass(frozen=True)
+class _Rules:
+    """The row-wise Curated rules of one batch (validate and cast, then mask the valid rows),
+    with the functions the driver resolved: they travel to the workers with the batch
+    function, so the workers run exactly the driver's rules."""
+
+    schema: TopicSchema
+    topic: str
+    pii_key: bytes
+    validate_and_cast: Callable = field(default_factory=lambda: validate.validate_and_cast)
+    mask_pii: Callable = field(default_factory=lambda: mask.mask_pii)
+
+    def __call__(self, rows: pa.Table) -> tuple[pa.Table, pa.Table]:
+        """The masked valid rows and the CDE error rows of ``rows``."""
+        checked = self.validate_and_cast(rows, self.schema.curated, topic=self.topic)
+        return self.mask_pii(checked.valid, self.schema.curated, self.pii_key), checked.errors
+
+
 def _checked_batches(
-    batches: Iterator[pa.RecordBatch], schema: TopicSchema, topic: str, pii_key: bytes,
-    out: pa.Schema,
+    batches: Iterator[pa.RecordBatch], rules: _Rules, out: pa.Schema,
 ) -> Iterator[pa.RecordBatch]:
-    """Validate, cast and mask each batch; valid rows and CDE error rows in one schema."""
+    """``rules`` over each batch under the batch's safety net (``quarantine.guard_batch``);
+    valid rows, CDE error rows and quarantined rows (as their curated ``errors`` rows) in one
+    schema."""
     valid_type: pa.StructType = out.field(_VALID).type
     error_type: pa.StructType = out.field(_ERROR).type
     for batch in batches:
         if batch.num_rows == 0:
             continue
-        valid, errors = _check(pa.Table.from_batches([batch]), schema, topic, pii_key)
+        (valid, errors), quarantined = quarantine.guard_batch(
+            pa.Table.from_batches([batch]), rules)
+        error_parts = [errors]
+        if quarantined is not None:
+            error_parts.append(quarantine.curated_error_rows(
+                quarantined, topic=rules.topic, snapshot_column=STANDARDIZED_SNAPSHOT_ID))
         k, e = valid.num_rows, errors.num_rows
         valid_struct = pa.StructArray.from_arrays(
             [valid.column(f.name).combine_chunks().cast(f.type) for f in valid_type],
             fields=list(valid_type))
         error_struct = pa.StructArray.from_arrays(
-            [errors.column(f.name).combine_chunks().cast(f.type) for f in error_type],
+            [pa.concat_arrays([
+                (part.column(f.name).combine_chunks() if f.name in part.column_names
+                 else pa.nulls(part.num_rows)).cast(f.type) for part in error_parts
+            ]) for f in error_type],
             fields=list(error_type))
+        q = len(error_struct) - e
         yield from pa.table({
-            _IS_ERROR: pa.array([False] * k + [True] * e, pa.bool_()),
-            _VALID: pa.concat_arrays([valid_struct, pa.nulls(e, valid_type)]),
+            IS_ERROR: pa.array([False] * k + [True] * (e + q), pa.bool_()),
+            QUARANTINED: pa.array([False] * (k + e) + [True] * q, pa.bool_()),
+            _VALID: pa.concat_arrays([valid_struct, pa.nulls(e + q, valid_type)]),
             _ERROR: pa.concat_arrays([pa.nulls(k, error_type), error_struct]),
         }, schema=out).to_batches()
 
 
-def _check(rows: pa.Table, schema: TopicSchema, topic: str, pii_key: bytes):
-    checked = validate.validate_and_cast(rows, schema.curated, topic=topic)
-    return mask.mask_pii(checked.valid, schema.curated, pii_key), checked.errors
-
-
-def _output_schema(std_arrow: pa.Schema, schema: TopicSchema, topic: str) -> pa.Schema:
+def _output_schema(std_arrow: pa.Schema, rules: _Rules) -> pa.Schema:
     """The batch schema of ``_checked_batches``: found by running the rules on no rows."""
     empty = std_arrow.append(pa.field(STANDARDIZED_SNAPSHOT_ID, pa.int64())).empty_table()
-    valid, errors = _check(empty, schema, topic, b"schema-probe")
+    valid, errors = rules(empty)
     return pa.schema([
-        pa.field(_IS_ERROR, pa.bool_()),
+        pa.field(IS_ERROR, pa.bool_()),
+        pa.field(QUARANTINED, pa.bool_()),
         pa.field(_VALID, pa.struct(list(valid.schema))),
         pa.field(_ERROR, pa.struct(list(errors.schema))),
     ])
 
 
-def _curate_once(
-    spark: SparkSession,
-    catalog: Catalog,
-    tables: TopicTables,
-    schema: TopicSchema,
-    pii_key: bytes,
-    now: dt.datetime | None,
-) -> CurateResult:
-    from pyspark import StorageLevel
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
-    from pyspark.sql.pandas.types import from_arrow_schema
+@dataclass
+class _Checked:
+    """A Curated increment in Spark: its rows, and the rules' output (held until the MERGE)."""
 
-    now = now or dt.datetime.now(dt.UTC)
-    result = CurateResult(topic=tables.topic)
-    if not catalog.table_exists(tables.standardized):
-        return result
-    std = catalog.load_table(tables.standardized)
-    errors_table = io.ensure_copy_on_write(ensure_table(
-        catalog, tables.curated_errors, CURATED_ERRORS_SCHEMA, CURATED_ERRORS_PARTITION_SPEC
-    ))
-    curated = load_layer_table(catalog, tables.curated)
-    curated = conform_curated_table(catalog, tables, schema, curated)
-    cur_started = snapshot_id_of(curated)  # the read point the MERGE asserts
+    incoming: DataFrame
+    checked: DataFrame
+    #: the error rows of the quarantined rows (set when recorded)
+    quarantined: pa.Table | None = None
+    drift_columns: list[str] = field(default_factory=list)
 
-    err_watermark_name = errors_watermark_name(tables.topic)
-    cur_watermark = read_watermark(curated, STD_WATERMARK) if curated is not None else None
-    err_watermark = read_watermark(errors_table, err_watermark_name)
-    positions = snapshot_position(std)
-    increment = io.read_increment(
-        spark, catalog, std, tables.standardized,
-        lowest_watermark(cur_watermark, err_watermark, positions), STANDARDIZED_SNAPSHOT_ID,
-    )
-    result.watermark_from = cur_watermark
-    if not increment.snapshot_ids or increment.to_snapshot_id == cur_watermark:
-        result.watermark_to = cur_watermark
-        return result
-    result.watermark_to = to_snapshot_id = increment.to_snapshot_id
-
-    def after(watermark: int | None):
-        if watermark is None:
-            return F.lit(True)
-        newer = [sid for sid, pos in positions.items() if pos > positions[watermark]]
-        return F.col(STANDARDIZED_SNAPSHOT_ID).isin(newer) if newer else F.lit(False)
-
-    std_arrow = std.schema().as_arrow()
-    out = _output_schema(std_arrow, schema, tables.topic)
-    if increment.rows is None:
-        checked = spark.createDataFrame([], from_arrow_schema(out))
-        incoming = spark.createDataFrame(
-            [], from_arrow_schema(std_arrow.append(pa.field(STANDARDIZED_SNAPSHOT_ID, pa.int64()))))
-    else:
-        incoming = increment.rows
-        checked = map_in_arrow(incoming, functools.partial(
-            _checked_batches, schema=schema, topic=tables.topic, pii_key=pii_key, out=out,
-        ), from_arrow_schema(out))
-    checked = checked.persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        errors = checked.where(F.col(_IS_ERROR)).select(f"{_ERROR}.*")
-        valid = checked.where(~F.col(_IS_ERROR)).select(f"{_VALID}.*")
-
-        # drift: undeclared Standardized columns with a value anywhere in the increment
-        candidates = drift.drift_keys(std_arrow.names, schema.curated)
-        if candidates:
-            seen = incoming.agg(*(F.count(F.col(c)).alias(c) for c in candidates)).first()
-            result.drift_columns = [c for c in candidates if seen[c] > 0]
-
-        # 1. CDE error rows not yet recorded for this topic
-        _record_errors(
-            catalog, tables.curated_errors, errors_table,
-            errors.where(after(err_watermark)).withColumn(
-                "recorded_ts", F.lit(now).cast("timestamp")),
-            err_watermark_name, to_snapshot_id, now,
+    def clean(self) -> DataFrame:
+        """The increment without its quarantined rows (what the Arrow engine's rules see)."""
+        if self.quarantined is None or self.quarantined.num_rows == 0:
+            return self.incoming
+        spark = self.incoming.sparkSession
+        keys = spark.createDataFrame(
+            self.quarantined.select([MESSAGE_ID, STANDARDIZED_SNAPSHOT_ID]).to_pylist(),
+            f"{MESSAGE_ID} STRING, {STANDARDIZED_SNAPSHOT_ID} BIGINT",
         )
-        if result.drift_columns:
-            carrying = incoming.where(
-                F.greatest(*(F.col(c).isNotNull() for c in result.drift_columns))
-                if len(result.drift_columns) > 1 else F.col(result.drift_columns[0]).isNotNull()
-            ).select("publish_time", *result.drift_columns)
-            _log_new_drift(catalog, tables, schema, collect_arrow(carrying), to_snapshot_id, now)
+        return self.incoming.join(keys, [MESSAGE_ID, STANDARDIZED_SNAPSHOT_ID], "left_anti")
 
-        # 2. MERGE the valid rows of snapshots after the Curated watermark
-        result.cde_errors = errors.where(after(cur_watermark)).count()
-        result.rows_read = incoming.where(after(cur_watermark)).count()
-        valid = valid.where(after(cur_watermark)).drop(STANDARDIZED_SNAPSHOT_ID)
-        valid_rows = valid.count()
-        result.cde_error_rows = result.rows_read - valid_rows
 
-        if curated is None:
-            iceberg_schema = schema_from_arrow(schema.curated.arrow_schema())
-            curated = ensure_table(
-                catalog, tables.curated, iceberg_schema, curated_partition_spec(iceberg_schema)
+@dataclass(frozen=True)
+class _SparkCurate:
+    """The Spark engine's body of a Curated run (``layer_run.LayerBody``)."""
+
+    spark: SparkSession
+    catalog: Catalog
+    tables: TopicTables
+    schema: TopicSchema
+    pii_key: bytes
+    now: dt.datetime
+
+    def reader(self, opened: Opened) -> Callable[[int | None], io.SparkIncrement]:
+        return spark_layer.reader(
+            self.spark, self.catalog, curated_layer(self.catalog, self.tables, self.schema), opened,
+        )
+
+    @contextlib.contextmanager
+    def transform(self, read: LayerRead) -> Iterator[_Checked]:
+        """Validation, casts and masking in ``mapInArrow``, held (persisted) until the MERGE."""
+        from pyspark import StorageLevel
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        # the rules as the driver resolved them: they travel to the workers
+        rules = _Rules(self.schema, self.tables.topic, self.pii_key)
+        std_arrow = read.opened.upstream.schema().as_arrow()
+        out = _output_schema(std_arrow, rules)
+        increment = read.unconsumed.increment
+        if increment.rows is None:
+            checked = self.spark.createDataFrame([], from_arrow_schema(out))
+            incoming = self.spark.createDataFrame([], from_arrow_schema(
+                std_arrow.append(pa.field(STANDARDIZED_SNAPSHOT_ID, pa.int64()))))
+        else:
+            incoming = increment.rows
+            checked = incoming.mapInArrow(
+                functools.partial(_checked_batches, rules=rules, out=out),
+                from_arrow_schema(out),
             )
+        checked = checked.persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            yield _Checked(incoming, checked)
+        finally:
+            checked.unpersist()
+
+    def record_errors(self, read: LayerRead, work: _Checked) -> None:
+        from pyspark.sql import functions as F
+
+        work.quarantined = spark_layer.record_errors(
+            self.catalog, read,
+            quarantine.curated_errors_route(
+                self.catalog, self.tables, STANDARDIZED_SNAPSHOT_ID, self.now),
+            work.checked, _ERROR, self.now,
+        )
+        # drift: undeclared Standardized columns with a value anywhere in the increment
+        # (its rows the rules ran on, as on Arrow)
+        clean = work.clean()
+        candidates = drift.drift_keys(read.opened.upstream.schema().as_arrow().names,
+                                      self.schema.curated)
+        drift_columns: list[str] = []
+        if candidates:
+            seen = clean.agg(*(F.count(F.col(c)).alias(c) for c in candidates)).first()
+            drift_columns = [c for c in candidates if seen[c] > 0]
+        if drift_columns:
+            carrying = clean.where(
+                F.greatest(*(F.col(c).isNotNull() for c in drift_columns))
+                if len(drift_columns) > 1 else F.col(drift_columns[0]).isNotNull()
+            ).select("publish_time", *drift_columns)
+            log_new_drift(self.catalog, self.tables, self.schema, collect_arrow(carrying),
+                          read.to_snapshot_id, self.now)
+        work.drift_columns = drift_columns
+
+    def commit(self, read: LayerRead, work: _Checked, result: CurateResult) -> None:
+        """MERGE the valid rows of snapshots after the Curated watermark."""
+        from pyspark import StorageLevel
+        from pyspark.sql import Window
+        from pyspark.sql import functions as F
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        catalog, tables, schema, spark = self.catalog, self.tables, self.schema, self.spark
+        newer = spark_layer.after(read, read.unconsumed.layer_watermark)
+        result.drift_columns = work.drift_columns
+        result.cde_errors, result.quarantined = spark_layer.count_errors(
+            read, work.checked, _ERROR)
+        result.rows_read = work.incoming.where(newer).count()
+        valid = work.checked.where(~F.col(IS_ERROR)).select(f"{_VALID}.*").where(
+            newer).drop(STANDARDIZED_SNAPSHOT_ID)
+        valid_rows = valid.count()
+        # each failing row once
+        result.cde_error_rows = result.rows_read - result.quarantined - valid_rows
+
+        curated = read.opened.table
+        if curated is None:
+            curated = create_curated_table(catalog, tables, schema)
         curated = io.ensure_copy_on_write(curated)
-        ensure_unchanged(curated, cur_started)  # a lost creation race loads the winner's table
+        # a lost creation race loads the winner's table
+        ensure_unchanged(curated, read.opened.started)
         target_arrow = curated.schema().as_arrow()
 
         rank = Window.partitionBy(IDEMPOTENCY_KEY).orderBy(
@@ -276,72 +319,54 @@ def _curate_once(
             (F.col(f.name) if f.name in winners.columns else F.lit(None))
             .cast(f.dataType).alias(f.name) for f in from_arrow_schema(target_arrow)
         )).persist(StorageLevel.MEMORY_AND_DISK)
-        winner_rows = winners.count()
-        superseded_in_increment = valid_rows - winner_rows
+        try:
+            winner_rows = winners.count()
+            superseded_in_increment = valid_rows - winner_rows
 
-        # decide inserts / updates / stale against the stored rows of the snapshot MERGEd on
-        sequence = ordering.version_columns(schema.curated.sequence, target_arrow.names)
-        base = curated.current_snapshot()
-        inserted = updated = stale = 0
-        if base is not None and winner_rows:
-            stored = (spark.read.format("iceberg").option("snapshot-id", str(base.snapshot_id))
-                      .load(io.spark_name(catalog, tables.curated))
-                      .select(IDEMPOTENCY_KEY, *sequence))
-            judged = winners.alias("s").join(
-                stored.alias("t"), F.col(f"s.{IDEMPOTENCY_KEY}") == F.col(
-                    f"t.{IDEMPOTENCY_KEY}"), "left"
-            ).select(
-                F.col(f"t.{IDEMPOTENCY_KEY}").isNotNull().alias("matched"),
-                F.expr(lifo_newer_sql(sequence)).alias("newer"),
-            ).groupBy("matched", "newer").count().collect()
-            for row in judged:
-                if not row["matched"]:
-                    inserted += row["count"]
-                elif row["newer"]:
-                    updated += row["count"]
-                else:
-                    stale += row["count"]
-        else:
-            inserted = winner_rows
-        superseded = superseded_in_increment + stale
-        properties = {
-            watermark_key(STD_WATERMARK): str(to_snapshot_id),
-            SCHEMA_VERSION_PROPERTY: str(schema.version),
-            STANDARDIZED_SNAPSHOT_FROM_PROPERTY: str(cur_watermark or ""),
-            **count_properties({
-                Count.ROWS_READ: result.rows_read,
-                Count.INSERTED: inserted,
-                Count.UPDATED: updated,
-                Count.SUPERSEDED: superseded,
-                Count.CDE_ERROR_ROWS: result.cde_error_rows,
-                # no safety net on Spark (a raising row fails the run): the figure is kept, at 0
-                Count.QUARANTINED: result.quarantined,
-            }),
-            **counter_properties(curated, {
-                Count.ROWS_READ: result.rows_read,
-                Count.UPDATED: updated,
-                Count.SUPERSEDED: superseded,
-                Count.CDE_ERROR_ROWS: result.cde_error_rows,
-                Count.QUARANTINED: result.quarantined,
-            }),
-        }
-        if inserted + updated == 0:  # nothing to write: the watermark and counts alone
-            curated.append(target_arrow.empty_table(), snapshot_properties={
-                **properties, **carried_property(curated, IDEMPOTENCY_KEY)})
-        else:
-            _merge(spark, catalog, tables, winners, sequence, properties, base)
-        winners.unpersist()
-    finally:
-        checked.unpersist()
-    result.inserted, result.updated, result.superseded = inserted, updated, superseded
-    curated = catalog.load_table(tables.curated)
-    snapshot = curated.current_snapshot()
-    result.snapshot_id = snapshot.snapshot_id  # type: ignore[union-attr]
-    summary = snapshot.summary if snapshot is not None else None
-    if summary is not None and summary.operation.value == "overwrite":
-        result.files_rewritten = int(summary.get("deleted-data-files", "0"))
-        result.rows_rewritten = int(summary.get("deleted-records", "0")) - updated
-    return result
+            # decide inserts / updates / stale against the stored rows of the snapshot
+            # MERGEd on
+            sequence = ordering.version_columns(schema.curated.sequence, target_arrow.names)
+            base = curated.current_snapshot()
+            inserted = updated = stale = 0
+            if base is not None and winner_rows:
+                stored = (spark.read.format("iceberg")
+                          .option("snapshot-id", str(base.snapshot_id))
+                          .load(io.spark_name(catalog, tables.curated))
+                          .select(IDEMPOTENCY_KEY, *sequence))
+                judged = winners.alias("s").join(
+                    stored.alias("t"), F.col(f"s.{IDEMPOTENCY_KEY}") == F.col(
+                        f"t.{IDEMPOTENCY_KEY}"), "left"
+                ).select(
+                    F.col(f"t.{IDEMPOTENCY_KEY}").isNotNull().alias("matched"),
+                    F.expr(lifo_newer_sql(sequence)).alias("newer"),
+                ).groupBy("matched", "newer").count().collect()
+                for row in judged:
+                    if not row["matched"]:
+                        inserted += row["count"]
+                    elif row["newer"]:
+                        updated += row["count"]
+                    else:
+                        stale += row["count"]
+            else:
+                inserted = winner_rows
+            result.inserted, result.updated = inserted, updated
+            result.superseded = superseded_in_increment + stale
+            properties = read.commit_properties(
+                curated, curated_figures(result), curated_extra(schema))
+            if inserted + updated == 0:  # nothing to write: the watermark and counts alone
+                curated.append(target_arrow.empty_table(), snapshot_properties={
+                    **properties, **carried_property(curated, IDEMPOTENCY_KEY)})
+            else:
+                _merge(spark, catalog, tables, winners, sequence, properties, base)
+        finally:
+            winners.unpersist()
+        curated = catalog.load_table(tables.curated)
+        snapshot = curated.current_snapshot()
+        result.snapshot_id = snapshot.snapshot_id  # type: ignore[union-attr]
+        summary = snapshot.summary if snapshot is not None else None
+        if summary is not None and summary.operation.value == "overwrite":
+            result.files_rewritten = int(summary.get("deleted-data-files", "0"))
+            result.rows_rewritten = int(summary.get("deleted-records", "0")) - updated
 
 
 def _merge(

@@ -57,6 +57,10 @@ class SparkIncrement:
     to_snapshot_id: int | None
     snapshot_ids: tuple[int, ...]
 
+    @property
+    def is_empty(self) -> bool:
+        return not self.snapshot_ids
+
 
 def read_increment(
     spark: SparkSession,

@@ -1,0 +1,149 @@
+"""What both Spark layer runs plug into ``pipeline.layer_run``: the read, the error rows.
+
+- ``reader``: the skeleton's read after the older watermark, through Spark
+  (``io.read_increment``);
+- ``after``: the Spark form of ``increments.rows_after`` (rows of upstream snapshots after a
+  watermark);
+- ``record_errors``: step 4 for the error rows of a ``mapInArrow`` output. First the rows
+  the workers' nets quarantined (``quarantine.guard_batch``), recorded by the Arrow engine's
+  own route (``quarantine.ErrorRoute.record_rows``): once, in their own append, before the
+  run's other commits; then the other error rows, as ``increments.record_error_rows``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+from pyiceberg.catalog import Catalog
+
+from leanops_dagster.engines.spark import io
+from leanops_dagster.engines.spark.frames import collect_arrow
+from leanops_dagster.iceberg.commit import retry_commit
+from leanops_dagster.iceberg.watermarks import watermark_key
+from leanops_dagster.pipeline import increments
+from leanops_dagster.pipeline.layer_run import Layer, LayerRead, Opened
+from leanops_dagster.pipeline.quarantine import ErrorRoute
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame, SparkSession
+
+#: the batch flags of the ``mapInArrow`` functions: an error row, and one of those quarantined
+IS_ERROR, QUARANTINED = "is_error", "quarantined"
+
+
+def reader(
+    spark: SparkSession,
+    catalog: Catalog,
+    layer: Layer,
+    opened: Opened,
+    *,
+    with_positions: bool = False,
+) -> Callable[[int | None], io.SparkIncrement]:
+    """The skeleton's read of ``layer``'s upstream after a watermark, by Spark's incremental
+    reads (``io.read_increment``)."""
+    return lambda watermark: io.read_increment(
+        spark,
+        catalog,
+        opened.upstream,
+        layer.upstream,
+        watermark,
+        layer.snapshot_column,
+        with_positions=with_positions,
+    )
+
+
+def after(read: LayerRead, watermark: int | None) -> Column:
+    """Rows of upstream snapshots after ``watermark`` (``increments.rows_after``)."""
+    from pyspark.sql import functions as F
+
+    newer = read.unconsumed.snapshots_after(watermark)
+    if newer is None:
+        return F.lit(True)
+    return F.col(read.layer.snapshot_column).isin(newer) if newer else F.lit(False)
+
+
+def record_errors(
+    catalog: Catalog,
+    read: LayerRead,
+    route: ErrorRoute,
+    output: DataFrame,
+    error: str,
+    now: dt.datetime,
+) -> pa.Table:
+    """Step 4 on Spark: the error rows of ``output`` (the batches of a ``mapInArrow``
+    function, flagged ``IS_ERROR`` and ``QUARANTINED``, the error row in struct ``error``).
+    Returns the quarantined rows' error rows."""
+    from pyspark.sql import functions as F
+
+    errors = output.where(F.col(IS_ERROR))
+    quarantined = _record_quarantined(route, errors.where(F.col(QUARANTINED)).select(f"{error}.*"))
+    _record_error_rows(
+        catalog,
+        read,
+        errors.where(~F.col(QUARANTINED))
+        .select(f"{error}.*")
+        .where(after(read, read.unconsumed.errors_watermark)),
+        now,
+    )
+    return quarantined
+
+
+def count_errors(read: LayerRead, output: DataFrame, error: str) -> tuple[int, int]:
+    """Of the error rows of ``output`` (as ``record_errors``) after the layer's watermark:
+    how many are the rules' own error rows, how many quarantined rows."""
+    from pyspark.sql import functions as F
+
+    counted = {
+        row[QUARANTINED]: row["count"]
+        for row in output.where(F.col(IS_ERROR))
+        .select(QUARANTINED, f"{error}.{read.layer.snapshot_column}")
+        .where(after(read, read.unconsumed.layer_watermark))
+        .groupBy(QUARANTINED)
+        .count()
+        .collect()
+    }
+    return counted.get(False, 0), counted.get(True, 0)
+
+
+def _record_quarantined(route: ErrorRoute, rows: DataFrame) -> pa.Table:
+    """Record the error rows of the quarantined rows as the Arrow engine's net records them
+    (the error table's rows not held yet, in one append; retried on a commit conflict);
+    returns them (few: only rows a rule raised on)."""
+    collected = collect_arrow(rows)
+    if collected.num_rows:
+        retry_commit(functools.partial(route.record_rows, collected))
+    return collected
+
+
+def _record_error_rows(
+    catalog: Catalog, read: LayerRead, rows: DataFrame, now: dt.datetime
+) -> None:
+    """``increments.record_error_rows`` for rows in Spark (already limited to the snapshots
+    after the error table's watermark): an append carrying the error table's watermark; with
+    no rows, the Arrow engine's own watermark-only commit."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    table, layer = read.opened.errors, read.layer
+    if rows.isEmpty():
+        increments.record_error_rows(
+            table,
+            table.schema().as_arrow().empty_table(),
+            watermark_name=layer.errors_watermark,
+            to_snapshot_id=read.to_snapshot_id,
+            now=now,
+        )
+        return
+    rows = rows.withColumn("recorded_ts", F.lit(now).cast("timestamp"))
+    target = from_arrow_schema(table.schema().as_arrow())
+    aligned = rows.select(*(rows[f.name].cast(f.dataType).alias(f.name) for f in target))
+    io.append(
+        aligned,
+        catalog,
+        layer.errors,
+        {watermark_key(layer.errors_watermark): str(read.to_snapshot_id)},
+    )
