@@ -352,7 +352,7 @@ def standardized_probe(schema: TopicSchema, snapshot_column: str) -> Callable[[p
     """Flatten, FIFO-dedup and build the Standardized data files of some RAW rows."""
     def probe(raw_rows: pa.Table) -> None:
         flattened = flatten.flatten_raw(
-            raw_rows, schema.standardized, snapshot_column=snapshot_column, workers=1
+            raw_rows, schema.standardized, snapshot_column=snapshot_column
         )
         deduped = dedup.fifo_dedup(flattened.rows, snapshot_column=snapshot_column)
         rows = deduped.rows.drop_columns([snapshot_column])

@@ -39,7 +39,7 @@ from leanops_dagster.pipeline.increments import record_error_rows
 from leanops_dagster.pipeline.layer_run import Layer, LayerRead, Opened, held, run_layer
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.pipeline.schema_evolution import evolve_and_align
-from leanops_dagster.runtime import prepare_for_increments
+from leanops_dagster.runtime import flatten_increment, prepare_for_increments
 from leanops_dagster.schemas.models import TopicSchema
 from leanops_dagster.transforms import dedup, flatten
 
@@ -147,7 +147,7 @@ class _ArrowStandardize:
 
     def transform(self, read: LayerRead) -> AbstractContextManager[_Flattened]:
         raw_rows, quarantined = self.net.exclude(read.unconsumed.increment.rows)
-        flattened = flatten.flatten_raw(
+        flattened = flatten_increment(
             raw_rows, self.schema.standardized, snapshot_column=RAW_SNAPSHOT_ID,
             workers=self.flatten_workers,
         )

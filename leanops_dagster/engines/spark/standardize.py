@@ -4,8 +4,9 @@
   ``parse_errors`` watermarks (``io.read_increment``), rows tagged with their snapshot;
 - flattening, sanitising and parse errors: ``transforms.flatten.flatten_raw`` itself, batch by
   batch in ``mapInArrow`` (its result does not depend on how rows are split, see
-  ``flatten_raw(workers=...)``); payload columns travel as a map and become columns once the
-  whole increment's set of columns is known (sorted, as the Arrow engine orders them);
+  ``runtime.flatten_increment(workers=...)``); payload columns travel as a map and become
+  columns once the whole increment's set of columns is known (sorted, as the Arrow engine
+  orders them);
 - FIFO: a window over ``message_id`` ordered as ``transforms.dedup.fifo_dedup`` orders
   (earliest ``ingestion_ts``, then RAW snapshot, then the Arrow engine's read position), plus an
   anti-join with the stored ``message_id``s;
