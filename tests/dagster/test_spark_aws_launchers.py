@@ -48,7 +48,7 @@ def arrow_layer(topic: str, layer: str, settings):
     tables = TopicTables(topic, settings.namespace_prefix)
     if layer == "standardized":
         return standardized_materialization(
-            run_standardize(catalog, tables, schema, engine="arrow"), tables
+            run_standardize(catalog, tables, schema, engine="arrow"), tables, catalog
         )
     result = run_curate(
         catalog,
@@ -58,7 +58,7 @@ def arrow_layer(topic: str, layer: str, settings):
         pii_key=settings.pii_hash_key.get_secret_value().encode(),
     )
     return curated_materialization(
-        result, tables, schema, known_drift(catalog, tables, schema.curated)
+        result, tables, schema, known_drift(catalog, tables, schema.curated), catalog
     )
 
 
@@ -225,7 +225,7 @@ def _assert_reported(result) -> dict[str, dict]:
         1,
     )
     assert (cur["rows_read"], cur["inserted"], cur["superseded"]) == (2, 1, 1)
-    assert std["table"] == "standardized.events"  # a text value kept its type over S3
+    assert std["dagster/table_name"] == "standardized.events"  # a text value kept its type over S3
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert checks["post_raw_water_balance"].passed
     assert checks["curated_water_balance"].passed and checks["cde_error_rate"].passed
