@@ -8,6 +8,7 @@ REST catalogs map to their Iceberg Java implementations.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -178,6 +179,10 @@ def spark_session(settings: Settings) -> SparkSession:
     if active is not None:  # its jars are fixed: only the catalog may be new
         register_catalog(active, settings)
         return active
+    # mapInArrow's Python workers: pyspark takes their interpreter from PYSPARK_PYTHON when
+    # set (a user's shell or an IDE may set it to a Python without pyarrow), so the project's
+    # interpreter is named there too, not only in spark.pyspark.python
+    os.environ["PYSPARK_PYTHON"] = sys.executable
     builder = SparkSession.builder
     for key, value in spark_conf(settings).items():
         builder = builder.config(key, value)

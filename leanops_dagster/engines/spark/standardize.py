@@ -224,7 +224,7 @@ class _SparkStandardize:
         else:
             # the rules as the driver resolved them: the function travels to the workers
             rules = functools.partial(flatten.flatten_raw, schema=self.schema.standardized,
-                                      snapshot_column=_ROW, workers=1)
+                                      snapshot_column=_ROW)
             flattened = increment.rows.mapInArrow(
                 functools.partial(_flatten_batches, rules=rules, topic=self.tables.topic,
                                   out=out),
