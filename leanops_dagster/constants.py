@@ -135,12 +135,12 @@ def count_properties(counts: Mapping[str, int]) -> dict[str, str]:
 
 def parse_errors_watermark_name(topic: str) -> str:
     """Watermark of the Standardized run's parse errors of ``topic`` (on RAW)."""
-    return f"parse_errors.{topic}.raw_snapshot_id"
+    return f"parse_errors.{topic}.{RAW_WATERMARK}"
 
 
 def errors_watermark_name(topic: str) -> str:
     """Watermark of the Curated run's errors of ``topic`` (on Standardized)."""
-    return f"errors.{topic}.standardized_snapshot_id"
+    return f"errors.{topic}.{STD_WATERMARK}"
 
 
 def errors_rebuild_property(topic: str) -> str:
