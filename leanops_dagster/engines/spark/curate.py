@@ -321,6 +321,8 @@ class _SparkCurate:
         )).persist(StorageLevel.MEMORY_AND_DISK)
         try:
             winner_rows = winners.count()
+            # the rules' output lives on in `winners`: free its memory before the MERGE
+            work.checked.unpersist()
             superseded_in_increment = valid_rows - winner_rows
 
             # decide inserts / updates / stale against the stored rows of the snapshot
