@@ -26,6 +26,7 @@ import argparse
 import contextlib
 import json
 import multiprocessing
+import os
 import sys
 import time
 from pathlib import Path
@@ -157,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     builder.join()
     if builder.exitcode:
         raise SystemExit("building the inputs failed")
+    # the inputs' files just written must not be flushed to disk while the engines are timed
+    os.sync()
     catalog = open_bench_catalog(workdir)
     raw, curated = raw_increment_table(catalog, history, raw_rows), base_table(catalog, history)
 

@@ -6,7 +6,7 @@ import dagster as dg
 
 from leanops_dagster.assets.curated import CDE_ERROR_RATE, CURATED_BALANCE
 from leanops_dagster.assets.keys import CURATED, STANDARDIZED
-from leanops_dagster.assets.table_metadata import layer_table_metadata
+from leanops_dagster.assets.reporting import layer_table_metadata
 from leanops_dagster.checks.accountability import accountability_checks, curated_balance_all_time
 from leanops_dagster.constants import CURATED_ZONE, STANDARDIZED_ZONE, ZONES
 from leanops_dagster.partitions import topic_partitions

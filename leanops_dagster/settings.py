@@ -36,6 +36,10 @@ SPARK_JOB_SETTINGS = (
 )
 
 
+#: the Spark launchers whose job runs on a cluster's own Spark session (engines/spark/launch.py)
+CLUSTER_SPARK_LAUNCHERS = ("glue", "emr_serverless")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LEANOPS_", extra="ignore", frozen=True)
 

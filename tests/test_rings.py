@@ -51,9 +51,6 @@ RINGS: dict[str, str] = {
     "leanops_dagster.assets": DAGSTER,
     "leanops_dagster.checks": DAGSTER,
     "leanops_dagster.definitions": DAGSTER,
-    # The Pipes bridge of the Spark job: it turns a layer run into the assets'
-    # dg.MaterializeResult, so it needs dagster where it runs (the launcher too).
-    "leanops_dagster.engines.spark.job": DAGSTER,
     "leanops_dagster.engines.spark.launch": DAGSTER,
     "leanops_dagster.instance": DAGSTER,
     "leanops_dagster.jobs": DAGSTER,

@@ -2,28 +2,24 @@
 
 
 import dagster as dg
-from pyiceberg.catalog import Catalog
 
 from leanops_dagster.assets.keys import CURATED, STANDARDIZED
-from leanops_dagster.assets.quarantine import (
-    quarantined_rows_result,
-    quarantined_rows_spec,
-)
-from leanops_dagster.assets.table_metadata import layer_table_metadata
-from leanops_dagster.checks import messages
-from leanops_dagster.checks.drift import DriftEntry, known_drift
+from leanops_dagster.assets.quarantine import quarantined_rows_spec
+from leanops_dagster.assets.reporting import materialize_result
 from leanops_dagster.engines.spark.launch import launch_spark_job
 from leanops_dagster.partitions import topic_partitions
-from leanops_dagster.pipeline.curate import CurateResult
+from leanops_dagster.pipeline import check_messages as messages
+from leanops_dagster.pipeline import run_report
 from leanops_dagster.pipeline.engine import run_curate
+from leanops_dagster.pipeline.known_drift import known_drift
 from leanops_dagster.pipeline.layout import TopicTables
+from leanops_dagster.pipeline.run_report import curated_report
 from leanops_dagster.resources.catalog import IcebergCatalogResource
 from leanops_dagster.resources.pipeline import PipelineConfigResource
 from leanops_dagster.resources.schema_registry import SchemaRegistryResource
-from leanops_dagster.schemas.models import TopicSchema
 
 CURATED_BALANCE = dg.AssetCheckSpec(
-    name="curated_water_balance",
+    name=run_report.CURATED_BALANCE,
     asset=CURATED,
     blocking=True,
     description=(
@@ -35,7 +31,7 @@ CURATED_BALANCE = dg.AssetCheckSpec(
     ),
 )
 CDE_ERROR_RATE = dg.AssetCheckSpec(
-    name="cde_error_rate",
+    name=run_report.CDE_ERROR_RATE,
     asset=CURATED,
     blocking=True,
     description=(
@@ -48,7 +44,7 @@ CDE_ERROR_RATE = dg.AssetCheckSpec(
 )
 QUARANTINED_ROWS = quarantined_rows_spec(CURATED, "curated.errors")
 SCHEMA_DRIFT = dg.AssetCheckSpec(
-    name="schema_drift",
+    name=run_report.SCHEMA_DRIFT,
     asset=CURATED,
     description=(
         "Standardized columns the curated schema does not declare (new JSON keys), as the "
@@ -99,108 +95,6 @@ def curated_records(
             f"{result.updated}, superseded {result.superseded}, CDE error rows "
             f"{result.cde_error_rows}, quarantined {result.quarantined}"
         )
-    return curated_materialization(
-        result, tables, schema, known_drift(iceberg, tables, schema.curated), iceberg
-    )
+    drift = known_drift(iceberg, tables, schema.curated)
+    return materialize_result(curated_report(result, tables, schema, drift, iceberg))
 
-
-def curated_materialization(
-    result: CurateResult,
-    tables: TopicTables,
-    schema: TopicSchema,
-    drift: list[DriftEntry],
-    catalog: Catalog,
-) -> dg.MaterializeResult:
-    """Metadata and per-run checks of one Curated run (also what the Spark job reports): the
-    run's counts, and the table's name, total rows and columns after its MERGE."""
-    threshold = schema.curated.cde_error_rate_threshold
-    if result.busy:
-        busy = messages.not_evaluated(messages.busy(tables.topic, "curated"))
-        balance_why = rate_why = busy
-    else:
-        balance_why = messages.curated_balance(
-            read=result.rows_read, inserted=result.inserted, updated=result.updated,
-            superseded=result.superseded, cde_error_rows=result.cde_error_rows,
-            quarantined=result.quarantined,
-        )
-        rate_why = messages.cde_error_rate(
-            error_rows=result.cde_error_rows, rows_read=result.rows_read,
-            threshold=threshold, errors_table=".".join(tables.curated_errors),
-        )
-    return dg.MaterializeResult(
-        metadata={
-            "rows_read": result.rows_read,
-            "inserted": result.inserted,
-            "updated": result.updated,
-            "superseded": result.superseded,
-            "cde_error_rows": result.cde_error_rows,
-            "cde_errors": result.cde_errors,
-            "quarantined": result.quarantined,
-            **({"busy": dg.MetadataValue.text(result.busy)} if result.busy else {}),
-            "watermark_from": dg.MetadataValue.text(str(result.watermark_from)),
-            "watermark_to": dg.MetadataValue.text(str(result.watermark_to)),
-            "snapshot_id": dg.MetadataValue.text(str(result.snapshot_id)),
-            "merge_files_read": result.files_read,
-            "merge_files_rewritten": result.files_rewritten,
-            "merge_rows_rewritten": result.rows_rewritten,
-            **layer_table_metadata(catalog, tables.curated, result.snapshot_id),
-            "schema_version": dg.MetadataValue.text(str(schema.version)),
-        },
-        check_results=[
-            dg.AssetCheckResult(
-                check_name=CURATED_BALANCE.name,
-                passed=result.balanced,
-                description=balance_why,
-                metadata={
-                    "standardized_read": result.rows_read,
-                    "inserted": result.inserted,
-                    "updated": result.updated,
-                    "superseded": result.superseded,
-                    "cde_error_rows": result.cde_error_rows,
-                    "quarantined": result.quarantined,
-                    "nothing_read": result.rows_read == 0,
-                },
-            ),
-            dg.AssetCheckResult(
-                check_name=CDE_ERROR_RATE.name,
-                passed=result.cde_error_rate <= threshold,
-                description=rate_why,
-                metadata={
-                    "error_rate": result.cde_error_rate,
-                    "threshold": threshold,
-                    "cde_error_rows": result.cde_error_rows,
-                    "rows_read": result.rows_read,
-                    "nothing_read": result.rows_read == 0,
-                },
-            ),
-            quarantined_rows_result(
-                read=result.rows_read, quarantined=result.quarantined,
-                errors_table=".".join(tables.curated_errors),
-            ),
-            dg.AssetCheckResult(
-                check_name=SCHEMA_DRIFT.name,
-                passed=not drift,
-                severity=dg.AssetCheckSeverity.WARN,
-                description=messages.schema_drift(
-                    [d.column for d in drift], drift_log_table=".".join(tables.drift_log)
-                ),
-                metadata={
-                    "drift_columns": _drift_table(drift),
-                    "count": len(drift),
-                    "seen_this_run": dg.MetadataValue.json(result.drift_columns),
-                },
-            ),
-        ],
-    )
-
-
-def _drift_table(drift: list[DriftEntry]) -> dg.MetadataValue:
-    if not drift:
-        return dg.MetadataValue.text("none")
-    return dg.MetadataValue.md(
-        "| column | first seen |\n| --- | --- |\n"
-        + "".join(
-            f"| `{d.column}` | {d.first_seen.isoformat() if d.first_seen else ''} |\n"
-            for d in drift
-        )
-    )

@@ -2,14 +2,12 @@
 
 import dagster as dg
 
-from leanops_dagster.checks import messages
-
-QUARANTINED_ROWS_CHECK = "quarantined_rows"
+from leanops_dagster.pipeline.run_report import QUARANTINED_ROWS
 
 
 def quarantined_rows_spec(asset: dg.AssetKey, errors_table: str) -> dg.AssetCheckSpec:
     return dg.AssetCheckSpec(
-        name=QUARANTINED_ROWS_CHECK,
+        name=QUARANTINED_ROWS,
         asset=asset,
         blocking=False,
         description=(
@@ -22,16 +20,3 @@ def quarantined_rows_spec(asset: dg.AssetKey, errors_table: str) -> dg.AssetChec
         ),
     )
 
-
-def quarantined_rows_result(
-    *, read: int, quarantined: int, errors_table: str
-) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(
-        check_name=QUARANTINED_ROWS_CHECK,
-        passed=quarantined == 0,
-        severity=dg.AssetCheckSeverity.WARN,
-        description=messages.quarantined_rows(
-            read=read, quarantined=quarantined, errors_table=errors_table
-        ),
-        metadata={"quarantined": quarantined, "rows_read": read},
-    )

@@ -2,26 +2,23 @@
 
 
 import dagster as dg
-from pyiceberg.catalog import Catalog
 
 from leanops_dagster.assets.keys import RAW_STAGING, STANDARDIZED
-from leanops_dagster.assets.quarantine import (
-    quarantined_rows_result,
-    quarantined_rows_spec,
-)
-from leanops_dagster.assets.table_metadata import layer_table_metadata
-from leanops_dagster.checks import messages
+from leanops_dagster.assets.quarantine import quarantined_rows_spec
+from leanops_dagster.assets.reporting import materialize_result
 from leanops_dagster.engines.spark.launch import launch_spark_job
 from leanops_dagster.partitions import topic_partitions
+from leanops_dagster.pipeline import check_messages as messages
+from leanops_dagster.pipeline import run_report
 from leanops_dagster.pipeline.engine import run_standardize
 from leanops_dagster.pipeline.layout import TopicTables
-from leanops_dagster.pipeline.standardize import StandardizeResult
+from leanops_dagster.pipeline.run_report import standardized_report
 from leanops_dagster.resources.catalog import IcebergCatalogResource
 from leanops_dagster.resources.pipeline import PipelineConfigResource
 from leanops_dagster.resources.schema_registry import SchemaRegistryResource
 
 POST_RAW_BALANCE = dg.AssetCheckSpec(
-    name="post_raw_water_balance",
+    name=run_report.POST_RAW_BALANCE,
     asset=STANDARDIZED,
     blocking=True,
     description=(
@@ -74,58 +71,5 @@ def standardized_records(
             f"{result.parse_errors}, duplicates {result.duplicates}, quarantined "
             f"{result.quarantined}"
         )
-    return standardized_materialization(result, tables, iceberg)
+    return materialize_result(standardized_report(result, tables, iceberg))
 
-
-def standardized_materialization(
-    result: StandardizeResult, tables: TopicTables, catalog: Catalog
-) -> dg.MaterializeResult:
-    """Metadata and per-run check of one Standardized run (also what the Spark job reports):
-    the run's counts, and the table's name, total rows and columns after its commit."""
-    errors_table = ".".join(tables.parse_errors)
-    if result.busy:
-        why = messages.not_evaluated(messages.busy(tables.topic, "standardized"))
-    else:
-        why = messages.post_raw_balance(
-            read=result.rows_read, written=result.rows_written,
-            parse_errors=result.parse_errors, duplicates=result.duplicates,
-            quarantined=result.quarantined, errors_table=errors_table,
-        )
-    return dg.MaterializeResult(
-        metadata={
-            "rows_read": result.rows_read,
-            "rows_written": result.rows_written,
-            "parse_errors": result.parse_errors,
-            "duplicates": result.duplicates,
-            "quarantined": result.quarantined,
-            **({"busy": dg.MetadataValue.text(result.busy)} if result.busy else {}),
-            "watermark_from": dg.MetadataValue.text(str(result.watermark_from)),
-            "watermark_to": dg.MetadataValue.text(str(result.watermark_to)),
-            "snapshot_id": dg.MetadataValue.text(str(result.snapshot_id)),
-            "new_columns": dg.MetadataValue.json(result.new_columns),
-            **layer_table_metadata(catalog, tables.standardized, result.snapshot_id),
-        },
-        check_results=[
-            dg.AssetCheckResult(
-                check_name=POST_RAW_BALANCE.name,
-                passed=result.balanced,
-                severity=dg.AssetCheckSeverity.ERROR,
-                description=why,
-                metadata={
-                    "raw_read": result.rows_read,
-                    "standardized_new": result.rows_written,
-                    "parse_errors": result.parse_errors,
-                    "duplicates": result.duplicates,
-                    "quarantined": result.quarantined,
-                    "difference": result.rows_read
-                    - (result.rows_written + result.parse_errors + result.duplicates
-                       + result.quarantined),
-                    "nothing_read": result.rows_read == 0,
-                },
-            ),
-            quarantined_rows_result(
-                read=result.rows_read, quarantined=result.quarantined,
-                errors_table=".".join(tables.parse_errors),
-            ),
-        ],
-    )

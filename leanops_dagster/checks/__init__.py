@@ -1,2 +1,2 @@
-"""Asset checks that look at whole tables (per-run checks are emitted by the assets), the
-wording of every per-run verdict (``messages``) and the drift log reader (``drift``)."""
+"""Asset checks that look at whole tables (per-run checks are emitted by the assets; their
+wording is ``pipeline.check_messages``, the drift log reader ``pipeline.known_drift``)."""

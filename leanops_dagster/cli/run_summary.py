@@ -2,8 +2,8 @@
 
 ``summarize`` turns an ``ExecuteInProcessResult`` into per-layer counts (from the
 materialization metadata), the check evaluations (their ``description`` is the sentence the UI
-shows, built by ``checks.messages``) and one line per failed step; ``render_*`` make the Rich
-tables ``leanops run`` prints instead of Dagster's event log.
+shows, built by ``pipeline.check_messages``) and one line per failed step; ``render_*`` make
+the Rich tables ``leanops run`` prints instead of Dagster's event log.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from leanops_dagster.assets.keys import CURATED, STANDARDIZED
-from leanops_dagster.checks import messages
+from leanops_dagster.pipeline import check_messages as messages
 
 if TYPE_CHECKING:  # the error record Dagster keeps of a failed step (not exported publicly)
     from dagster._utils.error import SerializableErrorInfo

@@ -11,7 +11,7 @@ import json
 import dagster as dg
 
 from leanops_dagster.assets.keys import RAW_STAGING
-from leanops_dagster.assets.table_metadata import table_metadata
+from leanops_dagster.assets.reporting import table_metadata
 from leanops_dagster.jobs import TOPIC_TAG, topic_pipeline_job
 from leanops_dagster.partitions import topic_partitions
 from leanops_dagster.resources.catalog import IcebergCatalogResource

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from leanops_dagster.checks import messages
+from leanops_dagster.pipeline import check_messages as messages
 
 
 def test_cde_error_rate_sentence_matches_the_documented_example():

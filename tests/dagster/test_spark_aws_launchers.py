@@ -20,14 +20,13 @@ import pytest
 from dagster_pipes import PipesContext, decode_param
 from moto import mock_aws
 
-from leanops_dagster.assets.curated import curated_materialization
-from leanops_dagster.assets.standardized import standardized_materialization
-from leanops_dagster.checks.drift import known_drift
 from leanops_dagster.definitions import build_definitions
 from leanops_dagster.engines.spark import job, launch
 from leanops_dagster.iceberg.catalog import open_catalog
 from leanops_dagster.pipeline.engine import run_curate, run_standardize
+from leanops_dagster.pipeline.known_drift import known_drift
 from leanops_dagster.pipeline.layout import TopicTables
+from leanops_dagster.pipeline.run_report import curated_report, standardized_report
 from leanops_dagster.schemas.registry import SchemaRegistry
 from leanops_dagster.settings import get_settings
 from tests.dagster.conftest import append_raw, event, raw_row
@@ -47,7 +46,7 @@ def arrow_layer(topic: str, layer: str, settings):
     schema = SchemaRegistry.from_settings(settings).load(topic)
     tables = TopicTables(topic, settings.namespace_prefix)
     if layer == "standardized":
-        return standardized_materialization(
+        return standardized_report(
             run_standardize(catalog, tables, schema, engine="arrow"), tables, catalog
         )
     result = run_curate(
@@ -57,7 +56,7 @@ def arrow_layer(topic: str, layer: str, settings):
         engine="arrow",
         pii_key=settings.pii_hash_key.get_secret_value().encode(),
     )
-    return curated_materialization(
+    return curated_report(
         result, tables, schema, known_drift(catalog, tables, schema.curated), catalog
     )
 

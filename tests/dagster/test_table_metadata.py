@@ -8,7 +8,7 @@ from __future__ import annotations
 import dagster as dg
 
 from leanops_dagster.assets.keys import CURATED, RAW_STAGING, STANDARDIZED
-from leanops_dagster.assets.table_metadata import column_schema
+from leanops_dagster.assets.reporting import column_schema
 from leanops_dagster.definitions import build_definitions
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.resources.catalog import IcebergCatalogResource

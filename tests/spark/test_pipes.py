@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 
 import dagster as dg
+from pyiceberg.schema import Schema
+from pyiceberg.types import LongType, NestedField, StringType
 
+from leanops_dagster.assets.reporting import dagster_metadata
 from leanops_dagster.definitions import build_definitions
-from leanops_dagster.engines.spark.job import pipes_metadata
 from leanops_dagster.iceberg.catalog import open_catalog
+from leanops_dagster.pipeline import run_report
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.schemas.registry import SchemaRegistry
 from leanops_dagster.settings import get_settings
@@ -19,30 +22,27 @@ from tests.spark.conftest import JARS_CACHE
 TABLES = TopicTables("events")
 
 
-def test_metadata_values_keep_their_types_over_pipes():
-    converted = pipes_metadata({
-        "rows": 3, "watermark": dg.MetadataValue.text("42"),
-        "columns": dg.MetadataValue.json(["a"]), "table": dg.MetadataValue.md("| a |"),
-    })
-    assert converted == {
-        "rows": 3, "watermark": {"raw_value": "42", "type": "text"},
-        "columns": {"raw_value": ["a"], "type": "json"},
-        "table": {"raw_value": "| a |", "type": "md"},
-    }
-
-
-def test_a_column_schema_crosses_pipes_as_a_table_schema():
+def test_report_values_are_what_dagster_makes_of_pipes_metadata():
+    """The report's typed values are Pipes' wire form: Dagster's own reading of external
+    metadata gives the very values the in-process asset reports (assets.reporting)."""
     from dagster._core.definitions.metadata.external_metadata import metadata_value_from_external
 
-    schema = dg.TableSchema(columns=[
-        dg.TableColumn("message_id", "string", description="the id",
-                       constraints=dg.TableColumnConstraints(nullable=False)),
-        dg.TableColumn("n", "long"),
-    ])
-    converted = pipes_metadata({"dagster/column_schema": schema})["dagster/column_schema"]
-    assert converted["type"] == "table_schema"
-    back = metadata_value_from_external(converted["raw_value"], converted["type"])
-    assert back == dg.MetadataValue.table_schema(schema)
+    schema = Schema(
+        NestedField(1, "message_id", StringType(), required=True, doc="the id"),
+        NestedField(2, "n", LongType(), required=False),
+    )
+    metadata = {
+        "watermark": run_report.text(42), "columns": run_report.json_value(["a"]),
+        "table": run_report.markdown("| a |"),
+        "dagster/column_schema": run_report.column_schema(schema),
+    }
+    in_process = dagster_metadata(metadata)
+    for name, entry in metadata.items():
+        assert metadata_value_from_external(entry["raw_value"], entry["type"]) == in_process[name]
+    assert in_process["watermark"] == dg.MetadataValue.text("42")
+    columns = in_process["dagster/column_schema"].schema.columns
+    assert [(c.name, c.type, c.description, c.constraints.nullable) for c in columns] == [
+        ("message_id", "string", "the id", False), ("n", "long", None, True)]
 
 
 def test_a_dagster_run_launches_the_spark_job_and_gets_its_reports(

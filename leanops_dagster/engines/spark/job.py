@@ -12,10 +12,12 @@ Dagster run's ``Settings.spark_job_settings()`` (catalog, namespaces, schema reg
 a job on Glue or EMR needs no ``LEANOPS_*`` environment); the rest is the job's own Settings.
 The PII key never travels: the job has it in ``LEANOPS_PII_HASH_KEY`` (local) or reads it
 from ``pii_hash_key_secret_arn`` (AWS). The job runs the Spark engine's layer run, then reports
-the same materialization metadata and per-run check results the in-process asset returns
-(``assets.standardized`` / ``assets.curated`` build them; ``pipes_metadata`` converts them),
-with ``report_asset_materialization`` and ``report_asset_check``. A check's explanation travels
-as its ``description`` metadata entry (Pipes check reports carry no description field).
+the same materialization metadata and per-run check results the in-process asset returns (one
+``pipeline.run_report.RunReport`` builds both), with ``report_asset_materialization`` and
+``report_asset_check``. A check's explanation travels as its ``description`` metadata entry
+(Pipes check reports carry no description field). The job imports ``dagster-pipes`` and the
+core only, never Dagster itself: a Glue or EMR worker needs neither the webserver nor the
+daemon.
 
 How the Pipes parameters arrive (``open_pipes``): Glue passes them as the job run's
 arguments (``--dagster-pipes-context``/``--dagster-pipes-messages`` on the command line:
@@ -32,74 +34,41 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from leanops_dagster.settings import Settings, get_settings
+from leanops_dagster.pipeline.run_report import (
+    RunReport,
+    curated_report,
+    standardized_report,
+    text,
+)
+from leanops_dagster.settings import CLUSTER_SPARK_LAUNCHERS, Settings, get_settings
 
 LAYERS = ("standardized", "curated")
 
 
-def pipes_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
-    """Dagster metadata (raw values or ``MetadataValue``s) as Pipes metadata values."""
-    import dagster as dg
-
-    kinds = {
-        dg.TextMetadataValue: "text", dg.JsonMetadataValue: "json",
-        dg.MarkdownMetadataValue: "md", dg.IntMetadataValue: "int",
-        dg.FloatMetadataValue: "float", dg.BoolMetadataValue: "bool",
-    }
-    out: dict[str, Any] = {}
-    for name, value in metadata.items():
-        kind = kinds.get(type(value))
-        if isinstance(value, dg.TableSchemaMetadataValue):
-            value = value.schema
-        if isinstance(value, dg.TableSchema):  # dagster/column_schema
-            out[name] = {"raw_value": {"columns": [_pipes_column(c) for c in value.columns]},
-                         "type": "table_schema"}
-        elif kind is not None:
-            out[name] = {"raw_value": value.value, "type": kind}
-        elif isinstance(value, dg.MetadataValue):
-            raise TypeError(f"metadata {name!r}: no Pipes type for {type(value).__name__}")
-        else:
-            out[name] = value
-    return out
-
-
-def _pipes_column(column) -> dict[str, Any]:
-    constraints = column.constraints
-    return {
-        "name": column.name, "type": column.type, "description": column.description,
-        "tags": dict(column.tags),
-        "constraints": {"nullable": constraints.nullable, "unique": constraints.unique,
-                        "other": list(constraints.other)},
-    }
-
-
-def report(pipes, materialization) -> None:
-    """Report a ``dg.MaterializeResult`` (metadata and check results) through ``pipes``."""
-    pipes.report_asset_materialization(metadata=pipes_metadata(materialization.metadata or {}))
-    for check in materialization.check_results or ():
-        metadata = dict(check.metadata or {})
-        if check.description:
-            metadata["description"] = check.description
+def report(pipes, run: RunReport) -> None:
+    """Send a layer run's report (``pipeline.run_report``) through ``pipes``: its metadata as
+    the materialization, each check outcome as a check result. The metadata is already in
+    Pipes' wire form; a check's explanation travels as its ``description`` entry (Pipes check
+    reports have no description field)."""
+    pipes.report_asset_materialization(metadata=run.metadata)
+    for check in run.checks:
         pipes.report_asset_check(
-            check_name=check.check_name, passed=check.passed,
-            severity=check.severity.value, metadata=pipes_metadata(metadata),
+            check_name=check.name, passed=check.passed, severity=check.severity,
+            metadata={**check.metadata, "description": text(check.description)},
         )
 
 
-def run_layer(topic: str, layer: str, settings: Settings):
-    """Run ``layer`` of ``topic`` on Spark; the asset's ``dg.MaterializeResult`` of it."""
-    from leanops_dagster.assets.curated import curated_materialization
-    from leanops_dagster.assets.standardized import standardized_materialization
-    from leanops_dagster.checks.drift import known_drift
-    from leanops_dagster.engines.spark.launch import CLUSTER_LAUNCHERS
+def run_layer(topic: str, layer: str, settings: Settings) -> RunReport:
+    """Run ``layer`` of ``topic`` on Spark; the run's report (what the asset would return)."""
     from leanops_dagster.engines.spark.session import cluster_spark_session, spark_session
     from leanops_dagster.iceberg.catalog import open_catalog
+    from leanops_dagster.pipeline.known_drift import known_drift
     from leanops_dagster.pipeline.layout import TopicTables
     from leanops_dagster.schemas.registry import SchemaRegistry
 
     if layer not in LAYERS:
         raise ValueError(f"unknown layer {layer!r}; expected one of {LAYERS}")
-    on_cluster = settings.spark_launcher in CLUSTER_LAUNCHERS
+    on_cluster = settings.spark_launcher in CLUSTER_SPARK_LAUNCHERS
     # on Glue / EMR: the platform's session (its master, jars, Python), catalog added
     spark = cluster_spark_session(settings) if on_cluster else spark_session(settings)
     catalog = open_catalog(settings)
@@ -108,22 +77,18 @@ def run_layer(topic: str, layer: str, settings: Settings):
     if layer == "standardized":
         from leanops_dagster.engines.spark.standardize import standardize_topic_spark
 
-        return standardized_materialization(
-            standardize_topic_spark(
-                spark, catalog, tables, schema, lease_ttl_s=settings.lease_ttl_seconds
-            ),
-            tables,
-            catalog,
+        result = standardize_topic_spark(
+            spark, catalog, tables, schema, lease_ttl_s=settings.lease_ttl_seconds
         )
+        return standardized_report(result, tables, catalog)
     from leanops_dagster.engines.spark.curate import curate_topic_spark
 
     result = curate_topic_spark(
         spark, catalog, tables, schema, pii_key=settings.pii_hash_key.get_secret_value().encode(),
         lease_ttl_s=settings.lease_ttl_seconds,
     )
-    return curated_materialization(
-        result, tables, schema, known_drift(catalog, tables, schema.curated), catalog
-    )
+    drift = known_drift(catalog, tables, schema.curated)
+    return curated_report(result, tables, schema, drift, catalog)
 
 
 def open_pipes(settings: Settings):
