@@ -64,22 +64,50 @@ def arrow_layer(topic: str, layer: str, settings):
 class Platform:
     """moto's Glue or EMR Serverless client whose ``start_job_run`` also runs the job."""
 
-    def __init__(self, client, kind: str, monkeypatch, seen: list, *, fail: bool = False):
+    def __init__(
+        self, client, kind: str, monkeypatch, seen: list, *, fail: bool = False,
+        interrupt: bool = False,
+    ):
         self._client, self._kind, self._monkeypatch = client, kind, monkeypatch
         self.requests: list[dict] = []
-        self._seen, self._fail = seen, fail
+        self._seen, self._fail, self._interrupt = seen, fail, interrupt
+        #: (job run id) of each stop / cancel request the launcher sent
+        self.stopped: list[str] = []
+        #: the job run id of each run started
+        self.started: list[str] = []
+        self._polls = 0
 
     def __getattr__(self, name):
         return getattr(self._client, name)
 
     def start_job_run(self, **params):
         self.requests.append(params)
-        if not self._fail:
+        if not (self._fail or self._interrupt):
             self._run_job(params)
         response = self._client.start_job_run(**params)
+        self.started.append(response.get("JobRunId") or response["jobRunId"])
         if self._fail:
             self._mark_failed(response)
         return response
+
+    def get_job_run(self, **params):
+        """With ``interrupt``: the Dagster run is terminated while the client waits for the job
+        (Dagster raises this in the step; Glue's client reads the run once before it waits)."""
+        self._polls += 1
+        if self._interrupt and self._polls >= (2 if self._kind == "glue" else 1):
+            from dagster._core.errors import DagsterExecutionInterruptedError
+
+            raise DagsterExecutionInterruptedError("the Dagster run was terminated")
+        return self._client.get_job_run(**params)
+
+    def batch_stop_job_run(self, JobName, JobRunIds):  # Glue
+        self.stopped += JobRunIds
+        return {"SuccessfulSubmissions": [{"JobName": JobName, "JobRunId": r} for r in JobRunIds],
+                "Errors": []}
+
+    def cancel_job_run(self, applicationId, jobRunId):  # EMR Serverless
+        self.stopped.append(jobRunId)
+        return self._client.cancel_job_run(applicationId=applicationId, jobRunId=jobRunId)
 
     def get_dashboard_for_job_run(self, **params):  # EMR Serverless; moto lacks it
         return {"url": f"https://dashboard.example/{params['jobRunId']}"}
@@ -335,6 +363,22 @@ def test_a_failed_job_fails_the_dagster_run_and_commits_nothing(aws, monkeypatch
     assert "FAILED" in str(failure.event_specific_data.error) or "failed" in str(
         failure.event_specific_data.error
     )
+    assert not result.get_asset_materialization_events()
+    catalog = open_catalog(get_settings())
+    assert not catalog.table_exists(TopicTables("events").standardized)
+
+
+@pytest.mark.parametrize("launcher", ["glue", "emr_serverless"])
+def test_terminating_the_dagster_run_stops_the_job_run(aws, monkeypatch, launcher):
+    """Cancelling the Dagster run while it waits for the job stops exactly that job run
+    (Glue ``BatchStopJobRun``, EMR Serverless ``CancelJobRun``) and commits nothing."""
+    platform, _ = _platform(monkeypatch, launcher, interrupt=True)
+    result = _run_pipeline()
+
+    assert not result.success
+    started = platform["it"].started
+    assert len(started) == 1  # Standardized was waiting; Curated never started
+    assert platform["it"].stopped == started
     assert not result.get_asset_materialization_events()
     catalog = open_catalog(get_settings())
     assert not catalog.table_exists(TopicTables("events").standardized)
