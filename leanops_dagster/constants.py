@@ -61,6 +61,14 @@ RAW_COLUMNS = (MESSAGE_ID, TOPIC_NAME, JSON_PAYLOAD, PUBLISH_TIME, INGESTION_TS)
 METADATA_COLUMNS = (MESSAGE_ID, IDEMPOTENCY_KEY, TOPIC_NAME, PUBLISH_TIME, INGESTION_TS)
 #: lineage columns a caller may add (the snapshot a row was read from); carried through
 LINEAGE_COLUMNS = (RAW_SNAPSHOT_ID, STANDARDIZED_SNAPSHOT_ID)
+#: names Iceberg reserves for its metadata columns (``org.apache.iceberg.MetadataColumns``,
+#: v3 row lineage and the changelog view's): a table column of one of these names makes
+#: Iceberg's Spark reader refuse every read of the table ("Table column names conflict with
+#: names reserved for Iceberg metadata columns"), so no layer may create one
+ICEBERG_METADATA_COLUMNS = (
+    "_file", "_pos", "_deleted", "_spec_id", "_partition", "_row_id",
+    "_last_updated_sequence_number", "_change_type", "_change_ordinal", "_commit_snapshot_id",
+)
 
 #: ``dlq_errors.topic_name`` and the DLQ replay's count key for a message of unknown origin
 #: (the Lambdas write it: ``ingestion_lambdas/common/constants.py``)

@@ -18,6 +18,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from leanops_dagster.constants import (
+    ICEBERG_METADATA_COLUMNS,
     IDEMPOTENCY_KEY,
     INGESTION_TS,
     LINEAGE_COLUMNS,
@@ -32,7 +33,9 @@ from leanops_dagster.schemas.types import ORDERABLE_TYPES, arrow_type, parse_typ
 from leanops_dagster.transforms.cast import cast_literal
 from leanops_dagster.transforms.ordering import DEFAULT_SEQUENCE
 
-RESERVED_COLUMNS = frozenset(RAW_COLUMNS + METADATA_COLUMNS + LINEAGE_COLUMNS)
+RESERVED_COLUMNS = frozenset(
+    RAW_COLUMNS + METADATA_COLUMNS + LINEAGE_COLUMNS + ICEBERG_METADATA_COLUMNS
+)
 
 SAFE_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 MAX_NAME_LENGTH = 128
@@ -101,8 +104,9 @@ class CuratedColumn(BaseModel):
         _safe_name(name, "column name")
         if name in RESERVED_COLUMNS:
             raise ValueError(
-                f"column name {name!r} is reserved for a metadata/lineage column; metadata "
-                "columns are always present in Curated"
+                f"column name {name!r} is reserved for a metadata/lineage column or by "
+                "Iceberg for its metadata columns; metadata columns are always present in "
+                "Curated"
             )
         return name
 

@@ -4,8 +4,9 @@ Rule (a pure function of the key path, so a key lands in the same column in ever
 
 1. The path's keys are joined with ``_`` and lower-cased: ``event.userId`` -> ``event_userid``.
 2. The name is kept as is when the keys are ASCII, it matches ``[a-z_][a-z0-9_]*``, is at
-   most 128 characters and is not reserved (a RAW, metadata or lineage column, or a metadata
-   column of the schema).
+   most 128 characters and is not reserved (a RAW, metadata or lineage column, a metadata
+   column of the schema, or a name Iceberg reserves for its metadata columns: ``_file``,
+   ``_pos``, ... ``constants.ICEBERG_METADATA_COLUMNS``).
 3. Otherwise every character outside ``[a-z0-9_]`` becomes ``_``, a leading digit (or an
    empty name) gets a ``_`` prefix, the result is cut to 119 characters and
    ``_<8 hex digits>`` is appended: the start of the SHA-256 of the key path as compact JSON
