@@ -65,6 +65,8 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 _VALID, _ERROR = "valid", "error"
+#: the LIFO rank: a name no Curated column can take (a ``-``: see ``io.FILE_RANK_COLUMN``)
+_RANK = "__leanops-rank"
 
 
 def curate_topic_spark(
@@ -313,8 +315,8 @@ class _SparkCurate:
 
         rank = Window.partitionBy(IDEMPOTENCY_KEY).orderBy(
             *_spark_order(schema.curated.sequence, target_arrow))
-        winners = valid.withColumn("__rank", F.row_number().over(rank)).where(
-            F.col("__rank") == 1).drop("__rank")
+        winners = valid.withColumn(_RANK, F.row_number().over(rank)).where(
+            F.col(_RANK) == 1).drop(_RANK)
         winners = winners.select(*(
             (F.col(f.name) if f.name in winners.columns else F.lit(None))
             .cast(f.dataType).alias(f.name) for f in from_arrow_schema(target_arrow)

@@ -28,9 +28,11 @@ COPY_ON_WRITE = {
     "write.merge.mode": "copy-on-write",
 }
 #: the position of a row in the Arrow engine's read of an increment (``read_increment``):
-#: the rank of its data file in pyiceberg's plan, then its row position in the file
-FILE_RANK_COLUMN = "__leanops_file_rank"
-ROW_POSITION_COLUMN = "__leanops_row_pos"
+#: the rank of its data file in pyiceberg's plan, then its row position in the file. The
+#: engine's own column names carry a ``-``, which no Standardized or Curated column name has
+#: (they match ``schemas.models.SAFE_NAME``), so a payload key can never take one
+FILE_RANK_COLUMN = "__leanops-file-rank"
+ROW_POSITION_COLUMN = "__leanops-row-pos"
 
 
 def spark_name(catalog: Catalog, identifier: tuple[str, str]) -> str:
@@ -114,7 +116,7 @@ def read_increment(
             rows = rows.unionByName(part, allowMissingColumns=True)
         if with_positions:
             ranks = spark.createDataFrame(
-                list(file_ranks.items()), f"_file STRING, {FILE_RANK_COLUMN} BIGINT"
+                list(file_ranks.items()), f"_file STRING, `{FILE_RANK_COLUMN}` BIGINT"
             )
             rows = rows.join(F.broadcast(ranks), "_file", "left").drop("_file")
     return SparkIncrement(rows, current.snapshot_id, tuple(s.snapshot_id for s in snapshots))

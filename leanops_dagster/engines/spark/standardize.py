@@ -59,7 +59,9 @@ from leanops_dagster.transforms import flatten
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-_ROW = "__leanops_row"  # an input row's index in its batch, carried through flatten_raw
+#: an input row's index in its batch, carried through flatten_raw; the FIFO rank. Names no
+#: payload column can take (a ``-``: see ``io.FILE_RANK_COLUMN``)
+_ROW, _FIRST = "__leanops-row", "__leanops-first"
 _ROW_STRUCT, _PAYLOAD, _ERROR_STRUCT = "row", "payload", "error"
 
 
@@ -270,8 +272,8 @@ class _SparkStandardize:
             F.col("ingestion_ts").asc_nulls_last(), F.col(io.FILE_RANK_COLUMN).asc_nulls_last(),
             F.col(io.ROW_POSITION_COLUMN).asc_nulls_last(),
         )
-        first = wide.withColumn("__first", F.row_number().over(fifo_order))
-        kept = first.where((F.col("__first") == 1) | F.col(MESSAGE_ID).isNull()).drop("__first")
+        first = wide.withColumn(_FIRST, F.row_number().over(fifo_order))
+        kept = first.where((F.col(_FIRST) == 1) | F.col(MESSAGE_ID).isNull()).drop(_FIRST)
         if std is not None and std.current_snapshot() is not None:
             stored = self.spark.table(io.spark_name(catalog, tables.standardized)).select(
                 "message_id")
