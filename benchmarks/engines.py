@@ -13,9 +13,10 @@ One run, same data, same machine (issue 11, item 7): the 1,000,000-row RAW incre
    it by hand (``WHEN MATCHED AND s.publish_time > t.publish_time``): ``spark_native_merge_s``.
 
 Before anything on Spark is timed, one small MERGE warms the JVM (``warm_up``), so neither
-timed MERGE pays for loading Iceberg's MERGE path. Every engine works on its own fork of the cached inputs (``process.py``'s base tables, built
-once under ``--workdir``); files the runs write are removed afterwards. ``--quick`` divides
-every size by 10. The last line printed is JSON:
+timed MERGE pays for loading Iceberg's MERGE path. Every engine works on its own fork of the
+cached inputs (``process.py``'s base tables, built once under ``--workdir``, then synced to
+disk); files the runs write are removed afterwards. ``--quick`` divides every size by 10.
+The last line printed is JSON:
 ``{"rows": N, "arrow_rows_per_s": A, "spark_rows_per_s": S, "spark_native_merge_s": M,
 "spark_engine_merge_s": E, "spark_overhead_ratio": E/M, "arrow_vs_spark_native": R}``
 with ``R`` = Spark's native MERGE time / the Arrow engine's Curated run time.

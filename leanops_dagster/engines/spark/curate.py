@@ -58,7 +58,7 @@ from leanops_dagster.pipeline.curate import (
 )
 from leanops_dagster.pipeline.layer_run import LayerRead, Opened, run_layer
 from leanops_dagster.pipeline.layout import TopicTables
-from leanops_dagster.schemas.models import TopicSchema
+from leanops_dagster.schemas.models import RESERVED_COLUMNS, TopicSchema
 from leanops_dagster.transforms import drift, mask, ordering, validate
 
 if TYPE_CHECKING:
@@ -249,7 +249,14 @@ class _SparkCurate:
                 std_arrow.append(pa.field(STANDARDIZED_SNAPSHOT_ID, pa.int64()))))
         else:
             incoming = increment.rows
-            checked = incoming.mapInArrow(
+            # the workers get only the columns the rules read (metadata, lineage, the curated
+            # schema's sources): a Standardized table of thousands of payload columns stays
+            # a narrow Arrow batch, and the rules' output is the same (validate_and_cast
+            # carries no other column)
+            read_by_rules = RESERVED_COLUMNS | self.schema.curated.source_columns
+            checked = incoming.select(
+                *(c for c in incoming.columns if c in read_by_rules)
+            ).mapInArrow(
                 functools.partial(_checked_batches, rules=rules, out=out),
                 from_arrow_schema(out),
             )

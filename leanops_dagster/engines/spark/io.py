@@ -64,6 +64,13 @@ class SparkIncrement:
         return not self.snapshot_ids
 
 
+#: a table wider than this is read row by row: Iceberg's vectorized Parquet reader allocates a
+#: direct-memory vector per column and batch (4 MB for a string column), so a Standardized
+#: table of thousands of payload columns exhausted the JVM's direct memory (an OutOfMemoryError
+#: that killed the run, or left a mapInArrow stage waiting forever)
+VECTORIZED_READ_MAX_COLUMNS = 100
+
+
 def read_increment(
     spark: SparkSession,
     catalog: Catalog,
@@ -95,6 +102,8 @@ def read_increment(
         if snapshot.summary is not None and snapshot.summary.get("added-records", "0") == "0":
             continue  # a watermark-only commit: no rows
         reader = spark.read.format("iceberg")
+        if len(table.schema().fields) > VECTORIZED_READ_MAX_COLUMNS:
+            reader = reader.option("vectorization-enabled", "false")
         if snapshot.parent_snapshot_id is None:
             reader = reader.option("snapshot-id", str(snapshot.snapshot_id))
         else:
