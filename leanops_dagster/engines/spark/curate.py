@@ -241,7 +241,12 @@ class _SparkCurate:
         # the rules as the driver resolved them: they travel to the workers
         rules = _Rules(self.schema, self.tables.topic, self.pii_key)
         std_arrow = read.opened.upstream.schema().as_arrow()
-        out = _output_schema(std_arrow, rules)
+        # the workers get only the columns the rules read (metadata, lineage, the curated
+        # schema's sources): a Standardized table of thousands of payload columns stays a
+        # narrow Arrow batch, and the rules' output is the same (validate_and_cast carries no
+        # other column)
+        read_by_rules = RESERVED_COLUMNS | self.schema.curated.source_columns
+        out = _output_schema(pa.schema([f for f in std_arrow if f.name in read_by_rules]), rules)
         increment = read.unconsumed.increment
         if increment.rows is None:
             checked = self.spark.createDataFrame([], from_arrow_schema(out))
@@ -249,11 +254,6 @@ class _SparkCurate:
                 std_arrow.append(pa.field(STANDARDIZED_SNAPSHOT_ID, pa.int64()))))
         else:
             incoming = increment.rows
-            # the workers get only the columns the rules read (metadata, lineage, the curated
-            # schema's sources): a Standardized table of thousands of payload columns stays
-            # a narrow Arrow batch, and the rules' output is the same (validate_and_cast
-            # carries no other column)
-            read_by_rules = RESERVED_COLUMNS | self.schema.curated.source_columns
             checked = incoming.select(
                 *(c for c in incoming.columns if c in read_by_rules)
             ).mapInArrow(

@@ -98,11 +98,12 @@ def read_increment(
     name = spark_name(catalog, identifier)
     parts: list[DataFrame] = []
     file_ranks: dict[str, int] = {}
+    vectorized = len(table.schema().fields) <= VECTORIZED_READ_MAX_COLUMNS
     for snapshot in snapshots:
         if snapshot.summary is not None and snapshot.summary.get("added-records", "0") == "0":
             continue  # a watermark-only commit: no rows
         reader = spark.read.format("iceberg")
-        if len(table.schema().fields) > VECTORIZED_READ_MAX_COLUMNS:
+        if not vectorized:
             reader = reader.option("vectorization-enabled", "false")
         if snapshot.parent_snapshot_id is None:
             reader = reader.option("snapshot-id", str(snapshot.snapshot_id))

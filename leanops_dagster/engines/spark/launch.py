@@ -45,13 +45,11 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from leanops_dagster.settings import CLUSTER_SPARK_LAUNCHERS, Settings
+from leanops_dagster.settings import Settings
 
 LAUNCHERS = ("session", "pipes_subprocess", "glue", "emr_serverless")
 #: the launchers that run ``job.py`` as a separate Pipes job
 PIPES_LAUNCHERS = LAUNCHERS[1:]
-#: the launchers whose job runs on a cluster's own Spark session (``cluster_spark_session``)
-CLUSTER_LAUNCHERS = CLUSTER_SPARK_LAUNCHERS
 JOB_MODULE = "leanops_dagster.engines.spark.job"
 #: the interpreter of the EMR Serverless image (infra/emr-serverless/Dockerfile installs it)
 EMR_PYTHON = "/usr/bin/python3.11"
