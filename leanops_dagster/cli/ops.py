@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from leanops_dagster.constants import InvalidTopicError, validate_topic
+from leanops_dagster.iceberg.history import HistoryLost
 from leanops_dagster.settings import get_settings
 
 console = Console(width=None if sys.stdout.isatty() else 150)
@@ -63,7 +64,7 @@ def watermarks(topic: str | None, as_json: bool) -> None:
     for name in [topic] if topic else known:
         try:
             marks += layer_watermarks(catalog, TopicTables(name, settings.namespace_prefix))
-        except ValueError as exc:  # a watermark whose snapshot is gone: say so, do not guess
+        except (ValueError, HistoryLost) as exc:  # a watermark's snapshot is gone: say so
             raise click.ClickException(f"topic {name!r}: {exc}") from exc
     if as_json:
         click.echo(json.dumps([

@@ -47,6 +47,7 @@ from leanops_dagster.engines.spark.layer import IS_ERROR, QUARANTINED
 from leanops_dagster.iceberg.commit import ensure_unchanged
 from leanops_dagster.iceberg.key_index import carried_property
 from leanops_dagster.iceberg.lease import DEFAULT_TTL_S
+from leanops_dagster.iceberg.state import append_with_state
 from leanops_dagster.pipeline import quarantine
 from leanops_dagster.pipeline.curate import (
     CurateResult,
@@ -227,7 +228,7 @@ class _SparkCurate:
     pii_key: bytes
     now: dt.datetime
 
-    def reader(self, opened: Opened) -> Callable[[int | None], io.SparkIncrement]:
+    def reader(self, opened: Opened) -> Callable[[int | None, int | None], io.SparkIncrement]:
         return spark_layer.reader(
             self.spark, self.catalog, curated_layer(self.catalog, self.tables, self.schema), opened,
         )
@@ -365,7 +366,7 @@ class _SparkCurate:
             properties = read.commit_properties(
                 curated, curated_figures(result), curated_extra(schema))
             if inserted + updated == 0:  # nothing to write: the watermark and counts alone
-                curated.append(target_arrow.empty_table(), snapshot_properties={
+                append_with_state(curated, target_arrow.empty_table(), {
                     **properties, **carried_property(curated, IDEMPOTENCY_KEY)})
             else:
                 _merge(spark, catalog, tables, winners, sequence, properties, base)

@@ -11,11 +11,14 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
+import pyarrow as pa
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.table import Table
 
-from leanops_dagster.iceberg.watermarks import appended_snapshots_since
+from leanops_dagster.iceberg import watermarks
+from leanops_dagster.iceberg.history import plan_after
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -80,6 +83,7 @@ def read_increment(
     snapshot_column: str,
     *,
     with_positions: bool = False,
+    split_at: int | None = None,
 ) -> SparkIncrement:
     """What was appended to ``table`` after ``watermark``, one incremental read per APPEND
     snapshot (``start-snapshot-id`` exclusive, ``end-snapshot-id`` inclusive; the first
@@ -88,13 +92,22 @@ def read_increment(
 
     ``with_positions`` adds ``FILE_RANK_COLUMN`` and ``ROW_POSITION_COLUMN``: the order in
     which the Arrow engine reads these rows, for rules whose last tie-break is input order.
+
+    Where other writers compacted and expired the snapshots after ``watermark``
+    (``iceberg.history``) there is no snapshot range for Spark to read: the Arrow engine's
+    read of the difference of the live files (``watermarks.read_increment``, ``split_at`` as
+    there) is handed to Spark instead, in its order.
     """
     from pyspark.sql import functions as F
 
     current = table.current_snapshot()
     if current is None or current.snapshot_id == watermark:
         return SparkIncrement(None, watermark, ())
-    snapshots = appended_snapshots_since(table, watermark)
+    plan = plan_after(table, watermark)
+    if plan.rewritten:
+        return _rewritten_increment(
+            spark, table, watermark, snapshot_column, with_positions, split_at)
+    snapshots = plan.appends
     name = spark_name(catalog, identifier)
     parts: list[DataFrame] = []
     file_ranks: dict[str, int] = {}
@@ -130,6 +143,24 @@ def read_increment(
             )
             rows = rows.join(F.broadcast(ranks), "_file", "left").drop("_file")
     return SparkIncrement(rows, current.snapshot_id, tuple(s.snapshot_id for s in snapshots))
+
+
+def _rewritten_increment(
+    spark: SparkSession, table: Table, watermark: int | None, snapshot_column: str,
+    with_positions: bool, split_at: int | None,
+) -> SparkIncrement:
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    increment = watermarks.read_increment(table, watermark, snapshot_column, split_at=split_at)
+    rows = increment.rows
+    if increment.is_empty:
+        return SparkIncrement(None, increment.to_snapshot_id, ())
+    if with_positions:  # one "file", in the Arrow read's order
+        rows = rows.append_column(FILE_RANK_COLUMN, pa.array(np.zeros(rows.num_rows, np.int64)))
+        rows = rows.append_column(
+            ROW_POSITION_COLUMN, pa.array(np.arange(rows.num_rows, dtype=np.int64)))
+    frame = spark.createDataFrame(rows.to_pandas(), schema=from_arrow_schema(rows.schema))
+    return SparkIncrement(frame, increment.to_snapshot_id, increment.snapshot_ids)
 
 
 def append(

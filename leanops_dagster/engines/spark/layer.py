@@ -42,10 +42,10 @@ def reader(
     opened: Opened,
     *,
     with_positions: bool = False,
-) -> Callable[[int | None], io.SparkIncrement]:
+) -> Callable[[int | None, int | None], io.SparkIncrement]:
     """The skeleton's read of ``layer``'s upstream after a watermark, by Spark's incremental
     reads (``io.read_increment``)."""
-    return lambda watermark: io.read_increment(
+    return lambda watermark, split_at: io.read_increment(
         spark,
         catalog,
         opened.upstream,
@@ -53,6 +53,7 @@ def reader(
         watermark,
         layer.snapshot_column,
         with_positions=with_positions,
+        split_at=split_at,
     )
 
 
