@@ -385,22 +385,27 @@ def _merge(
     spark: SparkSession, catalog: Catalog, tables: TopicTables, winners: DataFrame,
     sequence: Sequence[str], properties: dict[str, str], base,
 ) -> None:
-    """``MERGE INTO`` newest-version-wins, in one snapshot carrying ``properties``; fails
-    loudly when another writer committed between the decision and the MERGE."""
+    """``MERGE INTO`` newest-version-wins, in one snapshot carrying ``properties``, published
+    on the snapshot the decision was made on (``io.publish``: another writer's commit in
+    between makes the run read again)."""
     view = f"leanops_increment_{uuid.uuid4().hex}"
     winners.createOrReplaceTempView(view)
-    target = io.spark_name(catalog, tables.curated)
     key = f"`{IDEMPOTENCY_KEY}`"
-    # Identifiers only, each ours: the catalog's table name, a generated view name, a constant
-    # key and backquoted sequence columns (lifo_newer_sql escapes backquotes); no values.
-    statement = (
-        f"MERGE INTO {target} t USING {view} s ON t.{key} = s.{key} "  # nosec B608
-        f"WHEN MATCHED AND {lifo_newer_sql(sequence)} THEN UPDATE SET * "
-        "WHEN NOT MATCHED THEN INSERT *"
-    )
-    try:
+
+    def merge_into(target: str) -> None:
+        # Identifiers only, each ours: the catalog's table or branch name, a generated view
+        # name, a constant key and backquoted sequence columns (lifo_newer_sql escapes
+        # backquotes); no values.
+        statement = (
+            f"MERGE INTO {target} t USING {view} s ON t.{key} = s.{key} "  # nosec B608
+            f"WHEN MATCHED AND {lifo_newer_sql(sequence)} THEN UPDATE SET * "
+            "WHEN NOT MATCHED THEN INSERT *"
+        )
         with io.commit_failures_as_pyiceberg():
             with_commit_properties(spark, properties, lambda: spark.sql(statement))
+
+    try:
+        io.publish(catalog, tables.curated, base.snapshot_id if base is not None else None,
+                   properties, merge_into)
     finally:
         spark.catalog.dropTempView(view)
-    io.ensure_built_on(catalog, tables.curated, base.snapshot_id if base is not None else None)

@@ -7,7 +7,8 @@ engines read and write them with one code path; Spark reads the increments and w
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+import uuid
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -16,9 +17,11 @@ import pyarrow as pa
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.table import Table
+from pyiceberg.table.update.snapshot import ManageSnapshots
 
 from leanops_dagster.iceberg import watermarks
 from leanops_dagster.iceberg.history import plan_after
+from leanops_dagster.iceberg.state import stage_state
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -163,29 +166,58 @@ def _rewritten_increment(
     return SparkIncrement(frame, increment.to_snapshot_id, increment.snapshot_ids)
 
 
-def append(
-    frame: DataFrame, catalog: Catalog, identifier: tuple[str, str],
-    properties: Mapping[str, str],
-) -> None:
-    """Append ``frame`` to the table in one snapshot carrying ``properties``."""
+def append(frame: DataFrame, target: str, properties: Mapping[str, str]) -> None:
+    """Append ``frame`` to ``target`` (a table or a branch, ``publish``) in one snapshot
+    carrying ``properties``."""
     from leanops_dagster.engines.spark.commits import append_with_properties
 
     with commit_failures_as_pyiceberg():
-        append_with_properties(frame.writeTo(spark_name(catalog, identifier)), properties)
+        append_with_properties(frame.writeTo(target), properties)
 
 
-def ensure_built_on(catalog: Catalog, identifier: tuple[str, str], parent: int | None) -> None:
-    """After a Spark commit: raise unless its snapshot's parent is ``parent``, the snapshot the
-    run read. Spark cannot be told which snapshot an append or a MERGE must build on, so a
-    writer that slipped in between (which the topic's lease rules out) is reported, loudly."""
-    snapshot = catalog.load_table(identifier).current_snapshot()
-    built_on = snapshot.parent_snapshot_id if snapshot is not None else None
-    if snapshot is None or built_on != parent:
-        raise RuntimeError(
-            f"{'.'.join(identifier)}: another writer committed while this Spark run wrote (its "
-            f"snapshot's parent is {built_on}, the run read {parent}); the counts in its summary "
-            "may be off. One writer per topic and layer (the lease) rules this out."
-        )
+def publish(
+    catalog: Catalog, identifier: tuple[str, str], started: int | None,
+    properties: Mapping[str, str], write: Callable[[str], None],
+) -> None:
+    """One Spark write of a layer run, published with its state in ONE commit on ``main``.
+
+    Write-audit-publish: ``write(target)`` makes its one commit (an append, a ``MERGE``) on a
+    branch of this run made at ``started``, the snapshot the run read; then one pyiceberg
+    commit moves ``main`` to the branch's snapshot, sets the state of ``properties`` as table
+    properties (``iceberg.state``: Spark's own commit cannot) and drops the branch. That
+    commit requires ``main`` to be still at ``started``: another writer's commit in between
+    (e.g. a compaction) is a ``CommitFailedException`` and the run reads again, instead of
+    Spark rebasing this write onto it. A table with no snapshot yet has no branch to write
+    to: its first write goes to ``main``, the state in a second commit right after (until
+    then ``iceberg.state`` reads it from the summary).
+    """
+    name = spark_name(catalog, identifier)
+    table = catalog.load_table(identifier)
+    if started is None:
+        write(name)
+        table = catalog.load_table(identifier)
+        if table.current_snapshot() is None or table.current_snapshot().parent_snapshot_id:
+            raise CommitFailedException(f"{name}: another writer made the first commit")
+        with table.transaction() as tx:
+            stage_state(tx, properties)
+        return
+    branch = f"leanops_run_{uuid.uuid4().hex}"
+    table.manage_snapshots().create_branch(started, branch).commit()
+    try:
+        write(f"{name}.`branch_{branch}`")
+        table = catalog.load_table(identifier)
+        head = table.metadata.refs[branch].snapshot_id
+        if table.metadata.current_snapshot_id != started:
+            raise CommitFailedException(
+                f"{name}: main moved from {started} to {table.metadata.current_snapshot_id} "
+                "while this run wrote")
+        with table.transaction() as tx:
+            ManageSnapshots(tx).set_current_snapshot(head).remove_branch(branch).commit()
+            stage_state(tx, properties)
+    except BaseException:
+        with contextlib.suppress(Exception):  # its snapshot is left for expiry
+            catalog.load_table(identifier).manage_snapshots().remove_branch(branch).commit()
+        raise
 
 
 @contextlib.contextmanager

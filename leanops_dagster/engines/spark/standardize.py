@@ -308,8 +308,8 @@ class _SparkStandardize:
                     (F.col(f.name) if f.name in kept.columns else F.lit(None))
                     .cast(f.dataType).alias(f.name) for f in target
                 ))
-                io.append(aligned, catalog, tables.standardized, properties)
-                io.ensure_built_on(catalog, tables.standardized, std_started)
+                io.publish(catalog, tables.standardized, std_started, properties,
+                           lambda target: io.append(aligned, target, properties))
         finally:
             kept.unpersist()
         std = catalog.load_table(tables.standardized)
