@@ -27,6 +27,8 @@ EXPECTED_MODULES = {
     "orchestration",
     "s3_bucket",
     "spark",
+    "table_maintenance",
+    "s3tables",
 }
 
 
