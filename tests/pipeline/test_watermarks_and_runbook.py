@@ -13,8 +13,8 @@ from pyiceberg.exceptions import CommitFailedException
 
 from leanops_dagster.iceberg.catalog import ensure_table, open_catalog
 from leanops_dagster.iceberg.commit import retry_commit
-from leanops_dagster.iceberg.tables import RAW_STAGING_PARTITION_SPEC, RAW_STAGING_SCHEMA
 from leanops_dagster.iceberg.history import HistoryLost
+from leanops_dagster.iceberg.tables import RAW_STAGING_PARTITION_SPEC, RAW_STAGING_SCHEMA
 from leanops_dagster.iceberg.watermarks import (
     appended_snapshots_since,
     read_increment,
