@@ -48,6 +48,7 @@ RINGS: dict[str, str] = {
     "leanops_dagster.schemas": CORE,
     "leanops_dagster.settings": CORE,
     "leanops_dagster.transforms": CORE,
+    "leanops_dagster._dagster_internals": DAGSTER,
     "leanops_dagster.assets": DAGSTER,
     "leanops_dagster.checks": DAGSTER,
     "leanops_dagster.definitions": DAGSTER,

@@ -19,7 +19,7 @@ from leanops_dagster.assets.keys import CURATED, STANDARDIZED
 from leanops_dagster.pipeline import check_messages as messages
 
 if TYPE_CHECKING:  # the error record Dagster keeps of a failed step (not exported publicly)
-    from dagster._utils.error import SerializableErrorInfo
+    from leanops_dagster._dagster_internals import SerializableErrorInfo
 
 #: Dagster's console logger, quiet: the summary replaces the event stream (--verbose keeps it).
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}

@@ -17,18 +17,13 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from pyiceberg.io import FileIO
 from pyiceberg.io.pyarrow import (
     bin_pack_arrow_table,
-    compute_statistics_plan,
-    data_file_statistics_from_parquet_metadata,
-    parquet_path_to_id_mapping,
     pyarrow_to_schema,
-    schema_to_pyarrow,
     write_file,
 )
-from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
+from pyiceberg.manifest import DataFile
 from pyiceberg.partitioning import (
     PartitionField,
     PartitionFieldValue,
@@ -37,12 +32,10 @@ from pyiceberg.partitioning import (
 )
 from pyiceberg.schema import Schema, sanitize_column_names
 from pyiceberg.table import TableProperties, WriteTask
-from pyiceberg.table.locations import load_location_provider
 from pyiceberg.table.metadata import TableMetadata
-from pyiceberg.typedef import Record
-from pyiceberg.utils.concurrent import ExecutorFactory
 from pyiceberg.utils.properties import property_as_int
 
+from leanops_dagster.iceberg._pyiceberg_internals import ParquetWriter
 from leanops_dagster.iceberg.key_index import Entries, key_hashes, partition_token
 
 # Arrow kernels release the GIL: a gather of a wide table runs one column per thread.
@@ -154,7 +147,7 @@ def write_data_files(
         files = list(write_file(io=io, table_metadata=table_metadata, tasks=tasks()))
     else:
         no_dictionary = _mostly_distinct(fresh[0][0] if fresh else None, index_column)
-        files = _ParquetWriter(table_metadata, io, no_dictionary).write(tasks())
+        files = ParquetWriter(table_metadata, io, no_dictionary).write(tasks())
     return Written(files, Entries.concat(entries))
 
 
@@ -299,87 +292,3 @@ def take_rows(rows: pa.Table, indices: pa.Array) -> pa.Table:
     with ThreadPoolExecutor(_GATHER_THREADS) as pool:
         columns = list(pool.map(lambda column: column.take(indices), rows.columns))
     return pa.Table.from_arrays(columns, schema=rows.schema)
-
-
-def _parquet_writer_options(properties: dict[str, str]) -> dict:
-    """The ``pq.ParquetWriter`` options pyiceberg derives from the table properties
-    (compression and its level, page, dictionary page and batch sizes; a warning for the
-    options it does not implement).
-
-    The one private pyiceberg function this module calls (checked against pyiceberg 0.12.0):
-    pyiceberg has no public equivalent. Its public ``ParquetFormatWriter`` computes the same
-    options per file and writes with them, but takes no per-column dictionary choice
-    (``_mostly_distinct``) and returns no metadata before it closes; ``write_file`` does the
-    per-table work once per file, which is what this writer saves.
-    """
-    from pyiceberg.io.pyarrow import _get_parquet_writer_kwargs
-
-    return _get_parquet_writer_kwargs(properties)
-
-
-class _ParquetWriter:
-    """pyiceberg's ``write_file`` with the per-table work done once instead of per file.
-
-    Same files and ``DataFile`` entries (field ids, writer options, metrics per the table's
-    metrics config); used when the schema's names need no sanitising, which pyiceberg's own
-    writer handles otherwise. Per-file Python work is what limits small-file writes here.
-    """
-
-    def __init__(
-        self, table_metadata: TableMetadata, io: FileIO, no_dictionary: Sequence[str] = ()
-    ) -> None:
-        self.metadata = table_metadata
-        self.io = io
-        schema = table_metadata.schema()
-        properties = table_metadata.properties
-        self.arrow_schema = schema_to_pyarrow(schema, include_field_ids=True)
-        self.stats_columns = compute_statistics_plan(schema, properties)
-        self.column_mapping = parquet_path_to_id_mapping(schema)
-        self.writer_kwargs = _parquet_writer_options(properties)
-        if no_dictionary:
-            self.writer_kwargs["use_dictionary"] = [
-                name for name in self.arrow_schema.names if name not in set(no_dictionary)
-            ]
-        self.row_group_size = property_as_int(
-            properties, TableProperties.PARQUET_ROW_GROUP_LIMIT,
-            TableProperties.PARQUET_ROW_GROUP_LIMIT_DEFAULT,
-        )
-        self.locations = load_location_provider(table_metadata.location, properties)
-
-    def write(self, tasks: Iterable[WriteTask]) -> list[DataFile]:
-        return list(ExecutorFactory.get_or_create().map(self._write_one, tasks))
-
-    def _write_one(self, task: WriteTask) -> DataFile:
-        table = pa.Table.from_batches(task.record_batches)
-        table = pa.Table.from_arrays(
-            [table.column(i) for i in range(table.num_columns)], schema=self.arrow_schema
-        )
-        path = self.locations.new_data_location(
-            data_file_name=task.generate_data_file_filename("parquet"),
-            partition_key=task.partition_key,
-        )
-        output = self.io.new_output(path)
-        with output.create(overwrite=True) as stream, pq.ParquetWriter(
-            stream, schema=self.arrow_schema, store_decimal_as_integer=True,
-            **self.writer_kwargs,
-        ) as writer:
-            writer.write(table, row_group_size=self.row_group_size)
-        statistics = data_file_statistics_from_parquet_metadata(
-            parquet_metadata=writer.writer.metadata,
-            stats_columns=self.stats_columns,
-            parquet_column_mapping=self.column_mapping,
-        )
-        return DataFile.from_args(
-            content=DataFileContent.DATA,
-            file_path=path,
-            file_format=FileFormat.PARQUET,
-            partition=task.partition_key.partition if task.partition_key else Record(),
-            file_size_in_bytes=len(output),
-            sort_order_id=None,
-            spec_id=self.metadata.default_spec_id,
-            equality_ids=None,
-            key_metadata=None,
-            **statistics.to_serialized_dict(),
-        )
-
-

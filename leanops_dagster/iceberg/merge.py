@@ -69,6 +69,7 @@ from pyiceberg.schema import Schema
 from pyiceberg.table import FileScanTask, Table, TableProperties, Transaction
 
 from leanops_dagster.constants import IDEMPOTENCY_KEY
+from leanops_dagster.iceberg._pyiceberg_internals import adopt, table_view
 from leanops_dagster.iceberg.datafiles import cast_columns, write_data_files
 from leanops_dagster.iceberg.key_index import key_hashes
 from leanops_dagster.iceberg.lookup import FILE_COLUMN, find_stored
@@ -320,24 +321,16 @@ def _transaction_without_retries(table: Table) -> Iterator[Transaction]:
     """A transaction on ``table`` that never retries a failed commit; ``table`` is advanced
     to the committed metadata afterwards.
 
-    The one place this module reaches past pyiceberg's public API (checked against pyiceberg
-    0.12.0): the transaction reads its retry count from the table's properties when it
-    commits (``Transaction.commit_transaction``) and offers no per-transaction switch, so it
-    runs on a view of ``table`` whose in-memory metadata says ``commit.retry.num-retries=0``
+    Past pyiceberg's public API (``iceberg._pyiceberg_internals``): the transaction reads its
+    retry count from the table's properties when it commits
+    (``Transaction.commit_transaction``) and offers no per-transaction switch, so it runs on a
+    view of ``table`` whose in-memory metadata says ``commit.retry.num-retries=0``
     (no metadata commit of its own); then ``table`` takes the view's new metadata by
     assignment, as ``Table.refresh`` would, without another catalog read.
     """
-    view = Table(
-        table.name(),
-        table.metadata.model_copy(update={
-            "properties": {**table.metadata.properties, TableProperties.COMMIT_NUM_RETRIES: "0"}
-        }),
-        table.metadata_location,
-        table.io,
-        table.catalog,
-        table.config,
-    )
+    view = table_view(table, properties={
+        **table.metadata.properties, TableProperties.COMMIT_NUM_RETRIES: "0",
+    })
     with view.transaction() as tx:
         yield tx
-    table.metadata = view.metadata
-    table.metadata_location = view.metadata_location
+    adopt(table, view)

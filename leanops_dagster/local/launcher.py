@@ -38,23 +38,22 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import dagster as dg
-from dagster._core.launcher import (
+
+from leanops_dagster._dagster_internals import (
+    RUN_BODY_MODULES,
     CheckRunHealthResult,
+    ConfigurableClass,
+    ConfigurableClassData,
     LaunchRunContext,
     RunLauncher,
     WorkerStatus,
+    capture_interrupts,
+    execute_run,
+    unexpected_termination,
 )
-from dagster._serdes import ConfigurableClass, ConfigurableClassData
 
 PID_TAG = "leanops/run_worker_pid"
 DEFAULT_PRELOAD = ("leanops_dagster.definitions",)
-# Dagster's run body and what it imports on first use in a run process
-RUN_BODY_MODULES = (
-    "dagster._cli.api",
-    "dagster._core.executor.in_process",
-    "dagster._core.execution.plan.active",
-    "dagster._core.storage.local_compute_log_manager",
-)
 # The first launch waits for the worker's imports (as long as one cold run start).
 WORKER_START_TIMEOUT_S = 300
 
@@ -230,16 +229,11 @@ def _warm_instance(instance_ref: str) -> None:
 
 def _execute(run_id: str, instance_ref: str) -> None:
     """The run process: what ``dagster api execute_run`` does with its arguments."""
-    from dagster._cli.api import _execute_run_command_body
-    from dagster._utils.interrupts import capture_interrupts
-
     with (
         capture_interrupts(),
         dg.DagsterInstance.from_ref(dg.deserialize_value(instance_ref)) as instance,
     ):
-        _execute_run_command_body(
-            run_id, instance, lambda _event: None, set_exit_code_on_failure=False
-        )
+        execute_run(run_id, instance)
 
 
 def _supervise(run_id: str, instance_ref: str) -> None:
@@ -280,12 +274,10 @@ def _supervise(run_id: str, instance_ref: str) -> None:
         if run.status == dg.DagsterRunStatus.CANCELING:
             instance.report_run_canceled(run, f"The run process ended ({how}) while canceling.")
         else:
-            from dagster._core.events import JobFailureData, RunFailureReason
-
             instance.report_run_failed(
                 run,
                 f"The run process ended ({how}) before the run finished.",
-                JobFailureData(error=None, failure_reason=RunFailureReason.UNEXPECTED_TERMINATION),
+                unexpected_termination(),
             )
 
 

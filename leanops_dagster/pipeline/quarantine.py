@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import io
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -48,7 +47,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
 from pyiceberg.expressions import And, EqualTo, StartsWith
-from pyiceberg.io import FileIO, InputFile, OutputFile, OutputStream
 from pyiceberg.partitioning import PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table.metadata import new_table_metadata
@@ -67,6 +65,7 @@ from leanops_dagster.constants import (
     curated_partition_spec,
     publish_day_spec,
 )
+from leanops_dagster.iceberg._pyiceberg_internals import DiscardingIO
 from leanops_dagster.iceberg.catalog import ensure_table, schema_from_arrow
 from leanops_dagster.iceberg.commit import retry_commit
 from leanops_dagster.iceberg.datafiles import write_data_files
@@ -279,48 +278,6 @@ class SafetyNet:
 
 
 # --- in-memory data files (the write half of a probe) ---------------------------------------
-class _DiscardedStream(io.BytesIO):
-    def __init__(self, output: _DiscardedOutput) -> None:
-        super().__init__()
-        self._output = output
-
-    def close(self) -> None:
-        if not self.closed:
-            self._output.size = self.tell()
-        super().close()
-
-
-class _DiscardedOutput(OutputFile):
-    def __init__(self, location: str) -> None:
-        super().__init__(location)
-        self.size = 0
-
-    def __len__(self) -> int:
-        return self.size
-
-    def exists(self) -> bool:
-        return False
-
-    def to_input_file(self) -> InputFile:
-        raise NotImplementedError("a probe's data files are not kept")
-
-    def create(self, overwrite: bool = False) -> OutputStream:
-        return _DiscardedStream(self)
-
-
-class _DiscardingIO(FileIO):
-    """A FileIO whose files are written to memory and dropped: a probe touches no storage."""
-
-    def new_input(self, location: str) -> InputFile:
-        raise NotImplementedError("a probe reads nothing")
-
-    def new_output(self, location: str) -> OutputFile:
-        return _DiscardedOutput(location)
-
-    def delete(self, location: str | InputFile | OutputFile) -> None:
-        return None
-
-
 def build_data_files(rows: pa.Table, schema: Schema, spec: PartitionSpec) -> None:
     """Write ``rows`` as the data files (Parquet + pyiceberg statistics + partition values) a
     table of ``schema`` and ``spec`` would get, in memory, and drop them."""
@@ -336,7 +293,7 @@ def build_data_files(rows: pa.Table, schema: Schema, spec: PartitionSpec) -> Non
         else:
             columns.append(pa.nulls(rows.num_rows, target_field.type))
     conformed = pa.Table.from_arrays(columns, schema=target)
-    write_data_files(metadata, _DiscardingIO(), conformed)
+    write_data_files(metadata, DiscardingIO(), conformed)
 
 
 # --- the two layers --------------------------------------------------------------------------

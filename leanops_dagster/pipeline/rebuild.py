@@ -111,6 +111,7 @@ from leanops_dagster.constants import (
     parse_errors_watermark_name,
     watermark_key,
 )
+from leanops_dagster.iceberg._pyiceberg_internals import relocated_metadata, table_view
 from leanops_dagster.iceberg.catalog import ensure_table, schema_from_arrow
 from leanops_dagster.iceberg.commit import retry_commit
 from leanops_dagster.iceberg.datafiles import write_data_files
@@ -287,9 +288,7 @@ def staging_for(
 # --- 1. stage ---------------------------------------------------------------------------------
 def _as_of(table: Table, snapshot_id: int) -> Table:
     """``table`` as if ``snapshot_id`` were its current snapshot (a read-only view)."""
-    metadata = table.metadata.model_copy(update={"current_snapshot_id": snapshot_id})
-    return Table(table.name(), metadata, table.metadata_location, table.io, table.catalog,
-                 table.config)
+    return table_view(table, current_snapshot_id=snapshot_id)
 
 
 class _UpstreamUpTo:
@@ -688,7 +687,7 @@ def _register_replaced_copy(
     old = FromInputFile.table_metadata(live.io.new_input(location))
     own = f"{live.location().rstrip('/')}{REPLACED_MARK}{copy[-1].rsplit(REPLACED_MARK, 1)[1]}"
     path = f"{own}/metadata/00000-{uuid.uuid4()}.metadata.json"
-    ToOutputFile.table_metadata(old.model_copy(update={"location": own}), live.io.new_output(path))
+    ToOutputFile.table_metadata(relocated_metadata(old, own), live.io.new_output(path))
     with contextlib.suppress(TableAlreadyExistsError):  # a concurrent rerun was first
         catalog.register_table(copy, path)
     return ".".join(copy)

@@ -25,10 +25,12 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import dagster as dg
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
-from dagster._utils.error import SerializableErrorInfo
 
 from leanops_dagster import constants
+from leanops_dagster._dagster_internals import (
+    AssetCheckExecutionRecordStatus,
+    SerializableErrorInfo,
+)
 from leanops_dagster.partitions import topic_partitions
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.pipeline.status import oldest_pending

@@ -8,8 +8,8 @@ import datetime as dt
 import pyarrow as pa
 import pytest
 
+from leanops_dagster.engines.spark._pyspark_internals import collect_arrow
 from leanops_dagster.engines.spark.commits import append_with_properties, with_commit_properties
-from leanops_dagster.engines.spark.frames import collect_arrow
 from leanops_dagster.engines.spark.session import jdbc_catalog_properties, spark_conf
 from leanops_dagster.iceberg.catalog import ensure_table, open_catalog
 from leanops_dagster.iceberg.tables import RAW_STAGING_PARTITION_SPEC, RAW_STAGING_SCHEMA

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, ClassVar, TypeVar
 
+from leanops_dagster.engines.spark._pyspark_internals import jvm as spark_jvm
+
 if TYPE_CHECKING:
     from pyspark.sql import DataFrameWriterV2, SparkSession
 
@@ -53,7 +55,7 @@ def with_commit_properties(
 ) -> T:
     """Run ``statement`` (e.g. a ``spark.sql("MERGE INTO ...")``) so that its Iceberg commit
     carries ``properties`` in its snapshot summary."""
-    jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
+    jvm = spark_jvm(spark)
     java_properties = jvm.java.util.HashMap()
     for key, value in properties.items():
         java_properties.put(key, value)

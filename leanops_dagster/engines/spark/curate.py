@@ -41,8 +41,8 @@ from pyiceberg.catalog import Catalog
 from leanops_dagster.constants import IDEMPOTENCY_KEY, MESSAGE_ID, STANDARDIZED_SNAPSHOT_ID
 from leanops_dagster.engines.spark import io
 from leanops_dagster.engines.spark import layer as spark_layer
+from leanops_dagster.engines.spark._pyspark_internals import collect_arrow
 from leanops_dagster.engines.spark.commits import with_commit_properties
-from leanops_dagster.engines.spark.frames import collect_arrow
 from leanops_dagster.engines.spark.layer import IS_ERROR, QUARANTINED
 from leanops_dagster.iceberg.commit import ensure_unchanged
 from leanops_dagster.iceberg.key_index import carried_property

@@ -21,7 +21,7 @@ import pyarrow as pa
 from pyiceberg.catalog import Catalog
 
 from leanops_dagster.engines.spark import io
-from leanops_dagster.engines.spark.frames import collect_arrow
+from leanops_dagster.engines.spark._pyspark_internals import collect_arrow
 from leanops_dagster.iceberg.commit import retry_commit
 from leanops_dagster.pipeline import increments
 from leanops_dagster.pipeline.layer_run import Layer, LayerRead, Opened
