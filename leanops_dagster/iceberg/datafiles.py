@@ -274,6 +274,14 @@ def _contiguous_runs(values: pa.Table) -> tuple[pa.Array, np.ndarray] | None:
     return pa.array(heads), np.concatenate([heads, [n]])
 
 
+def refuse_nulls(field: pa.Field, column: pa.ChunkedArray | pa.Array) -> None:
+    """A required (non-nullable) column with a null cannot be written: ValueError."""
+    if not field.nullable and column.null_count:
+        raise ValueError(
+            f"column {field.name!r} is required but has {column.null_count} null(s)"
+        )
+
+
 def cast_columns(columns: Sequence[pa.ChunkedArray | pa.Array], types: Sequence[pa.DataType]
                  ) -> list[pa.ChunkedArray | pa.Array]:
     """Each column cast to its type, in parallel for large inputs (string -> large_string

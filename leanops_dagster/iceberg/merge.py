@@ -70,7 +70,7 @@ from pyiceberg.table import FileScanTask, Table, TableProperties, Transaction
 
 from leanops_dagster.constants import IDEMPOTENCY_KEY
 from leanops_dagster.iceberg._pyiceberg_internals import adopt, table_view
-from leanops_dagster.iceberg.datafiles import cast_columns, write_data_files
+from leanops_dagster.iceberg.datafiles import cast_columns, refuse_nulls, write_data_files
 from leanops_dagster.iceberg.key_index import key_hashes
 from leanops_dagster.iceberg.lookup import FILE_COLUMN, find_stored
 from leanops_dagster.iceberg.reads import read_files
@@ -216,10 +216,7 @@ def _conform(increment: pa.Table, schema: Schema, key: str, sequence: tuple[str,
     for target in arrow_schema:
         if target.name in increment.column_names:
             column = increment.column(target.name)
-            if not target.nullable and column.null_count:
-                raise ValueError(
-                    f"column {target.name!r} is required but has {column.null_count} null(s)"
-                )
+            refuse_nulls(target, column)
             columns.append(column)
         elif target.nullable:
             columns.append(pa.nulls(increment.num_rows, target.type))

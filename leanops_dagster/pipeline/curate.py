@@ -25,7 +25,6 @@ from pyiceberg.table import Table
 from leanops_dagster.constants import (
     CURATED_ZONE,
     IDEMPOTENCY_KEY,
-    LINEAGE_COLUMNS,
     SCHEMA_VERSION_PROPERTY,
     STANDARDIZED_SNAPSHOT_FROM_PROPERTY,
     STANDARDIZED_SNAPSHOT_ID,
@@ -54,7 +53,7 @@ from leanops_dagster.pipeline.layer_run import Layer, LayerRead, Opened, held, r
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.runtime import prepare_for_increments
 from leanops_dagster.schemas.models import TopicSchema
-from leanops_dagster.transforms import dedup, drift, mask, validate
+from leanops_dagster.transforms import drift, rules
 
 #: drift-log appends retried on their own (other topics' commits to the shared log)
 _DRIFT_LOG_ATTEMPTS = 20
@@ -102,6 +101,20 @@ class CurateResult:
     def cde_error_rate(self) -> float:
         return self.cde_error_rows / self.rows_read if self.rows_read else 0.0
 
+    def count_read(self, *, rows_read: int, quarantined: int, cde_errors: int, valid: int) -> None:
+        """The figures of what this run read (both engines): ``rows_read`` Standardized rows
+        (quarantined ones included), ``cde_errors`` error rows, ``valid`` rows that passed;
+        each failing row counts once in ``cde_error_rows``."""
+        self.rows_read, self.quarantined, self.cde_errors = rows_read, quarantined, cde_errors
+        self.cde_error_rows = rows_read - quarantined - valid
+
+    def count_merged(self, *, inserted: int, updated: int, superseded: int, stale: int) -> None:
+        """The figures of the MERGE (both engines): rows ``inserted`` and ``updated``; rows that
+        lost to a newer row of the increment (``superseded``) or to the stored row (``stale``)
+        are both superseded."""
+        self.inserted, self.updated = inserted, updated
+        self.superseded = superseded + stale
+
 
 def curated_layer(
     catalog: Catalog, tables: TopicTables, schema: TopicSchema
@@ -129,6 +142,14 @@ def curated_extra(schema: TopicSchema) -> dict[str, str]:
     return {SCHEMA_VERSION_PROPERTY: str(schema.version)}
 
 
+def commit_watermark_only(curated: Table, properties: dict[str, str]) -> None:
+    """Nothing to write (both engines): one commit of no rows carrying the watermark, this
+    run's counts and the running totals (``properties``) as its summary and state, the key
+    index carried over."""
+    append_with_state(curated, curated.schema().as_arrow().empty_table(),
+                      {**properties, **carried_property(curated, IDEMPOTENCY_KEY)})
+
+
 def create_curated_table(catalog: Catalog, tables: TopicTables, schema: TopicSchema) -> Table:
     """The topic's Curated table as both engines create it: the curated schema, partitioned
     by ``day(publish_time)`` and ``bucket(16, idempotency_key)``."""
@@ -146,20 +167,21 @@ def curate_topic(
     pii_key: bytes,
     now: dt.datetime | None = None,
     lease_ttl_s: float | None = DEFAULT_TTL_S,
+    upstream_at: int | None = None,
 ) -> CurateResult:
     """Process the Standardized increment of one topic (this process's transparent huge pages
     are turned off first, ``runtime.prepare_for_increments``). Standardized rows that make
     the run raise are quarantined to curated ``errors`` (``pipeline.quarantine``).
 
     One writer at a time, as ``standardize.standardize_topic``: the topic's Curated lease,
-    and every commit asserts the snapshot its table was read at."""
+    and every commit asserts the snapshot its table was read at. ``upstream_at``: as there."""
     prepare_for_increments()
     now = now or dt.datetime.now(dt.UTC)
     net = quarantine.curated_net(catalog, tables, schema, STANDARDIZED_SNAPSHOT_ID, pii_key, now)
     body = _ArrowCurate(catalog, tables, schema, pii_key, now, net)
     return run_layer(
         catalog, curated_layer(catalog, tables, schema), body, lease_ttl_s=lease_ttl_s,
-        guard=net.run,
+        guard=net.run, upstream_at=upstream_at,
     )
 
 
@@ -167,7 +189,7 @@ def curate_topic(
 class _Checked:
     std_rows: pa.Table  # the increment without the safety net's rows
     quarantined: pa.Table  # the safety net's rows
-    checked: validate.ValidationResult  # deleted before the MERGE (its memory peak)
+    ruled: rules.CuratedRows
 
 
 @dataclass(frozen=True)
@@ -186,41 +208,40 @@ class _ArrowCurate:
 
     def transform(self, read: LayerRead) -> AbstractContextManager[_Checked]:
         std_rows, quarantined = self.net.exclude(read.unconsumed.increment.rows)
-        checked = validate.validate_and_cast(std_rows, self.schema.curated, topic=self.tables.topic)
-        return held(_Checked(std_rows, quarantined, checked))
+        ruled = rules.curate_rules(
+            std_rows, self.schema.curated, topic=self.tables.topic, pii_key=self.pii_key,
+            # MERGE the valid rows of snapshots after the Curated watermark
+            unconsumed=lambda rows: read.rows_after(rows, read.unconsumed.layer_watermark),
+        )
+        return held(_Checked(std_rows, quarantined, ruled))
 
     def record_errors(self, read: LayerRead, work: _Checked) -> None:
         # CDE error rows not yet recorded for this topic
         record_error_rows(
             read.opened.errors,
-            read.rows_after(work.checked.errors, read.unconsumed.errors_watermark),
+            read.rows_after(work.ruled.errors, read.unconsumed.errors_watermark),
             watermark_name=read.layer.errors_watermark,
             to_snapshot_id=read.to_snapshot_id, now=self.now,
         )
-        if work.checked.drift_columns:
+        if work.ruled.drift_columns:
             log_new_drift(self.catalog, self.tables, self.schema, work.std_rows,
                           read.to_snapshot_id, self.now)
 
     def commit(self, read: LayerRead, work: _Checked, result: CurateResult) -> None:
-        # MERGE the valid rows of snapshots after the Curated watermark
         cur_watermark = read.unconsumed.layer_watermark
 
         def after(rows: pa.Table) -> pa.Table:
             return read.rows_after(rows, cur_watermark)
 
-        schema, checked = self.schema, work.checked
-        result.drift_columns = list(checked.drift_columns)
-        valid = after(checked.valid)
-        result.quarantined = after(work.quarantined).num_rows
-        result.rows_read = after(work.std_rows).num_rows + result.quarantined
-        result.cde_errors = after(checked.errors).num_rows
-        # each failing row once
-        result.cde_error_rows = result.rows_read - result.quarantined - valid.num_rows
-        lineage = [c for c in LINEAGE_COLUMNS if c in valid.column_names]
-        masked = mask.mask_pii(valid.drop_columns(lineage), schema.curated, self.pii_key)
-        winners = dedup.lifo_dedup(masked, key=IDEMPOTENCY_KEY, sequence=schema.curated.sequence)
+        schema, ruled = self.schema, work.ruled
+        result.drift_columns = list(ruled.drift_columns)
+        quarantined = after(work.quarantined).num_rows
+        result.count_read(rows_read=after(work.std_rows).num_rows + quarantined,
+                          quarantined=quarantined, cde_errors=after(ruled.errors).num_rows,
+                          valid=ruled.valid)
+        winners, superseded = ruled.rows, ruled.superseded
         # the merge is the memory peak: keep the winners
-        del work.checked, checked, valid, masked
+        del work.ruled, ruled
         curated = read.opened.table
         if curated is None:
             curated = create_curated_table(self.catalog, self.tables, schema)
@@ -229,26 +250,22 @@ class _ArrowCurate:
 
         def properties_for(stats: MergeStats) -> dict[str, str]:
             """Watermark, this run's counts and running totals: committed with the data."""
-            result.inserted, result.updated = stats.inserted, stats.updated
-            result.superseded = winners.superseded + stats.stale
+            result.count_merged(inserted=stats.inserted, updated=stats.updated,
+                                superseded=superseded, stale=stats.stale)
             return read.commit_properties(curated, curated_figures(result), curated_extra(schema))
 
         stats = merge_lifo(
-            curated, winners.rows, key=IDEMPOTENCY_KEY,
+            curated, winners, key=IDEMPOTENCY_KEY,
             sequence=schema.curated.sequence,
             snapshot_properties=properties_for,
         )
-        result.inserted = stats.inserted
-        result.updated = stats.updated
+        result.count_merged(inserted=stats.inserted, updated=stats.updated,
+                            superseded=superseded, stale=stats.stale)
         result.files_read = stats.scanned_files
         result.files_rewritten = stats.rewritten_files
         result.rows_rewritten = stats.rewritten_rows
-        result.superseded = winners.superseded + stats.stale
-        if stats.snapshot_id is None:  # nothing to write: commit the watermark and counts alone
-            append_with_state(
-                curated, curated.schema().as_arrow().empty_table(),
-                {**properties_for(stats), **carried_property(curated, IDEMPOTENCY_KEY)},
-            )
+        if stats.snapshot_id is None:  # nothing to write: the watermark and counts alone
+            commit_watermark_only(curated, properties_for(stats))
         curated = self.catalog.load_table(self.tables.curated)
         result.snapshot_id = curated.current_snapshot().snapshot_id  # type: ignore[union-attr]
 

@@ -34,12 +34,13 @@ from pyiceberg.schema import Schema
 from pyiceberg.table import Table
 
 from leanops_dagster.constants import count_properties, watermark_key
+from leanops_dagster.iceberg._pyiceberg_internals import table_view
 from leanops_dagster.iceberg.catalog import ensure_table, load_layer_table
 from leanops_dagster.iceberg.commit import retry_commit, snapshot_id_of
 from leanops_dagster.iceberg.history import HistoryLost, protect_read
 from leanops_dagster.iceberg.lease import DEFAULT_TTL_S
 from leanops_dagster.iceberg.watermarks import counter_properties
-from leanops_dagster.pipeline.exclusive import run_exclusively
+from leanops_dagster.pipeline import exclusive
 from leanops_dagster.pipeline.increments import (
     Unconsumed,
     UpstreamRows,
@@ -153,17 +154,19 @@ def run_layer(
     lease_ttl_s: float | None = DEFAULT_TTL_S,
     guard: Callable[[Callable[[], R]], R] | None = None,
     errors_table: Callable[[Table], Table] | None = None,
+    upstream_at: int | None = None,
 ) -> R:
     """One run of ``layer`` with ``body`` (see the module docstring), under the topic's lease
     (``lease_ttl_s``; None: no lease, the commits still assert their snapshots) and inside
     ``guard`` (an engine's net around every attempt). ``errors_table``: the engine's
-    preparation of the error table (Spark makes it copy-on-write)."""
+    preparation of the error table (Spark makes it copy-on-write). ``upstream_at``: read the
+    upstream as if this snapshot were its current one (a rebuild's chunk of history)."""
 
     def once() -> R:
         result = layer.result()
         if not catalog.table_exists(layer.upstream):
             return result
-        opened = open_tables(catalog, layer, errors_table)
+        opened = open_tables(catalog, layer, errors_table, upstream_at)
         try:
             unconsumed = read_unconsumed(
                 opened.upstream,
@@ -196,7 +199,7 @@ def run_layer(
     def attempts() -> R:
         return retry_commit(once)
 
-    return run_exclusively(
+    return exclusive.run(
         catalog,
         layer.table[0],
         layer.topic,
@@ -208,11 +211,15 @@ def run_layer(
 
 
 def open_tables(
-    catalog: Catalog, layer: Layer, errors_table: Callable[[Table], Table] | None = None
+    catalog: Catalog, layer: Layer, errors_table: Callable[[Table], Table] | None = None,
+    upstream_at: int | None = None,
 ) -> Opened:
-    """Step 1: the upstream table (it exists), the error table (created if missing), the
-    layer table as ``Layer.prepare`` leaves it, and its snapshot at this read."""
+    """Step 1: the upstream table (it exists; as of ``upstream_at`` when given), the error
+    table (created if missing), the layer table as ``Layer.prepare`` leaves it, and its
+    snapshot at this read."""
     upstream = catalog.load_table(layer.upstream)
+    if upstream_at is not None:
+        upstream = table_view(upstream, current_snapshot_id=upstream_at)
     errors = ensure_table(catalog, layer.errors, layer.errors_schema, layer.errors_spec)
     if errors_table is not None:
         errors = errors_table(errors)

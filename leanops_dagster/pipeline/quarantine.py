@@ -56,7 +56,6 @@ from leanops_dagster.constants import (
     IDEMPOTENCY_KEY,
     INGESTION_TS,
     JSON_PAYLOAD,
-    LINEAGE_COLUMNS,
     MESSAGE_ID,
     PUBLISH_TIME,
     TOPIC_NAME,
@@ -68,7 +67,7 @@ from leanops_dagster.constants import (
 from leanops_dagster.iceberg._pyiceberg_internals import DiscardingIO
 from leanops_dagster.iceberg.catalog import ensure_table, schema_from_arrow
 from leanops_dagster.iceberg.commit import retry_commit
-from leanops_dagster.iceberg.datafiles import write_data_files
+from leanops_dagster.iceberg.datafiles import refuse_nulls, write_data_files
 from leanops_dagster.iceberg.tables import (
     CURATED_ERRORS_PARTITION_SPEC,
     CURATED_ERRORS_SCHEMA,
@@ -77,8 +76,9 @@ from leanops_dagster.iceberg.tables import (
 )
 from leanops_dagster.pipeline.increments import with_recorded_ts
 from leanops_dagster.pipeline.layout import Identifier, TopicTables
+from leanops_dagster.pipeline.schema_evolution import stored_schema
 from leanops_dagster.schemas.models import TopicSchema
-from leanops_dagster.transforms import dedup, flatten, mask, validate
+from leanops_dagster.transforms import rules
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -287,8 +287,7 @@ def build_data_files(rows: pa.Table, schema: Schema, spec: PartitionSpec) -> Non
     for target_field in target:
         if target_field.name in rows.column_names:
             column = rows.column(target_field.name)
-            if not target_field.nullable and column.null_count:  # as merge._conform refuses
-                raise ValueError(f"column {target_field.name!r} is required but has nulls")
+            refuse_nulls(target_field, column)  # as the MERGE refuses
             columns.append(column.cast(target_field.type))
         else:
             columns.append(pa.nulls(rows.num_rows, target_field.type))
@@ -297,23 +296,15 @@ def build_data_files(rows: pa.Table, schema: Schema, spec: PartitionSpec) -> Non
 
 
 # --- the two layers --------------------------------------------------------------------------
-def _plain(arrow_schema: pa.Schema) -> pa.Schema:
-    """large_string -> string, every field nullable: what Standardized's evolution stores."""
-    return pa.schema([
-        pa.field(f.name, pa.string() if pa.types.is_large_string(f.type) else f.type)
-        for f in arrow_schema
-    ])
-
-
 def standardized_probe(schema: TopicSchema, snapshot_column: str) -> Callable[[pa.Table], None]:
-    """Flatten, FIFO-dedup and build the Standardized data files of some RAW rows."""
+    """The Standardized rules (``transforms.rules.standardize_rules``) and the data files
+    Standardized would store of some RAW rows."""
     def probe(raw_rows: pa.Table) -> None:
-        flattened = flatten.flatten_raw(
-            raw_rows, schema.standardized, snapshot_column=snapshot_column
-        )
-        deduped = dedup.fifo_dedup(flattened.rows, snapshot_column=snapshot_column)
-        rows = deduped.rows.drop_columns([snapshot_column])
-        iceberg_schema = schema_from_arrow(_plain(rows.schema))
+        ruled = rules.standardize_rules(
+            raw_rows, schema.standardized, snapshot_column=snapshot_column)
+        assert ruled.deduped is not None
+        rows = ruled.deduped.rows.drop_columns([snapshot_column])
+        iceberg_schema = schema_from_arrow(stored_schema(rows.schema))
         build_data_files(rows, iceberg_schema, publish_day_spec(iceberg_schema))
     return probe
 
@@ -321,20 +312,16 @@ def standardized_probe(schema: TopicSchema, snapshot_column: str) -> Callable[[p
 def curated_probe(
     schema: TopicSchema, topic: str, pii_key: bytes
 ) -> Callable[[pa.Table], None]:
-    """Validate, cast, mask, LIFO-dedup and build the Curated data files of some
-    Standardized rows."""
+    """The Curated rules (``transforms.rules.curate_rules``) and the data files Curated would
+    store of some Standardized rows."""
     @functools.cache
     def table_layout() -> tuple[Schema, PartitionSpec]:  # on the first probe, not per run
         iceberg_schema = schema_from_arrow(schema.curated.arrow_schema())
         return iceberg_schema, curated_partition_spec(iceberg_schema)
 
     def probe(std_rows: pa.Table) -> None:
-        checked = validate.validate_and_cast(std_rows, schema.curated, topic=topic)
-        valid = checked.valid
-        lineage = [c for c in LINEAGE_COLUMNS if c in valid.column_names]
-        masked = mask.mask_pii(valid.drop_columns(lineage), schema.curated, pii_key)
-        winners = dedup.lifo_dedup(masked, key=IDEMPOTENCY_KEY, sequence=schema.curated.sequence)
-        build_data_files(winners.rows, *table_layout())
+        ruled = rules.curate_rules(std_rows, schema.curated, topic=topic, pii_key=pii_key)
+        build_data_files(ruled.rows, *table_layout())
     return probe
 
 

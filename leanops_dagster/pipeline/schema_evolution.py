@@ -12,8 +12,9 @@ from leanops_dagster.iceberg.datafiles import cast_columns
 from leanops_dagster.pipeline.layout import Identifier
 
 
-def _normalise(arrow_schema: pa.Schema) -> pa.Schema:
-    """large_string -> string and all fields nullable, so the Iceberg schema stays plain."""
+def stored_schema(arrow_schema: pa.Schema) -> pa.Schema:
+    """large_string -> string and all fields nullable, so the Iceberg schema stays plain: the
+    schema Standardized stores rows of ``arrow_schema`` under."""
     fields = []
     for f in arrow_schema:
         kind = pa.string() if pa.types.is_large_string(f.type) else f.type
@@ -25,7 +26,7 @@ def evolve_and_align(
     catalog: Catalog, identifier: Identifier, table: Table | None, rows: pa.Table
 ) -> tuple[Table, pa.Table, list[str]]:
     """Create or evolve ``identifier`` to hold ``rows``' columns; return rows in table order."""
-    incoming = _normalise(rows.schema)
+    incoming = stored_schema(rows.schema)
     if table is None:
         schema = schema_from_arrow(incoming)
         table = ensure_table(catalog, identifier, schema, publish_day_spec(schema))

@@ -41,7 +41,7 @@ from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.pipeline.schema_evolution import evolve_and_align
 from leanops_dagster.runtime import flatten_increment, prepare_for_increments
 from leanops_dagster.schemas.models import TopicSchema
-from leanops_dagster.transforms import dedup, flatten
+from leanops_dagster.transforms import rules
 
 #: this run's figures in the Standardized commit's summary, each with a running total
 STANDARDIZED_TOTALS = (Count.ROWS_READ, Count.PARSE_ERRORS, Count.DUPLICATES, Count.QUARANTINED)
@@ -102,6 +102,7 @@ def standardize_topic(
     now: dt.datetime | None = None,
     flatten_workers: int | None = 1,
     lease_ttl_s: float | None = DEFAULT_TTL_S,
+    upstream_at: int | None = None,
 ) -> StandardizeResult:
     """Process the RAW increment of one topic. ``flatten_workers``: processes for flattening
     (``None``: every core for large increments, see ``transforms.flatten.flatten_raw``); one
@@ -113,22 +114,40 @@ def standardize_topic(
     One writer at a time: the run holds the topic's Standardized lease (``lease_ttl_s``; None:
     no lease) and returns a ``busy`` result without reading anything if another run holds it.
     Every commit also asserts the snapshot its table was read at, so even without the lease a
-    writer that lost a race retries from the new watermark and finds nothing to do."""
+    writer that lost a race retries from the new watermark and finds nothing to do.
+    ``upstream_at``: read RAW as if this snapshot were its current one (a rebuild's chunk)."""
     prepare_for_increments()
     now = now or dt.datetime.now(dt.UTC)
     net = quarantine.standardized_net(catalog, tables, schema, RAW_SNAPSHOT_ID, now)
     body = _ArrowStandardize(catalog, tables, schema, now, flatten_workers, net)
     return run_layer(
         catalog, standardized_layer(tables, schema), body, lease_ttl_s=lease_ttl_s,
-        guard=net.run,
+        guard=net.run, upstream_at=upstream_at,
     )
 
 
+@dataclass
+class _StoredIds:
+    """``rules.standardize_rules``'s ``stored_ids``: the stored message ids among the new rows,
+    through the key index; keeps the lookup and the rows' key hashes (hashed once: the index
+    lookup probes with them, the append indexes the rows it keeps)."""
+
+    table: Table | None
+    stored: StoredRows | None = None
+    hashes: np.ndarray | None = None
+
+    def __call__(self, rows: pa.Table) -> pa.Array:
+        self.hashes = key_hashes(rows.column(MESSAGE_ID))
+        self.stored = _stored_message_ids(self.table, rows.column(MESSAGE_ID), self.hashes)
+        return self.stored.rows.column(MESSAGE_ID).combine_chunks()
+
+
 @dataclass(frozen=True)
-class _Flattened:
+class _Standardized:
     raw_rows: pa.Table  # the increment without the safety net's rows
     quarantined: pa.Table  # the safety net's rows
-    flattened: flatten.FlattenResult
+    ruled: rules.StandardizedRows
+    lookup: _StoredIds
 
 
 @dataclass(frozen=True)
@@ -145,45 +164,42 @@ class _ArrowStandardize:
     def reader(self, opened: Opened) -> None:
         return None  # pyiceberg's incremental read
 
-    def transform(self, read: LayerRead) -> AbstractContextManager[_Flattened]:
+    def transform(self, read: LayerRead) -> AbstractContextManager[_Standardized]:
         raw_rows, quarantined = self.net.exclude(read.unconsumed.increment.rows)
-        flattened = flatten_increment(
+        lookup = _StoredIds(read.opened.table)
+        ruled = rules.standardize_rules(
             raw_rows, self.schema.standardized, snapshot_column=RAW_SNAPSHOT_ID,
-            workers=self.flatten_workers,
+            # standardized rows of the snapshots after the Standardized watermark
+            unconsumed=lambda rows: read.rows_after(rows, read.unconsumed.layer_watermark),
+            stored_ids=lookup, snapshot_order=read.unconsumed.positions,
+            flatten_rows=functools.partial(flatten_increment, workers=self.flatten_workers),
         )
-        return held(_Flattened(raw_rows, quarantined, flattened))
+        return held(_Standardized(raw_rows, quarantined, ruled, lookup))
 
-    def record_errors(self, read: LayerRead, work: _Flattened) -> None:
+    def record_errors(self, read: LayerRead, work: _Standardized) -> None:
         # parse errors: only the RAW snapshots this table has not recorded yet
         record_error_rows(
             read.opened.errors,
-            read.rows_after(work.flattened.errors, read.unconsumed.errors_watermark),
+            read.rows_after(work.ruled.flattened.errors, read.unconsumed.errors_watermark),
             watermark_name=read.layer.errors_watermark,
             to_snapshot_id=read.to_snapshot_id, now=self.now,
         )
 
-    def commit(self, read: LayerRead, work: _Flattened, result: StandardizeResult) -> None:
-        # standardized rows of the snapshots after the Standardized watermark
+    def commit(self, read: LayerRead, work: _Standardized, result: StandardizeResult) -> None:
         std_watermark = read.unconsumed.layer_watermark
 
         def after(rows: pa.Table) -> pa.Table:
             return read.rows_after(rows, std_watermark)
 
-        rows = after(work.flattened.rows)
-        # hashed once: the index lookup probes with them, the append indexes the rows it keeps
-        hashes = key_hashes(rows.column(MESSAGE_ID))
-        stored = _stored_message_ids(read.opened.table, rows.column(MESSAGE_ID), hashes)
-        deduped = dedup.fifo_dedup(
-            rows, existing_ids=stored.rows.column(MESSAGE_ID).combine_chunks(),
-            snapshot_column=RAW_SNAPSHOT_ID, snapshot_order=read.unconsumed.positions,
-        )
+        deduped, hashes = work.ruled.deduped, work.lookup.hashes
+        assert deduped is not None and hashes is not None
         std, aligned, new_columns = evolve_and_align(
             self.catalog, self.tables.standardized, read.opened.table,
             deduped.rows.drop_columns([RAW_SNAPSHOT_ID]),
         )
         result.quarantined = after(work.quarantined).num_rows
         result.rows_read = after(work.raw_rows).num_rows + result.quarantined
-        result.parse_errors = after(work.flattened.errors).num_rows
+        result.parse_errors = after(work.ruled.flattened.errors).num_rows
         result.duplicates = deduped.dropped
         result.rows_written = aligned.num_rows
         result.new_columns = new_columns
@@ -191,7 +207,7 @@ class _ArrowStandardize:
         kept = hashes if deduped.kept is None else hashes[np.asarray(deduped.kept)]
         # created or evolved since the read: still that snapshot?
         ensure_unchanged(std, read.opened.started)
-        append_rows(std, aligned, properties, indexed=stored, hashes=kept)
+        append_rows(std, aligned, properties, indexed=work.lookup.stored, hashes=kept)
         result.snapshot_id = std.current_snapshot().snapshot_id  # type: ignore[union-attr]
 
 

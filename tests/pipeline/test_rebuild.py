@@ -23,6 +23,7 @@ from leanops_dagster.constants import (
 )
 from leanops_dagster.iceberg.catalog import open_catalog
 from leanops_dagster.iceberg.key_index import KeyIndex, unreferenced_segments
+from leanops_dagster.iceberg.tables import CURATED_ERRORS_PARTITION_SPEC, CURATED_ERRORS_SCHEMA
 from leanops_dagster.iceberg.watermarks import read_watermark
 from leanops_dagster.pipeline import rebuild as rebuild_module
 from leanops_dagster.pipeline.curate import curate_topic
@@ -33,6 +34,8 @@ from leanops_dagster.pipeline.rebuild import (
     deploy_schema,
     drop_replaced_copies,
 )
+from leanops_dagster.pipeline.rebuild import run as rebuild_run
+from leanops_dagster.pipeline.rebuild import swap as rebuild_swap
 from leanops_dagster.pipeline.standardize import standardize_topic
 from leanops_dagster.schemas.compatibility import BreakingChangeError
 from leanops_dagster.schemas.registry import SchemaRegistry
@@ -231,7 +234,7 @@ class Killed(Exception):
 
 def test_rebuild_killed_half_way_then_rerun_gives_the_same(tmp_path, monkeypatch):
     home = old_home(tmp_path / "a")
-    real = rebuild_module.curate.curate_topic
+    real = rebuild_module.staging.curate.curate_topic
     calls = []
 
     def dies_on_the_second_chunk(*args, **kwargs):
@@ -240,7 +243,7 @@ def test_rebuild_killed_half_way_then_rerun_gives_the_same(tmp_path, monkeypatch
             raise Killed
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(rebuild_module.curate, "curate_topic", dies_on_the_second_chunk)
+    monkeypatch.setattr(rebuild_module.staging.curate, "curate_topic", dies_on_the_second_chunk)
     with pytest.raises(Killed):
         home.deploy(rebuild=True, snapshots_per_chunk=1)
     monkeypatch.undo()
@@ -266,7 +269,7 @@ def test_rebuild_killed_half_way_then_rerun_gives_the_same(tmp_path, monkeypatch
 def test_rebuild_killed_between_the_two_swaps_then_rerun_gives_the_same(tmp_path, monkeypatch):
     home = old_home(tmp_path / "a")
     v1 = home.registry.load("events")
-    monkeypatch.setattr(rebuild_module, "_swap_error_rows",
+    monkeypatch.setattr(rebuild_run, "swap_error_rows",
                         lambda *a, **k: (_ for _ in ()).throw(Killed()))
     with pytest.raises(Killed):
         home.deploy(rebuild=True)
@@ -286,14 +289,14 @@ def test_rebuild_killed_between_the_two_swaps_then_rerun_gives_the_same(tmp_path
 def test_a_reader_during_the_swap_sees_the_old_table_or_the_new_one(tmp_path, monkeypatch):
     home = old_home(tmp_path / "a")
     old = curated(home)
-    real_write = rebuild_module.write_data_files
+    real_write = rebuild_swap.write_data_files
 
     def slow_write(*args, **kwargs):  # hold the swap transaction open while the reader reads
         written = real_write(*args, **kwargs)
         time.sleep(0.5)
         return written
 
-    monkeypatch.setattr(rebuild_module, "write_data_files", slow_write)
+    monkeypatch.setattr(rebuild_swap, "write_data_files", slow_write)
     seen: list[list[dict] | str] = []
     stop = threading.Event()
 
@@ -328,7 +331,7 @@ def test_a_rebuilt_table_that_does_not_balance_is_not_swapped(tmp_path, monkeypa
     home = old_home(tmp_path / "a")
     before = curated(home)
     unbalanced = accountability.Equation("curated", "standardized_consumed", 1, {"curated": 0})
-    monkeypatch.setattr(rebuild_module.accountability, "curated_equation",
+    monkeypatch.setattr(rebuild_run.accountability, "curated_equation",
                         lambda *a, **k: unbalanced)
     with pytest.raises(RebuildError, match="does not balance"):
         home.deploy(rebuild=True)
@@ -431,7 +434,7 @@ def test_standardized_change_rebuilds_from_raw(tmp_path, monkeypatch):
 
 def test_rebuild_from_raw_killed_after_the_standardized_swap_then_rerun(tmp_path, monkeypatch):
     home, expected = tenant_homes(tmp_path)
-    monkeypatch.setattr(rebuild_module, "_swap_curated",
+    monkeypatch.setattr(rebuild_run, "swap_curated",
                         lambda *a, **k: (_ for _ in ()).throw(Killed()))
     with pytest.raises(Killed):
         home.deploy(rebuild=True, snapshots_per_chunk=1)
@@ -566,7 +569,7 @@ def test_data_arriving_during_the_rebuild_waits_and_is_picked_up_after_it(
     fresh pipeline over all the RAW."""
     home = old_home(tmp_path / "a")
     v1 = home.registry.load("events")
-    real_swap = rebuild_module._swap_curated
+    real_swap = rebuild_run.swap_curated
     during = []
 
     def traffic_then_swap(*args, **kwargs):
@@ -575,7 +578,7 @@ def test_data_arriving_during_the_rebuild_waits_and_is_picked_up_after_it(
         during.append(curate_topic(home.catalog, TABLES, v1, pii_key=KEY))
         return real_swap(*args, **kwargs)
 
-    monkeypatch.setattr(rebuild_module, "_swap_curated", traffic_then_swap)
+    monkeypatch.setattr(rebuild_run, "swap_curated", traffic_then_swap)
     outcome = home.deploy(rebuild=True)
     monkeypatch.undo()
     assert outcome.rebuild.balanced
@@ -612,12 +615,12 @@ def test_a_second_swap_of_the_same_rebuild_changes_nothing(tmp_path):
     staging = rebuild_module.StagingTables("events", "", result.rebuild_id)
     live = home.catalog.load_table(TABLES.curated)
     errors_table = home.catalog.load_table(TABLES.curated_errors)
-    again = rebuild_module._swap_curated(home.catalog, TABLES, staging, schema, None)
+    again = rebuild_swap.swap_curated(home.catalog, TABLES, staging, schema, None)
     assert again.current_snapshot().snapshot_id == live.current_snapshot().snapshot_id
-    rebuild_module._swap_error_rows(
+    rebuild_swap.swap_error_rows(
         home.catalog, "events", TABLES.curated_errors, staging.curated_errors,
-        table_schema=rebuild_module.CURATED_ERRORS_SCHEMA,
-        spec=rebuild_module.CURATED_ERRORS_PARTITION_SPEC,
+        table_schema=CURATED_ERRORS_SCHEMA,
+        spec=CURATED_ERRORS_PARTITION_SPEC,
         watermark_name=errors_watermark_name("events"),
         marker=errors_rebuild_property("events"), rebuild_id=result.rebuild_id,
     )
@@ -627,7 +630,7 @@ def test_a_second_swap_of_the_same_rebuild_changes_nothing(tmp_path):
 
 def test_rebuild_from_raw_killed_while_staging_standardized_then_rerun(tmp_path, monkeypatch):
     home, expected = tenant_homes(tmp_path)
-    real = rebuild_module.standardize.standardize_topic
+    real = rebuild_module.staging.standardize.standardize_topic
     calls = []
 
     def dies_on_the_second_chunk(*args, **kwargs):
@@ -636,7 +639,7 @@ def test_rebuild_from_raw_killed_while_staging_standardized_then_rerun(tmp_path,
             raise Killed
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(rebuild_module.standardize, "standardize_topic",
+    monkeypatch.setattr(rebuild_module.staging.standardize, "standardize_topic",
                         dies_on_the_second_chunk)
     with pytest.raises(Killed):
         home.deploy(rebuild=True, snapshots_per_chunk=1)
@@ -671,8 +674,8 @@ def test_a_finished_rebuild_left_behind_is_not_resumed(tmp_path):
 def test_a_chunk_that_makes_no_progress_stops_the_rebuild(tmp_path, monkeypatch):
     home = old_home(tmp_path / "a")
     before = curated(home)
-    monkeypatch.setattr(rebuild_module.curate, "curate_topic",
-                        lambda *a, **k: rebuild_module.curate.CurateResult(topic="events"))
+    monkeypatch.setattr(rebuild_module.staging.curate, "curate_topic",
+                        lambda *a, **k: rebuild_module.staging.curate.CurateResult(topic="events"))
     with pytest.raises(RebuildError, match="made no progress"):
         home.deploy(rebuild=True)
     assert curated(home) == before

@@ -2,8 +2,8 @@
 
 - the increment: incremental reads of the Standardized snapshots after the older of the
   Curated and curated ``errors`` watermarks, rows tagged with their snapshot;
-- CDE validation, casts and PII masking: ``transforms.validate.validate_and_cast`` and
-  ``transforms.mask.mask_pii`` themselves, batch by batch in ``mapInArrow`` (both row-wise);
+- CDE validation, casts and PII masking: the Curated rules themselves
+  (``transforms.rules.curate_rules`` without its LIFO), batch by batch in ``mapInArrow``;
 - LIFO in the increment: a window over ``idempotency_key`` in the order of versions of
   ``transforms.ordering`` (``ordering.newest_first``, as ``transforms.dedup`` ranks);
 - LIFO against stored rows: ``MERGE INTO`` whose update condition is the same lexicographic
@@ -45,12 +45,11 @@ from leanops_dagster.engines.spark._pyspark_internals import collect_arrow
 from leanops_dagster.engines.spark.commits import with_commit_properties
 from leanops_dagster.engines.spark.layer import IS_ERROR, QUARANTINED
 from leanops_dagster.iceberg.commit import ensure_unchanged
-from leanops_dagster.iceberg.key_index import carried_property
 from leanops_dagster.iceberg.lease import DEFAULT_TTL_S
-from leanops_dagster.iceberg.state import append_with_state
 from leanops_dagster.pipeline import quarantine
 from leanops_dagster.pipeline.curate import (
     CurateResult,
+    commit_watermark_only,
     create_curated_table,
     curated_extra,
     curated_figures,
@@ -60,7 +59,7 @@ from leanops_dagster.pipeline.curate import (
 from leanops_dagster.pipeline.layer_run import LayerRead, Opened, run_layer
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.schemas.models import RESERVED_COLUMNS, TopicSchema
-from leanops_dagster.transforms import drift, mask, ordering, validate
+from leanops_dagster.transforms import drift, mask, ordering, rules, validate
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -131,9 +130,10 @@ def _spark_order(sequence: Sequence[str], columns: pa.Schema) -> list:
 
 @dataclass(frozen=True)
 class _Rules:
-    """The row-wise Curated rules of one batch (validate and cast, then mask the valid rows),
-    with the functions the driver resolved: they travel to the workers with the batch
-    function, so the workers run exactly the driver's rules."""
+    """The row-wise Curated rules of one batch: ``transforms.rules.curate_rules`` without the
+    LIFO (this engine's window applies it over all batches), with the rule functions the
+    driver resolved: they travel to the workers with the batch function, so the workers run
+    exactly the driver's rules."""
 
     schema: TopicSchema
     topic: str
@@ -143,8 +143,11 @@ class _Rules:
 
     def __call__(self, rows: pa.Table) -> tuple[pa.Table, pa.Table]:
         """The masked valid rows and the CDE error rows of ``rows``."""
-        checked = self.validate_and_cast(rows, self.schema.curated, topic=self.topic)
-        return self.mask_pii(checked.valid, self.schema.curated, self.pii_key), checked.errors
+        ruled = rules.curate_rules(
+            rows, self.schema.curated, topic=self.topic, pii_key=self.pii_key, lifo=False,
+            validate_and_cast=self.validate_and_cast, mask_pii=self.mask_pii,
+        )
+        return ruled.rows, ruled.errors
 
 
 def _checked_batches(
@@ -304,14 +307,12 @@ class _SparkCurate:
         catalog, tables, schema, spark = self.catalog, self.tables, self.schema, self.spark
         newer = spark_layer.after(read, read.unconsumed.layer_watermark)
         result.drift_columns = work.drift_columns
-        result.cde_errors, result.quarantined = spark_layer.count_errors(
-            read, work.checked, _ERROR)
-        result.rows_read = work.incoming.where(newer).count()
+        cde_errors, quarantined = spark_layer.count_errors(read, work.checked, _ERROR)
         valid = work.checked.where(~F.col(IS_ERROR)).select(f"{_VALID}.*").where(
             newer).drop(STANDARDIZED_SNAPSHOT_ID)
         valid_rows = valid.count()
-        # each failing row once
-        result.cde_error_rows = result.rows_read - result.quarantined - valid_rows
+        result.count_read(rows_read=work.incoming.where(newer).count(), quarantined=quarantined,
+                          cde_errors=cde_errors, valid=valid_rows)
 
         curated = read.opened.table
         if curated is None:
@@ -361,13 +362,12 @@ class _SparkCurate:
                         stale += row["count"]
             else:
                 inserted = winner_rows
-            result.inserted, result.updated = inserted, updated
-            result.superseded = superseded_in_increment + stale
+            result.count_merged(inserted=inserted, updated=updated,
+                                superseded=superseded_in_increment, stale=stale)
             properties = read.commit_properties(
                 curated, curated_figures(result), curated_extra(schema))
             if inserted + updated == 0:  # nothing to write: the watermark and counts alone
-                append_with_state(curated, target_arrow.empty_table(), {
-                    **properties, **carried_property(curated, IDEMPOTENCY_KEY)})
+                commit_watermark_only(curated, properties)
             else:
                 _merge(spark, catalog, tables, winners, sequence, properties, base)
         finally:

@@ -2,8 +2,9 @@
 
 - the increment: one incremental read per RAW snapshot after the older of the Standardized and
   ``parse_errors`` watermarks (``io.read_increment``), rows tagged with their snapshot;
-- flattening, sanitising and parse errors: ``transforms.flatten.flatten_raw`` itself, batch by
-  batch in ``mapInArrow`` (its result does not depend on how rows are split, see
+- flattening, sanitising and parse errors: the Standardized rules themselves
+  (``transforms.rules.standardize_rules`` without its FIFO), batch by batch in
+  ``mapInArrow`` (their result does not depend on how rows are split, see
   ``runtime.flatten_increment(workers=...)``); payload columns travel as a map and become
   columns once the whole increment's set of columns is known (sorted, as the Arrow engine
   orders them);
@@ -16,7 +17,7 @@
 
 The run is ``pipeline.layer_run``'s skeleton with this engine's body (``_SparkStandardize``):
 the same lease, read, order of commits (``parse_errors`` first, with its own watermark) and
-summary (``LayerRead.commit_properties``). The safety net: each batch runs ``flatten_raw``
+summary (``LayerRead.commit_properties``). The safety net: each batch runs the rules
 under ``quarantine.guard_batch``; a RAW row it raises on becomes a ``parse_errors`` row with
 the Arrow engine's ``internal:<Exception>`` reason, recorded as the Arrow net records it.
 Standardized's key index is not written: the Arrow engine rebuilds it after this snapshot.
@@ -56,6 +57,7 @@ from leanops_dagster.pipeline.standardize import (
 )
 from leanops_dagster.schemas.models import StandardizedSchema, TopicSchema
 from leanops_dagster.transforms import flatten
+from leanops_dagster.transforms.rules import StandardizedRows, standardize_rules
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -142,12 +144,12 @@ def _payload_map(rows: pa.Table, names: list[str]) -> pa.MapArray:
 
 
 def _flatten_batches(
-    batches: Iterator[pa.RecordBatch], rules: Callable[[pa.Table], flatten.FlattenResult],
+    batches: Iterator[pa.RecordBatch], rules: Callable[[pa.Table], StandardizedRows],
     topic: str, out: pa.Schema,
 ) -> Iterator[pa.RecordBatch]:
-    """``rules`` (``flatten_raw``) over each batch under the batch's safety net
-    (``quarantine.guard_batch``); rows, parse errors and quarantined rows (as their
-    ``parse_errors`` rows) in one fixed schema."""
+    """``rules`` (``transforms.rules.standardize_rules`` without FIFO) over each batch under
+    the batch's safety net (``quarantine.guard_batch``); rows, parse errors and quarantined
+    rows (as their ``parse_errors`` rows) in one fixed schema."""
     row_type: pa.StructType = out.field(_ROW_STRUCT).type
     error_type: pa.StructType = out.field(_ERROR_STRUCT).type
     raw_names = _raw_input_schema().names[:-1]
@@ -157,7 +159,8 @@ def _flatten_batches(
         if n == 0:
             continue
         tagged = raw.select(raw_names).append_column(_ROW, pa.array(np.arange(n, dtype=np.int64)))
-        result, quarantined = quarantine.guard_batch(tagged, rules)
+        ruled, quarantined = quarantine.guard_batch(tagged, rules)
+        result = ruled.flattened
         rows, errors = result.rows, result.errors
         at = rows.column(_ROW)
         carried = {name: raw.column(name).take(at)
@@ -226,8 +229,9 @@ class _SparkStandardize:
             flattened = self.spark.createDataFrame([], from_arrow_schema(out))
         else:
             # the rules as the driver resolved them: the function travels to the workers
-            rules = functools.partial(flatten.flatten_raw, schema=self.schema.standardized,
-                                      snapshot_column=_ROW)
+            rules = functools.partial(standardize_rules, schema=self.schema.standardized,
+                                      snapshot_column=_ROW, fifo=False,
+                                      flatten_rows=flatten.flatten_raw)
             flattened = increment.rows.mapInArrow(
                 functools.partial(_flatten_batches, rules=rules, topic=self.tables.topic,
                                   out=out),
