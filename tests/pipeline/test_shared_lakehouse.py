@@ -125,6 +125,10 @@ def test_history_removed_beyond_proof_stops_loudly_and_recover_re_reads(
                                           r"leanops recover --topic events"):
         home.run()
     home.env(monkeypatch)
+    stopped = CliRunner().invoke(main, ["run", "--topic", "events"])
+    assert stopped.exit_code != 0
+    lines = [line for line in stopped.output.splitlines() if "leanops recover" in line]
+    assert len(lines) == 1 and "raw.events_staging: snapshot" in lines[0], stopped.output
     result = CliRunner().invoke(main, ["recover", "--topic", "events"])
     assert result.exit_code == 0, result.output
     assert "balanced True" in result.output
