@@ -9,7 +9,7 @@ import pyarrow as pa
 from leanops_dagster.runtime import flatten_increment
 from leanops_dagster.schemas.models import StandardizedSchema
 from leanops_dagster.transforms.flatten import flatten_raw
-from leanops_dagster.transforms.naming import path_digest
+from leanops_dagster.transforms.flatten.naming import path_digest
 from tests.transforms.conftest import TS, at, raw_rows
 
 SCHEMA = StandardizedSchema()

@@ -8,7 +8,7 @@ import pytest
 
 from leanops_dagster.schemas.models import StandardizedSchema
 from leanops_dagster.transforms import flatten
-from leanops_dagster.transforms.naming import path_digest
+from leanops_dagster.transforms.flatten.naming import path_digest
 from tests.transforms.conftest import raw_rows
 
 SCHEMA = StandardizedSchema()

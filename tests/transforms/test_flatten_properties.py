@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from leanops_dagster.schemas.models import StandardizedSchema
 from leanops_dagster.transforms import flatten
-from leanops_dagster.transforms.naming import ColumnNamer
+from leanops_dagster.transforms.flatten.naming import ColumnNamer
 from tests.transforms.conftest import BOUNDED, raw_rows
 
 SCHEMA = StandardizedSchema()

@@ -23,10 +23,11 @@ from leanops_dagster.local.injector.config import StreamConfig
 from leanops_dagster.local.injector.generators import stream_bodies
 from leanops_dagster.runtime import flatten_increment
 from leanops_dagster.schemas.models import StandardizedSchema
-from leanops_dagster.transforms import flatten, plans, shapes
-from leanops_dagster.transforms.naming import ColumnNamer
-from leanops_dagster.transforms.payload import float_text, number_text
-from leanops_dagster.transforms.shapes import ShapeMatcher
+from leanops_dagster.transforms import flatten
+from leanops_dagster.transforms.flatten import plans, shapes
+from leanops_dagster.transforms.flatten.naming import ColumnNamer
+from leanops_dagster.transforms.flatten.payload import float_text, number_text
+from leanops_dagster.transforms.flatten.shapes import ShapeMatcher
 from tests.transforms.conftest import raw_rows
 
 SCHEMA = StandardizedSchema()

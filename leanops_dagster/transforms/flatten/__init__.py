@@ -43,15 +43,15 @@ import pyarrow.compute as pc
 
 from leanops_dagster.constants import IDEMPOTENCY_KEY
 from leanops_dagster.schemas.models import StandardizedSchema
-from leanops_dagster.transforms.naming import ColumnNamer
-from leanops_dagster.transforms.payload import (
+from leanops_dagster.transforms.flatten.naming import ColumnNamer
+from leanops_dagster.transforms.flatten.payload import (
     MAX_DEPTH,
     REASON_INVALID_JSON,
     Columns,
     Flattener,
     ReferenceFlattener,
 )
-from leanops_dagster.transforms.shapes import FastFlattener
+from leanops_dagster.transforms.flatten.shapes import FastFlattener
 from leanops_dagster.transforms.text import invalid_utf8, readable_text
 
 REASON_MISSING_METADATA = "missing_required_metadata"

@@ -24,8 +24,8 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from leanops_dagster.transforms.naming import ColumnNamer
-from leanops_dagster.transforms.payload import Columns, float_text, too_deep
+from leanops_dagster.transforms.flatten.naming import ColumnNamer
+from leanops_dagster.transforms.flatten.payload import Columns, float_text, too_deep
 
 MAX_PLANS_PER_TOP_KEYS = 16
 

@@ -30,7 +30,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from leanops_dagster.transforms.naming import ColumnNamer, suffixed_name
+from leanops_dagster.transforms.flatten.naming import ColumnNamer, suffixed_name
 
 REASON_INVALID_JSON = "invalid_json"
 REASON_NOT_AN_OBJECT = "not_an_object"

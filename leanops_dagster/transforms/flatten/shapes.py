@@ -38,9 +38,14 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from leanops_dagster.transforms.naming import ColumnNamer
-from leanops_dagster.transforms.payload import Columns, Flattener, ReferenceFlattener, text_rows
-from leanops_dagster.transforms.plans import plan_rows
+from leanops_dagster.transforms.flatten.naming import ColumnNamer
+from leanops_dagster.transforms.flatten.payload import (
+    Columns,
+    Flattener,
+    ReferenceFlattener,
+    text_rows,
+)
+from leanops_dagster.transforms.flatten.plans import plan_rows
 
 QUOTE = 0x22
 _PADDING = 24
