@@ -92,7 +92,7 @@ RAW_SNAPSHOT_FROM_PROPERTY = "leanops.raw_snapshot_from"
 STANDARDIZED_SNAPSHOT_FROM_PROPERTY = "leanops.standardized_snapshot_from"
 #: the schema version a Curated commit was made with (snapshot summary)
 SCHEMA_VERSION_PROPERTY = "leanops.schema_version"
-#: table property: the schema versions a rebuild replaced (``pipeline.evolve``)
+#: table property: the schema versions a rebuild replaced (``pipeline.curated_evolution``)
 SUPERSEDED_VERSIONS_PROPERTY = "leanops.schema.superseded-versions"
 #: ``leanops.key-index.<column>``: the Curated key index pointer (``iceberg.key_index``)
 INDEX_PROPERTY_PREFIX = "leanops.key-index."

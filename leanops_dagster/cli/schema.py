@@ -62,7 +62,7 @@ def deploy(topic: str | None, deploy_all: bool, rebuild: bool, from_raw: bool) -
     if rebuild and deploy_all:
         raise click.UsageError("--rebuild takes one TOPIC, not --all")
     from leanops_dagster.iceberg.catalog import open_catalog
-    from leanops_dagster.pipeline.evolve import SchemaMismatchError
+    from leanops_dagster.pipeline.curated_evolution import SchemaMismatchError
     from leanops_dagster.pipeline.layout import TopicTables
     from leanops_dagster.pipeline.rebuild import RebuildError, deploy_schema
     from leanops_dagster.settings import get_settings

@@ -47,7 +47,7 @@ from leanops_dagster.iceberg.tables import (
     DRIFT_LOG_SCHEMA,
 )
 from leanops_dagster.pipeline import quarantine
-from leanops_dagster.pipeline.evolve import conform_curated_table
+from leanops_dagster.pipeline.curated_evolution import conform_curated_table
 from leanops_dagster.pipeline.increments import record_error_rows, with_recorded_ts
 from leanops_dagster.pipeline.layer_run import Layer, LayerRead, Opened, held, run_layer
 from leanops_dagster.pipeline.layout import TopicTables

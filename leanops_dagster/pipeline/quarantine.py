@@ -76,7 +76,7 @@ from leanops_dagster.iceberg.tables import (
 )
 from leanops_dagster.pipeline.increments import with_recorded_ts
 from leanops_dagster.pipeline.layout import Identifier, TopicTables
-from leanops_dagster.pipeline.schema_evolution import stored_schema
+from leanops_dagster.pipeline.standardized_evolution import stored_schema
 from leanops_dagster.schemas.models import TopicSchema
 from leanops_dagster.transforms import rules
 

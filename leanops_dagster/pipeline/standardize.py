@@ -34,11 +34,11 @@ from leanops_dagster.iceberg.lookup import StoredRows, find_stored
 from leanops_dagster.iceberg.tables import PARSE_ERRORS_PARTITION_SPEC, PARSE_ERRORS_SCHEMA
 from leanops_dagster.iceberg.writes import append_rows
 from leanops_dagster.pipeline import quarantine
-from leanops_dagster.pipeline.evolve import refuse_superseded
+from leanops_dagster.pipeline.curated_evolution import refuse_superseded
 from leanops_dagster.pipeline.increments import record_error_rows
 from leanops_dagster.pipeline.layer_run import Layer, LayerRead, Opened, held, run_layer
 from leanops_dagster.pipeline.layout import TopicTables
-from leanops_dagster.pipeline.schema_evolution import evolve_and_align
+from leanops_dagster.pipeline.standardized_evolution import evolve_and_align
 from leanops_dagster.runtime import flatten_increment, prepare_for_increments
 from leanops_dagster.schemas.models import TopicSchema
 from leanops_dagster.transforms import rules

@@ -194,7 +194,7 @@ class SchemaRegistry:
         A breaking change (``schemas.compatibility``) raises ``BreakingChangeError`` unless
         ``allow_breaking``: only a rebuild of the topic's tables may publish one
         (``pipeline.rebuild``). This publishes the document only; ``leanops schema deploy``
-        also evolves the Curated table for compatible changes (``pipeline.evolve``)."""
+        also evolves the Curated table for compatible changes (``pipeline.curated_evolution``)."""
         schema = self.load_source(topic)
         version = content_version(schema)
         current = self.deployed(topic)

@@ -27,7 +27,7 @@ from leanops_dagster.iceberg.tables import CURATED_ERRORS_PARTITION_SPEC, CURATE
 from leanops_dagster.iceberg.watermarks import read_watermark
 from leanops_dagster.pipeline import rebuild as rebuild_module
 from leanops_dagster.pipeline.curate import curate_topic
-from leanops_dagster.pipeline.evolve import SchemaMismatchError
+from leanops_dagster.pipeline.curated_evolution import SchemaMismatchError
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.pipeline.rebuild import (
     RebuildError,

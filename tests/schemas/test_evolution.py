@@ -12,7 +12,7 @@ from leanops_dagster.cli import main
 from leanops_dagster.constants import SCHEMA_VERSION_PROPERTY
 from leanops_dagster.iceberg.catalog import open_catalog
 from leanops_dagster.pipeline.curate import curate_topic
-from leanops_dagster.pipeline.evolve import (
+from leanops_dagster.pipeline.curated_evolution import (
     SchemaMismatchError,
     evolve_curated,
     plan_evolution,

@@ -11,7 +11,7 @@
 - FIFO: a window over ``message_id`` ordered as ``transforms.dedup.fifo_dedup`` orders
   (earliest ``ingestion_ts``, then RAW snapshot, then the Arrow engine's read position), plus an
   anti-join with the stored ``message_id``s;
-- additive evolution and table creation: ``pipeline.schema_evolution.evolve_and_align``
+- additive evolution and table creation: ``pipeline.standardized_evolution.evolve_and_align``
   (pyiceberg), then Spark appends the rows with the watermark and running totals as
   ``snapshot-property.*`` options: one snapshot, as on Arrow.
 
@@ -49,12 +49,12 @@ from leanops_dagster.iceberg.tables import PARSE_ERRORS_SCHEMA
 from leanops_dagster.pipeline import quarantine
 from leanops_dagster.pipeline.layer_run import LayerRead, Opened, run_layer
 from leanops_dagster.pipeline.layout import TopicTables
-from leanops_dagster.pipeline.schema_evolution import evolve_and_align
 from leanops_dagster.pipeline.standardize import (
     StandardizeResult,
     standardized_figures,
     standardized_layer,
 )
+from leanops_dagster.pipeline.standardized_evolution import evolve_and_align
 from leanops_dagster.schemas.models import StandardizedSchema, TopicSchema
 from leanops_dagster.transforms import flatten
 from leanops_dagster.transforms.rules import StandardizedRows, standardize_rules

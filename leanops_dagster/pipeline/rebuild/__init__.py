@@ -10,11 +10,11 @@ The package, one job per module:
 - ``cleanup``: the dated copies and their clean-up, and the staging tables' (step 5).
 
 ``deploy_schema`` classifies the change (``schemas.compatibility``); a compatible change evolves
-``curated.<topic>`` in one schema commit (``pipeline.evolve``) and then publishes the document;
-a breaking change is refused (``BreakingChangeError``) unless ``rebuild=True``, which rebuilds
-the topic from its history under the new schema and then publishes. A rebuild with no schema
-change restates the tables under the current code (the way to recover from a bug fixed in a
-rule).
+``curated.<topic>`` in one schema commit (``pipeline.curated_evolution``) and then publishes the
+document; a breaking change is refused (``BreakingChangeError``) unless ``rebuild=True``,
+which rebuilds the topic from its history under the new schema and then publishes. A rebuild
+with no schema change restates the tables under the current code (the way to recover from a
+bug fixed in a rule).
 
 **Rebuild** (``rebuild_topic``), each step resumable: killed anywhere, the same call continues
 where the committed state says it stopped and ends with the same tables.

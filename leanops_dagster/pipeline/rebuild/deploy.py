@@ -12,7 +12,7 @@ from pyiceberg.catalog import Catalog
 
 from leanops_dagster import constants
 from leanops_dagster.pipeline import exclusive
-from leanops_dagster.pipeline.evolve import (
+from leanops_dagster.pipeline.curated_evolution import (
     EvolveResult,
     evolve_curated,
 )

@@ -52,7 +52,7 @@ from leanops_dagster.iceberg.watermarks import (
     read_summary_value,
     read_watermark,
 )
-from leanops_dagster.pipeline.evolve import (
+from leanops_dagster.pipeline.curated_evolution import (
     is_promotion,
     superseded_versions,
 )
