@@ -39,7 +39,7 @@ SPARK_JOB_SETTINGS = (
 )
 
 
-#: the Spark launchers whose job runs on a cluster's own Spark session (engines/spark/launch.py)
+#: the Spark launchers whose job runs on a cluster's own Spark session (resources/spark_launch.py)
 CLUSTER_SPARK_LAUNCHERS = ("glue", "emr_serverless")
 
 
@@ -126,7 +126,7 @@ class Settings(BaseSettings):
         description="How a Spark-engine run starts: in the asset's process (session), or as a "
         "Dagster Pipes job running engines/spark/job.py: a local subprocess (pipes_subprocess), "
         "an AWS Glue job run (glue) or an EMR Serverless job run (emr_serverless); "
-        "engines/spark/launch.py.",
+        "resources/spark_launch.py.",
     )
     # --- the AWS launchers (glue, emr_serverless): Terraform's modules/spark sets these --------
     spark_pipes_bucket: str = Field(

@@ -52,7 +52,6 @@ RINGS: dict[str, str] = {
     "leanops_dagster.assets": DAGSTER,
     "leanops_dagster.checks": DAGSTER,
     "leanops_dagster.definitions": DAGSTER,
-    "leanops_dagster.engines.spark.launch": DAGSTER,
     "leanops_dagster.instance": DAGSTER,
     "leanops_dagster.jobs": DAGSTER,
     "leanops_dagster.partitions": DAGSTER,

@@ -6,7 +6,6 @@ import dagster as dg
 from leanops_dagster.assets.keys import RAW_STAGING, STANDARDIZED
 from leanops_dagster.assets.quarantine import quarantined_rows_spec
 from leanops_dagster.assets.reporting import materialize_result
-from leanops_dagster.engines.spark.launch import launch_spark_job
 from leanops_dagster.partitions import topic_partitions
 from leanops_dagster.pipeline import check_messages as messages
 from leanops_dagster.pipeline import run_report
@@ -16,6 +15,7 @@ from leanops_dagster.pipeline.run_report import standardized_report
 from leanops_dagster.resources.catalog import IcebergCatalogResource
 from leanops_dagster.resources.pipeline import PipelineConfigResource
 from leanops_dagster.resources.schema_registry import SchemaRegistryResource
+from leanops_dagster.resources.spark_launch import launch_spark_job
 
 POST_RAW_BALANCE = dg.AssetCheckSpec(
     name=run_report.POST_RAW_BALANCE,

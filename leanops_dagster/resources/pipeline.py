@@ -5,8 +5,8 @@ from __future__ import annotations
 import dagster as dg
 from pydantic import Field
 
-from leanops_dagster.engines.spark.launch import PIPES_LAUNCHERS, SparkJobLaunch
 from leanops_dagster.pipeline.engine import engine_for
+from leanops_dagster.resources.spark_launch import PIPES_LAUNCHERS, SparkJobLaunch
 from leanops_dagster.schemas.models import TopicSchema
 from leanops_dagster.settings import Settings
 
@@ -31,7 +31,7 @@ class PipelineConfigResource(dg.ConfigurableResource):
         default="session",
         description="how a Spark-engine run starts (LEANOPS_SPARK_LAUNCHER): session (in "
         "process), or a Pipes job: pipes_subprocess, glue or emr_serverless "
-        "(engines/spark/launch.py)",
+        "(resources/spark_launch.py)",
     )
     spark_job: SparkJobLaunch = Field(
         default_factory=SparkJobLaunch,

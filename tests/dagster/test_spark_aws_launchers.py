@@ -1,4 +1,4 @@
-"""The Glue and EMR Serverless launchers (engines/spark/launch.py) against moto.
+"""The Glue and EMR Serverless launchers (resources/spark_launch.py) against moto.
 
 moto records the job runs but never executes a script, so each test's Glue / EMR client is
 moto's with one addition: ``start_job_run`` first runs the real job entry point
@@ -21,12 +21,13 @@ from dagster_pipes import PipesContext, decode_param
 from moto import mock_aws
 
 from leanops_dagster.definitions import build_definitions
-from leanops_dagster.engines.spark import job, launch
+from leanops_dagster.engines.spark import job
 from leanops_dagster.iceberg.catalog import open_catalog
 from leanops_dagster.pipeline.engine import run_curate, run_standardize
 from leanops_dagster.pipeline.known_drift import known_drift
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.pipeline.run_report import curated_report, standardized_report
+from leanops_dagster.resources import spark_launch as launch
 from leanops_dagster.schemas.registry import SchemaRegistry
 from leanops_dagster.settings import get_settings
 from tests.dagster.conftest import append_raw, event, raw_row

@@ -1,6 +1,6 @@
-"""modules/spark agrees with the Spark launchers (engines/spark/launch.py) and Settings.
+"""modules/spark agrees with the Spark launchers (resources/spark_launch.py) and Settings.
 
-- the launcher names Terraform accepts are Settings' and launch.py's;
+- the launcher names Terraform accepts are Settings' and spark_launch.py's;
 - every LEANOPS_* variable the module hands the Dagster tasks is a Settings field, and
   orchestration puts them into the task definitions;
 - the Glue job is Glue 5.1 with Iceberg, runs the packaged job.py and installs the packaged
@@ -26,7 +26,7 @@ import pytest
 from infra_support import MODULES, REPO_ROOT, TF_ROOT, first, module_blocks, module_text
 from test_infra_consistency import _data, _module_calls, _resources
 
-from leanops_dagster.engines.spark import launch
+from leanops_dagster.resources import spark_launch as launch
 from leanops_dagster.settings import Settings
 
 SPARK = MODULES / "spark"

@@ -6,7 +6,7 @@ Runs wherever Spark runs the project's wheel, with the same code and the same re
     python -m leanops_dagster.engines.spark.job             # a Pipes subprocess (local)
 
 Dagster's Pipes client (``dg.PipesSubprocessClient`` here; ``PipesGlueClient`` or
-``PipesEMRServerlessClient`` in AWS, ``engines/spark/launch.py``) passes the run's context
+``PipesEMRServerlessClient`` in AWS, ``resources/spark_launch.py``) passes the run's context
 and these extras: ``topic``, ``layer`` (``standardized`` or ``curated``) and ``settings``, the
 Dagster run's ``Settings.spark_job_settings()`` (catalog, namespaces, schema registry, launcher:
 a job on Glue or EMR needs no ``LEANOPS_*`` environment); the rest is the job's own Settings.

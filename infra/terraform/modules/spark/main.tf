@@ -3,7 +3,7 @@
 # application that runs it, the job's role (the warehouse tables, the Glue databases, the
 # Pipes prefix, the PII secret; nothing else), and the Dagster run role's right to start,
 # watch and cancel exactly those job runs (dagster-aws PipesGlueClient /
-# PipesEMRServerlessClient, leanops_dagster/engines/spark/launch.py). Which one exists is
+# PipesEMRServerlessClient, leanops_dagster/resources/spark_launch.py). Which one exists is
 # var.launcher, which is also LEANOPS_SPARK_LAUNCHER of the Dagster tasks.
 
 data "aws_caller_identity" "current" {}
