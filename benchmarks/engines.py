@@ -90,8 +90,8 @@ def arrow_run(catalog, tables: TopicTables) -> tuple[float, float]:
 def spark_run(spark, catalog, tables: TopicTables, prepared: tuple[str, str]):
     """The Spark engine's run; its MERGE timed alone and its winners kept in ``prepared``."""
     from leanops_dagster.engines.spark import curate as spark_curate
-    from leanops_dagster.engines.spark.io import spark_name
     from leanops_dagster.engines.spark.standardize import standardize_topic_spark
+    from leanops_dagster.engines.spark.table_io import spark_name
 
     merge_seconds: list[float] = []
     engine_merge = spark_curate._merge
@@ -126,7 +126,7 @@ def warm_up(spark, catalog) -> None:
     """One small ``MERGE INTO`` before anything is timed, so that both timed MERGEs run on a
     JVM that has already loaded and compiled Iceberg's MERGE path (the issue's reference
     figure is a warm one); otherwise whichever MERGE runs first pays for it."""
-    from leanops_dagster.engines.spark.io import spark_name
+    from leanops_dagster.engines.spark.table_io import spark_name
 
     target, source = spark_name(catalog, ("bench", "warm_up")), "leanops_warm_up_source"
     spark.sql(f"DROP TABLE IF EXISTS {target}")
@@ -144,7 +144,7 @@ def warm_up(spark, catalog) -> None:
 
 def native_merge(spark, catalog, target: TopicTables, prepared: tuple[str, str]) -> float:
     """A hand-written ``MERGE INTO`` of the prepared increment (newest publish_time wins)."""
-    from leanops_dagster.engines.spark.io import spark_name
+    from leanops_dagster.engines.spark.table_io import spark_name
 
     statement = (
         f"MERGE INTO {spark_name(catalog, target.curated)} t "

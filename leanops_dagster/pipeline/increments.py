@@ -28,7 +28,7 @@ _SHARED_TABLE_ATTEMPTS = 20
 
 class UpstreamRows(Protocol):
     """An engine's read of an upstream table after a watermark (``watermarks.Increment`` on
-    Arrow, ``engines.spark.io.SparkIncrement`` on Spark)."""
+    Arrow, ``engines.spark.table_io.SparkIncrement`` on Spark)."""
 
     @property
     def is_empty(self) -> bool: ...

@@ -153,8 +153,8 @@ def test_typed_values_at_and_past_their_bounds(spark_settings, tmp_path, monkeyp
 
 def test_a_row_with_very_many_keys(spark_settings, tmp_path):
     """1,500 payload columns at once (one Spark column per key), then drift of 500 more. Read
-    vectorized, such a table exhausted the JVM's direct memory (io.VECTORIZED_READ_MAX_COLUMNS):
-    the Curated run hung or died."""
+    vectorized, such a table exhausted the JVM's direct memory
+    (table_io.VECTORIZED_READ_MAX_COLUMNS): the Curated run hung or died."""
     scenario = (
         lambda: [[raw_row("w1", event("kw", extra={f"k{i:04d}": str(i) for i in range(1500)}))]],
         lambda: [[raw_row("w2", event("kw", minutes=1,

@@ -39,8 +39,8 @@ import pyarrow as pa
 from pyiceberg.catalog import Catalog
 
 from leanops_dagster.constants import IDEMPOTENCY_KEY, MESSAGE_ID, STANDARDIZED_SNAPSHOT_ID
-from leanops_dagster.engines.spark import io
 from leanops_dagster.engines.spark import layer as spark_layer
+from leanops_dagster.engines.spark import table_io
 from leanops_dagster.engines.spark._pyspark_internals import collect_arrow
 from leanops_dagster.engines.spark.commits import with_commit_properties
 from leanops_dagster.engines.spark.layer import IS_ERROR, QUARANTINED
@@ -65,7 +65,7 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 _VALID, _ERROR = "valid", "error"
-#: the LIFO rank: a name no Curated column can take (a ``-``: see ``io.FILE_RANK_COLUMN``)
+#: the LIFO rank: a name no Curated column can take (a ``-``: see ``table_io.FILE_RANK_COLUMN``)
 _RANK = "__leanops-rank"
 
 
@@ -89,7 +89,7 @@ def curate_topic_spark(
     return run_layer(
         catalog, curated_layer(catalog, tables, schema),
         _SparkCurate(spark, catalog, tables, schema, pii_key, now),
-        lease_ttl_s=lease_ttl_s, errors_table=io.ensure_copy_on_write,
+        lease_ttl_s=lease_ttl_s, errors_table=table_io.ensure_copy_on_write,
     )
 
 
@@ -231,7 +231,7 @@ class _SparkCurate:
     pii_key: bytes
     now: dt.datetime
 
-    def reader(self, opened: Opened) -> Callable[[int | None, int | None], io.SparkIncrement]:
+    def reader(self, opened: Opened) -> Callable[[int | None, int | None], table_io.SparkIncrement]:
         return spark_layer.reader(
             self.spark, self.catalog, curated_layer(self.catalog, self.tables, self.schema), opened,
         )
@@ -317,7 +317,7 @@ class _SparkCurate:
         curated = read.opened.table
         if curated is None:
             curated = create_curated_table(catalog, tables, schema)
-        curated = io.ensure_copy_on_write(curated)
+        curated = table_io.ensure_copy_on_write(curated)
         # a lost creation race loads the winner's table
         ensure_unchanged(curated, read.opened.started)
         target_arrow = curated.schema().as_arrow()
@@ -344,7 +344,7 @@ class _SparkCurate:
             if base is not None and winner_rows:
                 stored = (spark.read.format("iceberg")
                           .option("snapshot-id", str(base.snapshot_id))
-                          .load(io.spark_name(catalog, tables.curated))
+                          .load(table_io.spark_name(catalog, tables.curated))
                           .select(IDEMPOTENCY_KEY, *sequence))
                 judged = winners.alias("s").join(
                     stored.alias("t"), F.col(f"s.{IDEMPOTENCY_KEY}") == F.col(
@@ -386,7 +386,7 @@ def _merge(
     sequence: Sequence[str], properties: dict[str, str], base,
 ) -> None:
     """``MERGE INTO`` newest-version-wins, in one snapshot carrying ``properties``, published
-    on the snapshot the decision was made on (``io.publish``: another writer's commit in
+    on the snapshot the decision was made on (``table_io.publish``: another writer's commit in
     between makes the run read again)."""
     view = f"leanops_increment_{uuid.uuid4().hex}"
     winners.createOrReplaceTempView(view)
@@ -401,11 +401,11 @@ def _merge(
             f"WHEN MATCHED AND {lifo_newer_sql(sequence)} THEN UPDATE SET * "
             "WHEN NOT MATCHED THEN INSERT *"
         )
-        with io.commit_failures_as_pyiceberg():
+        with table_io.commit_failures_as_pyiceberg():
             with_commit_properties(spark, properties, lambda: spark.sql(statement))
 
     try:
-        io.publish(catalog, tables.curated, base.snapshot_id if base is not None else None,
+        table_io.publish(catalog, tables.curated, base.snapshot_id if base is not None else None,
                    properties, merge_into)
     finally:
         spark.catalog.dropTempView(view)

@@ -1,7 +1,7 @@
 """What both Spark layer runs plug into ``pipeline.layer_run``: the read, the error rows.
 
 - ``reader``: the skeleton's read after the older watermark, through Spark
-  (``io.read_increment``);
+  (``table_io.read_increment``);
 - ``after``: the Spark form of ``increments.rows_after`` (rows of upstream snapshots after a
   watermark);
 - ``record_errors``: step 4 for the error rows of a ``mapInArrow`` output. First the rows
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 from pyiceberg.catalog import Catalog
 
-from leanops_dagster.engines.spark import io
+from leanops_dagster.engines.spark import table_io
 from leanops_dagster.engines.spark._pyspark_internals import collect_arrow
 from leanops_dagster.iceberg.commit import retry_commit
 from leanops_dagster.pipeline import increments
@@ -41,10 +41,10 @@ def reader(
     opened: Opened,
     *,
     with_positions: bool = False,
-) -> Callable[[int | None, int | None], io.SparkIncrement]:
+) -> Callable[[int | None, int | None], table_io.SparkIncrement]:
     """The skeleton's read of ``layer``'s upstream after a watermark, by Spark's incremental
-    reads (``io.read_increment``)."""
-    return lambda watermark, split_at: io.read_increment(
+    reads (``table_io.read_increment``)."""
+    return lambda watermark, split_at: table_io.read_increment(
         spark,
         catalog,
         opened.upstream,

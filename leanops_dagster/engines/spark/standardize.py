@@ -1,7 +1,7 @@
 """RAW -> Standardized on Spark: the same run as ``pipeline.standardize``, table for table.
 
 - the increment: one incremental read per RAW snapshot after the older of the Standardized and
-  ``parse_errors`` watermarks (``io.read_increment``), rows tagged with their snapshot;
+  ``parse_errors`` watermarks (``table_io.read_increment``), rows tagged with their snapshot;
 - flattening, sanitising and parse errors: the Standardized rules themselves
   (``transforms.rules.standardize_rules`` without its FIFO), batch by batch in
   ``mapInArrow`` (their result does not depend on how rows are split, see
@@ -39,8 +39,8 @@ import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
 
 from leanops_dagster.constants import MESSAGE_ID, RAW_SNAPSHOT_ID
-from leanops_dagster.engines.spark import io
 from leanops_dagster.engines.spark import layer as spark_layer
+from leanops_dagster.engines.spark import table_io
 from leanops_dagster.engines.spark.layer import IS_ERROR, QUARANTINED
 from leanops_dagster.iceberg.commit import ensure_unchanged
 from leanops_dagster.iceberg.lease import DEFAULT_TTL_S
@@ -63,7 +63,7 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 #: an input row's index in its batch, carried through flatten_raw; the FIFO rank. Names no
-#: payload column can take (a ``-``: see ``io.FILE_RANK_COLUMN``)
+#: payload column can take (a ``-``: see ``table_io.FILE_RANK_COLUMN``)
 _ROW, _FIRST = "__leanops-row", "__leanops-first"
 _ROW_STRUCT, _PAYLOAD, _ERROR_STRUCT = "row", "payload", "error"
 
@@ -85,7 +85,7 @@ def standardize_topic_spark(
     return run_layer(
         catalog, standardized_layer(tables, schema),
         _SparkStandardize(spark, catalog, tables, schema, now),
-        lease_ttl_s=lease_ttl_s, errors_table=io.ensure_copy_on_write,
+        lease_ttl_s=lease_ttl_s, errors_table=table_io.ensure_copy_on_write,
     )
 
 
@@ -105,8 +105,8 @@ def _output_schema(standardized: StandardizedSchema) -> pa.Schema:
     meta = _meta_schema(standardized)
     row_fields = [f for f in meta if f.name != _ROW] + [
         pa.field(RAW_SNAPSHOT_ID, pa.int64()),
-        pa.field(io.FILE_RANK_COLUMN, pa.int64()),
-        pa.field(io.ROW_POSITION_COLUMN, pa.int64()),
+        pa.field(table_io.FILE_RANK_COLUMN, pa.int64()),
+        pa.field(table_io.ROW_POSITION_COLUMN, pa.int64()),
     ]
     error_fields = [pa.field(n, PARSE_ERRORS_SCHEMA.as_arrow().field(n).type)
                     for n in flatten.PARSE_ERROR_COLUMNS]
@@ -163,8 +163,8 @@ def _flatten_batches(
         result = ruled.flattened
         rows, errors = result.rows, result.errors
         at = rows.column(_ROW)
-        carried = {name: raw.column(name).take(at)
-                   for name in (RAW_SNAPSHOT_ID, io.FILE_RANK_COLUMN, io.ROW_POSITION_COLUMN)}
+        carried = {name: raw.column(name).take(at) for name in (
+            RAW_SNAPSHOT_ID, table_io.FILE_RANK_COLUMN, table_io.ROW_POSITION_COLUMN)}
         row_struct = pa.StructArray.from_arrays(
             [carried[f.name].combine_chunks() if f.name in carried
              else rows.column(f.name).combine_chunks().cast(f.type) for f in row_type],
@@ -211,7 +211,7 @@ class _SparkStandardize:
     schema: TopicSchema
     now: dt.datetime
 
-    def reader(self, opened: Opened) -> Callable[[int | None, int | None], io.SparkIncrement]:
+    def reader(self, opened: Opened) -> Callable[[int | None, int | None], table_io.SparkIncrement]:
         return spark_layer.reader(
             self.spark, self.catalog, standardized_layer(self.tables, self.schema), opened,
             with_positions=True,
@@ -266,7 +266,7 @@ class _SparkStandardize:
             r[0] for r in rows.select(F.explode(F.map_keys(_PAYLOAD))).distinct().collect()
         )
         meta_fields = [f for f in out.field(_ROW_STRUCT).type
-                       if f.name not in (io.FILE_RANK_COLUMN, io.ROW_POSITION_COLUMN)]
+                       if f.name not in (table_io.FILE_RANK_COLUMN, table_io.ROW_POSITION_COLUMN)]
         wide = rows.select(
             *(F.col(f"{_ROW_STRUCT}.{f.name}").alias(f.name) for f in out.field(_ROW_STRUCT).type),
             *(F.col(_PAYLOAD).getItem(name).alias(name) for name in payload_names),
@@ -274,13 +274,14 @@ class _SparkStandardize:
         parse_errors, quarantined = spark_layer.count_errors(read, flattened, _ERROR_STRUCT)
 
         fifo_order = Window.partitionBy(MESSAGE_ID).orderBy(
-            F.col("ingestion_ts").asc_nulls_last(), F.col(io.FILE_RANK_COLUMN).asc_nulls_last(),
-            F.col(io.ROW_POSITION_COLUMN).asc_nulls_last(),
+            F.col("ingestion_ts").asc_nulls_last(),
+            F.col(table_io.FILE_RANK_COLUMN).asc_nulls_last(),
+            F.col(table_io.ROW_POSITION_COLUMN).asc_nulls_last(),
         )
         first = wide.withColumn(_FIRST, F.row_number().over(fifo_order))
         kept = first.where((F.col(_FIRST) == 1) | F.col(MESSAGE_ID).isNull()).drop(_FIRST)
         if std is not None and std.current_snapshot() is not None:
-            stored = self.spark.table(io.spark_name(catalog, tables.standardized)).select(
+            stored = self.spark.table(table_io.spark_name(catalog, tables.standardized)).select(
                 "message_id")
             kept = kept.join(stored, MESSAGE_ID, "left_anti")
         kept = kept.persist(StorageLevel.MEMORY_AND_DISK)
@@ -294,7 +295,7 @@ class _SparkStandardize:
             std, _, new_columns = evolve_and_align(
                 catalog, tables.standardized, std, incoming.empty_table()
             )
-            std = io.ensure_copy_on_write(std)
+            std = table_io.ensure_copy_on_write(std)
             ensure_unchanged(std, std_started)  # created or evolved since the read: still there?
             # flatten_raw puts each RAW row in one of the three; the net takes out the fourth
             result.rows_read = candidates + parse_errors + quarantined
@@ -312,8 +313,8 @@ class _SparkStandardize:
                     (F.col(f.name) if f.name in kept.columns else F.lit(None))
                     .cast(f.dataType).alias(f.name) for f in target
                 ))
-                io.publish(catalog, tables.standardized, std_started, properties,
-                           lambda target: io.append(aligned, target, properties))
+                table_io.publish(catalog, tables.standardized, std_started, properties,
+                           lambda target: table_io.append(aligned, target, properties))
         finally:
             kept.unpersist()
         std = catalog.load_table(tables.standardized)
