@@ -61,6 +61,8 @@ RAW_COLUMNS = (MESSAGE_ID, TOPIC_NAME, JSON_PAYLOAD, PUBLISH_TIME, INGESTION_TS)
 METADATA_COLUMNS = (MESSAGE_ID, IDEMPOTENCY_KEY, TOPIC_NAME, PUBLISH_TIME, INGESTION_TS)
 #: lineage columns a caller may add (the snapshot a row was read from); carried through
 LINEAGE_COLUMNS = (RAW_SNAPSHOT_ID, STANDARDIZED_SNAPSHOT_ID)
+#: the LIFO sequence a schema gets when it declares none (``transforms.ordering``)
+DEFAULT_SEQUENCE = (PUBLISH_TIME,)
 #: names Iceberg reserves for its metadata columns (``org.apache.iceberg.MetadataColumns``,
 #: v3 row lineage and the changelog view's): a table column of one of these names makes
 #: Iceberg's Spark reader refuse every read of the table ("Table column names conflict with

@@ -221,3 +221,126 @@ def test_each_ring_imports_in_a_fresh_interpreter_without_its_absent_packages(ri
     assert not failures, f"{ring} ring modules that do not import on their own:\n" + "\n".join(
         f"{module} -> {why}" for module, why in failures.items()
     )
+
+
+# --- inside the core: an order of layers, no cycles, settings handed in ----------------------
+#: the core's units (a package or a top-level module of ``leanops_dagster``) by layer, lowest
+#: first: a unit imports only units of its own layer or below.
+CORE_LAYERS: tuple[tuple[str, ...], ...] = (
+    ("constants", "settings"),
+    ("schemas",),
+    ("transforms", "runtime"),
+    ("iceberg", "runbook"),
+    ("pipeline", "accountability"),
+    ("engines",),
+)
+
+#: imports that break the order or close a cycle today, each with its reason: the list only
+#: shrinks (a new one fails the tests below). (importer module, imported unit)
+KNOWN_CORE_EXCEPTIONS: dict[tuple[str, str], str] = {
+    # schema documents validate their literals with the Curated cast rules
+    ("leanops_dagster.schemas.models", "transforms"): "cast_literal",
+    ("leanops_dagster.schemas.compatibility", "transforms"): "cast_literal",
+    # pipeline/engine.py chooses the engine (lazy imports); it belongs above both engines
+    ("leanops_dagster.pipeline.engine", "engines"): "the engine choice",
+    # the equations read the tables a topic's layout names; rebuild checks them
+    ("leanops_dagster.accountability", "pipeline"): "layout, quarantine prefix",
+}
+
+#: core modules that may read the settings themselves: the Spark job is a process entry point
+SETTINGS_READERS = {
+    "leanops_dagster.engines.spark.job": "the job's entry point (a Pipes or spark-submit process)",
+    "leanops_dagster.pipeline.engine": "the engine choice, called by the Dagster resources",
+    "leanops_dagster.runtime": "process tuning (disable_thp) before each increment",
+    "leanops_dagster.engines.spark.jars": "the jar cache of a session started without settings",
+}
+
+
+def _core_unit(name: str) -> str | None:
+    parts = name.split(".")
+    if parts[0] != "leanops_dagster" or len(parts) < 2:
+        return None
+    unit = parts[1]
+    return unit if any(unit in layer for layer in CORE_LAYERS) else None
+
+
+def _layer_of(unit: str) -> int:
+    return next(i for i, layer in enumerate(CORE_LAYERS) if unit in layer)
+
+
+def _core_imports() -> list[tuple[str, int, str]]:
+    """(importer module, line, imported unit) of every import between two core units."""
+    found = []
+    for module, path in all_modules():
+        unit = _core_unit(module)
+        if unit is None or ring_of(module) != CORE:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for line, name in _imported_names(tree, module, path.name == "__init__.py"):
+            target = _core_unit(name)
+            if target is not None and target != unit:
+                found.append((module, line, target))
+    return found
+
+
+def test_every_core_unit_has_a_layer():
+    units = {_core_unit(module) or module.split(".")[1] for module, _ in all_modules()
+             if ring_of(module) == CORE and module.count(".") >= 1}
+    layered = {unit for layer in CORE_LAYERS for unit in layer}
+    assert units <= layered, f"core units in no layer of CORE_LAYERS: {sorted(units - layered)}"
+
+
+def test_the_core_imports_downward_only():
+    """constants -> schemas -> transforms -> iceberg -> pipeline -> engines."""
+    violations = sorted(
+        f"{module} (line {line}) -> {target}"
+        for module, line, target in _core_imports()
+        if _layer_of(target) > _layer_of(_core_unit(module) or "")
+        and (module, target) not in KNOWN_CORE_EXCEPTIONS
+    )
+    assert not violations, "the core imports upward (see CORE_LAYERS):\n" + "\n".join(violations)
+
+
+def test_no_cycles_between_core_units():
+    edges: dict[str, set[str]] = {}
+    for module, _, target in _core_imports():
+        if (module, target) not in KNOWN_CORE_EXCEPTIONS:
+            edges.setdefault(_core_unit(module) or "", set()).add(target)
+    cycles = []
+
+    def visit(unit: str, path: list[str]) -> None:
+        for nxt in sorted(edges.get(unit, ())):
+            if nxt in path:
+                cycles.append(" -> ".join([*path[path.index(nxt):], nxt]))
+            elif len(path) < len(edges) + 1:
+                visit(nxt, [*path, nxt])
+
+    for start in sorted(edges):
+        visit(start, [start])
+    assert not cycles, "cycles between core units:\n" + "\n".join(sorted(set(cycles)))
+
+
+def test_known_core_exceptions_are_still_needed():
+    imports = {(module, target) for module, _, target in _core_imports()}
+    stale = sorted(set(KNOWN_CORE_EXCEPTIONS) - imports)
+    assert not stale, f"remove these from KNOWN_CORE_EXCEPTIONS (fixed): {stale}"
+
+
+def test_the_core_is_handed_its_settings():
+    """Only the modules of SETTINGS_READERS call ``get_settings()``; the rest of the core
+    receives a ``Settings`` (or plain values) from the ring that runs it."""
+    readers = set()
+    for module, path in all_modules():
+        if ring_of(module) != CORE or module == "leanops_dagster.settings":
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        if any(isinstance(node, ast.Call) and getattr(node.func, "id", None) == "get_settings"
+               for node in ast.walk(tree)):
+            readers.add(module)
+    assert readers <= set(SETTINGS_READERS), (
+        f"core modules reading the settings themselves: {sorted(readers - set(SETTINGS_READERS))}"
+    )
+    assert set(SETTINGS_READERS) <= readers, (
+        f"no longer read the settings (remove from SETTINGS_READERS): "
+        f"{sorted(set(SETTINGS_READERS) - readers)}"
+    )

@@ -18,6 +18,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from leanops_dagster.constants import (
+    DEFAULT_SEQUENCE,
     ICEBERG_METADATA_COLUMNS,
     IDEMPOTENCY_KEY,
     INGESTION_TS,
@@ -31,7 +32,6 @@ from leanops_dagster.constants import (
 )
 from leanops_dagster.schemas.types import ORDERABLE_TYPES, arrow_type, parse_type
 from leanops_dagster.transforms.cast import cast_literal
-from leanops_dagster.transforms.ordering import DEFAULT_SEQUENCE
 
 RESERVED_COLUMNS = frozenset(
     RAW_COLUMNS + METADATA_COLUMNS + LINEAGE_COLUMNS + ICEBERG_METADATA_COLUMNS

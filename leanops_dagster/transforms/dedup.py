@@ -23,8 +23,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from leanops_dagster.constants import IDEMPOTENCY_KEY, INGESTION_TS, MESSAGE_ID, RAW_SNAPSHOT_ID
-from leanops_dagster.transforms.ordering import DEFAULT_SEQUENCE, newest_first, version_columns
+from leanops_dagster.constants import (
+    DEFAULT_SEQUENCE,
+    IDEMPOTENCY_KEY,
+    INGESTION_TS,
+    MESSAGE_ID,
+    RAW_SNAPSHOT_ID,
+)
+from leanops_dagster.transforms.ordering import newest_first, version_columns
 
 _POS = "__leanops_pos"
 _RANK = "__leanops_rank"

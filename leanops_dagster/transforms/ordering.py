@@ -21,10 +21,8 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from leanops_dagster.constants import INGESTION_TS, MESSAGE_ID, PUBLISH_TIME
+from leanops_dagster.constants import DEFAULT_SEQUENCE, INGESTION_TS, MESSAGE_ID
 
-#: the sequence a schema gets when it declares none
-DEFAULT_SEQUENCE = (PUBLISH_TIME,)
 #: appended to every sequence that lacks them, in this order
 TIEBREAK_COLUMNS = (INGESTION_TS, MESSAGE_ID)
 
