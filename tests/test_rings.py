@@ -241,8 +241,6 @@ KNOWN_CORE_EXCEPTIONS: dict[tuple[str, str], str] = {
     # schema documents validate their literals with the Curated cast rules
     ("leanops_dagster.schemas.models", "transforms"): "cast_literal",
     ("leanops_dagster.schemas.compatibility", "transforms"): "cast_literal",
-    # pipeline/engine.py chooses the engine (lazy imports); it belongs above both engines
-    ("leanops_dagster.pipeline.engine", "engines"): "the engine choice",
     # the equations read the tables a topic's layout names; rebuild checks them
     ("leanops_dagster.accountability", "pipeline"): "layout, quarantine prefix",
 }
@@ -250,7 +248,7 @@ KNOWN_CORE_EXCEPTIONS: dict[tuple[str, str], str] = {
 #: core modules that may read the settings themselves: the Spark job is a process entry point
 SETTINGS_READERS = {
     "leanops_dagster.engines.spark.job": "the job's entry point (a Pipes or spark-submit process)",
-    "leanops_dagster.pipeline.engine": "the engine choice, called by the Dagster resources",
+    "leanops_dagster.engines.choice": "the Spark session of a run the assets start",
     "leanops_dagster.runtime": "process tuning (disable_thp) before each increment",
     "leanops_dagster.engines.spark.jars": "the jar cache of a session started without settings",
 }

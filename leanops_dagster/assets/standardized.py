@@ -6,10 +6,10 @@ import dagster as dg
 from leanops_dagster.assets.keys import RAW_STAGING, STANDARDIZED
 from leanops_dagster.assets.quarantine import quarantined_rows_spec
 from leanops_dagster.assets.reporting import materialize_result
+from leanops_dagster.engines.choice import run_standardize
 from leanops_dagster.partitions import topic_partitions
 from leanops_dagster.pipeline import check_messages as messages
 from leanops_dagster.pipeline import run_report
-from leanops_dagster.pipeline.engine import run_standardize
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.pipeline.run_report import standardized_report
 from leanops_dagster.resources.catalog import IcebergCatalogResource

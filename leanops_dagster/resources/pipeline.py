@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 from pydantic import Field
 
-from leanops_dagster.pipeline.engine import engine_for
+from leanops_dagster.engines.choice import engine_for
 from leanops_dagster.resources.spark_launch import PIPES_LAUNCHERS, SparkJobLaunch
 from leanops_dagster.schemas.models import TopicSchema
 from leanops_dagster.settings import Settings

@@ -246,7 +246,7 @@ class CuratedSchema(BaseModel):
     )
     engine: Literal["arrow", "spark"] | None = Field(
         default=None,
-        description="engine of this topic's Standardized and Curated runs (pipeline/engine.py); "
+        description="engine of this topic's Standardized and Curated runs (engines/choice.py); "
         "unset: LEANOPS_ENGINE. Both engines keep the same tables and watermarks.",
     )
     description: str = ""

@@ -137,7 +137,7 @@ def test_a_raising_step_is_one_line_and_verbose_brings_the_stack_trace(
     def out_of_range(*_args, **_kwargs):
         raise OverflowError("date value out of range\n(while computing Parquet statistics)")
 
-    # the assets run the layer through pipeline.engine, which calls the pipeline module's own
+    # the assets run the layer through engines.choice, which calls the pipeline module's own
     monkeypatch.setattr(curate_module, "curate_topic", out_of_range)
     ran = _run()
     assert ran.exit_code == 1

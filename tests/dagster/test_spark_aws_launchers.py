@@ -21,9 +21,9 @@ from dagster_pipes import PipesContext, decode_param
 from moto import mock_aws
 
 from leanops_dagster.definitions import build_definitions
+from leanops_dagster.engines.choice import run_curate, run_standardize
 from leanops_dagster.engines.spark import job
 from leanops_dagster.iceberg.catalog import open_catalog
-from leanops_dagster.pipeline.engine import run_curate, run_standardize
 from leanops_dagster.pipeline.known_drift import known_drift
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.pipeline.run_report import curated_report, standardized_report

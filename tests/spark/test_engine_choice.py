@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from leanops_dagster.cli import main
+from leanops_dagster.engines.choice import engine_for
 from leanops_dagster.iceberg.catalog import open_catalog
-from leanops_dagster.pipeline.engine import engine_for
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.schemas.loader import load_topic_dir
 from leanops_dagster.schemas.registry import SchemaRegistry
@@ -91,7 +91,7 @@ def test_spark_runs_make_tables_of_an_older_version_fail_fast(spark, spark_setti
     Spark engine's runs, like the Arrow engine's, open their layer table fail-fast."""
     from pyiceberg.table import TableProperties
 
-    from leanops_dagster.pipeline.engine import run_curate, run_standardize
+    from leanops_dagster.engines.choice import run_curate, run_standardize
 
     registry = SchemaRegistry.from_settings(spark_settings)
     registry.deploy("events")
