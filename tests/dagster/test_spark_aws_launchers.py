@@ -42,7 +42,7 @@ PII_SECRET = "job-side-pii-key"
 
 
 def arrow_layer(topic: str, layer: str, settings):
-    """The job's layer run, on the Arrow engine (what ``job.run_layer`` does on Spark)."""
+    """The job's layer run, on the Arrow engine (what ``job.run_job_layer`` does on Spark)."""
     catalog = open_catalog(settings)
     schema = SchemaRegistry.from_settings(settings).load(topic)
     tables = TopicTables(topic, settings.namespace_prefix)
@@ -129,7 +129,7 @@ class Platform:
             self._seen.append(settings)
             return arrow_layer(topic, layer, settings)
 
-        self._monkeypatch.setattr(job, "run_layer", layer)
+        self._monkeypatch.setattr(job, "run_job_layer", layer)
         job.main()
         for name in ("DAGSTER_PIPES_CONTEXT", "DAGSTER_PIPES_MESSAGES"):
             self._monkeypatch.delenv(name, raising=False)
@@ -386,7 +386,7 @@ def test_terminating_the_dagster_run_stops_the_job_run(aws, monkeypatch, launche
 
 
 def test_a_cluster_session_gets_only_what_the_engine_needs_not_the_local_sessions_setup():
-    """On Glue / EMR the platform gives master, jars and Python (job.run_layer's
+    """On Glue / EMR the platform gives master, jars and Python (job.run_job_layer's
     cluster_spark_session); the catalog, Iceberg's extensions and UTC come from the engine."""
     from leanops_dagster.engines.spark.session import engine_conf, spark_conf
 

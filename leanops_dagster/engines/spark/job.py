@@ -58,7 +58,7 @@ def report(pipes, run: RunReport) -> None:
         )
 
 
-def run_layer(topic: str, layer: str, settings: Settings) -> RunReport:
+def run_job_layer(topic: str, layer: str, settings: Settings) -> RunReport:
     """Run ``layer`` of ``topic`` on Spark; the run's report (what the asset would return)."""
     from leanops_dagster.engines.spark.session import cluster_spark_session, spark_session
     from leanops_dagster.iceberg.catalog import open_catalog
@@ -144,7 +144,7 @@ def main() -> None:
         topic, layer = pipes.get_extra("topic"), pipes.get_extra("layer")
         settings = job_settings(pipes.extras.get("settings") or {})
         pipes.log.info(f"Spark engine: {layer} of {topic} ({settings.spark_launcher})")
-        report(pipes, run_layer(topic, layer, settings))
+        report(pipes, run_job_layer(topic, layer, settings))
 
 
 if __name__ == "__main__":
