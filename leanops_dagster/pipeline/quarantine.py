@@ -10,8 +10,10 @@ answer in Lambda is ``BisectBatchOnFunctionError``; this is the same idea for a 
 2. When the attempt raises a *row fault* (``is_row_fault``: ValueError, OverflowError,
    TypeError, ArrowInvalid, UnicodeError, RecursionError, ...; never an OSError, MemoryError,
    pyiceberg catalog exception or SQLAlchemy error) the net asks a *probe*, a pure function of
-   some input rows: transform them as the layer does and build their data files in memory
-   (``build_data_files``, Parquet and pyiceberg statistics included, nothing stored).
+   some input rows: the layer's own rules function (``transforms.rules``: what the layer
+   calls, so a rule added there is probed too) and their data files built in memory
+   (``build_data_files``, Parquet and pyiceberg statistics included, nothing stored). The
+   bisection and that in-memory build are all the net adds.
    A row is quarantined exactly when the probe fails on that row alone; ``isolate`` finds
    those rows by bisection in O(k log n) probes for k such rows among n (about 1.5 log2 n
    per row, most of them on small ranges).
