@@ -37,7 +37,7 @@ from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.pipeline.standardize import standardize_topic
 from leanops_dagster.schemas.registry import SchemaRegistry
 from leanops_dagster.settings import REPO_ROOT, get_settings
-from leanops_dagster.transforms import flatten
+from leanops_dagster.transforms import flatten, validate
 from tests.dagster.conftest import append_raw, event, raw_row
 from tests.dagster.test_one_writer import (
     BARRIER_TIMEOUT_S,
@@ -591,8 +591,8 @@ def test_a_drift_log_commit_outrun_by_other_topics_retries_on_its_own(
     original_append = Table.append
     inside = threading.local()
     validated = []
-    original_validate = curate_module.validate.validate_and_cast
-    monkeypatch.setattr(curate_module.validate, "validate_and_cast",
+    original_validate = validate.validate_and_cast
+    monkeypatch.setattr(validate, "validate_and_cast",
                         lambda *a, **k: validated.append(1) or original_validate(*a, **k))
 
     def append_after_another_topic(self, df, *args, **kwargs):
