@@ -267,6 +267,12 @@ class Settings(BaseSettings):
         return (self.spark_jars_dir or self.home / "spark-jars").expanduser().resolve()
 
     @property
+    def spark_log_file(self) -> Path:
+        """The local Spark session's log: its JVM's log4j2 lines, stdout and stderr
+        (``engines/spark/session.py``); ``leanops run --verbose`` prints its path."""
+        return self.home / "logs" / "spark.log"
+
+    @property
     def dagster_home(self) -> Path:
         return self.home / "dagster"
 
