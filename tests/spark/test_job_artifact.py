@@ -100,13 +100,13 @@ def test_the_artifact_is_the_job_its_dependencies_and_the_platforms_versions(job
     subprocess.run([str(python), "-c", "import leanops_dagster.engines.spark.job"], check=True)
 
 
-def _run_topic(settings) -> dg.ExecuteInProcessResult:
+def _run_topic(settings) -> tuple[dg.ExecuteInProcessResult, dg.DagsterInstance]:
     SchemaRegistry.from_settings(settings).deploy("events")
     append_raw(open_catalog(settings), ROWS)
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("topics", ["events"])
     job = build_definitions(settings).resolve_job_def("topic_pipeline")
-    return job.execute_in_process(instance=instance, partition_key="events")
+    return job.execute_in_process(instance=instance, partition_key="events"), instance
 
 
 def _figures(result) -> dict[str, dict]:
@@ -128,7 +128,7 @@ def test_the_job_in_the_artifacts_venv_reports_the_arrow_engines_figures_over_pi
     spark_installed, job_venv, tmp_path, monkeypatch
 ):
     python, _, _ = job_venv
-    arrow = _run_topic(get_settings(home=tmp_path / "arrow", engine="arrow"))
+    arrow, _ = _run_topic(get_settings(home=tmp_path / "arrow", engine="arrow"))
     assert arrow.success
 
     local_jars = [str(p) for p in jars.local_jars(JARS_CACHE, jdbc=(jars.SQLITE_JDBC_JAR,))]
@@ -137,7 +137,7 @@ def test_the_job_in_the_artifacts_venv_reports_the_arrow_engines_figures_over_pi
         "SPARK_CONF": json.dumps({"spark.sql.shuffle.partitions": "2"}),
     }.items():
         monkeypatch.setenv(f"LEANOPS_{name}", value)
-    spark = _run_topic(get_settings(
+    spark, instance = _run_topic(get_settings(
         home=tmp_path / "spark", engine="spark", spark_launcher="pipes_subprocess",
         spark_job_python=str(python),
     ))
@@ -150,7 +150,7 @@ def test_the_job_in_the_artifacts_venv_reports_the_arrow_engines_figures_over_pi
     assert _checks(spark) == _checks(arrow) and all(_checks(spark).values())
     # the job that reported them ran in the venv's interpreter (its log line says which), on
     # Spark
-    logs = [entry.user_message for entry in spark.instance.all_logs(spark.run_id)]
+    logs = [entry.user_message for entry in instance.all_logs(spark.run_id)]
     assert [m for m in logs if m.startswith("Spark engine: ") and m.endswith(f", {python})")]
     catalog = open_catalog(get_settings(home=tmp_path / "spark"))
     table = catalog.load_table(TopicTables("events").curated)
