@@ -1,6 +1,6 @@
 """The hostile multi-batch dataset and the driver of one topic through it.
 
-The dataset: four RAW batches of the ``events`` topic, each part of the fixed hostile corpus
+The dataset: three RAW batches of the ``events`` topic, each part of the fixed hostile corpus
 (``tests/safety_net/hostile_corpus.jsonl``: invalid JSON, wrong types, numbers and timestamps
 past every bound, unsafe keys, deep nesting) and part seeded random hostile bodies
 (``hostile.random_body``: corrections of earlier keys included), with network duplicates in a
@@ -35,7 +35,7 @@ from tests.safety_net import hostile
 
 TOPIC = "events"
 TABLES = TopicTables(TOPIC)
-BATCHES = 4
+BATCHES = 3
 CORPUS_PER_BATCH = 70
 RANDOM_PER_BATCH = 110
 NOW = dt.datetime(2026, 2, 1, 8, 0, tzinfo=dt.UTC)
@@ -56,7 +56,7 @@ def _corpus() -> list[str]:
 
 
 def hostile_batches() -> list[pa.Table]:
-    """The four RAW batches (deterministic: a seeded generator over a fixed corpus)."""
+    """The RAW batches (deterministic: a seeded generator over a fixed corpus)."""
     rng = random.Random(18)
     corpus = _corpus()
     per_batch = CORPUS_PER_BATCH + RANDOM_PER_BATCH

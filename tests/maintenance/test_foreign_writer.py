@@ -2,7 +2,7 @@
 
 Iceberg's own procedures (``foreign.ForeignWriter``, Spark on the session the tests share) run
 against every table of the ``events`` topic at the moments a shared lakehouse runs them, on
-both engines, with the hostile four-batch dataset of ``scenario`` and a run after each batch.
+both engines, with the hostile three-batch dataset of ``scenario`` and a run after each batch.
 Each scenario ends with the tables equal to the uninterrupted run of the same dataset (the
 ``uninterrupted`` twin, no maintenance) and every per-run and all-time equation balanced:
 
@@ -53,16 +53,20 @@ from tests.maintenance.scenario import (
 ENGINES = pytest.mark.parametrize("engine", ["arrow", "spark"])
 
 
-def _finish(run: TopicRun, uninterrupted, context: str, *, compare_figures: bool = True):
-    """The scenario's end: the tables, the equations and (unless told) each run's figures are
-    the uninterrupted run's."""
+def _finish(run: TopicRun, uninterrupted, context: str, *, ignore: tuple[str, ...] = ()):
+    """The scenario's end: the tables, the equations and each run's figures (but ``ignore``)
+    are the uninterrupted run's."""
     twin_figures, twin_state = uninterrupted(run.engine)
     assert_same_state(run.state(), twin_state, context)
     assert_balanced(run, context)
-    if compare_figures:
-        for number, (got, want) in enumerate(zip(run.figures, twin_figures, strict=True), 1):
-            assert got == want, (f"{context}: run {number}'s figures (Standardized, Curated) "
-                                 f"differ from the uninterrupted run's:\n{got}\n{want}")
+
+    def kept(figures: tuple[dict, dict]) -> tuple[dict, ...]:
+        return tuple({k: v for k, v in layer.items() if k not in ignore} for layer in figures)
+
+    for number, (got, want) in enumerate(zip(run.figures, twin_figures, strict=True), 1):
+        got, want = kept(got), kept(want)
+        assert got == want, (f"{context}: run {number}'s figures (Standardized, Curated) "
+                             f"differ from the uninterrupted run's:\n{got}\n{want}")
 
 
 def _no_lost_history(context: str) -> Callable[[], contextlib.AbstractContextManager]:
@@ -200,21 +204,28 @@ def test_compaction_between_a_runs_read_and_its_commit(engine, maint_settings, f
         else:
             with guard():
                 run.run()
-    _finish(run, uninterrupted, f"{engine}: compaction between a run's read and its commit")
+    # the columns a run adds are committed before its data (schema evolution), so the attempt
+    # that lost the race added them and the one that committed reports none: not a figure of
+    # the data, and not what this test is about
+    _finish(run, uninterrupted, f"{engine}: compaction between a run's read and its commit",
+            ignore=("new_columns",))
 
 
 # --- 4 ------------------------------------------------------------------------------------------
 @ENGINES
 def test_manifests_rewritten(engine, maint_settings, foreign, uninterrupted):
-    """Manifests of every table rewritten while data waits in RAW and after each run, then
-    the default-argument expiry (what an untuned maintenance job runs)."""
+    """RAW's manifests rewritten while data waits in it, every table's after each run, and at
+    the end the default-argument ``expire_snapshots`` procedure (what an untuned maintenance job
+    runs: it honours the tables' ``history.expire.*`` properties)."""
     run = TopicRun(maint_settings, engine)
     for number in range(BATCHES):
         run.inject(number, appends=2)
-        maintain_topic(foreign, TABLES, compact=False, expire=None, manifests=True)
+        waiting = maintain_topic(foreign, TABLES, compact=False, expire=None, manifests=True,
+                                 only=[TABLES.raw])
+        assert waiting.manifests[TABLES.raw]["rewritten_manifests_count"] >= 2  # it did run
         run.run()
-        done = maintain_topic(foreign, TABLES, compact=False, expire="default", manifests=True)
-        assert done.manifests[TABLES.raw]["rewritten_manifests_count"] >= 1
+        maintain_topic(foreign, TABLES, compact=False, expire=None, manifests=True)
+    maintain_topic(foreign, TABLES, compact=False, expire="default", expire_procedure=True)
     _finish(run, uninterrupted, f"{engine}: manifests rewritten")
 
 
@@ -236,13 +247,14 @@ def _plant_orphans(foreign: ForeignWriter, tag: str) -> dict[tuple, str]:
 @ENGINES
 def test_orphan_file_clean_up(engine, maint_settings, foreign, uninterrupted):
     """Iceberg's orphan-file clean-up (``older_than`` in the future: every file no snapshot
-    references) on every table after each run, and while batch 3 waits in RAW."""
+    references) on every table after each run, and on RAW while batch 2 waits there."""
     run = TopicRun(maint_settings, engine)
     removed: list[str] = []
     for number in range(BATCHES):
         run.inject(number)
-        if number == 2:
-            maintain_topic(foreign, TABLES, compact=False, expire=None, orphans=True)
+        if number == 1:  # while it waits in RAW
+            maintain_topic(foreign, TABLES, compact=False, expire=None, orphans=True,
+                           only=[TABLES.raw])
         run.run()
         planted = _plant_orphans(foreign, str(number))
         done = maintain_topic(foreign, TABLES, compact=False, expire=None, orphans=True)
@@ -293,10 +305,10 @@ def test_a_second_reader_after_foreign_maintenance(engine, maint_settings, forei
     """After compaction, manifests and expiry (keep 1) of every table, Spark SQL reads every
     table as pyiceberg does: the same ``count(*)`` and the same rows."""
     run = TopicRun(maint_settings, engine)
-    for number in range(2):
-        run.inject(number)
-        run.run()
-    maintain_topic(foreign, TABLES, compact=True, expire="keep_newest", manifests=True)
+    run.inject(0, appends=2)
+    run.run()
+    maintain_topic(foreign, TABLES, compact=True, expire="keep_newest", manifests=True,
+                   expire_procedure=True)
     identifiers = topic_tables(foreign.catalog, TABLES)
     assert len(identifiers) == 6, identifiers
     for identifier in identifiers:
