@@ -79,9 +79,12 @@ def _rows_up_to(
         row_filter=EqualTo(TOPIC_NAME, topic),
         selected_fields=(snapshot_column, reason_column, *([distinct] if distinct else [])),
     ).to_arrow()
+    # rows of snapshots after the watermark are left out; a snapshot no longer listed was
+    # expired, and expiry removes the oldest: its rows are at or before the watermark
     cutoff = positions.get(watermark, -1)
-    upto = [sid for sid, pos in positions.items() if pos <= cutoff]
-    rows = rows.filter(pc.is_in(rows[snapshot_column], value_set=pa.array(upto, pa.int64())))
+    after = [sid for sid, pos in positions.items() if pos > cutoff]
+    rows = rows.filter(pc.invert(pc.fill_null(
+        pc.is_in(rows[snapshot_column], value_set=pa.array(after, pa.int64())), False)))
     internal = pc.fill_null(pc.starts_with(rows[reason_column], INTERNAL_PREFIX), False)
 
     def count(part: pa.Table) -> int:

@@ -96,6 +96,22 @@ SCHEMA_VERSION_PROPERTY = "leanops.schema_version"
 SUPERSEDED_VERSIONS_PROPERTY = "leanops.schema.superseded-versions"
 #: ``leanops.key-index.<column>``: the Curated key index pointer (``iceberg.key_index``)
 INDEX_PROPERTY_PREFIX = "leanops.key-index."
+#: the keys of a table's own state: committed in the snapshot summary of the data they describe
+#: and, in the same commit, as table properties, which no other writer's maintenance removes
+#: (``iceberg.state``)
+STATE_PROPERTY_PREFIXES = (
+    WATERMARK_PROPERTY_PREFIX, TOTAL_PROPERTY_PREFIX, INDEX_PROPERTY_PREFIX,
+    SCHEMA_VERSION_PROPERTY,
+)
+#: table property: the snapshot the table's last state commit created (``iceberg.state``)
+STATE_SNAPSHOT_PROPERTY = "leanops.state.snapshot-id"
+#: the tag a consumer keeps on its upstream table at the oldest snapshot it has read up to,
+#: so no snapshot expiry removes it (``iceberg.history``); ``<prefix><consumer zone>``
+CONSUMER_TAG_PREFIX = "leanops-consumer-"
+#: ``history.expire.max-snapshot-age-ms`` set on the project's tables where the table has none:
+#: what Spark's ``expire_snapshots`` and the Glue retention optimizer default to reading
+EXPIRE_MAX_SNAPSHOT_AGE_PROPERTY = "history.expire.max-snapshot-age-ms"
+DEFAULT_MAX_SNAPSHOT_AGE_MS = 5 * 24 * 3600 * 1000  # Iceberg's own default, stated
 #: ``leanops.lease.<topic>``: a run lease in ``<zone>._run_leases`` (``iceberg.lease``)
 LEASE_PROPERTY_PREFIX = "leanops.lease."
 #: on a live table's swap snapshot: which rebuild produced it (the resume marker)

@@ -13,7 +13,7 @@ from leanops_dagster import constants
 from leanops_dagster.constants import INDEX_PROPERTY_PREFIX, SUMMARY_PREFIX, UNKNOWN_TOPIC
 from leanops_dagster.iceberg.datafiles import write_data_files
 from leanops_dagster.iceberg.key_index import unreferenced_segments
-from leanops_dagster.iceberg.watermarks import read_summary_value
+from leanops_dagster.iceberg.state import is_state_key, read_state, read_summary_value
 
 
 @dataclass
@@ -115,7 +115,10 @@ def _carried_properties(table: Table) -> dict[str, str]:
         if snapshot.summary is not None:
             keys |= {k for k in snapshot.summary.additional_properties
                      if k.startswith(SUMMARY_PREFIX) and not k.startswith(INDEX_PROPERTY_PREFIX)}
-    values = {k: read_summary_value(table, k) for k in keys}
+    keys |= {k for k in table.properties
+             if is_state_key(k) and not k.startswith(INDEX_PROPERTY_PREFIX)}
+    values = {k: read_state(table, k) if is_state_key(k) else read_summary_value(table, k)
+              for k in keys}
     current = table.current_snapshot()
     if current is not None and current.summary is not None:
         values |= {k: v for k, v in current.summary.additional_properties.items()
@@ -124,10 +127,12 @@ def _carried_properties(table: Table) -> dict[str, str]:
 
 
 def expire_snapshots(table: Table, *, older_than: dt.timedelta, keep_last: int = 5) -> int:
-    """Expire snapshots older than ``older_than`` except the newest ``keep_last``."""
+    """Expire snapshots older than ``older_than`` except the newest ``keep_last`` and those a
+    tag or branch references (a consumer's tag: ``iceberg.history``)."""
     cutoff_ms = (dt.datetime.now(dt.UTC) - older_than).timestamp() * 1000
     ordered = sorted(table.snapshots(), key=lambda s: s.timestamp_ms)
     protected = {s.snapshot_id for s in ordered[-keep_last:]}
+    protected |= {ref.snapshot_id for ref in table.metadata.refs.values()}
     current = table.current_snapshot()
     if current is not None:
         protected.add(current.snapshot_id)

@@ -4,12 +4,15 @@ Local (embedded default): pyiceberg SQL catalog on SQLite and warehouse files un
 ``LEANOPS_HOME`` (default ``./.leanops``), schemas from the repository's ``schemas/`` folder, the
 local stack's moto as the SQS/S3 endpoint and its ledger as the pre-RAW counts. AWS: set
 ``LEANOPS_CATALOG_TYPE=glue``, ``LEANOPS_WAREHOUSE=s3://...``,
-``LEANOPS_SCHEMA_REGISTRY=s3://bucket/prefix`` and ``LEANOPS_ENVIRONMENT``.
+``LEANOPS_SCHEMA_REGISTRY=s3://bucket/prefix`` and ``LEANOPS_ENVIRONMENT``; or, with the tables
+in S3 Tables, ``LEANOPS_CATALOG_TYPE=s3tables`` and ``LEANOPS_WAREHOUSE=<table bucket ARN>``
+(the Iceberg REST endpoint of S3 Tables, SigV4-signed: ``catalog_config``).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -50,12 +53,22 @@ class Settings(BaseSettings):
     )
 
     catalog_name: str = "leanops"
-    catalog_type: Literal["sql", "glue", "rest"] = "sql"
+    catalog_type: Literal["sql", "glue", "rest", "s3tables"] = Field(
+        default="sql",
+        description="sql (embedded), glue (Glue Data Catalog), rest (an Iceberg REST server) or "
+        "s3tables (the Iceberg REST endpoint of Amazon S3 Tables, SigV4-signed; the warehouse "
+        "is the table bucket's ARN).",
+    )
     catalog_uri: str | None = Field(
         default=None,
-        description="SQL: a SQLAlchemy URL (default SQLite under home); REST: the server URL.",
+        description="SQL: a SQLAlchemy URL (default SQLite under home); REST: the server URL; "
+        "s3tables: default https://s3tables.<bucket region>.amazonaws.com/iceberg.",
     )
-    warehouse: str | None = Field(default=None, description="Default: file://<home>/warehouse")
+    warehouse: str | None = Field(
+        default=None,
+        description="Default: file://<home>/warehouse; glue: s3://<bucket>; s3tables: the "
+        "table bucket ARN (arn:aws:s3tables:<region>:<account>:bucket/<name>).",
+    )
     catalog_properties: dict[str, str] = Field(
         default_factory=dict, description="Extra pyiceberg catalog properties (JSON)."
     )
@@ -210,6 +223,12 @@ class Settings(BaseSettings):
         return data
 
     @model_validator(mode="after")
+    def _s3tables_warehouse_is_a_table_bucket(self) -> Settings:
+        if self.catalog_type == "s3tables":
+            s3tables_table_bucket(self.warehouse)  # raises ValueError with the expected form
+        return self
+
+    @model_validator(mode="after")
     def _snowflake_complete(self) -> Settings:
         given = {name: getattr(self, f"snowflake_{name}")
                  for name in ("account", "token", "database", "schema")}
@@ -288,6 +307,10 @@ class Settings(BaseSettings):
     @cached_property
     def catalog_config(self) -> dict[str, str]:
         """pyiceberg catalog properties: the catalog is chosen by properties, not code paths."""
+        if self.catalog_type == "s3tables":
+            props = s3tables_catalog_properties(self.warehouse, self.catalog_uri)
+            props.update(self.catalog_properties)
+            return props
         props: dict[str, str] = {"type": self.catalog_type}
         if self.catalog_type == "sql":
             props["uri"] = self.catalog_uri or f"sqlite:///{self.home / 'catalog.db'}"
@@ -301,6 +324,50 @@ class Settings(BaseSettings):
             props.setdefault("glue.region", self.aws_region)
         props.update(self.catalog_properties)
         return props
+
+
+#: ``arn:<partition>:s3tables:<region>:<account>:bucket/<name>``: an S3 Tables table bucket
+_TABLE_BUCKET_ARN = re.compile(
+    r"^arn:(?P<partition>aws[a-z-]*):s3tables:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):"
+    r"bucket/(?P<name>[a-z0-9][a-z0-9-]{1,61}[a-z0-9])$"
+)
+#: pyiceberg's REST catalog properties for SigV4 (pyiceberg/catalog/rest/__init__.py: SIGV4,
+#: SIGV4_SERVICE, SIGV4_REGION); Iceberg's Java REST catalog reads the same names
+REST_SIGV4_ENABLED = "rest.sigv4-enabled"
+REST_SIGNING_NAME = "rest.signing-name"
+REST_SIGNING_REGION = "rest.signing-region"
+S3TABLES_SIGNING_NAME = "s3tables"
+
+
+def s3tables_table_bucket(warehouse: str | None) -> dict[str, str]:
+    """The parts (partition, region, account, name) of a table bucket ARN; ValueError else."""
+    match = _TABLE_BUCKET_ARN.match(warehouse or "")
+    if match is None:
+        raise ValueError(
+            "catalog_type s3tables needs LEANOPS_WAREHOUSE = the table bucket's ARN "
+            f"(arn:aws:s3tables:<region>:<account>:bucket/<name>), not {warehouse!r}"
+        )
+    return match.groupdict()
+
+
+def s3tables_catalog_properties(warehouse: str | None, uri: str | None = None) -> dict[str, str]:
+    """pyiceberg REST catalog properties of S3 Tables' Iceberg REST endpoint: requests signed
+    with SigV4 for the service ``s3tables`` in the bucket's region, the warehouse being the
+    table bucket's ARN (AWS: "Accessing tables using the Amazon S3 Tables Iceberg REST
+    endpoint"). The endpoint is the bucket region's unless ``uri`` names another one."""
+    bucket = s3tables_table_bucket(warehouse)
+    region = bucket["region"]
+    suffix = "amazonaws.com.cn" if bucket["partition"] == "aws-cn" else "amazonaws.com"
+    return {
+        "type": "rest",
+        "uri": uri or f"https://s3tables.{region}.{suffix}/iceberg",
+        "warehouse": str(warehouse),
+        REST_SIGV4_ENABLED: "true",
+        REST_SIGNING_NAME: S3TABLES_SIGNING_NAME,
+        REST_SIGNING_REGION: region,
+        # the FileIO's S3 client: the table files live in the bucket's region
+        "s3.region": region,
+    }
 
 
 def get_settings(**overrides: object) -> Settings:

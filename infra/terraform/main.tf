@@ -36,7 +36,7 @@ resource "aws_kms_key" "main" {
   deletion_window_in_days = 30
   policy = jsonencode({
     Version = "2012-10-17"
-    Statement = [
+    Statement = concat([
       {
         Sid       = "AccountAdministersTheKeyThroughIam"
         Effect    = "Allow"
@@ -66,7 +66,20 @@ resource "aws_kms_key" "main" {
           StringEquals = { "aws:SourceAccount" = local.account_id }
         }
       },
-    ]
+      ], var.s3_tables == null ? [] : [
+      {
+        # S3 Tables maintenance (compaction, snapshot management, unreferenced-file removal)
+        # reads and writes the table bucket's files with this key.
+        Sid       = "S3TablesMaintenanceUsesTheKeyForTheTableBucket"
+        Effect    = "Allow"
+        Principal = { Service = "maintenance.s3tables.amazonaws.com" }
+        Action    = ["kms:GenerateDataKey", "kms:Decrypt"]
+        Resource  = "*"
+        Condition = {
+          StringLike = { "kms:EncryptionContext:aws:s3:arn" = "${local.s3tables_bucket_arn}/*" }
+        }
+      },
+    ])
   })
 }
 
@@ -160,6 +173,8 @@ module "orchestration" {
   freshness_minutes         = var.curated_freshness_minutes
   snowflake                 = var.snowflake
   spark_environment         = module.spark.settings_environment
+  catalog_environment       = local.catalog_environment
+  s3tables_bucket_arn       = var.s3_tables == null ? null : local.s3tables_bucket_arn
 }
 
 module "spark" {
@@ -177,6 +192,7 @@ module "spark" {
   job_wheel_path          = var.spark_job_wheel_path
   log_retention_days      = var.lambda_log_retention_days
   emr_image_tag           = var.spark_emr_image_tag
+  s3tables_bucket_arn     = var.s3_tables == null ? null : local.s3tables_bucket_arn
 }
 
 module "observability" {

@@ -219,3 +219,78 @@ variable "spark_emr_image_tag" {
   type        = string
   default     = null
 }
+
+# --- sharing the tables with other writers (sharing.tf, docs/operations.md) ---------------------
+variable "max_consumer_lag_hours" {
+  description = "How far a layer may fall behind its upstream table (hours) and still continue exactly from its watermark: no maintenance this Terraform configures expires a snapshot younger than this. Equal to the platform's history.expire.max-snapshot-age-ms default on its tables (5 days); a consumer that lags longer is protected by its tag, or stops loudly (leanops recover --topic T)."
+  type        = number
+  default     = 120
+}
+
+variable "longest_run_hours" {
+  description = "The longest a topic run may take (the Spark job's timeout is 2 hours): files a run has written but not committed yet are at most this old, and no orphan-file clean-up may touch them."
+  type        = number
+  default     = 2
+}
+
+variable "glue_table_optimizers" {
+  description = "Glue Data Catalog table optimizers (modules/table_maintenance): the zones (raw, standardized, curated) each type runs on, and their settings. Standardized and Curated tables exist after a topic's first run: add those zones after it."
+  type = object({
+    compaction                 = optional(list(string), [])
+    retention                  = optional(list(string), [])
+    orphan_file_deletion       = optional(list(string), [])
+    snapshot_retention_days    = optional(number, 5)
+    snapshots_to_retain        = optional(number, 1)
+    clean_expired_files        = optional(bool, true)
+    orphan_file_retention_days = optional(number, 7)
+  })
+  default = {}
+
+  validation {
+    condition = alltrue([
+      for zone in flatten([var.glue_table_optimizers.compaction, var.glue_table_optimizers.retention, var.glue_table_optimizers.orphan_file_deletion]) :
+      contains(["raw", "standardized", "curated"], zone)
+    ])
+    error_message = "glue_table_optimizers: zones are raw, standardized and curated."
+  }
+  validation {
+    condition     = var.glue_table_optimizers.snapshot_retention_days * 24 >= var.max_consumer_lag_hours
+    error_message = "glue_table_optimizers.snapshot_retention_days must cover max_consumer_lag_hours: a shorter retention expires snapshots a lagging layer has not read yet."
+  }
+  validation {
+    condition     = var.glue_table_optimizers.snapshots_to_retain >= 1
+    error_message = "glue_table_optimizers.snapshots_to_retain must be at least 1."
+  }
+  validation {
+    condition     = var.glue_table_optimizers.orphan_file_retention_days >= 3 && var.glue_table_optimizers.orphan_file_retention_days * 24 >= 2 * var.longest_run_hours
+    error_message = "glue_table_optimizers.orphan_file_retention_days must be at least 3 days and 2 x longest_run_hours: younger files may belong to a run that has not committed yet."
+  }
+}
+
+variable "s3_tables" {
+  description = "Amazon S3 Tables (modules/s3tables): a table bucket <prefix>-tables with one namespace per zone, its unreferenced-file removal and the maintenance of the adopted tables; use_as_catalog makes it the catalog of Dagster and the Spark job (LEANOPS_CATALOG_TYPE=s3tables). null: no table bucket."
+  type = object({
+    use_as_catalog                 = optional(bool, false)
+    unreferenced_days              = optional(number, 3)
+    noncurrent_days                = optional(number, 10)
+    max_snapshot_age_hours         = optional(number, 120)
+    min_snapshots_to_keep          = optional(number, 1)
+    compaction                     = optional(bool, true)
+    compaction_target_file_size_mb = optional(number, 512)
+    adopt_zones                    = optional(list(string), [])
+  })
+  default = null
+
+  validation {
+    condition     = var.s3_tables == null || alltrue([for zone in try(var.s3_tables.adopt_zones, []) : contains(["raw", "standardized", "curated"], zone)])
+    error_message = "s3_tables.adopt_zones: zones are raw, standardized and curated."
+  }
+  validation {
+    condition     = var.s3_tables == null || try(var.s3_tables.max_snapshot_age_hours >= var.max_consumer_lag_hours, false)
+    error_message = "s3_tables.max_snapshot_age_hours must cover max_consumer_lag_hours: S3 Tables would expire snapshots a lagging layer has not read yet."
+  }
+  validation {
+    condition     = var.s3_tables == null || try(var.s3_tables.unreferenced_days * 24 >= 2 * var.longest_run_hours, false)
+    error_message = "s3_tables.unreferenced_days must be at least 2 x longest_run_hours: younger files may belong to a run that has not committed yet."
+  }
+}

@@ -1,4 +1,5 @@
-"""``leanops watermarks | dlq replay``: the runbook's inspection and repair commands."""
+"""``leanops watermarks | dlq replay | recover``: the runbook's inspection and repair
+commands."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from leanops_dagster.constants import InvalidTopicError, validate_topic
+from leanops_dagster.iceberg.history import HistoryLost
 from leanops_dagster.settings import get_settings
 
 console = Console(width=None if sys.stdout.isatty() else 150)
@@ -63,7 +65,7 @@ def watermarks(topic: str | None, as_json: bool) -> None:
     for name in [topic] if topic else known:
         try:
             marks += layer_watermarks(catalog, TopicTables(name, settings.namespace_prefix))
-        except ValueError as exc:  # a watermark whose snapshot is gone: say so, do not guess
+        except (ValueError, HistoryLost) as exc:  # a watermark's snapshot is gone: say so
             raise click.ClickException(f"topic {name!r}: {exc}") from exc
     if as_json:
         click.echo(json.dumps([
@@ -126,6 +128,50 @@ def replay(topic: str | None, max_messages: int) -> None:
     click.echo(describe(result))
 
 
+@click.command()
+@click.option("--topic", required=True, callback=_optional_topic, help="The topic to re-read.")
+def recover(topic: str) -> None:
+    """Re-read a topic from RAW when a run stopped with "snapshot ... expired": another
+    writer removed RAW or Standardized snapshots its layers had not read yet (and the tag
+    that protected them), so what they had consumed can no longer be proven.
+
+    Rebuilds Standardized and Curated from every live RAW row under the deployed schema, with
+    the FIFO and LIFO rules over the whole history (`leanops schema deploy TOPIC --rebuild
+    --from-raw`, without a schema change): staged, the accountability equations over the
+    whole history checked, then swapped in one commit per table, watermarks and running
+    totals restated. The next runs continue incrementally from there.
+    """
+    from leanops_dagster.iceberg.catalog import open_catalog
+    from leanops_dagster.pipeline.layout import TopicTables
+    from leanops_dagster.pipeline.rebuild import RebuildError, deploy_schema
+    from leanops_dagster.schemas.registry import SchemaRegistry
+
+    settings = get_settings()
+    registry = SchemaRegistry.from_settings(settings)
+    if topic not in registry.deployed_versions():
+        raise click.ClickException(f"topic {topic!r} has no deployed schema: nothing to recover")
+    if registry.changes(topic):
+        raise click.ClickException(
+            f"topic {topic!r}: its schema file differs from the deployed version; deploy and "
+            f"re-read in one step with `leanops schema deploy {topic} --rebuild --from-raw`")
+    try:
+        outcome = deploy_schema(
+            registry, open_catalog(settings), TopicTables(topic, settings.namespace_prefix),
+            from_raw=True, pii_key=settings.pii_hash_key.get_secret_value().encode(),
+            progress=click.echo,
+        )
+    except RebuildError as exc:
+        raise click.ClickException(f"topic {topic!r}: {exc}") from exc
+    rebuilt = outcome.rebuild
+    assert rebuilt is not None  # from_raw always rebuilds
+    click.echo(
+        f"{topic}: re-read {rebuilt.raw_rows_read} RAW rows -> Standardized "
+        f"{rebuilt.standardized_rows} (parse errors {rebuilt.parse_errors}, duplicates "
+        f"{rebuilt.duplicates}), Curated {rebuilt.curated_rows} (CDE error rows "
+        f"{rebuilt.cde_error_rows}); balanced {rebuilt.balanced}"
+    )
+
+
 def register(group: click.Group) -> None:
-    for command in (watermarks, dlq):
+    for command in (watermarks, dlq, recover):
         group.add_command(command)

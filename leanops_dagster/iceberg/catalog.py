@@ -21,6 +21,10 @@ from pyiceberg.table import Table, TableProperties
 from pyiceberg.table.name_mapping import MappedField, NameMapping
 from sqlalchemy.exc import DBAPIError
 
+from leanops_dagster.constants import (
+    DEFAULT_MAX_SNAPSHOT_AGE_MS,
+    EXPIRE_MAX_SNAPSHOT_AGE_PROPERTY,
+)
 from leanops_dagster.settings import Settings
 
 
@@ -103,6 +107,9 @@ def ensure_table(
             identifier, schema=schema, partition_spec=partition_spec,
             properties={
                 TableProperties.FORMAT_VERSION: "2", TableProperties.COMMIT_NUM_RETRIES: "0",
+                # what default snapshot expiry keeps (Spark's expire_snapshots, the Glue
+                # retention optimizer): the window a lagging consumer reads the fast way in
+                EXPIRE_MAX_SNAPSHOT_AGE_PROPERTY: str(DEFAULT_MAX_SNAPSHOT_AGE_MS),
                 **(properties or {}),
             },
         )

@@ -46,9 +46,10 @@ from pyarrow.fs import FileSelector
 from pyiceberg.io import FileIO
 from pyiceberg.io.pyarrow import PyArrowFileIO
 from pyiceberg.table import Table
+from pyiceberg.table.snapshots import Operation, ancestors_of
 from pyiceberg_core.transform import bucket
 
-from leanops_dagster.constants import INDEX_PROPERTY_PREFIX
+from leanops_dagster.constants import INDEX_PROPERTY_PREFIX, STATE_SNAPSHOT_PROPERTY
 
 MAX_SEGMENTS = 24  # with size tiers only a table of more than 2^24 commits gets there
 FORMAT = "murmur3x2-62/v3"  # the hash below; a pointer of another format is ignored
@@ -140,11 +141,19 @@ class KeyIndex:
 
     @classmethod
     def of(cls, table: Table, column: str) -> KeyIndex | None:
-        """The index of the current snapshot, or None (none, foreign writer, other format)."""
+        """The index of the current snapshot, or None (none, foreign writer, other format).
+
+        The current snapshot's own pointer; else the table property (``iceberg.state``) if
+        every snapshot after the one that set it only moved rows (other writers'
+        compaction: ``replace``), since the index maps keys to partitions, not to files."""
         snapshot = table.current_snapshot()
         if snapshot is None or snapshot.summary is None:
             return None
-        raw = snapshot.summary.additional_properties.get(INDEX_PROPERTY_PREFIX + column)
+        key = INDEX_PROPERTY_PREFIX + column
+        raw = snapshot.summary.additional_properties.get(key)
+        state_snapshot = table.properties.get(STATE_SNAPSHOT_PROPERTY)
+        if raw is None and _only_rewritten_since(table, state_snapshot):
+            raw = table.properties.get(key)
         if raw is None:
             return None
         try:
@@ -166,6 +175,19 @@ class KeyIndex:
             return [read_segment(io, path) for path in self.segments]
         except (OSError, pa.ArrowException, ValueError):
             return None
+
+
+def _only_rewritten_since(table: Table, snapshot_id: str | None) -> bool:
+    """Whether the current ancestry reaches ``snapshot_id`` with only ``replace`` snapshots
+    after it (no gap: an expired snapshot might have added rows)."""
+    if not snapshot_id:
+        return False
+    for snapshot in ancestors_of(table.current_snapshot(), table.metadata):
+        if str(snapshot.snapshot_id) == snapshot_id:
+            return True
+        if snapshot.summary is None or snapshot.summary.operation != Operation.REPLACE:
+            return False
+    return False
 
 
 def carried_property(table: Table, column: str) -> dict[str, str]:

@@ -73,6 +73,7 @@ from leanops_dagster.iceberg.datafiles import cast_columns, write_data_files
 from leanops_dagster.iceberg.key_index import key_hashes
 from leanops_dagster.iceberg.lookup import FILE_COLUMN, find_stored
 from leanops_dagster.iceberg.reads import read_files
+from leanops_dagster.iceberg.state import stage_state
 from leanops_dagster.transforms.ordering import judge_stored, version_columns
 
 _FILE = FILE_COLUMN
@@ -309,6 +310,7 @@ def _commit(
             with update.fast_append() as append:
                 for data_file in added:
                     append.append_data_file(data_file)
+        stage_state(tx, snapshot_properties)  # the same commit (``iceberg.state``)
     current = table.current_snapshot()
     return current.snapshot_id if current else None
 

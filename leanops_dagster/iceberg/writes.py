@@ -1,6 +1,7 @@
 """Appends of large increments: one grouping pass per write instead of pyiceberg's one filter
 pass per partition (``datafiles.write_data_files``), committed as a normal fast append
-that also carries the table's key index (``iceberg.key_index``) forward."""
+that also carries the table's key index (``iceberg.key_index``) forward, its state set as
+table properties in the same commit (``iceberg.state``)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pyiceberg.table import Table
 from leanops_dagster.iceberg.datafiles import write_data_files
 from leanops_dagster.iceberg.key_index import Entries
 from leanops_dagster.iceberg.lookup import StoredRows
+from leanops_dagster.iceberg.state import append_with_state, stage_state
 
 
 def append_rows(
@@ -35,7 +37,7 @@ def append_rows(
         properties = dict(snapshot_properties)
         if indexed is not None:  # the index as it is (or as the lookup rebuilt it)
             properties |= indexed.index_property(table, Entries.empty())
-        table.append(rows, snapshot_properties=properties)
+        append_with_state(table, rows, properties)
         return
     write_uuid = uuid.uuid4()
     written = write_data_files(
@@ -45,8 +47,8 @@ def append_rows(
     properties = dict(snapshot_properties)
     if indexed is not None:
         properties |= indexed.index_property(table, written.entries)
-    with table.transaction() as tx, tx.update_snapshot(
-        snapshot_properties=properties
-    ).fast_append() as append:
-        for data_file in written.files:
-            append.append_data_file(data_file)
+    with table.transaction() as tx:
+        with tx.update_snapshot(snapshot_properties=properties).fast_append() as append:
+            for data_file in written.files:
+                append.append_data_file(data_file)
+        stage_state(tx, properties)

@@ -40,6 +40,7 @@ from leanops_dagster.iceberg.commit import ensure_unchanged
 from leanops_dagster.iceberg.key_index import carried_property
 from leanops_dagster.iceberg.lease import DEFAULT_TTL_S
 from leanops_dagster.iceberg.merge import MergeStats, merge_lifo
+from leanops_dagster.iceberg.state import append_with_state
 from leanops_dagster.iceberg.tables import (
     CURATED_ERRORS_PARTITION_SPEC,
     CURATED_ERRORS_SCHEMA,
@@ -244,10 +245,9 @@ class _ArrowCurate:
         result.rows_rewritten = stats.rewritten_rows
         result.superseded = winners.superseded + stats.stale
         if stats.snapshot_id is None:  # nothing to write: commit the watermark and counts alone
-            curated.append(
-                curated.schema().as_arrow().empty_table(),
-                snapshot_properties={**properties_for(stats),
-                                     **carried_property(curated, IDEMPOTENCY_KEY)},
+            append_with_state(
+                curated, curated.schema().as_arrow().empty_table(),
+                {**properties_for(stats), **carried_property(curated, IDEMPOTENCY_KEY)},
             )
         curated = self.catalog.load_table(self.tables.curated)
         result.snapshot_id = curated.current_snapshot().snapshot_id  # type: ignore[union-attr]

@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.table import Table
 
+from leanops_dagster.iceberg.state import append_with_state
 from leanops_dagster.iceberg.watermarks import (
     read_increment,
     read_watermark,
@@ -47,10 +48,11 @@ def lowest_watermark(a: int | None, b: int | None, positions: dict[int, int]) ->
 
 
 def snapshots_after(watermark: int | None, positions: dict[int, int]) -> list[int] | None:
-    """The upstream snapshots after ``watermark`` in the upstream history (None: all)."""
+    """The upstream snapshots after ``watermark`` in the upstream history (None: all). An
+    expired ``watermark`` is older than every snapshot still listed."""
     if watermark is None:
         return None
-    cutoff = positions[watermark]
+    cutoff = positions.get(watermark, -1)
     return [sid for sid, pos in positions.items() if pos > cutoff]
 
 
@@ -80,21 +82,24 @@ class Unconsumed(Generic[I]):
 def read_unconsumed(
     upstream: Table, layer: Table | None, layer_watermark: str, errors: Table,
     errors_watermark: str, snapshot_column: str,
-    read: Callable[[int | None], I] | None = None,
+    read: Callable[[int | None, int | None], I] | None = None,
 ) -> Unconsumed[I]:
     """Read ``upstream`` after the older of the layer's and its error table's watermarks, so a
     crash between their two commits is caught up on the next run (rows tagged with their
-    upstream snapshot in ``snapshot_column``). ``read(watermark)`` is the engine's read of
-    what was appended after a watermark; by default pyiceberg's
+    upstream snapshot in ``snapshot_column``). ``read(watermark, split_at)`` is the engine's
+    read of what was appended after a watermark (``split_at``: the newer watermark, which
+    a read through rewritten history tags its older rows with); by default pyiceberg's
     (``watermarks.read_increment``)."""
     layer_at = read_watermark(layer, layer_watermark) if layer is not None else None
     errors_at = read_watermark(errors, errors_watermark)
     positions = snapshot_position(upstream)
     watermark = lowest_watermark(layer_at, errors_at, positions)
+    newer = errors_at if watermark == layer_at else layer_at
+    split_at = newer if newer != watermark else None
     if read is None:
-        increment = read_increment(upstream, watermark, snapshot_column)
+        increment = read_increment(upstream, watermark, snapshot_column, split_at=split_at)
     else:
-        increment = read(watermark)
+        increment = read(watermark, split_at)
     return Unconsumed(increment, positions, layer_at, errors_at)  # type: ignore[arg-type]
 
 
@@ -131,9 +136,9 @@ def record_error_rows(
     for attempt in range(1, _SHARED_TABLE_ATTEMPTS + 1):
         arrow = table.schema().as_arrow()
         try:
-            table.append(
-                with_recorded_ts(rows, now).select(arrow.names).cast(arrow),
-                snapshot_properties={watermark_key(watermark_name): str(to_snapshot_id)},
+            append_with_state(
+                table, with_recorded_ts(rows, now).select(arrow.names).cast(arrow),
+                {watermark_key(watermark_name): str(to_snapshot_id)},
             )
             return
         except CommitFailedException:

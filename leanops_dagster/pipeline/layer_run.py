@@ -10,7 +10,10 @@
           3. the engine transforms the increment;
           4. error rows first, with the error table's own watermark;
           5. then the layer's commit: its rows, the watermark, this run's figures and the
-             running totals in one snapshot (``commit_properties``).
+             running totals in one snapshot (``commit_properties``), set as table properties
+             in the same commit (``iceberg.state``);
+          6. the layer's tag on its upstream moves to where it has read (``iceberg.history``:
+             snapshot expiry keeps what the layer has not read yet).
 
 What differs between the layers is data (``Layer``: tables, watermark names, the figures with
 running totals); what differs between the engines plugs in as a ``LayerBody`` (steps 2 to 5).
@@ -33,12 +36,14 @@ from pyiceberg.table import Table
 from leanops_dagster.constants import count_properties, watermark_key
 from leanops_dagster.iceberg.catalog import ensure_table, load_layer_table
 from leanops_dagster.iceberg.commit import retry_commit, snapshot_id_of
+from leanops_dagster.iceberg.history import HistoryLost, protect_read
 from leanops_dagster.iceberg.lease import DEFAULT_TTL_S
 from leanops_dagster.iceberg.watermarks import counter_properties
 from leanops_dagster.pipeline.exclusive import run_exclusively
 from leanops_dagster.pipeline.increments import (
     Unconsumed,
     UpstreamRows,
+    lowest_watermark,
     read_unconsumed,
     rows_after,
 )
@@ -122,9 +127,12 @@ class LayerRead:
 class LayerBody(Protocol[W]):
     """What an engine plugs into the skeleton (``W``: its transformed increment)."""
 
-    def reader(self, opened: Opened) -> Callable[[int | None], UpstreamRows] | None:
+    def reader(
+        self, opened: Opened
+    ) -> Callable[[int | None, int | None], UpstreamRows] | None:
         """Step 2: the engine's read of what ``opened.upstream`` appended after a watermark
-        (None: pyiceberg's, ``watermarks.read_increment``)."""
+        (None: pyiceberg's, ``watermarks.read_increment``; its second argument:
+        ``increments.read_unconsumed``'s ``split_at``)."""
 
     def transform(self, read: LayerRead) -> AbstractContextManager[W]:
         """Step 3: the rules over the increment (held until the commit is made)."""
@@ -156,25 +164,33 @@ def run_layer(
         if not catalog.table_exists(layer.upstream):
             return result
         opened = open_tables(catalog, layer, errors_table)
-        unconsumed = read_unconsumed(
-            opened.upstream,
-            opened.table,
-            layer.watermark,
-            opened.errors,
-            layer.errors_watermark,
-            layer.snapshot_column,
-            read=body.reader(opened),
-        )
+        try:
+            unconsumed = read_unconsumed(
+                opened.upstream,
+                opened.table,
+                layer.watermark,
+                opened.errors,
+                layer.errors_watermark,
+                layer.snapshot_column,
+                read=body.reader(opened),
+            )
+        except HistoryLost as lost:
+            raise HistoryLost(lost.table, lost.snapshot_id, layer.topic) from None
         result.watermark_from, result.watermark_to = (
             unconsumed.layer_watermark,
             unconsumed.watermark_to,
         )
         if unconsumed.nothing_new:
+            # a table consumed before the tags: protect where it stands
+            protect_read(opened.upstream, layer.zone, lowest_watermark(
+                unconsumed.layer_watermark, unconsumed.errors_watermark, unconsumed.positions))
             return result
         read = LayerRead(layer, opened, unconsumed)
         with body.transform(read) as work:
             body.record_errors(read, work)  # first: a crash before the commit is harmless
             body.commit(read, work, result)
+        # both watermarks stand at the read's end now: expiry must keep it (``history``)
+        protect_read(opened.upstream, layer.zone, read.to_snapshot_id)
         return result
 
     def attempts() -> R:

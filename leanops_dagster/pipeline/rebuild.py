@@ -124,6 +124,7 @@ from leanops_dagster.iceberg.lease import (
     new_holder_id,
 )
 from leanops_dagster.iceberg.reads import cast_to
+from leanops_dagster.iceberg.state import read_state, stage_state
 from leanops_dagster.iceberg.tables import (
     CURATED_ERRORS_PARTITION_SPEC,
     CURATED_ERRORS_SCHEMA,
@@ -540,6 +541,7 @@ def _swap_table(
                 with snapshot.fast_append() as append:
                     for data_file in written.files:
                         append.append_data_file(data_file)
+            stage_state(tx, summary, restate=True)
             if supersede:
                 versions = sorted(superseded_versions(live) | {supersede})
                 tx.set_properties({SUPERSEDED_VERSIONS_PROPERTY: ",".join(versions)})
@@ -552,12 +554,13 @@ def _carried(staged: Table, watermark: str) -> dict[str, str]:
     """The staged table's watermark and every running total (``leanops.total.*``, newest
     value of each), for the live table's swap."""
     keys = {watermark_key(watermark)}
+    keys |= {k for k in staged.properties if k.startswith(TOTAL_PROPERTY_PREFIX)}
     for snapshot in ancestors_of(staged.current_snapshot(), staged.metadata):
         if snapshot.summary is not None:
             keys |= {k for k in snapshot.summary.additional_properties
                      if k.startswith(TOTAL_PROPERTY_PREFIX)}
     return {key: value for key in sorted(keys)
-            if (value := read_summary_value(staged, key)) is not None}
+            if (value := read_state(staged, key)) is not None}
 
 
 def _swap_snapshot(table: Table, rebuild_id: str) -> Snapshot | None:
@@ -659,6 +662,7 @@ def _swap_error_rows(
                 tx.delete(mine)
             target = tx.table_metadata.schema().as_arrow()
             tx.append(rows.select(target.names).cast(target), snapshot_properties=properties)
+            stage_state(tx, properties)
 
     retry_commit(once)
 

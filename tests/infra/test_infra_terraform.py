@@ -27,6 +27,8 @@ EXPECTED_MODULES = {
     "orchestration",
     "s3_bucket",
     "spark",
+    "table_maintenance",
+    "s3tables",
 }
 
 
@@ -118,4 +120,4 @@ def test_terraform_test_plans_with_a_mocked_provider(initialized):
     account."""
     result = _terraform("test", "-no-color", cwd=initialized)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "9 passed, 0 failed" in result.stdout, result.stdout
+    assert "15 passed, 0 failed" in result.stdout, result.stdout

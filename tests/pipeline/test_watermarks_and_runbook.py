@@ -13,6 +13,7 @@ from pyiceberg.exceptions import CommitFailedException
 
 from leanops_dagster.iceberg.catalog import ensure_table, open_catalog
 from leanops_dagster.iceberg.commit import retry_commit
+from leanops_dagster.iceberg.history import HistoryLost
 from leanops_dagster.iceberg.tables import RAW_STAGING_PARTITION_SPEC, RAW_STAGING_SCHEMA
 from leanops_dagster.iceberg.watermarks import (
     appended_snapshots_since,
@@ -76,7 +77,7 @@ def test_watermark_travels_with_the_data_commit(raw_table):
 
 def test_unknown_watermark_is_refused_not_guessed(raw_table):
     raw_table.append(_rows(["a"]))
-    with pytest.raises(ValueError, match="not an ancestor"):
+    with pytest.raises(HistoryLost, match=r"snapshot 12345.*leanops recover --topic"):
         appended_snapshots_since(raw_table, 12345)
 
 

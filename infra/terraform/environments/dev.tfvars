@@ -29,3 +29,11 @@ db_multi_az            = false
 db_deletion_protection = false
 
 alarm_email_endpoints = []
+
+# Glue table optimizers: compaction of Firehose's small files in RAW (docs/operations.md,
+# "Sharing the tables with other writers"). Add "standardized" and "curated", retention and
+# orphan_file_deletion once the topics have run; the validations keep retention >= the
+# consumers' lag and the orphan threshold well above the longest run.
+glue_table_optimizers = {
+  compaction = ["raw"]
+}

@@ -237,3 +237,109 @@ run "spark_engine_stays_local_by_default" {
     error_message = "the default (session) launcher creates nothing in AWS"
   }
 }
+
+# --- sharing the tables with other writers (sharing.tf) -----------------------------------------
+run "glue_optimizers_on_the_zones_asked_with_exact_settings" {
+  command = plan
+
+  variables {
+    glue_table_optimizers = {
+      compaction           = ["raw"]
+      retention            = ["raw", "standardized"]
+      orphan_file_deletion = ["curated"]
+    }
+  }
+
+  assert {
+    condition     = length(module.table_maintenance.table_optimizers) == 3 + 6 + 4
+    error_message = "compaction on 3 RAW tables, retention on 3 RAW + 3 Standardized, orphan deletion on 4 Curated tables expected"
+  }
+  assert {
+    condition     = contains(module.table_maintenance.table_optimizers, "raw/events_staging/compaction") && contains(module.table_maintenance.table_optimizers, "raw/sensor_readings_staging/compaction")
+    error_message = "RAW compaction must cover <topic>_staging"
+  }
+  assert {
+    condition     = one(one(module.table_maintenance.optimizer_configurations["standardized/events/retention"].retention_configuration).iceberg_configuration).snapshot_retention_period_in_days * 24 >= var.max_consumer_lag_hours
+    error_message = "retention shorter than the consumers' lag"
+  }
+  assert {
+    condition     = one(one(module.table_maintenance.optimizer_configurations["curated/events/orphan_file_deletion"].orphan_file_deletion_configuration).iceberg_configuration).location == "s3://lean-ops-dev-warehouse/lean_ops_dev_curated.db/events/data"
+    error_message = "orphan-file deletion must look under <table>/data only"
+  }
+}
+
+run "glue_retention_shorter_than_the_lag_is_refused" {
+  command = plan
+
+  variables {
+    max_consumer_lag_hours = 240
+    glue_table_optimizers = {
+      retention               = ["raw"]
+      snapshot_retention_days = 5
+    }
+  }
+
+  expect_failures = [var.glue_table_optimizers]
+}
+
+run "orphan_threshold_below_two_runs_is_refused" {
+  command = plan
+
+  variables {
+    longest_run_hours = 48
+    glue_table_optimizers = {
+      orphan_file_deletion       = ["raw"]
+      orphan_file_retention_days = 3
+    }
+  }
+
+  expect_failures = [var.glue_table_optimizers]
+}
+
+run "s3_tables_as_the_catalog" {
+  command = plan
+
+  variables {
+    s3_tables = {
+      use_as_catalog = true
+    }
+  }
+
+  assert {
+    condition     = module.orchestration.leanops_environment["LEANOPS_CATALOG_TYPE"] == "s3tables"
+    error_message = "Dagster tasks must use the s3tables catalog"
+  }
+  assert {
+    condition     = module.orchestration.leanops_environment["LEANOPS_WAREHOUSE"] == "arn:aws:s3tables:us-east-1:123456789012:bucket/lean-ops-dev-tables"
+    error_message = "the warehouse must be the table bucket ARN"
+  }
+  assert {
+    condition     = module.s3tables[0].namespaces["curated"] == "lean_ops_dev_curated"
+    error_message = "the namespaces must be the Glue database names (Settings.namespace_prefix)"
+  }
+}
+
+run "s3_tables_snapshot_age_below_the_lag_is_refused" {
+  command = plan
+
+  variables {
+    s3_tables = {
+      max_snapshot_age_hours = 24
+    }
+  }
+
+  expect_failures = [var.s3_tables]
+}
+
+run "no_optimizer_and_no_table_bucket_by_default" {
+  command = plan
+
+  assert {
+    condition     = length(module.table_maintenance.table_optimizers) == 0 && module.table_maintenance.role_arn == null && length(module.s3tables) == 0
+    error_message = "optimizers and S3 Tables are opt-in"
+  }
+  assert {
+    condition     = module.orchestration.leanops_environment["LEANOPS_CATALOG_TYPE"] == "glue"
+    error_message = "Glue stays the default catalog"
+  }
+}

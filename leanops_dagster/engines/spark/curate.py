@@ -47,6 +47,7 @@ from leanops_dagster.engines.spark.layer import IS_ERROR, QUARANTINED
 from leanops_dagster.iceberg.commit import ensure_unchanged
 from leanops_dagster.iceberg.key_index import carried_property
 from leanops_dagster.iceberg.lease import DEFAULT_TTL_S
+from leanops_dagster.iceberg.state import append_with_state
 from leanops_dagster.pipeline import quarantine
 from leanops_dagster.pipeline.curate import (
     CurateResult,
@@ -227,7 +228,7 @@ class _SparkCurate:
     pii_key: bytes
     now: dt.datetime
 
-    def reader(self, opened: Opened) -> Callable[[int | None], io.SparkIncrement]:
+    def reader(self, opened: Opened) -> Callable[[int | None, int | None], io.SparkIncrement]:
         return spark_layer.reader(
             self.spark, self.catalog, curated_layer(self.catalog, self.tables, self.schema), opened,
         )
@@ -365,7 +366,7 @@ class _SparkCurate:
             properties = read.commit_properties(
                 curated, curated_figures(result), curated_extra(schema))
             if inserted + updated == 0:  # nothing to write: the watermark and counts alone
-                curated.append(target_arrow.empty_table(), snapshot_properties={
+                append_with_state(curated, target_arrow.empty_table(), {
                     **properties, **carried_property(curated, IDEMPOTENCY_KEY)})
             else:
                 _merge(spark, catalog, tables, winners, sequence, properties, base)
@@ -384,22 +385,27 @@ def _merge(
     spark: SparkSession, catalog: Catalog, tables: TopicTables, winners: DataFrame,
     sequence: Sequence[str], properties: dict[str, str], base,
 ) -> None:
-    """``MERGE INTO`` newest-version-wins, in one snapshot carrying ``properties``; fails
-    loudly when another writer committed between the decision and the MERGE."""
+    """``MERGE INTO`` newest-version-wins, in one snapshot carrying ``properties``, published
+    on the snapshot the decision was made on (``io.publish``: another writer's commit in
+    between makes the run read again)."""
     view = f"leanops_increment_{uuid.uuid4().hex}"
     winners.createOrReplaceTempView(view)
-    target = io.spark_name(catalog, tables.curated)
     key = f"`{IDEMPOTENCY_KEY}`"
-    # Identifiers only, each ours: the catalog's table name, a generated view name, a constant
-    # key and backquoted sequence columns (lifo_newer_sql escapes backquotes); no values.
-    statement = (
-        f"MERGE INTO {target} t USING {view} s ON t.{key} = s.{key} "  # nosec B608
-        f"WHEN MATCHED AND {lifo_newer_sql(sequence)} THEN UPDATE SET * "
-        "WHEN NOT MATCHED THEN INSERT *"
-    )
-    try:
+
+    def merge_into(target: str) -> None:
+        # Identifiers only, each ours: the catalog's table or branch name, a generated view
+        # name, a constant key and backquoted sequence columns (lifo_newer_sql escapes
+        # backquotes); no values.
+        statement = (
+            f"MERGE INTO {target} t USING {view} s ON t.{key} = s.{key} "  # nosec B608
+            f"WHEN MATCHED AND {lifo_newer_sql(sequence)} THEN UPDATE SET * "
+            "WHEN NOT MATCHED THEN INSERT *"
+        )
         with io.commit_failures_as_pyiceberg():
             with_commit_properties(spark, properties, lambda: spark.sql(statement))
+
+    try:
+        io.publish(catalog, tables.curated, base.snapshot_id if base is not None else None,
+                   properties, merge_into)
     finally:
         spark.catalog.dropTempView(view)
-    io.ensure_built_on(catalog, tables.curated, base.snapshot_id if base is not None else None)

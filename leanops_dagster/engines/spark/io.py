@@ -7,15 +7,21 @@ engines read and write them with one code path; Spark reads the increments and w
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+import uuid
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
+import pyarrow as pa
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.table import Table
+from pyiceberg.table.update.snapshot import ManageSnapshots
 
-from leanops_dagster.iceberg.watermarks import appended_snapshots_since
+from leanops_dagster.iceberg import watermarks
+from leanops_dagster.iceberg.history import plan_after
+from leanops_dagster.iceberg.state import stage_state
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -80,6 +86,7 @@ def read_increment(
     snapshot_column: str,
     *,
     with_positions: bool = False,
+    split_at: int | None = None,
 ) -> SparkIncrement:
     """What was appended to ``table`` after ``watermark``, one incremental read per APPEND
     snapshot (``start-snapshot-id`` exclusive, ``end-snapshot-id`` inclusive; the first
@@ -88,13 +95,22 @@ def read_increment(
 
     ``with_positions`` adds ``FILE_RANK_COLUMN`` and ``ROW_POSITION_COLUMN``: the order in
     which the Arrow engine reads these rows, for rules whose last tie-break is input order.
+
+    Where other writers compacted and expired the snapshots after ``watermark``
+    (``iceberg.history``) there is no snapshot range for Spark to read: the Arrow engine's
+    read of the difference of the live files (``watermarks.read_increment``, ``split_at`` as
+    there) is handed to Spark instead, in its order.
     """
     from pyspark.sql import functions as F
 
     current = table.current_snapshot()
     if current is None or current.snapshot_id == watermark:
         return SparkIncrement(None, watermark, ())
-    snapshots = appended_snapshots_since(table, watermark)
+    plan = plan_after(table, watermark)
+    if plan.rewritten:
+        return _rewritten_increment(
+            spark, table, watermark, snapshot_column, with_positions, split_at)
+    snapshots = plan.appends
     name = spark_name(catalog, identifier)
     parts: list[DataFrame] = []
     file_ranks: dict[str, int] = {}
@@ -132,29 +148,76 @@ def read_increment(
     return SparkIncrement(rows, current.snapshot_id, tuple(s.snapshot_id for s in snapshots))
 
 
-def append(
-    frame: DataFrame, catalog: Catalog, identifier: tuple[str, str],
-    properties: Mapping[str, str],
-) -> None:
-    """Append ``frame`` to the table in one snapshot carrying ``properties``."""
+def _rewritten_increment(
+    spark: SparkSession, table: Table, watermark: int | None, snapshot_column: str,
+    with_positions: bool, split_at: int | None,
+) -> SparkIncrement:
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    increment = watermarks.read_increment(table, watermark, snapshot_column, split_at=split_at)
+    rows = increment.rows
+    if increment.is_empty:
+        return SparkIncrement(None, increment.to_snapshot_id, ())
+    if with_positions:  # one "file", in the Arrow read's order
+        rows = rows.append_column(FILE_RANK_COLUMN, pa.array(np.zeros(rows.num_rows, np.int64)))
+        rows = rows.append_column(
+            ROW_POSITION_COLUMN, pa.array(np.arange(rows.num_rows, dtype=np.int64)))
+    frame = spark.createDataFrame(rows.to_pandas(), schema=from_arrow_schema(rows.schema))
+    return SparkIncrement(frame, increment.to_snapshot_id, increment.snapshot_ids)
+
+
+def append(frame: DataFrame, target: str, properties: Mapping[str, str]) -> None:
+    """Append ``frame`` to ``target`` (a table or a branch, ``publish``) in one snapshot
+    carrying ``properties``."""
     from leanops_dagster.engines.spark.commits import append_with_properties
 
     with commit_failures_as_pyiceberg():
-        append_with_properties(frame.writeTo(spark_name(catalog, identifier)), properties)
+        append_with_properties(frame.writeTo(target), properties)
 
 
-def ensure_built_on(catalog: Catalog, identifier: tuple[str, str], parent: int | None) -> None:
-    """After a Spark commit: raise unless its snapshot's parent is ``parent``, the snapshot the
-    run read. Spark cannot be told which snapshot an append or a MERGE must build on, so a
-    writer that slipped in between (which the topic's lease rules out) is reported, loudly."""
-    snapshot = catalog.load_table(identifier).current_snapshot()
-    built_on = snapshot.parent_snapshot_id if snapshot is not None else None
-    if snapshot is None or built_on != parent:
-        raise RuntimeError(
-            f"{'.'.join(identifier)}: another writer committed while this Spark run wrote (its "
-            f"snapshot's parent is {built_on}, the run read {parent}); the counts in its summary "
-            "may be off. One writer per topic and layer (the lease) rules this out."
-        )
+def publish(
+    catalog: Catalog, identifier: tuple[str, str], started: int | None,
+    properties: Mapping[str, str], write: Callable[[str], None],
+) -> None:
+    """One Spark write of a layer run, published with its state in ONE commit on ``main``.
+
+    Write-audit-publish: ``write(target)`` makes its one commit (an append, a ``MERGE``) on a
+    branch of this run made at ``started``, the snapshot the run read; then one pyiceberg
+    commit moves ``main`` to the branch's snapshot, sets the state of ``properties`` as table
+    properties (``iceberg.state``: Spark's own commit cannot) and drops the branch. That
+    commit requires ``main`` to be still at ``started``: another writer's commit in between
+    (e.g. a compaction) is a ``CommitFailedException`` and the run reads again, instead of
+    Spark rebasing this write onto it. A table with no snapshot yet has no branch to write
+    to: its first write goes to ``main``, the state in a second commit right after (until
+    then ``iceberg.state`` reads it from the summary).
+    """
+    name = spark_name(catalog, identifier)
+    table = catalog.load_table(identifier)
+    if started is None:
+        write(name)
+        table = catalog.load_table(identifier)
+        if table.current_snapshot() is None or table.current_snapshot().parent_snapshot_id:
+            raise CommitFailedException(f"{name}: another writer made the first commit")
+        with table.transaction() as tx:
+            stage_state(tx, properties)
+        return
+    branch = f"leanops_run_{uuid.uuid4().hex}"
+    table.manage_snapshots().create_branch(started, branch).commit()
+    try:
+        write(f"{name}.`branch_{branch}`")
+        table = catalog.load_table(identifier)
+        head = table.metadata.refs[branch].snapshot_id
+        if table.metadata.current_snapshot_id != started:
+            raise CommitFailedException(
+                f"{name}: main moved from {started} to {table.metadata.current_snapshot_id} "
+                "while this run wrote")
+        with table.transaction() as tx:
+            ManageSnapshots(tx).set_current_snapshot(head).remove_branch(branch).commit()
+            stage_state(tx, properties)
+    except BaseException:
+        with contextlib.suppress(Exception):  # its snapshot is left for expiry
+            catalog.load_table(identifier).manage_snapshots().remove_branch(branch).commit()
+        raise
 
 
 @contextlib.contextmanager

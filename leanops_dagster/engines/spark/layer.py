@@ -23,7 +23,6 @@ from pyiceberg.catalog import Catalog
 from leanops_dagster.engines.spark import io
 from leanops_dagster.engines.spark.frames import collect_arrow
 from leanops_dagster.iceberg.commit import retry_commit
-from leanops_dagster.iceberg.watermarks import watermark_key
 from leanops_dagster.pipeline import increments
 from leanops_dagster.pipeline.layer_run import Layer, LayerRead, Opened
 from leanops_dagster.pipeline.quarantine import ErrorRoute
@@ -42,10 +41,10 @@ def reader(
     opened: Opened,
     *,
     with_positions: bool = False,
-) -> Callable[[int | None], io.SparkIncrement]:
+) -> Callable[[int | None, int | None], io.SparkIncrement]:
     """The skeleton's read of ``layer``'s upstream after a watermark, by Spark's incremental
     reads (``io.read_increment``)."""
-    return lambda watermark: io.read_increment(
+    return lambda watermark, split_at: io.read_increment(
         spark,
         catalog,
         opened.upstream,
@@ -53,6 +52,7 @@ def reader(
         watermark,
         layer.snapshot_column,
         with_positions=with_positions,
+        split_at=split_at,
     )
 
 
@@ -141,9 +141,9 @@ def _record_error_rows(
     rows = rows.withColumn("recorded_ts", F.lit(now).cast("timestamp"))
     target = from_arrow_schema(table.schema().as_arrow())
     aligned = rows.select(*(rows[f.name].cast(f.dataType).alias(f.name) for f in target))
-    io.append(
-        aligned,
-        catalog,
-        layer.errors,
-        {watermark_key(layer.errors_watermark): str(read.to_snapshot_id)},
+    # through pyiceberg: the shared error table's commit carries this topic's watermark as a
+    # table property too (``iceberg.state``), which a Spark append cannot
+    increments.record_error_rows(
+        table, collect_arrow(aligned), watermark_name=layer.errors_watermark,
+        to_snapshot_id=read.to_snapshot_id, now=now,
     )

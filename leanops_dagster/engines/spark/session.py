@@ -3,7 +3,10 @@
 The Spark catalog has the same name as pyiceberg's and points at the same catalog store, so
 both engines see the same tables: pyiceberg's SQL catalog (SQLAlchemy URL) becomes Iceberg's
 JDBC catalog on the same database (``jdbc:sqlite:<path>``, ``jdbc:postgresql://...``); Glue and
-REST catalogs map to their Iceberg Java implementations.
+REST catalogs map to their Iceberg Java implementations. A SigV4-signed REST catalog (S3 Tables'
+Iceberg REST endpoint, ``Settings.catalog_type = "s3tables"``) keeps its signing properties,
+which Iceberg's Java REST catalog reads under the same names, and reads and writes the table
+files with Iceberg's ``S3FileIO``.
 """
 
 from __future__ import annotations
@@ -19,13 +22,21 @@ from sqlalchemy.engine import make_url
 
 from leanops_dagster.engines.spark import jars
 from leanops_dagster.iceberg.catalog import open_catalog
-from leanops_dagster.settings import Settings
+from leanops_dagster.settings import (
+    REST_SIGNING_NAME,
+    REST_SIGNING_REGION,
+    REST_SIGV4_ENABLED,
+    Settings,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 ICEBERG_EXTENSIONS = "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions"
 SPARK_CATALOG = "org.apache.iceberg.spark.SparkCatalog"
+S3_FILE_IO = "org.apache.iceberg.aws.s3.S3FileIO"
+#: pyiceberg REST properties that mean the same to Iceberg's Java REST catalog
+REST_SIGV4_PROPERTIES = (REST_SIGV4_ENABLED, REST_SIGNING_NAME, REST_SIGNING_REGION)
 
 
 class UnsupportedCatalog(ValueError):
@@ -70,6 +81,14 @@ def spark_catalog_properties(catalog_config: Mapping[str, str]) -> dict[str, str
         props = {"type": "glue"}
     elif kind == "rest":
         props = {"type": "rest", "uri": catalog_config["uri"]}
+        if catalog_config.get(REST_SIGV4_ENABLED, "").lower() == "true":
+            # an AWS endpoint (S3 Tables): signed requests, table files through S3FileIO in the
+            # signing region
+            props.update({k: catalog_config[k] for k in REST_SIGV4_PROPERTIES
+                          if k in catalog_config})
+            props["io-impl"] = S3_FILE_IO
+            if REST_SIGNING_REGION in catalog_config:
+                props["client.region"] = catalog_config[REST_SIGNING_REGION]
     else:
         raise UnsupportedCatalog(f"catalog type {kind!r}")
     if "warehouse" in catalog_config:

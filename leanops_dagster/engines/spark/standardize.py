@@ -43,6 +43,7 @@ from leanops_dagster.engines.spark import layer as spark_layer
 from leanops_dagster.engines.spark.layer import IS_ERROR, QUARANTINED
 from leanops_dagster.iceberg.commit import ensure_unchanged
 from leanops_dagster.iceberg.lease import DEFAULT_TTL_S
+from leanops_dagster.iceberg.state import append_with_state
 from leanops_dagster.iceberg.tables import PARSE_ERRORS_SCHEMA
 from leanops_dagster.pipeline import quarantine
 from leanops_dagster.pipeline.layer_run import LayerRead, Opened, run_layer
@@ -207,7 +208,7 @@ class _SparkStandardize:
     schema: TopicSchema
     now: dt.datetime
 
-    def reader(self, opened: Opened) -> Callable[[int | None], io.SparkIncrement]:
+    def reader(self, opened: Opened) -> Callable[[int | None, int | None], io.SparkIncrement]:
         return spark_layer.reader(
             self.spark, self.catalog, standardized_layer(self.tables, self.schema), opened,
             with_positions=True,
@@ -300,15 +301,15 @@ class _SparkStandardize:
             result.new_columns = new_columns
             properties = read.commit_properties(std, standardized_figures(result))
             if written == 0:  # the watermark is committed all the same (as on Arrow)
-                std.append(std.schema().as_arrow().empty_table(), snapshot_properties=properties)
+                append_with_state(std, std.schema().as_arrow().empty_table(), properties)
             else:
                 target = from_arrow_schema(std.schema().as_arrow())
                 aligned = kept.select(*(
                     (F.col(f.name) if f.name in kept.columns else F.lit(None))
                     .cast(f.dataType).alias(f.name) for f in target
                 ))
-                io.append(aligned, catalog, tables.standardized, properties)
-                io.ensure_built_on(catalog, tables.standardized, std_started)
+                io.publish(catalog, tables.standardized, std_started, properties,
+                           lambda target: io.append(aligned, target, properties))
         finally:
             kept.unpersist()
         std = catalog.load_table(tables.standardized)

@@ -51,7 +51,7 @@ locals {
       LEANOPS_SNOWFLAKE_ROLE      = var.snowflake.role
     } : k => v if v != null
   }
-  task_environment = merge(local.leanops_environment, local.snowflake_environment, var.spark_environment, local.dagster_environment)
+  task_environment = merge(local.leanops_environment, var.catalog_environment, local.snowflake_environment, var.spark_environment, local.dagster_environment)
   container_environment = [
     for k, v in local.task_environment : { name = k, value = v }
   ]
@@ -432,6 +432,29 @@ data "aws_iam_policy_document" "data" {
     sid       = "WarehouseKey"
     actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
     resources = [var.kms_key_arn]
+  }
+  # With S3 Tables as the catalog: the zones' tables in the table bucket (the Iceberg REST
+  # endpoint authorizes each call as these actions).
+  dynamic "statement" {
+    for_each = var.s3tables_bucket_arn == null ? [] : [1]
+    content {
+      sid = "TableBucket"
+      actions = [
+        "s3tables:GetTableBucket",
+        "s3tables:GetNamespace",
+        "s3tables:ListNamespaces",
+        "s3tables:GetTable",
+        "s3tables:ListTables",
+        "s3tables:CreateTable",
+        "s3tables:GetTableMetadataLocation",
+        "s3tables:UpdateTableMetadataLocation",
+        "s3tables:GetTableData",
+        "s3tables:PutTableData",
+        "s3tables:DeleteTable",
+        "s3tables:GetTableMaintenanceConfiguration",
+      ]
+      resources = [var.s3tables_bucket_arn, "${var.s3tables_bucket_arn}/table/*"]
+    }
   }
 }
 

@@ -15,7 +15,7 @@ output "run_task_definition_family" {
 
 output "leanops_environment" {
   description = "LEANOPS_* variables of the Dagster tasks (the Spark launcher's included; secrets excluded)."
-  value       = merge(local.leanops_environment, var.spark_environment)
+  value       = merge(local.leanops_environment, var.catalog_environment, var.spark_environment)
 }
 
 output "db_secret_arn" {

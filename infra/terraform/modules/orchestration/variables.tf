@@ -187,3 +187,15 @@ variable "spark_environment" {
   type        = map(string)
   default     = {}
 }
+
+variable "catalog_environment" {
+  description = "LEANOPS_CATALOG_TYPE / LEANOPS_WAREHOUSE replacing the Glue catalog (S3 Tables: the root's s3_tables.use_as_catalog); empty: Glue."
+  type        = map(string)
+  default     = {}
+}
+
+variable "s3tables_bucket_arn" {
+  description = "The S3 Tables table bucket the tasks may use as their catalog; null: none."
+  type        = string
+  default     = null
+}

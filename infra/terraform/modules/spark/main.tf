@@ -148,6 +148,25 @@ data "aws_iam_policy_document" "job" {
     resources = [var.kms_key_arn]
   }
   dynamic "statement" {
+    for_each = var.s3tables_bucket_arn == null ? [] : [1]
+    content {
+      sid = "TableBucket"
+      actions = [
+        "s3tables:GetTableBucket",
+        "s3tables:GetNamespace",
+        "s3tables:ListNamespaces",
+        "s3tables:GetTable",
+        "s3tables:ListTables",
+        "s3tables:CreateTable",
+        "s3tables:GetTableMetadataLocation",
+        "s3tables:UpdateTableMetadataLocation",
+        "s3tables:GetTableData",
+        "s3tables:PutTableData",
+      ]
+      resources = [var.s3tables_bucket_arn, "${var.s3tables_bucket_arn}/table/*"]
+    }
+  }
+  dynamic "statement" {
     for_each = local.glue ? [1] : []
     content {
       sid       = "GlueJobLogs"

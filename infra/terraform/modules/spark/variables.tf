@@ -116,3 +116,9 @@ variable "emr_maximum_vcpu" {
   type        = number
   default     = 16
 }
+
+variable "s3tables_bucket_arn" {
+  description = "The S3 Tables table bucket the job may use as its catalog (the Dagster run's Settings say which); null: none."
+  type        = string
+  default     = null
+}
