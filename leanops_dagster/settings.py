@@ -121,6 +121,11 @@ class Settings(BaseSettings):
     spark_jars_dir: Path | None = Field(
         default=None, description="Cache of the locally built jars (default <home>/spark-jars)."
     )
+    spark_job_python: str | None = Field(
+        default=None, description="The interpreter of a pipes_subprocess job (e.g. a virtual "
+        "environment with only the job artifact, infra/scripts/package_spark_job.py); default: "
+        "the Dagster process's own.",
+    )
     spark_launcher: Literal["session", "pipes_subprocess", "glue", "emr_serverless"] = Field(
         default="session",
         description="How a Spark-engine run starts: in the asset's process (session), or as a "
@@ -156,8 +161,9 @@ class Settings(BaseSettings):
         "(EMR Serverless's entry point; the Glue job has it in its definition)."
     )
     spark_job_wheel: str | None = Field(
-        default=None, description="s3:// URI of the project's wheel (infra/scripts/"
-        "package_spark_job.py): each Glue run installs it (--additional-python-modules)."
+        default=None, description="s3:// URI of the job artifact, Glue's zip of wheels "
+        "(infra/scripts/package_spark_job.py): each Glue run installs it "
+        "(--additional-python-modules, --python-modules-installer-option --no-index)."
     )
     pii_hash_key_secret_arn: str | None = Field(
         default=None, description="Secrets Manager secret holding the PII key: a Spark job on "
@@ -284,6 +290,12 @@ class Settings(BaseSettings):
     @property
     def spark_jars_cache(self) -> Path:
         return (self.spark_jars_dir or self.home / "spark-jars").expanduser().resolve()
+
+    @property
+    def spark_log_file(self) -> Path:
+        """The local Spark session's log: its JVM's log4j2 lines, stdout and stderr
+        (``engines/spark/session.py``); ``leanops run --verbose`` prints its path."""
+        return self.home / "logs" / "spark.log"
 
     @property
     def dagster_home(self) -> Path:

@@ -209,9 +209,9 @@ variable "spark_job_script_path" {
 }
 
 variable "spark_job_wheel_path" {
-  description = "The project's wheel built by infra/scripts/package_spark_job.py (relative to infra/terraform or absolute)."
+  description = "The job's zip of wheels (*.gluewheels.zip) built by infra/scripts/package_spark_job.py (relative to infra/terraform or absolute)."
   type        = string
-  default     = ".build/spark/leanops_dagster-0.1.0-py3-none-any.whl"
+  default     = ".build/spark/leanops_dagster_spark_job-0.1.0.gluewheels.zip"
 }
 
 variable "spark_emr_image_tag" {

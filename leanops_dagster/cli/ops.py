@@ -65,7 +65,9 @@ def watermarks(topic: str | None, as_json: bool) -> None:
     for name in [topic] if topic else known:
         try:
             marks += layer_watermarks(catalog, TopicTables(name, settings.namespace_prefix))
-        except (ValueError, HistoryLost) as exc:  # a watermark's snapshot is gone: say so
+        except HistoryLost as exc:  # a watermark's snapshot is gone: say so, do not guess
+            raise click.ClickException(str(HistoryLost(exc.table, exc.snapshot_id, name))) from exc
+        except ValueError as exc:
             raise click.ClickException(f"topic {name!r}: {exc}") from exc
     if as_json:
         click.echo(json.dumps([

@@ -48,7 +48,8 @@ def _open_instance(settings):
 @click.option("--topic", required=True, callback=_topic, help="Topic to materialize.")
 @click.option(
     "--verbose", is_flag=True,
-    help="Also print Dagster's full event log (with the stack trace of a step that raised).",
+    help="Also print Dagster's full event log (with the stack trace of a step that raised) "
+    "and, after a Spark-engine run, the path of the Spark/JVM log and its lines of this run.",
 )
 def run(topic: str, verbose: bool) -> None:
     """Materialize Standardized and Curated of one topic now (in process).
@@ -58,7 +59,8 @@ def run(topic: str, verbose: bool) -> None:
     sentence the Dagster UI shows). Exits 1 with one line per failed check or raised step
     (e.g. `cde_error_rate 8.5 % > 5 % threshold: 40 of 470 rows; ...`); a warning (schema
     drift) or another run holding the topic's lease exits 0. With LEANOPS_SNOWFLAKE_* set, the
-    run ends with the Snowflake refresh of that topic.
+    run ends with the Snowflake refresh of that topic. On the Spark engine, Spark's and the
+    JVM's own logs go to $LEANOPS_HOME/logs/spark.log, not to the terminal.
     """
     from leanops_dagster.cli.run_summary import (
         LAYER_LEGEND,
@@ -76,11 +78,15 @@ def run(topic: str, verbose: bool) -> None:
     if not instance.has_dynamic_partition(topic_partitions.name, topic):
         instance.add_dynamic_partitions(topic_partitions.name, [topic])
     job = build_local_definitions(settings).resolve_job_def("topic_pipeline")
+    spark_log = settings.spark_log_file
+    spark_log_start = spark_log.stat().st_size if spark_log.exists() else 0
     result = job.execute_in_process(
         instance=instance, partition_key=topic, raise_on_error=False,
         run_config=None if verbose else QUIET_RUN_CONFIG,
     )
     summary = summarize(result, topic)
+    if verbose:
+        _show_spark_log(spark_log, spark_log_start)
     console.print(render_layers(summary))
     console.print(LAYER_LEGEND, style="dim", highlight=False)
     if summary.checks:
@@ -94,6 +100,18 @@ def run(topic: str, verbose: bool) -> None:
             click.echo(f"run {result.run_id} failed; rerun with --verbose for Dagster's log",
                        err=True)
         sys.exit(1)
+
+
+def _show_spark_log(path, start: int) -> None:
+    """What the run's Spark JVM wrote to its log (from byte ``start``), under its path; nothing
+    when no Spark ran (the file did not grow)."""
+    if not path.exists() or path.stat().st_size <= start:
+        return
+    with path.open("rb") as log:
+        log.seek(start)
+        lines = log.read().decode("utf-8", "replace")
+    click.echo(f"Spark/JVM log: {path}", err=True)
+    click.echo(lines.rstrip("\n"), err=True)
 
 
 @click.command()
@@ -121,13 +139,27 @@ def report(topic: str, as_json: bool) -> None:
         sys.exit(1)
 
 
+def dg_dev_command(dg_args: tuple[str, ...] = ()) -> list[str]:
+    """``dg dev`` on the project (pyproject.toml's ``[tool.dg]``: the local definitions, as
+    ``workspace.yaml``), run by this interpreter so it serves this environment's code."""
+    return [
+        sys.executable, "-m", "dagster_dg_cli.cli", "dev",
+        "--target-path", str(REPO_ROOT), *dg_args,
+    ]
+
+
 @click.command(context_settings={"ignore_unknown_options": True})
-@click.argument("dagster_args", nargs=-1, type=click.UNPROCESSED)
-def dev(dagster_args: tuple[str, ...]) -> None:
-    """Open the Dagster UI (`dagster dev -w workspace.yaml`) on the local instance."""
-    _open_instance(get_settings())  # created once, or refused with a repair hint
-    cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(REPO_ROOT / "workspace.yaml")]
-    os.execvpe(cmd[0], [*cmd, *dagster_args], os.environ)  # nosec B606 - fixed argv
+@click.argument("dg_args", nargs=-1, type=click.UNPROCESSED)
+def dev(dg_args: tuple[str, ...]) -> None:
+    """Open the Dagster UI (`dg dev`: the local definitions) on the local instance.
+
+    Extra arguments go to `dg dev` (e.g. `leanops dev --port 3001`)."""
+    _open_instance(get_settings())  # created once, or refused with a repair hint; DAGSTER_HOME
+    env = dict(os.environ)
+    if sys.prefix != sys.base_prefix:  # dg resolves the project's venv from VIRTUAL_ENV
+        env["VIRTUAL_ENV"] = sys.prefix
+    cmd = dg_dev_command(dg_args)
+    os.execvpe(cmd[0], cmd, env)  # nosec B606 - fixed argv
 
 
 @click.command()

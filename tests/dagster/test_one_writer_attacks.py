@@ -29,7 +29,7 @@ from leanops_dagster.iceberg.lease import TableLeases, lease_name
 from leanops_dagster.iceberg.tables import DRIFT_LOG_PARTITION_SPEC, DRIFT_LOG_SCHEMA
 from leanops_dagster.pipeline import curate as curate_module
 from leanops_dagster.pipeline import exclusive as exclusive_module
-from leanops_dagster.pipeline import layer_run
+from leanops_dagster.pipeline import increments, layer_run
 from leanops_dagster.pipeline import quarantine as quarantine_module
 from leanops_dagster.pipeline import standardize as standardize_module
 from leanops_dagster.pipeline.curate import curate_topic
@@ -502,7 +502,7 @@ def test_an_error_table_commit_outrun_by_other_topics_retries_on_its_own(
     tables = TopicTables("events")
     append_raw(catalog, _batch("a"))
     interlopers = iter(range(7))
-    original_append = Table.append
+    original_append = increments.append_with_state  # the error table's append (with state)
     inside = threading.local()
     flattened = []
     original_flatten = flatten.flatten_raw
@@ -522,7 +522,7 @@ def test_an_error_table_commit_outrun_by_other_topics_retries_on_its_own(
                     inside.yes = False
         return original_append(self, df, *args, **kwargs)
 
-    monkeypatch.setattr(Table, "append", append_after_another_topic)
+    monkeypatch.setattr(increments, "append_with_state", append_after_another_topic)
     result = standardize_topic(catalog, tables, schema)
     monkeypatch.undo()
     assert next(interlopers, None) is None  # all seven got in first

@@ -33,7 +33,7 @@ from tests.dagster.conftest import append_raw, event, raw_row
 
 BUCKET = "lean-ops-dev-warehouse"
 PREFIX = "dagster-pipes/"
-WHEEL = f"s3://{BUCKET}/spark/leanops_dagster-0.1.0-py3-none-any.whl"
+WHEEL = f"s3://{BUCKET}/spark/leanops_dagster_spark_job-0.1.0.gluewheels.zip"
 SCRIPT = f"s3://{BUCKET}/spark/job.py"
 JOB_NAME = "lean-ops-dev-spark-engine"
 ROLE = "arn:aws:iam::123456789012:role/lean-ops-dev-spark-job"
@@ -274,7 +274,8 @@ def test_the_glue_request_names_the_job_its_wheel_and_iceberg():
     )
     assert launch.glue_job_run(launch_) == {
         "JobName": JOB_NAME,
-        "Arguments": {"--datalake-formats": "iceberg", "--additional-python-modules": WHEEL},
+        "Arguments": {"--datalake-formats": "iceberg", "--additional-python-modules": WHEEL,
+                      "--python-modules-installer-option": "--no-index"},
     }
 
 
@@ -319,6 +320,7 @@ def test_a_dagster_run_on_glue_gets_the_jobs_reports_through_s3(aws, monkeypatch
         arguments = request["Arguments"]
         assert arguments["--datalake-formats"] == "iceberg"
         assert arguments["--additional-python-modules"] == WHEEL
+        assert arguments["--python-modules-installer-option"] == "--no-index"
         context = decode_param(arguments["--dagster-pipes-context"])
         messages = decode_param(arguments["--dagster-pipes-messages"])
         assert context["bucket"] == messages["bucket"] == BUCKET

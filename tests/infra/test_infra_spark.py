@@ -4,13 +4,15 @@
 - every LEANOPS_* variable the module hands the Dagster tasks is a Settings field, and
   orchestration puts them into the task definitions;
 - the Glue job is Glue 5.1 with Iceberg, runs the packaged job.py and installs the packaged
-  wheel, as the launcher's own run arguments do; the EMR application's release carries the
-  same Spark and Iceberg and equals the job image's base;
+  zip of wheels without a package index, as the launcher's own run arguments do; the EMR
+  application's release carries the same Spark and Iceberg, equals the job image's base and
+  infra/spark-job/platforms.toml's, and the image installs the artifact's wheelhouse;
 - the Dagster run role may make exactly the calls dagster-aws's Pipes clients make (read from
   their source), on exactly the job / application, and pass only the job role;
 - the job role reaches only the zones' tables, the schemas and its code (read), the Pipes
   prefix, the Glue databases and the PII secret;
-- the packaging script builds the wheel Terraform uploads and copies the job entry point.
+- the packaging script builds the zip of wheels Terraform uploads (the job wheel and exactly
+  the wheels of its Glue requirements) and copies the job entry point.
 """
 
 from __future__ import annotations
@@ -90,10 +92,11 @@ def test_the_settings_the_module_hands_the_dagster_tasks_are_settings_fields():
     } == names
     unknown = {n for n in names if n.removeprefix("LEANOPS_").lower() not in Settings.model_fields}
     assert not unknown, sorted(unknown)
-    # every field SparkJobLaunch reads from Settings is one Terraform can set
+    # every field SparkJobLaunch reads from Settings is one Terraform can set (the job's
+    # interpreter is the local pipes_subprocess launcher's only)
     launch_fields = set(re.findall(r"LEANOPS_[A-Z_]+", str(launch.SparkJobLaunch.model_fields)))
     assert launch_fields - {"LEANOPS_AWS_REGION", "LEANOPS_AWS_ENDPOINT_URL"} <= names | {
-        "LEANOPS_SPARK_PIPES_POLL_SECONDS"
+        "LEANOPS_SPARK_PIPES_POLL_SECONDS", "LEANOPS_SPARK_JOB_PYTHON"
     }
     # the Pipes bucket is the warehouse; the prefix is Settings' default
     assert "'LEANOPS_SPARK_PIPES_BUCKET': '${var.warehouse_bucket_name}'" in expression
@@ -122,7 +125,8 @@ def test_the_glue_job_is_glue_5_1_with_iceberg_the_packaged_script_and_wheel():
         "${local.script_uri}",
     )
     defaults = first(job["default_arguments"])
-    # the same two arguments every run sends (launch.glue_job_run)
+    assert defaults["--python-modules-installer-option"] == "--no-index"
+    # the same three arguments every run sends (launch.glue_job_run)
     run = launch.glue_job_run(
         launch.SparkJobLaunch(
             launcher="glue", glue_job_name="j", pipes_bucket="b", job_wheel="${local.wheel_uri}"
@@ -145,7 +149,14 @@ def test_the_emr_release_carries_glue_5_1s_spark_and_iceberg_and_is_the_images_b
     dockerfile = DOCKERFILE.read_text()
     assert f"emr-serverless/spark/{_default('emr_release_label')}:" in dockerfile
     assert f"{launch.EMR_PYTHON} -m pip install" in dockerfile
-    assert "leanops_dagster-*.whl" in dockerfile
+    assert "COPY emr-wheels/ /tmp/wheels/" in dockerfile
+    assert "--no-index --find-links /tmp/wheels" in dockerfile
+    assert "-r /tmp/wheels/requirements.txt" in dockerfile
+    platforms = _load_script().platforms()
+    assert platforms["emr_serverless"]["release"] == _default("emr_release_label")
+    assert platforms["glue"]["version"] == first(
+        _resources(SPARK, "aws_glue_job")["spark"]["glue_version"])
+    assert launch.EMR_PYTHON.endswith(platforms["emr_serverless"]["python"])
 
 
 # --- IAM ----------------------------------------------------------------------------------------
@@ -227,17 +238,44 @@ def test_the_job_role_reaches_only_the_tables_schemas_code_pipes_prefix_and_pii_
 
 
 # --- packaging ---------------------------------------------------------------------------------
-def test_terraform_uploads_what_the_packaging_script_builds(tmp_path):
+def test_terraform_uploads_what_the_packaging_script_builds(tmp_path, monkeypatch):
+    """The zip of wheels is built from the job wheel and the Glue requirements (the wheel
+    downloads are replaced by empty files named after each pinned requirement)."""
     packaging = _load_script()
     root = module_blocks(TF_ROOT, "variable")
-    assert (
-        first(root["spark_job_wheel_path"]["default"]) == f".build/spark/{packaging.wheel_name()}"
-    )
+    assert first(root["spark_job_wheel_path"]["default"]) == (
+        f".build/spark/{packaging.gluewheels_name()}")
+    assert packaging.gluewheels_name().endswith(".gluewheels.zip")
     assert first(root["spark_job_script_path"]["default"]) == ".build/spark/job.py"
     assert packaging.DEFAULT_OUTPUT == TF_ROOT / ".build" / "spark"
+
+    def fake_download(requirements, target, platform):
+        for line in requirements.read_text().splitlines():
+            if line and not line.startswith("#"):
+                name, version = line.split("==")
+                (target / f"{name}-{version}-{platform}.whl").write_bytes(b"")
+
+    monkeypatch.setattr(packaging, "download_wheels", fake_download)
     (tmp_path / "leanops_dagster-0.0.1-py3-none-any.whl").write_bytes(b"old")
-    script, wheel = packaging.build(tmp_path)
-    assert script.read_bytes() == (REPO_ROOT / "leanops_dagster/engines/spark/job.py").read_bytes()
+    made = packaging.build(tmp_path)
+    assert made["script"].read_bytes() == (
+        REPO_ROOT / "leanops_dagster/engines/spark/job.py").read_bytes()
     assert sorted(p.name for p in tmp_path.glob("*.whl")) == [packaging.wheel_name()]
-    with zipfile.ZipFile(wheel) as zf:
+    assert made["gluewheels"].name == packaging.gluewheels_name()
+    glue = [line for line in made["requirements_glue"].read_text().splitlines()
+            if not line.startswith("#")]
+    with zipfile.ZipFile(made["gluewheels"]) as zf:
+        names = sorted(zf.namelist())
+        listed = zf.read("wheels/requirements.txt").decode().split()
+    assert names == sorted(
+        ["wheels/requirements.txt", f"wheels/{packaging.wheel_name()}",
+         *(f"wheels/{line.replace('==', '-')}-glue.whl" for line in glue)])
+    assert listed == [f"{packaging.DISTRIBUTION}=={packaging.version()}", *glue]
+    # Glue ships these; the EMR image gets them from the wheelhouse at Glue's versions
+    provided = {packaging.requirement_name(p) for p in packaging.platforms()["glue"]["provided"]}
+    assert not provided & {packaging.requirement_name(line) for line in glue}
+    emr = (made["emr_wheels"] / "requirements.txt").read_text()
+    assert "pyarrow==22.0.0" in emr and "dagster-pipes==" in emr and "pyspark" not in emr
+    with zipfile.ZipFile(made["wheel"]) as zf:
         assert "leanops_dagster/engines/spark/job.py" in zf.namelist()
+        assert "leanops_dagster/engines/spark/launch.py" not in zf.namelist()

@@ -92,9 +92,9 @@ def initialized(tmp_path_factory) -> Path:
     # filebase64sha256() of the Lambda zip needs a file; its content does not matter here.
     (work / ".build").mkdir()
     (work / ".build" / "lambdas.zip").write_bytes(b"placeholder")
-    # filemd5() of the Spark job's script and wheel (infra/scripts/package_spark_job.py) too
+    # filemd5() of the Spark job's script and zip of wheels (infra/scripts/package_spark_job.py)
     (work / ".build" / "spark").mkdir()
-    for name in ("job.py", "leanops_dagster-0.1.0-py3-none-any.whl"):
+    for name in ("job.py", "leanops_dagster_spark_job-0.1.0.gluewheels.zip"):
         (work / ".build" / "spark" / name).write_bytes(b"placeholder")
     init = _terraform(
         "init", "-backend=false", "-input=false", f"-plugin-dir={PLUGIN_DIR}", cwd=work

@@ -204,8 +204,12 @@ run "spark_engine_on_glue" {
     error_message = "the Spark launcher settings do not reach the Dagster tasks"
   }
   assert {
-    condition     = module.spark.settings_environment["LEANOPS_SPARK_JOB_WHEEL"] == "s3://lean-ops-dev-warehouse/spark/leanops_dagster-0.1.0-py3-none-any.whl"
-    error_message = "the wheel's S3 key must keep its file name (pip reads it)"
+    condition     = module.spark.settings_environment["LEANOPS_SPARK_JOB_WHEEL"] == "s3://lean-ops-dev-warehouse/spark/leanops_dagster_spark_job-0.1.0.gluewheels.zip"
+    error_message = "the zip of wheels keeps its file name (Glue recognises the .gluewheels.zip suffix)"
+  }
+  assert {
+    condition     = module.spark.glue_job_default_arguments["--additional-python-modules"] == "s3://lean-ops-dev-warehouse/spark/leanops_dagster_spark_job-0.1.0.gluewheels.zip" && module.spark.glue_job_default_arguments["--python-modules-installer-option"] == "--no-index"
+    error_message = "a Glue run must install the job's zip of wheels without a package index"
   }
 }
 

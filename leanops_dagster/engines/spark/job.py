@@ -29,6 +29,7 @@ stdout-to-CloudWatch path drops lines; the subprocess uses the default file chan
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -143,7 +144,9 @@ def main() -> None:
     with open_pipes(get_settings()) as pipes:
         topic, layer = pipes.get_extra("topic"), pipes.get_extra("layer")
         settings = job_settings(pipes.extras.get("settings") or {})
-        pipes.log.info(f"Spark engine: {layer} of {topic} ({settings.spark_launcher})")
+        pipes.log.info(
+            f"Spark engine: {layer} of {topic} ({settings.spark_launcher}, {sys.executable})"
+        )
         report(pipes, run_layer(topic, layer, settings))
 
 

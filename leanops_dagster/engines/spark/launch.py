@@ -5,7 +5,8 @@
 - ``session`` (default): in the asset's own process, on its SparkSession (``local[*]``, or a
   cluster's session when the Dagster process runs on one); nothing here is used;
 - ``pipes_subprocess``: ``python -m leanops_dagster.engines.spark.job`` as a Pipes
-  subprocess (``dg.PipesSubprocessClient``) with the Dagster process's environment: its own
+  subprocess (``dg.PipesSubprocessClient``) with the Dagster process's environment (its
+  interpreter, or ``LEANOPS_SPARK_JOB_PYTHON``: e.g. a job-only virtual environment): its own
   JVM and session, the materialization metadata and check results reported back over Pipes.
   Cancelling the Dagster run terminates the subprocess, and with it the Spark job.
 - ``glue``: a run of the Glue 5.1 job ``LEANOPS_SPARK_GLUE_JOB_NAME`` (its script is
@@ -51,7 +52,8 @@ LAUNCHERS = ("session", "pipes_subprocess", "glue", "emr_serverless")
 #: the launchers that run ``job.py`` as a separate Pipes job
 PIPES_LAUNCHERS = LAUNCHERS[1:]
 JOB_MODULE = "leanops_dagster.engines.spark.job"
-#: the interpreter of the EMR Serverless image (infra/emr-serverless/Dockerfile installs it)
+#: the interpreter of the EMR Serverless image (infra/emr-serverless/Dockerfile installs it and
+#: the job artifact's wheels into it)
 EMR_PYTHON = "/usr/bin/python3.11"
 #: the Iceberg runtime EMR releases ship (EMR Serverless enables it with spark.jars)
 EMR_ICEBERG_JAR = "/usr/share/aws/iceberg/lib/iceberg-spark3-runtime.jar"
@@ -75,6 +77,7 @@ class SparkJobLaunch(dg.Config):
     emr_job_role_arn: str | None = Field(default=None, description="LEANOPS_SPARK_EMR_JOB_ROLE_ARN")
     job_script: str | None = Field(default=None, description="LEANOPS_SPARK_JOB_SCRIPT")
     job_wheel: str | None = Field(default=None, description="LEANOPS_SPARK_JOB_WHEEL")
+    job_python: str | None = Field(default=None, description="LEANOPS_SPARK_JOB_PYTHON")
     aws_region: str = Field(default="us-east-1", description="LEANOPS_AWS_REGION")
     aws_endpoint_url: str | None = Field(default=None, description="LEANOPS_AWS_ENDPOINT_URL")
     job_settings: str = Field(
@@ -93,6 +96,7 @@ class SparkJobLaunch(dg.Config):
             emr_job_role_arn=settings.spark_emr_job_role_arn,
             job_script=settings.spark_job_script,
             job_wheel=settings.spark_job_wheel,
+            job_python=settings.spark_job_python,
             aws_region=settings.aws_region,
             aws_endpoint_url=settings.aws_endpoint_url,
             job_settings=json.dumps(settings.spark_job_settings()),
@@ -117,7 +121,8 @@ def launch_spark_job(
     extras = {"topic": topic, "layer": layer, "settings": json.loads(launch.job_settings)}
     if launch.launcher == "pipes_subprocess":
         invocation = dg.PipesSubprocessClient().run(
-            context=context, command=[sys.executable, "-m", JOB_MODULE], extras=extras
+            context=context, command=[launch.job_python or sys.executable, "-m", JOB_MODULE],
+            extras=extras,
         )
     elif launch.launcher == "glue":
         invocation = _run_on_glue(context, launch, extras)
@@ -133,21 +138,25 @@ def launch_spark_job(
 def glue_job_run(launch: SparkJobLaunch) -> dict[str, Any]:
     """``glue.start_job_run`` parameters (``PipesGlueClient`` adds the Pipes arguments).
 
-    The run's own ``--additional-python-modules`` is the wheel of this deployment, so a job
-    run always has the code of the Dagster image that started it; ``--datalake-formats
-    iceberg`` loads Glue 5.1's Iceberg 1.10 runtime (both also in the job's Terraform
+    The run's own ``--additional-python-modules`` is the job artifact of this deployment
+    (``infra/scripts/package_spark_job.py``: Glue's zip of wheels, the job's modules and the
+    dependencies Glue 5.1 does not ship), installed with ``--no-index``, so a job run has the
+    code of the Dagster image that started it and needs no package index; ``--datalake-formats
+    iceberg`` loads Glue 5.1's Iceberg 1.10 runtime (all three also in the job's Terraform
     defaults)."""
     launch.require("glue_job_name", "pipes_bucket")
     arguments = {"--datalake-formats": "iceberg"}
     if launch.job_wheel:
         arguments["--additional-python-modules"] = launch.job_wheel
+        arguments["--python-modules-installer-option"] = "--no-index"
     return {"JobName": launch.glue_job_name, "Arguments": arguments}
 
 
 def emr_serverless_job_run(launch: SparkJobLaunch, topic: str, layer: str) -> dict[str, Any]:
     """``emr-serverless.start_job_run`` parameters (``PipesEMRServerlessClient`` adds the
     Pipes parameters as ``spark.emr-serverless.driverEnv.*``): the job script on the
-    application's image (the wheel installed for ``EMR_PYTHON``), with EMR's Iceberg runtime."""
+    application's image (the job artifact's wheels installed for ``EMR_PYTHON``), with EMR's
+    Iceberg runtime."""
     launch.require("emr_application_id", "emr_job_role_arn", "job_script", "pipes_bucket")
     conf = {
         "spark.jars": EMR_ICEBERG_JAR,

@@ -7,6 +7,11 @@ REST catalogs map to their Iceberg Java implementations. A SigV4-signed REST cat
 Iceberg REST endpoint, ``Settings.catalog_type = "s3tables"``) keeps its signing properties,
 which Iceberg's Java REST catalog reads under the same names, and reads and writes the table
 files with Iceberg's ``S3FileIO``.
+
+The local session is quiet: its JVM's log4j2 lines, stdout and stderr (Spark's start-up
+warnings, the Python workers' stderr) go to ``Settings.spark_log_file`` under LEANOPS_HOME, and
+Spark's console progress bars are off, so a Spark run prints what an Arrow run prints. A
+cluster's session (Glue, EMR Serverless) keeps the platform's logging.
 """
 
 from __future__ import annotations
@@ -118,6 +123,33 @@ def engine_conf(settings: Settings) -> dict[str, str]:
     }
 
 
+#: log4j2 configuration of the local session: WARN and above of everything, plus
+#: SparkContext's INFO lines (version, one start and end line per job), to ``{log_file}``;
+#: the loggers Spark's own defaults (log4j2-defaults.properties) quiet stay quiet.
+LOG4J2_PROPERTIES = """\
+# written by leanops_dagster/engines/spark/session.py for the local Spark session
+rootLogger.level = warn
+rootLogger.appenderRef.file.ref = file
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = {log_file}
+appender.file.append = true
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = %d{{yy/MM/dd HH:mm:ss}} %p %c{{1}}: %m%n%ex
+logger.context.name = org.apache.spark.SparkContext
+logger.context.level = info
+logger.jetty.name = org.sparkproject.jetty.util.component.AbstractLifeCycle
+logger.jetty.level = error
+logger.parquet.name = org.apache.parquet.CorruptStatistics
+logger.parquet.level = error
+"""
+
+
+def log4j2_config_file(settings: Settings) -> Path:
+    """The log4j2 configuration ``spark_session`` writes beside the log file."""
+    return settings.spark_log_file.with_name("spark-log4j2.properties")
+
+
 def spark_conf(settings: Settings) -> dict[str, str]:
     """The whole Spark configuration of the engine's local session (``settings.spark_conf``
     last)."""
@@ -128,8 +160,10 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.pyspark.python": sys.executable,
         "spark.pyspark.driver.python": sys.executable,
         "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",  # no stage progress bars on the terminal
         "spark.sql.shuffle.partitions": "4",
-        "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
+        "spark.driver.extraJavaOptions": "-Duser.timezone=UTC -Dlog4j2.configurationFile="
+        + log4j2_config_file(settings).resolve().as_uri(),
         "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
     }
     if settings.spark_jars_packages:
@@ -202,9 +236,30 @@ def spark_session(settings: Settings) -> SparkSession:
     # set (a user's shell or an IDE may set it to a Python without pyarrow), so the project's
     # interpreter is named there too, not only in spark.pyspark.python
     os.environ["PYSPARK_PYTHON"] = sys.executable
+    conf = spark_conf(settings)
+    _start_quiet_jvm(conf, settings)
     builder = SparkSession.builder
-    for key, value in spark_conf(settings).items():
+    for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     register_catalog(spark, settings)
     return spark
+
+
+def _start_quiet_jvm(conf: Mapping[str, str], settings: Settings) -> None:
+    """Start the process's Spark JVM with its log4j2 lines, stdout and stderr appended to
+    ``settings.spark_log_file`` (what Spark's defaults print on the terminal), and make the
+    SparkContext on it with ``conf``. Spark keeps one JVM per process: once it runs, this does
+    nothing (a later context reuses it and its log file)."""
+    from pyspark import SparkConf, SparkContext
+    from pyspark.java_gateway import launch_gateway
+
+    if SparkContext._gateway is not None:  # pyspark has no public accessor for it
+        return
+    log_file = settings.spark_log_file
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    log4j2_config_file(settings).write_text(LOG4J2_PROPERTIES.format(log_file=log_file.resolve()))
+    spark_conf_ = SparkConf(loadDefaults=False).setAll(list(conf.items()))
+    with log_file.open("ab") as log:  # the JVM keeps its own copy of the descriptor
+        gateway = launch_gateway(spark_conf_, popen_kwargs={"stdout": log, "stderr": log})
+    SparkContext(conf=spark_conf_, gateway=gateway)

@@ -1,5 +1,6 @@
 # The Spark engine in AWS (issue 11): the job entry point leanops_dagster/engines/spark/job.py
-# and the project's wheel in the warehouse bucket, a Glue 5.1 job or an EMR Serverless
+# and the job-only artifact (infra/scripts/package_spark_job.py: Glue's zip of wheels) in the
+# warehouse bucket, a Glue 5.1 job or an EMR Serverless
 # application that runs it, the job's role (the warehouse tables, the Glue databases, the
 # Pipes prefix, the PII secret; nothing else), and the Dagster run role's right to start,
 # watch and cancel exactly those job runs (dagster-aws PipesGlueClient /
@@ -242,10 +243,13 @@ resource "aws_glue_job" "spark" {
     python_version  = "3"
   }
 
-  # Each run passes the same two again (launch.glue_job_run) plus the Pipes arguments.
+  # Each run passes the same three again (launch.glue_job_run) plus the Pipes arguments. The
+  # job's modules are Glue's "zip of wheels" (*.gluewheels.zip: the job wheel and the
+  # dependencies Glue 5.1 does not ship), installed without a package index.
   default_arguments = {
     "--datalake-formats"                 = "iceberg"
     "--additional-python-modules"        = local.wheel_uri
+    "--python-modules-installer-option"  = "--no-index"
     "--job-language"                     = "python"
     "--enable-metrics"                   = "true"
     "--enable-continuous-cloudwatch-log" = "true"

@@ -8,6 +8,11 @@ output "glue_job_name" {
   value       = local.glue ? aws_glue_job.spark[0].name : null
 }
 
+output "glue_job_default_arguments" {
+  description = "The Glue job's default arguments, e.g. how it installs the job's zip of wheels (null unless launcher = glue)."
+  value       = local.glue ? aws_glue_job.spark[0].default_arguments : null
+}
+
 output "emr_application_id" {
   description = "The EMR Serverless application (null unless launcher = emr_serverless)."
   value       = local.emr ? aws_emrserverless_application.spark[0].id : null

@@ -60,7 +60,7 @@ variable "job_script_path" {
 }
 
 variable "job_wheel_path" {
-  description = "The project's wheel built by infra/scripts/package_spark_job.py; its file name is kept (pip needs it)."
+  description = "The job's zip of wheels (*.gluewheels.zip) built by infra/scripts/package_spark_job.py; its file name is kept (Glue recognises the suffix)."
   type        = string
 }
 
