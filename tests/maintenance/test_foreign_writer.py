@@ -52,6 +52,9 @@ from tests.maintenance.scenario import (
 )
 
 ENGINES = pytest.mark.parametrize("engine", ["arrow", "spark"])
+#: a Spark scenario is a dozen engine runs and procedures, and the first one also makes the
+#: uninterrupted twin: on a busy 2-core machine that passes the suite's 900 s
+pytestmark = pytest.mark.timeout(2400)
 
 
 def _finish(run: TopicRun, uninterrupted, context: str, *, ignore: tuple[str, ...] = ()):
