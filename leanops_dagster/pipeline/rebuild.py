@@ -76,6 +76,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError, TableAlreadyExistsError
 from pyiceberg.expressions import EqualTo
@@ -128,6 +129,8 @@ from leanops_dagster.iceberg.state import read_state, stage_state
 from leanops_dagster.iceberg.tables import (
     CURATED_ERRORS_PARTITION_SPEC,
     CURATED_ERRORS_SCHEMA,
+    DRIFT_LOG_PARTITION_SPEC,
+    DRIFT_LOG_SCHEMA,
     PARSE_ERRORS_PARTITION_SPEC,
     PARSE_ERRORS_SCHEMA,
 )
@@ -789,6 +792,7 @@ def rebuild_topic(
         )
         result.steps.append(f"swapped the {tables.topic} rows of "
                             f"{'.'.join(tables.curated_errors)}")
+    _carry_new_drift(catalog, tables, staging, _standardized_at(catalog, staging, std_swap))
 
     live = catalog.load_table(tables.curated)
     swap = _swap_snapshot(live, staging.rebuild_id)
@@ -819,6 +823,38 @@ def rebuild_topic(
         result.duplicates = post_raw.right["duplicates"]
         result.balanced = result.balanced and post_raw.balanced
     return result
+
+
+def _carry_new_drift(
+    catalog: Catalog, tables: TopicTables, staging: StagingTables, std_at: int | None
+) -> None:
+    """The drift the rebuilt history shows that the live drift log has not recorded (e.g.
+    in rows a recovery read for the first time), appended as the layer logs drift: once per
+    column and topic. Resumable: a rerun finds those columns logged."""
+    if not catalog.table_exists(staging.drift_log):
+        return
+    staged = catalog.load_table(staging.drift_log).scan(
+        row_filter=EqualTo(TOPIC_NAME, tables.topic)).to_arrow()
+    if staged.num_rows == 0:
+        return
+    log = ensure_table(catalog, tables.drift_log, DRIFT_LOG_SCHEMA, DRIFT_LOG_PARTITION_SPEC)
+
+    def once() -> None:
+        live = catalog.load_table(tables.drift_log)
+        known = set() if live.current_snapshot() is None else set(live.scan(
+            row_filter=EqualTo(TOPIC_NAME, tables.topic), selected_fields=("column_name",),
+        ).to_arrow().column("column_name").to_pylist())
+        new = staged.filter(pc.invert(pc.is_in(
+            staged["column_name"], pa.array(sorted(known), pa.string()))))
+        if new.num_rows:
+            if std_at is not None:  # staging snapshots do not survive the rebuild
+                new = new.set_column(
+                    new.column_names.index(STANDARDIZED_SNAPSHOT_ID), STANDARDIZED_SNAPSHOT_ID,
+                    pa.array([std_at] * new.num_rows, pa.int64()))
+            target = log.schema().as_arrow()
+            live.append(new.select(target.names).cast(target))
+
+    retry_commit(once)
 
 
 def _standardized_at(
