@@ -1,7 +1,10 @@
 """The local Dagster instance under LEANOPS_HOME/dagster (SQLite storage, queued runs).
 
 Runs queue per topic partition: at most one run per topic at a time (both layers of a topic
-run in one run), so a second trigger waits and then finds nothing new (watermarks). Each run is
+run in one run), so a second trigger waits and then finds nothing new (watermarks). Ingestion
+first (``lanes``): topic runs are dequeued before housekeeping runs (run priority), and
+housekeeping (all-time checks, maintenance, rebuilds, DLQ replay) takes at most one of the two
+run slots (a tag concurrency limit), so it can never crowd out a topic's run. Each run is
 forked from a warm worker by ``leanops_dagster.local.launcher.WarmForkRunLauncher``.
 """
 
@@ -26,10 +29,17 @@ run_coordinator:
     max_concurrent_runs: 2
     # How often the queue is looked at (Dagster's default 5 s, a 2.5 s average wait per run).
     dequeue_interval_seconds: 1
+    # Runs are dequeued by priority (dagster/priority: topic runs 10, housekeeping -10),
+    # then in queue order (leanops_dagster/lanes.py).
     tag_concurrency_limits:
+      # one run per topic at a time (rule 8: one writer per topic and layer)
       - key: "dagster/partition"
         value:
           applyLimitPerUniqueValue: true
+        limit: 1
+      # housekeeping never holds both slots: ingestion always has one (brief rule 10)
+      - key: "leanops/lane"
+        value: "housekeeping"
         limit: 1
 # Each run is a fork of a warm worker that has imported the definitions once
 # (leanops_dagster/local/launcher.py); Dagster's default spawns and imports everything per run.
