@@ -51,6 +51,9 @@ def schema_gate_sensor(
     cursor = json.dumps({"stamps": {t: now_stamps[t] for t in deployed}, "versions": deployed},
                         sort_keys=True)
     if not new_topics and not changed:
+        if {t: now_stamps[t] for t in deployed} == stamps:
+            return dg.SkipReason("no schema deployed or changed")
+        # a document rewritten with the same version: remember its stamp, nothing to do
         return dg.SensorResult(cursor=cursor, skip_reason="no schema deployed or changed")
     return dg.SensorResult(
         dynamic_partitions_requests=[topic_partitions.build_add_request(new_topics)]
