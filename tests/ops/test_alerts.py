@@ -178,7 +178,7 @@ def test_stale_topic_alerts_once_per_stale_spell_and_publishes_the_lag(
     assert run_pipeline(ops_settings, instance).success
     tick()
     assert inbox.read() == []  # fresh: nothing to say
-    assert json.loads(tick.cursor) == {}
+    assert json.loads(tick.cursor)["alerted"] == {}
 
     append_raw(catalog, [raw_row("m3", event("k3"))])
     tick()
@@ -188,6 +188,31 @@ def test_stale_topic_alerts_once_per_stale_spell_and_publishes_the_lag(
     metrics = cloudwatch.list_metrics(Namespace=METRIC_NAMESPACE,
                                       MetricName=CURATED_LAG_METRIC)["Metrics"]
     assert [m["Dimensions"] for m in metrics] == [[{"Name": "Topic", "Value": TOPIC}]]
+
+
+def test_the_stale_sensor_reads_no_table_of_an_unchanged_topic(
+    ops_settings, registry, catalog, instance, inbox, monkeypatch
+):
+    """A topic none of whose tables changed keeps its pending data from the cursor: a tick
+    opens no metadata file for it, and its lag still grows (the same data, older)."""
+    from pyiceberg.serializers import FromInputFile
+
+    registry.deploy(TOPIC)
+    tick = Ticker(stale_topic_alert_sensor, instance, _stale_resources(ops_settings, 0))
+    append_raw(catalog, [raw_row("m1", event("k1"))])
+    tick()
+    assert len(inbox.read()) == 1
+    reads: list[str] = []
+    original = FromInputFile.table_metadata
+    monkeypatch.setattr(FromInputFile, "table_metadata", staticmethod(
+        lambda input_file, *a, **k: reads.append(input_file.location)
+        or original(input_file, *a, **k)))
+    tick()
+    assert reads == [] and inbox.read() == []  # still the same spell, nothing read
+    append_raw(catalog, [raw_row("m2", event("k2"))])
+    reads.clear()
+    tick()
+    assert reads  # RAW changed: the topic is read again
 
 
 def test_fresh_topic_under_the_target_never_alerts(ops_settings, registry, catalog,
