@@ -55,7 +55,7 @@ def test_checks_sensors_jobs_and_schedules(settings):
     assert {s.name for s in definitions.sensors} == {
         "schema_gate_sensor", "raw_snapshot_sensor", "backlog_sensor",
         "run_failure_alert_sensor", "check_failure_alert_sensor", "stale_topic_alert_sensor",
-        "drift_alert_sensor"}
+        "drift_alert_sensor", "tick_metrics_sensor"}
     assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in definitions.sensors)
     assert {j.name for j in definitions.jobs} >= {
         "topic_pipeline", "dlq_replay_job", "table_maintenance_job", "accountability_checks"}

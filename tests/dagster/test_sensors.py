@@ -256,3 +256,37 @@ def test_day1_day2_buffered_raw_is_processed_once_schema_is_deployed(settings, r
             "post_raw_water_balance": True, "curated_water_balance": True,
             "cde_error_rate": True, "schema_drift": True, "quarantined_rows": True,
         }
+
+
+def test_tick_metrics_publish_each_instigators_longest_tick_since_the_cursor(monkeypatch):
+    """What Dagster recorded of each sensor's ticks becomes one TickSeconds datum per sensor
+    (its longest tick that ended since the last tick of this sensor)."""
+    from types import SimpleNamespace
+
+    from leanops_dagster.resources.metrics import PipelineMetricsResource
+    from leanops_dagster.sensors.tick_metrics import tick_metrics_sensor
+
+    def tick(start: float, end: float | None):
+        return SimpleNamespace(timestamp=start, end_timestamp=end)
+
+    ticks = {
+        "raw_snapshot_sensor": [tick(1000, 1000.4), tick(1010, 1013.5), tick(900, 901)],
+        "schema_gate_sensor": [tick(1005, 1005.2), tick(1050, None)],  # one still running
+    }
+    states = [SimpleNamespace(instigator_name=name, instigator_origin_id=name, selector_id=name)
+              for name in ticks]
+    instance = SimpleNamespace(all_instigator_state=lambda: states,
+                               get_ticks=lambda origin, selector, after: ticks[origin])
+    published = []
+    monkeypatch.setattr(PipelineMetricsResource, "put",
+                        lambda self, metrics, log: published.extend(metrics) or True)
+    monkeypatch.setattr("time.time", lambda: 1100.0)
+    context = dg.build_sensor_context(cursor="950", resources={
+        "metrics": PipelineMetricsResource()})
+    monkeypatch.setattr(type(context), "instance", property(lambda self: instance))
+    result = tick_metrics_sensor(context)
+    assert result.cursor == "1100.0"
+    assert {(m.name, m.dimensions["Instigator"], m.value, m.unit) for m in published} == {
+        ("TickSeconds", "raw_snapshot_sensor", 3.5, "Seconds"),
+        ("TickSeconds", "schema_gate_sensor", 0.2, "Seconds"),
+    }
