@@ -8,7 +8,8 @@ requests a run too.
 Cursor: ``{"stamps": {topic: stamp}, "versions": {topic: deployed schema version}}``. A tick
 lists the deployed store once (a stamp per document: mtime and size locally, the ETag on S3) and
 reads only the documents whose stamp changed, so an unchanged topic costs no read (brief rule
-10). A legacy cursor ``{topic: version}`` is read as versions without stamps.
+10). A tick requests at most ``MAX_RUNS_PER_TICK`` runs; the other topics are requested by the
+next ticks. A legacy cursor ``{topic: version}`` is read as versions without stamps.
 """
 
 
@@ -19,6 +20,7 @@ import dagster as dg
 from leanops_dagster.jobs import TOPIC_TAG, topic_pipeline_job
 from leanops_dagster.partitions import topic_partitions
 from leanops_dagster.resources.schema_registry import SchemaRegistryResource
+from leanops_dagster.sensors.raw_snapshots import MAX_RUNS_PER_TICK
 
 
 def _parse(cursor: str | None) -> tuple[dict[str, str], dict[str, str]]:
@@ -48,10 +50,14 @@ def schema_gate_sensor(
     partitions = set(context.instance.get_dynamic_partitions(topic_partitions.name))
     new_topics = sorted(t for t in deployed if t not in partitions)
     changed = sorted(t for t, v in deployed.items() if seen.get(t) != v)
-    cursor = json.dumps({"stamps": {t: now_stamps[t] for t in deployed}, "versions": deployed},
+    # at most MAX_RUNS_PER_TICK runs per tick: the others stay out of the cursor, so the next
+    # tick finds them changed (their partitions are added now, all at once)
+    changed, later = changed[:MAX_RUNS_PER_TICK], set(changed[MAX_RUNS_PER_TICK:])
+    recorded = {t: v for t, v in deployed.items() if t not in later}
+    cursor = json.dumps({"stamps": {t: now_stamps[t] for t in recorded}, "versions": recorded},
                         sort_keys=True)
     if not new_topics and not changed:
-        if {t: now_stamps[t] for t in deployed} == stamps:
+        if {t: now_stamps[t] for t in recorded} == stamps:
             return dg.SkipReason("no schema deployed or changed")
         # a document rewritten with the same version: remember its stamp, nothing to do
         return dg.SensorResult(cursor=cursor, skip_reason="no schema deployed or changed")
