@@ -2,10 +2,10 @@
 
 Runs queue per topic partition: at most one run per topic at a time (both layers of a topic
 run in one run), so a second trigger waits and then finds nothing new (watermarks). Ingestion
-first (``lanes``): topic runs are dequeued before housekeeping runs (run priority), and
-housekeeping (all-time checks, maintenance, rebuilds, DLQ replay) takes at most one of the two
-run slots (a tag concurrency limit), so it can never crowd out a topic's run. Each run is
-forked from a warm worker by ``leanops_dagster.local.launcher.WarmForkRunLauncher``.
+first (``lanes``): topic runs are dequeued before housekeeping runs (run priority), and each
+lane has its own slots (tag concurrency limits): two topic runs at once, and one housekeeping
+run (all-time checks, maintenance, rebuilds, DLQ replay) beside them, never in their place.
+Each run is forked from a warm worker by ``leanops_dagster.local.launcher.WarmForkRunLauncher``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ run_coordinator:
   module: dagster.core.run_coordinator
   class: QueuedRunCoordinator
   config:
-    max_concurrent_runs: 2
+    # two topic runs (the 2 cores) + one housekeeping run: separate slots (lanes.py)
+    max_concurrent_runs: 3
     # How often the queue is looked at (Dagster's default 5 s, a 2.5 s average wait per run).
     dequeue_interval_seconds: 1
     # Runs are dequeued by priority (dagster/priority: topic runs 10, housekeeping -10),
@@ -37,7 +38,10 @@ run_coordinator:
         value:
           applyLimitPerUniqueValue: true
         limit: 1
-      # housekeeping never holds both slots: ingestion always has one (brief rule 10)
+      # ingestion's slots and housekeeping's, apart (brief rule 10)
+      - key: "leanops/lane"
+        value: "ingestion"
+        limit: 2
       - key: "leanops/lane"
         value: "housekeeping"
         limit: 1

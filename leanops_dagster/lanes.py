@@ -7,12 +7,13 @@ Every job's runs carry a lane tag and a Dagster run priority (``dagster/priority
   priority -10, and at most ``HOUSEKEEPING_RUN_LIMIT`` housekeeping run at a time.
 
 The run queue (``QueuedRunCoordinator``, configured in ``instance.DAGSTER_YAML`` locally and
-``infra/dagster/dagster.yaml`` in AWS, both with ``TAG_CONCURRENCY_LIMITS``) then:
+``infra/dagster/dagster.yaml`` in AWS, both with ``tag_concurrency_limits(...)``) then:
 
 1. dequeues a waiting topic run before any waiting housekeeping run, whenever each was queued
    (the coordinator sorts the queue by priority; equal priorities keep their queue order);
-2. never gives housekeeping more than one run slot, so ingestion always has the others
-   (locally 1 of 2, in AWS 9 of 10);
+2. keeps separate slots: housekeeping gets one run slot at most and ingestion the others, and
+   ``max_concurrent_runs`` is ingestion's slots plus housekeeping's (locally 2 + 1, in AWS
+   10 + 1), so a housekeeping run never takes a slot a topic run could use;
 3. runs one run per topic partition at a time (``dagster/partition``, rule 8), and a topic's
    next run (its backlog follow-up, its next RAW commit) queues behind the runs other topics
    already have waiting: every topic gets its turn, so one topic's backlog cannot starve the
@@ -38,11 +39,19 @@ HOUSEKEEPING_RUN_LIMIT = 1
 #: Dagster's run tag of a run's partition
 PARTITION_TAG = "dagster/partition"
 
-#: The run coordinator's ``tag_concurrency_limits`` of both instances (local and AWS).
-TAG_CONCURRENCY_LIMITS = [
-    {"key": PARTITION_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 1},
-    {"key": LANE_TAG, "value": HOUSEKEEPING, "limit": HOUSEKEEPING_RUN_LIMIT},
-]
+#: topic runs at once: on this project's 2-core laptop, and in AWS (one Fargate task each)
+LOCAL_INGESTION_RUNS = 2
+AWS_INGESTION_RUNS = 10
+
+
+def tag_concurrency_limits(ingestion_runs: int) -> list[dict]:
+    """The run coordinator's ``tag_concurrency_limits`` for ``ingestion_runs`` topic runs at
+    once (its ``max_concurrent_runs`` is that plus ``HOUSEKEEPING_RUN_LIMIT``)."""
+    return [
+        {"key": PARTITION_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 1},
+        {"key": LANE_TAG, "value": INGESTION, "limit": ingestion_runs},
+        {"key": LANE_TAG, "value": HOUSEKEEPING, "limit": HOUSEKEEPING_RUN_LIMIT},
+    ]
 
 
 def ingestion_tags() -> dict[str, str]:

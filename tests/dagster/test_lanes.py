@@ -59,29 +59,34 @@ def queue(settings):
         yield instance, workspace, submit
 
 
-def _launch_order(instance, workspace, expected: int) -> list[dg.DagsterRun]:
+def _dequeues(instance, workspace, expected: int) -> list[list[dg.DagsterRun]]:
     """Dequeue until ``expected`` runs were launched, ending each launched run at once (the
-    recording launcher does not run them): the order in which the queue started them, and at
-    each dequeue no more than the limits allow."""
+    recording launcher does not run them): the runs each dequeue started, in launch order."""
     daemon = QueuedRunCoordinatorDaemon(interval_seconds=1)
     launched: list[str] = []
+    batches: list[list[dg.DagsterRun]] = []
     for _ in range(expected * 2):
         list(daemon.run_iteration(workspace))
         started = [r for r in instance.run_launcher.queue() if r.run_id not in launched]
-        in_progress = len(started)
-        assert in_progress <= LOCAL["run_coordinator"]["config"]["max_concurrent_runs"]
-        assert sum(lanes.is_housekeeping(r.tags) for r in started) <= lanes.HOUSEKEEPING_RUN_LIMIT
-        # started together in one dequeue: topic runs first, in the queue's order
+        assert len(started) <= LOCAL["run_coordinator"]["config"]["max_concurrent_runs"]
         launched += [r.run_id for r in started]
+        batches.append([instance.get_run_by_id(r.run_id) for r in started])
         for run in started:
             instance.report_run_canceled(instance.get_run_by_id(run.run_id))
         if len(launched) == expected:
             break
     assert len(launched) == expected
-    return [instance.get_run_by_id(run_id) for run_id in launched]
+    return batches
+
+
+def _launch_order(instance, workspace, expected: int) -> list[dg.DagsterRun]:
+    return [run for batch in _dequeues(instance, workspace, expected) for run in batch]
 
 
 def test_a_topic_run_starts_before_any_housekeeping_run_queued_before_it(settings, queue):
+    """The schedules fire (03:00: the checks of 30 topics and the maintenance), a rebuild and a
+    DLQ replay are queued too, then the RAW sensor's 30 topic runs: every dequeue starts its
+    topic runs first and as many as ingestion has slots, as if no housekeeping were queued."""
     instance, workspace, submit = queue
     definitions_schedules = {s.name: s for s in build_definitions(settings).schedules}
     tick = dt.datetime(2026, 12, 1, 3, 0, tzinfo=dt.UTC)  # both schedules fire at 03:00
@@ -97,16 +102,25 @@ def test_a_topic_run_starts_before_any_housekeeping_run_queued_before_it(setting
     # the RAW sensor's requests, one per topic, all queued after the housekeeping runs
     topic_runs = [submit("topic_pipeline", {"dagster/partition": t, "leanops/topic": t})
                   for t in TOPICS]
-    order = _launch_order(instance, workspace, len(housekeeping) + len(topic_runs))
-    ids = [run.run_id for run in order]
-    assert max(ids.index(r) for r in topic_runs) < min(ids.index(r) for r in housekeeping)
+    batches = _dequeues(instance, workspace, len(housekeeping) + len(topic_runs))
+    waiting = len(topic_runs)
+    for batch in batches:
+        kinds = [lanes.is_housekeeping(run.tags) for run in batch]
+        assert kinds == sorted(kinds), "a housekeeping run started before a topic run"
+        assert kinds.count(False) == min(lanes.LOCAL_INGESTION_RUNS, waiting)
+        assert kinds.count(True) <= lanes.HOUSEKEEPING_RUN_LIMIT
+        waiting -= kinds.count(False)
+    # the first topic run started at the first dequeue, first of all the runs queued before it
+    assert batches[0][0].run_id == topic_runs[0]
+    order = [run.run_id for batch in batches for run in batch]
+    assert order.index(topic_runs[0]) < min(order.index(r) for r in housekeeping)
     # the schedule fired once for all 30 topics: one check run, not 30
-    assert sum(run.job_name == "accountability_checks" for run in order) == 1
-    assert all(lanes.is_housekeeping(run.tags) for run in order if run.run_id in housekeeping)
+    assert sum(run.job_name == "accountability_checks" for b in batches for run in b) == 1
 
 
 def test_housekeeping_never_holds_every_run_slot(settings, queue):
-    """Housekeeping alone in the queue still leaves a slot to the topic that arrives next."""
+    """Housekeeping alone in the queue takes its one slot, and the topic that arrives next
+    starts at once."""
     instance, workspace, submit = queue
     for _ in range(3):
         submit("accountability_checks")
@@ -127,3 +141,16 @@ def test_one_topics_backlog_does_not_starve_the_others(settings, queue):
     order = [run.run_id for run in _launch_order(instance, workspace, 5)]
     assert order.index(others[0]) < order.index(busy[1])
     assert order.index(others[1]) < order.index(busy[2])
+
+
+def test_both_instances_give_each_lane_its_own_slots():
+    """Local and AWS: one run per topic, ingestion's slots, one housekeeping slot, and a global
+    maximum of exactly both (so housekeeping never takes a topic's slot)."""
+    from leanops_dagster.settings import REPO_ROOT
+
+    aws = yaml.safe_load((REPO_ROOT / "infra" / "dagster" / "dagster.yaml").read_text())
+    for config, ingestion in ((LOCAL, lanes.LOCAL_INGESTION_RUNS),
+                              (aws, lanes.AWS_INGESTION_RUNS)):
+        queue = config["run_coordinator"]["config"]
+        assert queue["tag_concurrency_limits"] == lanes.tag_concurrency_limits(ingestion)
+        assert queue["max_concurrent_runs"] == ingestion + lanes.HOUSEKEEPING_RUN_LIMIT
