@@ -35,6 +35,7 @@ from leanops_dagster.sensors.alerts import alert_sensors
 from leanops_dagster.sensors.backlog import BacklogConfig, backlog_sensor
 from leanops_dagster.sensors.raw_snapshots import raw_snapshot_sensor
 from leanops_dagster.sensors.schema_gate import schema_gate_sensor
+from leanops_dagster.sensors.tick_metrics import tick_metrics_sensor
 from leanops_dagster.settings import Settings, get_settings
 
 
@@ -66,7 +67,8 @@ def build_definitions(
         asset_checks=accountability_checks,
         jobs=[topic_pipeline_job, accountability_job, dlq_replay_job, table_maintenance_job,
               schema_rebuild_job],
-        sensors=[schema_gate_sensor, raw_snapshot_sensor, backlog_sensor, *alert_sensors],
+        sensors=[schema_gate_sensor, raw_snapshot_sensor, backlog_sensor, *alert_sensors,
+                 tick_metrics_sensor],
         schedules=build_schedules(settings),
         resources={**build_resources(settings), **(resources or {})},
     )

@@ -1,8 +1,11 @@
 """The local Dagster instance under LEANOPS_HOME/dagster (SQLite storage, queued runs).
 
 Runs queue per topic partition: at most one run per topic at a time (both layers of a topic
-run in one run), so a second trigger waits and then finds nothing new (watermarks). Each run is
-forked from a warm worker by ``leanops_dagster.local.launcher.WarmForkRunLauncher``.
+run in one run), so a second trigger waits and then finds nothing new (watermarks). Ingestion
+first (``lanes``): topic runs are dequeued before housekeeping runs (run priority), and each
+lane has its own slots (tag concurrency limits): two topic runs at once, and one housekeeping
+run (all-time checks, maintenance, rebuilds, DLQ replay) beside them, never in their place.
+Each run is forked from a warm worker by ``leanops_dagster.local.launcher.WarmForkRunLauncher``.
 """
 
 from __future__ import annotations
@@ -23,13 +26,24 @@ run_coordinator:
   module: dagster.core.run_coordinator
   class: QueuedRunCoordinator
   config:
-    max_concurrent_runs: 2
+    # two topic runs (the 2 cores) + one housekeeping run: separate slots (lanes.py)
+    max_concurrent_runs: 3
     # How often the queue is looked at (Dagster's default 5 s, a 2.5 s average wait per run).
     dequeue_interval_seconds: 1
+    # Runs are dequeued by priority (dagster/priority: topic runs 10, housekeeping -10),
+    # then in queue order (leanops_dagster/lanes.py).
     tag_concurrency_limits:
+      # one run per topic at a time (rule 8: one writer per topic and layer)
       - key: "dagster/partition"
         value:
           applyLimitPerUniqueValue: true
+        limit: 1
+      # ingestion's slots and housekeeping's, apart (brief rule 10)
+      - key: "leanops/lane"
+        value: "ingestion"
+        limit: 2
+      - key: "leanops/lane"
+        value: "housekeeping"
         limit: 1
 # Each run is a fork of a warm worker that has imported the definitions once
 # (leanops_dagster/local/launcher.py); Dagster's default spawns and imports everything per run.

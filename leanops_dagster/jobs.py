@@ -7,31 +7,29 @@ import dagster as dg
 from leanops_dagster.assets.curated import CDE_ERROR_RATE, CURATED_BALANCE
 from leanops_dagster.assets.keys import CURATED, STANDARDIZED
 from leanops_dagster.assets.reporting import layer_table_metadata
-from leanops_dagster.checks.accountability import accountability_checks, curated_balance_all_time
+from leanops_dagster.checks.accountability import (
+    IngestionCounts,
+    accountability_checks,
+    curated_balance_all_time,
+    verdicts,
+)
 from leanops_dagster.constants import CURATED_ZONE, STANDARDIZED_ZONE, ZONES
+from leanops_dagster.lanes import housekeeping_tags, ingestion_tags
 from leanops_dagster.partitions import topic_partitions
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.pipeline.rebuild import deploy_schema, drop_replaced_copies
 from leanops_dagster.resources.catalog import IcebergCatalogResource
+from leanops_dagster.resources.ingestion import IngestionCountsResource
 from leanops_dagster.resources.pipeline import PipelineConfigResource
 from leanops_dagster.resources.schema_registry import SchemaRegistryResource
 from leanops_dagster.resources.sqs import SqsResource
 from leanops_dagster.runbook import describe, maintain_catalog
 
 TOPIC_TAG = "leanops/topic"
-#: Dagster's run tag of a run's partition
-PARTITION_TAG = "dagster/partition"
 
-#: The all-time checks (checks/accountability.py): they run in accountability_checks, one run
-#: per topic, not in every topic run.
+#: The all-time checks (checks/accountability.py): evaluated for every topic in one run of
+#: accountability_checks, not in every topic run.
 ALL_TOPICS_CHECKS = tuple(key for check in accountability_checks for key in check.check_keys)
-
-
-def topic_run_tags(topic: str) -> dict[str, str]:
-    """Tags of an ``accountability_checks`` run for one topic. Its checks are partitioned by
-    topic, and a job of checks alone takes its partition from the run tag (Dagster 1.13 infers
-    a job's partitions definition from its assets only)."""
-    return {PARTITION_TAG: topic, TOPIC_TAG: topic}
 
 topic_pipeline_job = dg.define_asset_job(
     name="topic_pipeline",
@@ -48,6 +46,8 @@ topic_pipeline_job = dg.define_asset_job(
     # Both steps in one process: no per-step interpreter start-up, and the steps are
     # sequential anyway (Curated depends on Standardized).
     executor_def=dg.in_process_executor,
+    # ingestion first: dequeued before any housekeeping run (lanes.py)
+    run_tags=ingestion_tags(),
 )
 
 
@@ -66,7 +66,8 @@ def replay_dlq_op(context: dg.OpExecutionContext, config: DlqReplayConfig, sqs: 
     context.log.info(f"DLQ replay: {describe(result)}")
 
 
-@dg.job(description="Runbook: replay the centralized DLQ back to the source queues.")
+@dg.job(description="Runbook: replay the centralized DLQ back to the source queues.",
+        run_tags=housekeeping_tags())
 def dlq_replay_job():
     replay_dlq_op()
 
@@ -107,7 +108,8 @@ def maintain_tables_op(
                                  "replaced_copies_dropped": dg.MetadataValue.json(dropped)})
 
 
-@dg.job(description="Runbook: Iceberg table maintenance (expire snapshots, compact files).")
+@dg.job(description="Runbook: Iceberg table maintenance (expire snapshots, compact files).",
+        executor_def=dg.in_process_executor, run_tags=housekeeping_tags())
 def table_maintenance_job():
     maintain_tables_op()
 
@@ -194,6 +196,7 @@ def rebuild_topic_op(
 @dg.job(
     partitions_def=topic_partitions,
     executor_def=dg.in_process_executor,
+    run_tags=housekeeping_tags(),
     description=(
         "Runbook: rebuild a topic's Curated table from its history under the source schema "
         "(required to deploy a breaking schema change; also restates the table after a rule "
@@ -204,12 +207,54 @@ def schema_rebuild_job():
     rebuild_topic_op()
 
 
-accountability_job = dg.define_asset_job(
+@dg.op(description=(
+    "Evaluates the all-time checks (pre-RAW balance, cumulative post-RAW and curated balances, "
+    "freshness) of every onboarded topic in this one process, and records each topic's "
+    "verdicts for its partition of each check."
+))
+def evaluate_all_time_checks(
+    context: dg.OpExecutionContext,
+    catalog: IcebergCatalogResource,
+    ingestion_counts: IngestionCountsResource,
+    pipeline: PipelineConfigResource,
+) -> None:
+    topics = sorted(context.instance.get_dynamic_partitions(topic_partitions.name))
+    iceberg = catalog.load()
+    counts = IngestionCounts.fetch(ingestion_counts)  # one query for every topic
+    now = dt.datetime.now(dt.UTC)
+    failed: dict[str, int] = {}
+    raised: dict[str, str] = {}
+    for topic in topics:
+        try:
+            found = verdicts(iceberg, TopicTables(topic, catalog.namespace_prefix), counts,
+                             pipeline.freshness_minutes, now)
+        except Exception as exc:  # one broken topic must not hide the others' verdicts
+            raised[topic] = f"{type(exc).__name__}: {exc}"
+            context.log.error(f"all-time checks of {topic} raised {raised[topic]}")
+            continue
+        for check_key, verdict in found.items():
+            context.log_event(verdict.evaluation(check_key, topic))
+            if not verdict.passed:
+                failed[check_key.name] = failed.get(check_key.name, 0) + 1
+    context.add_output_metadata({
+        "topics": len(topics),
+        "failed_checks": dg.MetadataValue.json(failed),
+        "topics_raised": dg.MetadataValue.json(raised),
+    })
+    if raised:
+        raise dg.Failure(
+            f"the all-time checks of {len(raised)} topic(s) raised: {', '.join(sorted(raised))}",
+            metadata={"errors": dg.MetadataValue.json(raised)},
+        )
+
+
+@dg.job(
     name="accountability_checks",
-    description="Evaluates one topic's cumulative water balances, pre-RAW balance and "
-    "freshness: launch it with the tag dagster/partition=<topic> (the schedule launches one "
-    "run per onboarded topic).",
-    # Exactly these: selecting checks_for_assets minus the assets would also drop the
-    # assets' checks and leave only pre_raw_balance.
-    selection=dg.AssetSelection.checks(*ALL_TOPICS_CHECKS),
+    description="Evaluates the cumulative water balances, pre-RAW balance and freshness of "
+    "every onboarded topic in one in-process run (one run per period, whatever the number of "
+    "topics); each verdict is recorded for the topic's partition of its check.",
+    executor_def=dg.in_process_executor,
+    run_tags=housekeeping_tags(),
 )
+def accountability_job():
+    evaluate_all_time_checks()

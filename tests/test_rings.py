@@ -54,6 +54,7 @@ RINGS: dict[str, str] = {
     "leanops_dagster.definitions": DAGSTER,
     "leanops_dagster.instance": DAGSTER,
     "leanops_dagster.jobs": DAGSTER,
+    "leanops_dagster.lanes": DAGSTER,
     "leanops_dagster.partitions": DAGSTER,
     "leanops_dagster.resources": DAGSTER,
     "leanops_dagster.schedules": DAGSTER,

@@ -2,19 +2,26 @@
 
 Each check is partitioned like its asset (``partitions_def=topic_partitions``, Dagster 1.13's
 partitioned asset checks, a preview feature): one evaluation covers one topic, is recorded for
-that topic's partition, and the UI shows each topic's verdict and history. Dagster 1.13 does not
-give a job of checks alone a partitions definition (it infers one from selected assets only), so
-a run of ``accountability_checks`` names its topic with Dagster's partition run tag
-(``jobs.topic_run_tags``): the schedule and the demo launch one run per onboarded topic. A topic
-that is not onboarded has no partition, so no result; ``leanops report --topic`` computes its
-equations.
+that topic's partition, and the UI shows each topic's verdict and history.
+
+They are evaluated for every onboarded topic in ONE in-process run of the
+``accountability_checks`` job (``jobs.evaluate_all_time_checks``, on its schedule and at the end
+of the demo), which records each topic's verdict as an ``AssetCheckEvaluation`` of the topic's
+partition: the cost is one run per period, not one per topic, and no process per check (brief
+rule 10). The check definitions below stay executable on their own (the UI's "Execute" for a
+partition runs them for that topic); both paths compute the verdict with the same functions
+(``verdicts``). A topic that is not onboarded has no partition, so no result; ``leanops report
+--topic`` computes its equations.
 """
 
 
 import datetime as dt
 import warnings
+from dataclasses import dataclass, field
+from typing import Any
 
 import dagster as dg
+from pyiceberg.catalog import Catalog
 
 from leanops_dagster import accountability
 from leanops_dagster.assets.keys import CURATED, RAW_STAGING, STANDARDIZED
@@ -40,22 +47,76 @@ def equations_table(equations: list[tuple[str, accountability.Equation]]) -> dg.
     return dg.MetadataValue.md("\n".join(lines))
 
 
-def _equation_result(
-    topic: str, equation: accountability.Equation, metadata: dict | None = None, **kwargs
-) -> dg.AssetCheckResult:
+@dataclass(frozen=True)
+class Verdict:
+    """One check's outcome for one topic, before Dagster's wrapping (result or evaluation)."""
+
+    passed: bool
+    metadata: dict[str, Any]
+    severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR
+
+    def result(self) -> dg.AssetCheckResult:
+        return dg.AssetCheckResult(passed=self.passed, metadata=self.metadata,
+                                   severity=self.severity)
+
+    def evaluation(self, check_key: dg.AssetCheckKey, topic: str) -> dg.AssetCheckEvaluation:
+        return dg.AssetCheckEvaluation(
+            asset_key=check_key.asset_key, check_name=check_key.name, passed=self.passed,
+            metadata=self.metadata, severity=self.severity, partition=topic,
+        )
+
+
+@dataclass(frozen=True)
+class IngestionCounts:
+    """The pre-RAW counts of every topic, fetched once per evaluation (one CloudWatch query for
+    all topics, not one per topic)."""
+
+    sent: dict[str, int] = field(default_factory=dict)
+    firehose_errors: dict[str, int] = field(default_factory=dict)
+    source: str = ""
+
+    @classmethod
+    def fetch(cls, resource: IngestionCountsResource) -> "IngestionCounts":
+        return cls(resource.sent(), resource.firehose_errors(), resource.describe())
+
+
+def _equation(topic: str, equation: accountability.Equation,
+              extra: dict | None = None, **kwargs) -> Verdict:
     """The verdict of one topic's equation, with the equation as a one-row table."""
-    return dg.AssetCheckResult(
-        passed=equation.balanced,
-        metadata={"equations": equations_table([(topic, equation)]), "topic": topic,
-                  **(metadata or {})},
+    return Verdict(
+        equation.balanced,
+        {"equations": equations_table([(topic, equation)]), "topic": topic, **(extra or {})},
         **kwargs,
     )
 
 
-def _balance_check(context, catalog: IcebergCatalogResource, build) -> dg.AssetCheckResult:
-    topic = context.partition_key
-    return _equation_result(
-        topic, build(catalog.load(), TopicTables(topic, catalog.namespace_prefix))
+def post_raw_verdict(catalog: Catalog, tables: TopicTables) -> Verdict:
+    return _equation(tables.topic, accountability.post_raw_equation(catalog, tables))
+
+
+def curated_verdict(catalog: Catalog, tables: TopicTables) -> Verdict:
+    return _equation(tables.topic, accountability.curated_equation(catalog, tables))
+
+
+def pre_raw_verdict(catalog: Catalog, tables: TopicTables, counts: IngestionCounts) -> Verdict:
+    equation = accountability.pre_raw_equation(
+        catalog, tables, counts.sent.get(tables.topic, 0),
+        counts.firehose_errors.get(tables.topic, 0),
+    )
+    return _equation(tables.topic, equation, {"counts_source": counts.source},
+                     severity=dg.AssetCheckSeverity.WARN)
+
+
+def freshness_verdict(
+    catalog: Catalog, tables: TopicTables, freshness_minutes: int, now: dt.datetime
+) -> Verdict:
+    pending = oldest_pending(catalog, tables)
+    lag = pending.age_seconds(now) / 60 if pending else 0.0
+    return Verdict(
+        lag <= freshness_minutes,
+        {"lag_minutes": round(lag, 2), "target_minutes": freshness_minutes,
+         "topic": tables.topic},
+        severity=dg.AssetCheckSeverity.WARN,
     )
 
 
@@ -72,6 +133,10 @@ def topic_check(**kwargs):
     return decorate
 
 
+def _tables(context, catalog: IcebergCatalogResource) -> TopicTables:
+    return TopicTables(context.partition_key, catalog.namespace_prefix)
+
+
 @topic_check(
     asset=STANDARDIZED,
     description="Cumulative post-RAW balance per topic: RAW rows consumed up to the watermark "
@@ -82,7 +147,7 @@ def topic_check(**kwargs):
 def post_raw_balance_all_time(
     context: dg.AssetCheckExecutionContext, catalog: IcebergCatalogResource
 ) -> dg.AssetCheckResult:
-    return _balance_check(context, catalog, accountability.post_raw_equation)
+    return post_raw_verdict(catalog.load(), _tables(context, catalog)).result()
 
 
 @topic_check(
@@ -94,7 +159,7 @@ def post_raw_balance_all_time(
 def curated_balance_all_time(
     context: dg.AssetCheckExecutionContext, catalog: IcebergCatalogResource
 ) -> dg.AssetCheckResult:
-    return _balance_check(context, catalog, accountability.curated_equation)
+    return curated_verdict(catalog.load(), _tables(context, catalog)).result()
 
 
 @topic_check(
@@ -109,15 +174,8 @@ def pre_raw_balance(
     catalog: IcebergCatalogResource,
     ingestion_counts: IngestionCountsResource,
 ) -> dg.AssetCheckResult:
-    topic = context.partition_key
-    equation = accountability.pre_raw_equation(
-        catalog.load(), TopicTables(topic, catalog.namespace_prefix),
-        ingestion_counts.sent().get(topic, 0), ingestion_counts.firehose_errors().get(topic, 0),
-    )
-    return _equation_result(
-        topic, equation, {"counts_source": ingestion_counts.describe()},
-        severity=dg.AssetCheckSeverity.WARN,
-    )
+    counts = IngestionCounts.fetch(ingestion_counts)
+    return pre_raw_verdict(catalog.load(), _tables(context, catalog), counts).result()
 
 
 @topic_check(
@@ -130,19 +188,24 @@ def curated_freshness(
     catalog: IcebergCatalogResource,
     pipeline: PipelineConfigResource,
 ) -> dg.AssetCheckResult:
-    topic = context.partition_key
-    pending = oldest_pending(catalog.load(), TopicTables(topic, catalog.namespace_prefix))
-    now_ms = dt.datetime.now(dt.UTC).timestamp() * 1000
-    lag = (now_ms - pending.oldest.timestamp_ms) / 60_000 if pending else 0.0
-    return dg.AssetCheckResult(
-        passed=lag <= pipeline.freshness_minutes,
-        severity=dg.AssetCheckSeverity.WARN,
-        metadata={
-            "lag_minutes": round(lag, 2),
-            "target_minutes": pipeline.freshness_minutes,
-            "topic": topic,
-        },
-    )
+    return freshness_verdict(
+        catalog.load(), _tables(context, catalog), pipeline.freshness_minutes,
+        dt.datetime.now(dt.UTC),
+    ).result()
+
+
+def verdicts(
+    catalog: Catalog, tables: TopicTables, counts: IngestionCounts, freshness_minutes: int,
+    now: dt.datetime,
+) -> dict[dg.AssetCheckKey, Verdict]:
+    """Every all-time check's verdict for one topic: what the checks above return, one key
+    each (the one-run evaluation, ``jobs.evaluate_all_time_checks``, calls this per topic)."""
+    return {
+        pre_raw_balance.check_key: pre_raw_verdict(catalog, tables, counts),
+        post_raw_balance_all_time.check_key: post_raw_verdict(catalog, tables),
+        curated_balance_all_time.check_key: curated_verdict(catalog, tables),
+        curated_freshness.check_key: freshness_verdict(catalog, tables, freshness_minutes, now),
+    }
 
 
 accountability_checks = [

@@ -146,3 +146,36 @@ def failing_fast(catalog: Catalog, table: Table) -> Table:
     if table.metadata.properties.get(TableProperties.COMMIT_NUM_RETRIES) != "0":
         raise CommitFailedException(f"{'.'.join(table.name())}: fail-fast commits not set")
     return table
+
+
+def metadata_locations(catalog: Catalog, namespace: str) -> dict[str, str] | None:
+    """Table name -> current metadata file location of every table of ``namespace``, read
+    from the catalog alone: no metadata file is opened. One SQL query on a SQL catalog, one
+    paginated ``GetTables`` on Glue. ``None`` where the catalog has no such listing (REST):
+    the caller then loads each table (``Table.metadata_location``).
+
+    A table's metadata location changes with every commit (data or not) and only then, so a
+    sensor that keeps it in its cursor knows without reading anything that a table did not
+    change."""
+    from pyiceberg.catalog.sql import IcebergTables, SqlCatalog
+
+    if isinstance(catalog, SqlCatalog):
+        from sqlalchemy import select
+        from sqlalchemy.orm import Session
+
+        query = select(IcebergTables.table_name, IcebergTables.metadata_location).where(
+            IcebergTables.catalog_name == catalog.name,
+            IcebergTables.table_namespace == namespace,
+        )
+        with Session(catalog.engine) as session:
+            return {name: location for name, location in session.execute(query) if location}
+    glue = getattr(catalog, "glue", None)
+    if glue is not None and type(catalog).__name__ == "GlueCatalog":
+        out: dict[str, str] = {}
+        for page in glue.get_paginator("get_tables").paginate(DatabaseName=namespace):
+            for table in page.get("TableList", []):
+                location = (table.get("Parameters") or {}).get("metadata_location")
+                if location:
+                    out[table["Name"]] = location
+        return out
+    return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 from pydantic import Field
 from pyiceberg.catalog import Catalog
+from pyiceberg.exceptions import NoSuchTableError
 from pyiceberg.table import Table
 
 from leanops_dagster import constants
@@ -38,4 +39,7 @@ class IcebergCatalogResource(dg.ConfigurableResource):
 
     def raw_table(self, catalog: Catalog, topic: str) -> Table | None:
         identifier = (self.namespace(constants.RAW_ZONE), constants.raw_table_name(topic))
-        return catalog.load_table(identifier) if catalog.table_exists(identifier) else None
+        try:  # one load (``table_exists`` would load the table a first time)
+            return catalog.load_table(identifier)
+        except NoSuchTableError:
+            return None

@@ -1,4 +1,5 @@
-"""Pipeline metrics for CloudWatch (freshness per topic, new drift columns); logged locally.
+"""Pipeline metrics for CloudWatch (freshness per topic, new drift columns, sensor and schedule
+tick durations); logged locally.
 
 The namespace and metric names are shared with Terraform (the dashboard and the schema-drift
 alarm); ``tests/infra/test_infra_consistency.py`` checks that both sides spell them the same.
@@ -22,6 +23,10 @@ CURATED_LAG_METRIC = "CuratedLagSeconds"
 #: Columns newly recorded in the drift log (no dimension: the alarm fires for any topic).
 SCHEMA_DRIFT_METRIC = "SchemaDriftColumns"
 TOPIC_DIMENSION = "Topic"
+#: The longest tick of each sensor or schedule over the last interval (``tick_metrics_sensor``):
+#: Dagster gives a tick 60 s; a tick that grows with topics or history shows here first.
+TICK_SECONDS_METRIC = "TickSeconds"
+INSTIGATOR_DIMENSION = "Instigator"
 
 PUT_BATCH = 20  # PutMetricData datums per call, well under the API's limit
 

@@ -44,5 +44,14 @@ class SchemaRegistryResource(dg.ConfigurableResource):
         """Topic -> deployed content version (the schema gate's cursor values)."""
         return self.registry().deployed_versions()
 
+    def deployed_stamps(self) -> dict[str, str]:
+        """Topic -> stamp of its deployed document, from one listing (nothing read)."""
+        return self.registry().deployed_stamps()
+
+    def deployed_version(self, topic: str) -> str | None:
+        """The deployed version of ``topic`` (None: not deployed, or no version)."""
+        schema = self.registry().deployed(topic)
+        return schema.version if schema is not None else None
+
     def deployed_topics(self) -> list[str]:
         return self.registry().deployed_topics()

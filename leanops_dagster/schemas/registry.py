@@ -10,6 +10,7 @@ document is written whole (local: temp file + rename; S3: one PUT), never half.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -58,6 +59,7 @@ class Store(Protocol):
     uri: str
 
     def list_names(self) -> list[str]: ...
+    def list_stamps(self) -> dict[str, str]: ...
     def read(self, name: str) -> bytes | None: ...
     def write(self, name: str, data: bytes) -> None: ...
 
@@ -71,6 +73,18 @@ class LocalStore:
         if not self.directory.is_dir():
             return []
         return sorted(p.name for p in self.directory.iterdir() if p.is_file())
+
+    def list_stamps(self) -> dict[str, str]:
+        """Name -> a stamp that changes when the file is rewritten (mtime and size)."""
+        if not self.directory.is_dir():
+            return {}
+        stamps = {}
+        for path in self.directory.iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                stat = path.stat()
+                if path.is_file():
+                    stamps[path.name] = f"{stat.st_mtime_ns}:{stat.st_size}"
+        return stamps
 
     def read(self, name: str) -> bytes | None:
         try:
@@ -117,6 +131,16 @@ class S3Store:
             for item in page.get("Contents", []):
                 names.append(item["Key"][len(start):])
         return sorted(names)
+
+    def list_stamps(self) -> dict[str, str]:
+        """Name -> ETag, from the same listing (a rewritten object gets a new ETag)."""
+        stamps: dict[str, str] = {}
+        paginator = self.client.get_paginator("list_objects_v2")
+        start = f"{self.prefix}/" if self.prefix else ""
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=start, Delimiter="/"):
+            for item in page.get("Contents", []):
+                stamps[item["Key"][len(start):]] = f"{item.get('ETag', '')}:{item.get('Size', '')}"
+        return stamps
 
     def read(self, name: str) -> bytes | None:
         try:
@@ -263,6 +287,17 @@ class SchemaRegistry:
             raise SchemaFileError(
                 where, [(".".join(map(str, e["loc"])), e["msg"]) for e in exc.errors()]
             ) from None
+
+    def deployed_stamps(self) -> dict[str, str]:
+        """Topic -> a stamp of its deployed document that changes when it is redeployed, from
+        one listing of the store (no document is read): the schema gate reads only the
+        documents whose stamp changed."""
+        return {
+            name.removesuffix(DEPLOYED_SUFFIX): stamp
+            for name, stamp in self.store.list_stamps().items()
+            if name.endswith(DEPLOYED_SUFFIX)
+            and TOPIC_PATTERN.fullmatch(name.removesuffix(DEPLOYED_SUFFIX))
+        }
 
     def deployed_versions(self) -> dict[str, str]:
         """Topic -> deployed version (what the schema gate sensor polls)."""

@@ -11,7 +11,9 @@ again: every sensor keeps what it has reported in its cursor. Nothing passing al
   check executions it has alerted, per check.
 - ``stale_topic_alert_sensor``: a topic whose oldest data not yet in Curated is older than the
   freshness target; once per stale spell (cursor: the topics alerted and still stale). It also
-  publishes each topic's Curated lag as a metric (the dashboard's freshness panel).
+  publishes each topic's Curated lag as a metric (the dashboard's freshness panel). Its cursor
+  also keeps, per topic, the metadata locations of its three tables and what was pending: a
+  topic none of whose tables changed is not read again (its lag is the same data, older).
 - ``drift_alert_sensor``: new rows of the drift log, one message per topic with its new
   columns (cursor: the columns reported per topic); publishes the drift metric (the alarm).
 """
@@ -31,6 +33,7 @@ from leanops_dagster._dagster_internals import (
     AssetCheckExecutionRecordStatus,
     SerializableErrorInfo,
 )
+from leanops_dagster.iceberg.catalog import metadata_locations
 from leanops_dagster.partitions import topic_partitions
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.pipeline.status import oldest_pending
@@ -241,23 +244,37 @@ def stale_topic_alert_sensor(
     topics = sorted(context.instance.get_dynamic_partitions(topic_partitions.name))
     if not topics:
         return dg.SkipReason("no onboarded topic")
-    alerted: dict[str, int] = json.loads(context.cursor) if context.cursor else {}
+    state = json.loads(context.cursor) if context.cursor else {}
+    if "alerted" not in state:  # the cursor before "seen": the alerted topics only
+        state = {"alerted": state, "seen": {}}
+    alerted: dict[str, int] = state["alerted"]
+    seen: dict[str, dict] = state["seen"]
     iceberg = catalog.load()
+    locations = _zone_locations(iceberg, catalog)
     now = dt.datetime.now(dt.UTC)
     target_s = pipeline.freshness_minutes * 60
     lags: list[Metric] = []
     pending: list[tuple[Alert | None, Callable[[], None]]] = []
     for topic in topics:
         tables = TopicTables(topic, catalog.namespace_prefix)
-        behind = oldest_pending(iceberg, tables)
-        lag = behind.age_seconds(now) if behind else 0.0
+        stamp = _tables_stamp(locations, tables)
+        known = seen.get(topic)
+        if stamp is None or known is None or known["stamp"] != stamp:
+            # a table of the topic changed (or no listing): read where it stands
+            behind = oldest_pending(iceberg, tables)
+            known = {"stamp": stamp, "layer": behind.layer if behind else None,
+                     "snapshot_id": behind.oldest.snapshot_id if behind else None,
+                     "ts_ms": behind.oldest.timestamp_ms if behind else None}
+            seen[topic] = known
+        # unchanged tables: what was pending is still pending, only older (nothing read)
+        lag = max(0.0, now.timestamp() - known["ts_ms"] / 1000) if known["ts_ms"] else 0.0
         lags.append(Metric(CURATED_LAG_METRIC, lag, "Seconds", {TOPIC_DIMENSION: topic}))
         if lag <= target_s:
             alerted.pop(topic, None)  # fresh again: a later stale spell alerts anew
             continue
         if topic in alerted:
             continue
-        snapshot_id = behind.oldest.snapshot_id if behind else 0
+        snapshot_id = known["snapshot_id"] or 0
 
         def mark(topic: str = topic, snapshot_id: int = snapshot_id) -> None:
             alerted[topic] = snapshot_id
@@ -266,17 +283,43 @@ def stale_topic_alert_sensor(
             kind=AlertKind.STALE_TOPIC,
             title=f"topic stale: Curated {round(lag / 60, 1)} min behind",
             topic=topic,
-            layer=behind.layer if behind else None,
+            layer=known["layer"],
             check="curated_freshness",
             numbers={"lag_minutes": round(lag / 60, 1),
                      "target_minutes": pipeline.freshness_minutes,
                      "oldest_pending_snapshot_id": snapshot_id},
         ), mark))
+    for topic in set(seen) - set(topics):
+        del seen[topic]
     metrics.put(lags, context.log)
     sent, error = _deliver(pending, alerts, context.log)
     return dg.SensorResult(
-        cursor=json.dumps(alerted, sort_keys=True),
+        cursor=json.dumps({"alerted": alerted, "seen": seen}, sort_keys=True),
         skip_reason=error or (None if sent else "no topic newly stale"),
+    )
+
+
+def _zone_locations(iceberg, catalog: IcebergCatalogResource) -> dict[str, dict[str, str]] | None:
+    """Zone namespace -> {table name: metadata location}, from the catalog alone (None: the
+    catalog has no listing, every topic's tables are read)."""
+    out: dict[str, dict[str, str]] = {}
+    for zone in (constants.RAW_ZONE, constants.STANDARDIZED_ZONE, constants.CURATED_ZONE):
+        namespace = catalog.namespace(zone)
+        listed = metadata_locations(iceberg, namespace)
+        if listed is None:
+            return None
+        out[namespace] = listed
+    return out
+
+
+def _tables_stamp(locations: dict[str, dict[str, str]] | None, tables: TopicTables) -> str | None:
+    """The metadata locations of a topic's RAW, Standardized and Curated tables, as one string
+    that changes with any commit to any of them (None: unknown)."""
+    if locations is None:
+        return None
+    return "|".join(
+        locations.get(namespace, {}).get(name, "")
+        for namespace, name in (tables.raw, tables.standardized, tables.curated)
     )
 
 

@@ -1,29 +1,74 @@
-"""RAW snapshot sensor: records new RAW snapshots per onboarded topic and requests runs.
+"""RAW snapshot sensor: records new RAW data commits per onboarded topic and requests runs.
 
-Cursor: ``{topic: last seen RAW snapshot id}``. No new snapshot -> no run. The run key is the
-RAW snapshot id, so re-evaluating the same snapshot never requests a second run, and a topic
-that already has a run waiting in the queue gets no other: that run will read everything
-new when it starts (watermarks), so a second trigger would only be a no-op run.
+Cursor: ``{topic: {"metadata": RAW metadata location, "snapshot": snapshot id, "ts": its
+commit time (ms)}}``, the table as last seen. A tick first lists the current metadata location
+of every RAW table from the catalog alone (``iceberg.catalog.metadata_locations``: one query on
+the SQL catalog, one paginated ``GetTables`` on Glue) and opens only the tables whose location
+differs from the cursor: a topic whose table did not change costs a dictionary look-up, however
+long its history and however many topics there are (brief rule 10).
+
+A changed table requests a run only for a *data commit* (``append``, ``overwrite`` or
+``delete``, ``iceberg.changes``) newer than the cursor. A foreign commit on RAW (a compaction's
+``replace`` snapshot, ``rewrite_manifests``, ``expire_snapshots``, a tag or a property) moves the
+cursor and requests nothing: it changed no data, so a run would only find nothing new.
+
+No new data -> no run. The run key is the data snapshot's id, so re-evaluating the same snapshot
+never requests a second run, and a topic that already has a run waiting in the queue gets no
+other: that run will read everything new when it starts (watermarks), so a second trigger would
+only be a no-op run. (A legacy cursor ``{topic: snapshot id}`` is read as a table not yet seen
+at that snapshot.) A tick requests at most ``MAX_RUNS_PER_TICK`` runs; the other changed topics
+keep their cursor and are requested by the next tick.
 """
 
+from __future__ import annotations
+
 import json
+from dataclasses import dataclass
 
 import dagster as dg
 
+from leanops_dagster import constants
 from leanops_dagster.assets.keys import RAW_STAGING
 from leanops_dagster.assets.reporting import table_metadata
+from leanops_dagster.iceberg.catalog import metadata_locations
+from leanops_dagster.iceberg.changes import newest_data_commit
 from leanops_dagster.jobs import TOPIC_TAG, topic_pipeline_job
 from leanops_dagster.partitions import topic_partitions
 from leanops_dagster.resources.catalog import IcebergCatalogResource
+
+#: Runs one tick requests at most. Dagster creates each requested run inside the tick, so a
+#: tick after 50 topics committed at once would take as long as 50 run creations; the topics
+#: left over keep their cursor and are requested by the next tick, 5 s later (the queue starts
+#: only a few runs at a time anyway).
+MAX_RUNS_PER_TICK = 10
+
+@dataclass(frozen=True)
+class Seen:
+    """A RAW table as the sensor last saw it."""
+
+    metadata: str | None = None
+    snapshot: int | None = None
+    ts: int | None = None
+
+    @classmethod
+    def parse(cls, value: object) -> Seen:
+        if isinstance(value, dict):
+            return cls(value.get("metadata"), value.get("snapshot"), value.get("ts"))
+        return cls(snapshot=value if isinstance(value, int) else None)  # legacy cursor
+
+    def as_json(self) -> dict:
+        return {"metadata": self.metadata, "snapshot": self.snapshot, "ts": self.ts}
 
 
 @dg.sensor(
     job=topic_pipeline_job,
     # The sensor daemon looks at sensors every 5 s at most (its loop), so this is as often as
-    # it gets; a tick reads one RAW snapshot id per topic and one query of queued runs.
+    # it gets; a tick lists the RAW metadata locations once, opens only the changed tables and
+    # makes one query of queued runs.
     minimum_interval_seconds=5,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Watches each onboarded topic's RAW Iceberg table for new snapshots.",
+    description="Watches each onboarded topic's RAW Iceberg table for new data commits "
+    "(not for compactions or other metadata-only commits).",
 )
 def raw_snapshot_sensor(
     context: dg.SensorEvaluationContext, catalog: IcebergCatalogResource
@@ -31,27 +76,49 @@ def raw_snapshot_sensor(
     topics = context.instance.get_dynamic_partitions(topic_partitions.name)
     if not topics:
         return dg.SkipReason("no onboarded topic: deploy a schema first")
-    cursor: dict[str, int] = json.loads(context.cursor) if context.cursor else {}
+    raw_cursor = json.loads(context.cursor) if context.cursor else {}
+    cursor = {topic: Seen.parse(value) for topic, value in raw_cursor.items()}
     iceberg = catalog.load()
+    locations = metadata_locations(iceberg, catalog.namespace(constants.RAW_ZONE))
+    changed = []
+    for topic in sorted(topics):
+        seen = cursor.get(topic, Seen())
+        if locations is not None:
+            location = locations.get(constants.raw_table_name(topic))
+            if location is None or location == seen.metadata:
+                continue  # no table yet, or not changed: nothing is read
+        changed.append(topic)
+    if not changed:
+        return dg.SkipReason("no RAW table changed")
     waiting = _topics_with_waiting_runs(context.instance)
     events: list[dg.AssetMaterialization] = []
     runs: list[dg.RunRequest] = []
-    for topic in sorted(topics):
+    foreign: list[str] = []
+    for topic in changed:
+        if len(runs) >= MAX_RUNS_PER_TICK:
+            break  # the rest keep their cursor: the next tick requests them
         table = catalog.raw_table(iceberg, topic)
-        snapshot = table.current_snapshot() if table is not None else None
-        if snapshot is None or cursor.get(topic) == snapshot.snapshot_id:
+        current = table.current_snapshot() if table is not None else None
+        if table is None or current is None:
             continue
-        cursor[topic] = snapshot.snapshot_id
-        summary = snapshot.summary.additional_properties if snapshot.summary else {}
+        seen = cursor.get(topic, Seen())
+        if seen.metadata == table.metadata_location:
+            continue  # only reached without a listing (REST): the table did not change
+        data = newest_data_commit(table, seen.snapshot, seen.ts)
+        cursor[topic] = Seen(table.metadata_location, current.snapshot_id, current.timestamp_ms)
+        if data is None:
+            foreign.append(topic)  # a compaction or a metadata-only commit: no new data
+            continue
+        summary = data.summary.additional_properties if data.summary else {}
         events.append(
             dg.AssetMaterialization(
                 asset_key=RAW_STAGING,
                 partition=topic,
                 description="New RAW snapshot written by Firehose",
                 metadata={
-                    "snapshot_id": dg.MetadataValue.text(str(snapshot.snapshot_id)),
+                    "snapshot_id": dg.MetadataValue.text(str(data.snapshot_id)),
                     "added_records": int(summary.get("added-records", 0)),
-                    **table_metadata(table, snapshot.snapshot_id),
+                    **table_metadata(table, data.snapshot_id),
                 },
             )
         )
@@ -59,14 +126,19 @@ def raw_snapshot_sensor(
             continue
         runs.append(
             dg.RunRequest(
-                run_key=f"{topic}:{snapshot.snapshot_id}",
+                run_key=f"{topic}:{data.snapshot_id}",
                 partition_key=topic,
                 tags={TOPIC_TAG: topic},
             )
         )
-    if not events:
-        return dg.SkipReason("no new RAW snapshot")
-    return dg.SensorResult(run_requests=runs, asset_events=events, cursor=json.dumps(cursor))
+    if foreign:
+        context.log.info("RAW commits without new data (compaction, metadata only), no run: "
+                         + ", ".join(foreign))
+    new_cursor = json.dumps({t: s.as_json() for t, s in sorted(cursor.items())})
+    return dg.SensorResult(
+        run_requests=runs, asset_events=events, cursor=new_cursor,
+        skip_reason=None if events else "no new RAW data commit",
+    )
 
 
 def _topics_with_waiting_runs(instance: dg.DagsterInstance) -> set[str]:

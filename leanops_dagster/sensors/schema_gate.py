@@ -3,7 +3,13 @@
 Day 1: a topic without a deployed schema still lands in RAW; it has no partition, so no sensor
 requests work for it. Day 2: its schema is deployed, this sensor adds the partition and
 requests a run that processes everything buffered in RAW. A redeployed (changed) schema
-requests a run too. Cursor: ``{topic: deployed schema version}``.
+requests a run too.
+
+Cursor: ``{"stamps": {topic: stamp}, "versions": {topic: deployed schema version}}``. A tick
+lists the deployed store once (a stamp per document: mtime and size locally, the ETag on S3) and
+reads only the documents whose stamp changed, so an unchanged topic costs no read (brief rule
+10). A tick requests at most ``MAX_RUNS_PER_TICK`` runs; the other topics are requested by the
+next ticks. A legacy cursor ``{topic: version}`` is read as versions without stamps.
 """
 
 
@@ -14,6 +20,14 @@ import dagster as dg
 from leanops_dagster.jobs import TOPIC_TAG, topic_pipeline_job
 from leanops_dagster.partitions import topic_partitions
 from leanops_dagster.resources.schema_registry import SchemaRegistryResource
+from leanops_dagster.sensors.raw_snapshots import MAX_RUNS_PER_TICK
+
+
+def _parse(cursor: str | None) -> tuple[dict[str, str], dict[str, str]]:
+    state = json.loads(cursor) if cursor else {}
+    if "stamps" in state and "versions" in state:
+        return dict(state["stamps"]), dict(state["versions"])
+    return {}, {t: v for t, v in state.items() if isinstance(v, str)}  # legacy: versions only
 
 
 @dg.sensor(
@@ -25,13 +39,28 @@ from leanops_dagster.resources.schema_registry import SchemaRegistryResource
 def schema_gate_sensor(
     context: dg.SensorEvaluationContext, schema_registry: SchemaRegistryResource
 ) -> dg.SensorResult | dg.SkipReason:
-    seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
-    deployed = schema_registry.deployed_versions()
+    stamps, seen = _parse(context.cursor)
+    now_stamps = schema_registry.deployed_stamps()
+    deployed: dict[str, str] = {}
+    for topic, stamp in now_stamps.items():
+        if stamps.get(topic) == stamp and topic in seen:
+            deployed[topic] = seen[topic]  # unchanged document: not read
+        elif (version := schema_registry.deployed_version(topic)) is not None:
+            deployed[topic] = version
     partitions = set(context.instance.get_dynamic_partitions(topic_partitions.name))
     new_topics = sorted(t for t in deployed if t not in partitions)
     changed = sorted(t for t, v in deployed.items() if seen.get(t) != v)
+    # at most MAX_RUNS_PER_TICK runs per tick: the others stay out of the cursor, so the next
+    # tick finds them changed (their partitions are added now, all at once)
+    changed, later = changed[:MAX_RUNS_PER_TICK], set(changed[MAX_RUNS_PER_TICK:])
+    recorded = {t: v for t, v in deployed.items() if t not in later}
+    cursor = json.dumps({"stamps": {t: now_stamps[t] for t in recorded}, "versions": recorded},
+                        sort_keys=True)
     if not new_topics and not changed:
-        return dg.SkipReason("no schema deployed or changed")
+        if {t: now_stamps[t] for t in recorded} == stamps:
+            return dg.SkipReason("no schema deployed or changed")
+        # a document rewritten with the same version: remember its stamp, nothing to do
+        return dg.SensorResult(cursor=cursor, skip_reason="no schema deployed or changed")
     return dg.SensorResult(
         dynamic_partitions_requests=[topic_partitions.build_add_request(new_topics)]
         if new_topics
@@ -44,5 +73,5 @@ def schema_gate_sensor(
             )
             for topic in changed
         ],
-        cursor=json.dumps(deployed, sort_keys=True),
+        cursor=cursor,
     )

@@ -55,7 +55,7 @@ def test_checks_sensors_jobs_and_schedules(settings):
     assert {s.name for s in definitions.sensors} == {
         "schema_gate_sensor", "raw_snapshot_sensor", "backlog_sensor",
         "run_failure_alert_sensor", "check_failure_alert_sensor", "stale_topic_alert_sensor",
-        "drift_alert_sensor"}
+        "drift_alert_sensor", "tick_metrics_sensor"}
     assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in definitions.sensors)
     assert {j.name for j in definitions.jobs} >= {
         "topic_pipeline", "dlq_replay_job", "table_maintenance_job", "accountability_checks"}
@@ -63,14 +63,13 @@ def test_checks_sensors_jobs_and_schedules(settings):
         "accountability_checks_schedule", "table_maintenance_job_schedule"}
 
 
-def test_accountability_job_evaluates_every_all_topics_check(settings):
+def test_the_accountability_job_is_one_in_process_housekeeping_op(settings):
+    """The all-time checks of every topic in one op of one process: no step per check."""
     job = build_definitions(settings).resolve_job_def("accountability_checks")
-    assert {(k.asset_key, k.name) for k in job.asset_layer.asset_graph.asset_check_keys} == {
-        (RAW_STAGING, "pre_raw_balance"),
-        (STANDARDIZED, "post_raw_balance_all_time"),
-        (CURATED, "curated_balance_all_time"),
-        (CURATED, "curated_freshness"),
-    }
+    assert [node.name for node in job.nodes] == ["evaluate_all_time_checks"]
+    assert job.executor_def.name == dg.in_process_executor.name
+    assert job.run_tags == {"leanops/lane": "housekeeping", "dagster/priority": "-10"}
+    assert job.partitions_def is None  # one run covers every topic partition
 
 
 def test_schedules_run_by_default_and_a_setting_turns_them_off(settings):
@@ -93,19 +92,31 @@ def test_the_all_time_checks_are_partitioned_by_topic(settings):
     assert {spec.partitions_def.name for spec in specs.values()} == {"topics"}
 
 
-def test_the_accountability_schedule_requests_one_run_per_onboarded_topic(settings):
+def test_the_accountability_schedule_requests_one_run_whatever_the_number_of_topics(settings):
     from leanops_dagster.instance import get_instance
 
     (schedule,) = [s for s in build_definitions(settings).schedules
                    if s.name == "accountability_checks_schedule"]
     instance = get_instance(settings)
-    tick = dt.datetime(2026, 12, 1, 19, 45, tzinfo=dt.UTC)
+    tick = dt.datetime(2026, 12, 1, 19, 40, tzinfo=dt.UTC)
     context = dg.build_schedule_context(instance=instance, scheduled_execution_time=tick)
     empty = schedule.evaluate_tick(context)
     assert not empty.run_requests and empty.skip_message == "no onboarded topic"
-    instance.add_dynamic_partitions("topics", ["sensor_readings", "events"])
-    requests = schedule.evaluate_tick(context).run_requests
-    assert [r.tags["dagster/partition"] for r in requests] == ["events", "sensor_readings"]
-    assert [r.run_key for r in requests] == [
-        "events:2026-12-01T19:45:00+00:00", "sensor_readings:2026-12-01T19:45:00+00:00"]
-    assert all(r.tags["dagster/partition"] == r.tags["leanops/topic"] for r in requests)
+    instance.add_dynamic_partitions("topics", [f"t{i:02d}" for i in range(30)])
+    (request,) = schedule.evaluate_tick(context).run_requests
+    assert request.run_key == "2026-12-01T19:40:00+00:00"
+    assert "dagster/partition" not in request.tags
+
+
+def test_the_schedules_launch_at_most_four_housekeeping_runs_in_any_hour(settings):
+    from dagster._utils.schedules import cron_string_iterator
+
+    start = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    per_hour: dict[dt.datetime, int] = {}
+    for schedule in build_definitions(settings).schedules:
+        for tick in cron_string_iterator(start.timestamp(), schedule.cron_schedule, "UTC"):
+            if tick >= start + dt.timedelta(days=1):
+                break
+            hour = tick.replace(minute=0, second=0, microsecond=0)
+            per_hour[hour] = per_hour.get(hour, 0) + 1
+    assert max(per_hour.values()) == 4 and len(per_hour) == 24

@@ -12,7 +12,6 @@ from moto import mock_aws
 
 from leanops_dagster.assets.keys import RAW_STAGING
 from leanops_dagster.definitions import build_definitions
-from leanops_dagster.jobs import topic_run_tags
 from leanops_dagster.local import ledger
 from leanops_dagster.local.definitions import build_local_definitions
 from leanops_dagster.local.resources import LedgerIngestionCounts, LocalSqsResource
@@ -72,7 +71,7 @@ def _pre_raw(definitions: dg.Definitions) -> dg.AssetCheckEvaluation:
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("topics", ["events"])
         result = definitions.resolve_job_def("accountability_checks").execute_in_process(
-            instance=instance, tags=topic_run_tags("events"))
+            instance=instance)
     (evaluation,) = [e for e in result.get_asset_check_evaluations()
                      if e.asset_key == RAW_STAGING and e.check_name == "pre_raw_balance"]
     return evaluation

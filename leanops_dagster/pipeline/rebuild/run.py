@@ -38,6 +38,7 @@ from leanops_dagster.pipeline.rebuild.staging import (
     standardized_layer,
 )
 from leanops_dagster.pipeline.rebuild.swap import (
+    carry_new_drift,
     error_rows_swapped,
     finished,
     standardized_at,
@@ -158,6 +159,7 @@ def rebuild_topic(
         )
         result.steps.append(f"swapped the {tables.topic} rows of "
                             f"{'.'.join(tables.curated_errors)}")
+    carry_new_drift(catalog, tables, staging, standardized_at(catalog, staging, std_swap))
 
     live = catalog.load_table(tables.curated)
     swap = swap_snapshot(live, staging.rebuild_id)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
 from pyiceberg.expressions import EqualTo
 from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC
@@ -28,6 +29,7 @@ from leanops_dagster.constants import (
     REPLACED_SNAPSHOT_PROPERTY,
     REPLACED_VERSION_PROPERTY,
     SCHEMA_VERSION_PROPERTY,
+    STANDARDIZED_SNAPSHOT_ID,
     STD_WATERMARK,
     SUPERSEDED_VERSIONS_PROPERTY,
     TOPIC_NAME,
@@ -45,6 +47,8 @@ from leanops_dagster.iceberg.key_index import updated_index
 from leanops_dagster.iceberg.reads import cast_to
 from leanops_dagster.iceberg.state import read_state, stage_state
 from leanops_dagster.iceberg.tables import (
+    DRIFT_LOG_PARTITION_SPEC,
+    DRIFT_LOG_SCHEMA,
     PARSE_ERRORS_PARTITION_SPEC,
     PARSE_ERRORS_SCHEMA,
 )
@@ -315,3 +319,35 @@ def finished(catalog: Catalog, tables: TopicTables, staging: StagingTables) -> b
             catalog, tables.parse_errors, parse_errors_rebuild_property(tables.topic),
             staging.rebuild_id)
     return done
+
+
+def carry_new_drift(
+    catalog: Catalog, tables: TopicTables, staging: StagingTables, std_at: int | None
+) -> None:
+    """The drift the rebuilt history shows that the live drift log has not recorded (e.g.
+    in rows a recovery read for the first time), appended as the layer logs drift: once per
+    column and topic. Resumable: a rerun finds those columns logged."""
+    if not catalog.table_exists(staging.drift_log):
+        return
+    staged = catalog.load_table(staging.drift_log).scan(
+        row_filter=EqualTo(TOPIC_NAME, tables.topic)).to_arrow()
+    if staged.num_rows == 0:
+        return
+    log = ensure_table(catalog, tables.drift_log, DRIFT_LOG_SCHEMA, DRIFT_LOG_PARTITION_SPEC)
+
+    def once() -> None:
+        live = catalog.load_table(tables.drift_log)
+        known = set() if live.current_snapshot() is None else set(live.scan(
+            row_filter=EqualTo(TOPIC_NAME, tables.topic), selected_fields=("column_name",),
+        ).to_arrow().column("column_name").to_pylist())
+        new = staged.filter(pc.invert(pc.is_in(
+            staged["column_name"], pa.array(sorted(known), pa.string()))))
+        if new.num_rows:
+            if std_at is not None:  # staging snapshots do not survive the rebuild
+                new = new.set_column(
+                    new.column_names.index(STANDARDIZED_SNAPSHOT_ID), STANDARDIZED_SNAPSHOT_ID,
+                    pa.array([std_at] * new.num_rows, pa.int64()))
+            target = log.schema().as_arrow()
+            live.append(new.select(target.names).cast(target))
+
+    retry_commit(once)
