@@ -90,18 +90,30 @@ def _chain_after(table: Table, watermark: int | None) -> list[Snapshot] | None:
     return None
 
 
+def appends_after(
+    table: Table, watermark: int | None, topic: str | None = None
+) -> tuple[Snapshot, ...] | None:
+    """The append snapshots after ``watermark``, oldest first, if the history between is
+    intact; None where other writers left a gap (``watermark`` still listed: read the
+    rewritten way). Reads no manifest. Raises ``HistoryLost`` if ``watermark`` is gone too."""
+    chain = _chain_after(table, watermark)
+    if chain is not None:
+        return tuple(
+            s for s in reversed(chain)
+            if s.summary is not None and s.summary.operation == Operation.APPEND
+        )
+    if watermark is not None and table.snapshot_by_id(watermark) is None:
+        raise HistoryLost(".".join(table.name()), watermark, topic)
+    return None
+
+
 def plan_after(table: Table, watermark: int | None, topic: str | None = None) -> IncrementPlan:
     """Plan the read of what was appended to ``table`` after ``watermark`` (module doc)."""
     if table.current_snapshot() is None:
         return IncrementPlan(())
-    chain = _chain_after(table, watermark)
-    if chain is not None:
-        return IncrementPlan(tuple(
-            s for s in reversed(chain)
-            if s.summary is not None and s.summary.operation == Operation.APPEND
-        ))
-    if watermark is not None and table.snapshot_by_id(watermark) is None:
-        raise HistoryLost(".".join(table.name()), watermark, topic)
+    appends = appends_after(table, watermark, topic)
+    if appends is not None:
+        return IncrementPlan(appends)
     now = {t.file.file_path: t for t in table.scan().plan_files()}
     then = (
         {t.file.file_path: t for t in table.scan(snapshot_id=watermark).plan_files()}

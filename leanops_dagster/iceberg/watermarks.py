@@ -20,6 +20,7 @@ from pyiceberg.table.snapshots import Snapshot
 from leanops_dagster.constants import total_key, watermark_key
 from leanops_dagster.iceberg.history import (
     HistoryLost,
+    appends_after,
     plan_after,
     snapshot_order,
     subtract_rows,
@@ -77,7 +78,7 @@ def appended_snapshots_since(table: Table, watermark: int | None) -> list[Snapsh
     """APPEND snapshots after ``watermark`` (exclusive) up to the current one, oldest first,
     when the history between is intact; [] when other writers' expiry left a gap (then
     ``read_increment`` reads the rewritten way; see ``history``)."""
-    return list(plan_after(table, watermark).appends)
+    return list(appends_after(table, watermark) or ())
 
 
 def read_increment(
