@@ -8,9 +8,14 @@ UV := python3 -m uv
 # for the Iceberg runtime, the JDBC drivers serve Iceberg's JDBC catalog.
 SPARK_DEBS := libjarjar-java libxerial-sqlite-jdbc-java libpostgresql-jdbc-java
 
+# Bytecode is compiled at install time (as the Dockerfile does): with PYTHONDONTWRITEBYTECODE
+# set (this machine kind sets it) every process would otherwise compile Dagster, SQLAlchemy and
+# the rest from source on each import: ~20 s per fresh interpreter under load instead of ~3 s,
+# paid by every run worker, code server, CLI call and test subprocess. Later syncs reuse it.
 setup:
 	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv==$(UV_VERSION)"
-	@$(UV) sync --frozen --all-extras
+	@$(UV) sync --frozen --all-extras --compile-bytecode
+	@$(UV) run python -m compileall -q -j 0 leanops_dagster ingestion_lambdas benchmarks tests >/dev/null
 	@$(MAKE) --no-print-directory spark-jars
 
 spark-jars:  ## local Spark engine: Debian jars (as root, when missing) + the relocated Jackson jar
