@@ -45,6 +45,16 @@ run_coordinator:
       - key: "leanops/lane"
         value: "housekeeping"
         limit: 1
+# Sensors are evaluated in threads, and a tick's run requests are submitted by a pool: creating
+# a run writes its snapshots and planned-asset events (a new SQLite shard per run here), so ten
+# requests submitted one after another made the RAW sensor's tick ~20 s with 50 busy topics.
+sensors:
+  use_threads: true
+  num_workers: 4
+  num_submit_workers: 4
+schedules:
+  use_threads: true
+  num_workers: 2
 # Each run is a fork of a warm worker that has imported the definitions once
 # (leanops_dagster/local/launcher.py); Dagster's default spawns and imports everything per run.
 run_launcher:

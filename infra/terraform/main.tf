@@ -18,10 +18,12 @@ locals {
   # What the Dagster sensors publish (leanops_dagster/resources/metrics.py, same spelling;
   # tests/infra/test_infra_consistency.py compares them): the dashboard and the drift alarm.
   pipeline_metrics = {
-    namespace       = "LeanOps/Pipeline"
-    curated_lag     = "CuratedLagSeconds"
-    schema_drift    = "SchemaDriftColumns"
-    topic_dimension = "Topic"
+    namespace            = "LeanOps/Pipeline"
+    curated_lag          = "CuratedLagSeconds"
+    schema_drift         = "SchemaDriftColumns"
+    topic_dimension      = "Topic"
+    tick_seconds         = "TickSeconds"
+    instigator_dimension = "Instigator"
   }
 
   account_id = data.aws_caller_identity.current.account_id

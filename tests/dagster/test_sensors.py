@@ -18,7 +18,8 @@ from tests.dagster.conftest import append_raw, event, raw_row
 def _gate(instance, settings, cursor=None):
     context = dg.build_sensor_context(
         instance=instance, cursor=cursor,
-        resources={"schema_registry": SchemaRegistryResource.from_settings(settings)},
+        resources={"schema_registry": SchemaRegistryResource.from_settings(settings),
+                   "catalog": IcebergCatalogResource.from_settings(settings)},
     )
     return schema_gate_sensor(context), context
 
@@ -31,11 +32,12 @@ def _raw_sensor(instance, settings, cursor=None):
     return raw_snapshot_sensor(context), context
 
 
-def test_schema_gate_adds_partition_once_per_deployed_version(settings, registry):
+def test_schema_gate_adds_partition_once_per_deployed_version(settings, registry, catalog):
     with dg.instance_for_test() as instance:
         result, _ = _gate(instance, settings)
         assert isinstance(result, dg.SkipReason)
 
+        append_raw(catalog, [raw_row("m1", event("k1"))])  # buffered before the deploy
         registry.deploy("events")
         result, _ = _gate(instance, settings)
         assert [r.partitions_def_name for r in result.dynamic_partitions_requests] == ["topics"]
@@ -47,6 +49,24 @@ def test_schema_gate_adds_partition_once_per_deployed_version(settings, registry
         instance.add_dynamic_partitions("topics", ["events"])
         again, _ = _gate(instance, settings, cursor=result.cursor)
         assert isinstance(again, dg.SkipReason)
+
+
+def test_schema_gate_requests_no_run_for_a_topic_without_raw_data(settings, registry, catalog):
+    """No data, no run: the partition is added, and the RAW sensor requests the first run
+    when the topic's first data lands."""
+    with dg.instance_for_test() as instance:
+        registry.deploy("events")
+        gate, _ = _gate(instance, settings)
+        assert list(gate.dynamic_partitions_requests[0].partition_keys) == ["events"]
+        assert gate.run_requests == []
+        assert set(json.loads(gate.cursor)["versions"]) == {"events"}  # seen: not asked again
+        instance.add_dynamic_partitions("topics", ["events"])
+
+        snapshot = append_raw(catalog, [raw_row("m1", event("k1"))])
+        again, _ = _gate(instance, settings, cursor=gate.cursor)
+        assert isinstance(again, dg.SkipReason)
+        raw, _ = _raw_sensor(instance, settings)
+        assert [r.run_key for r in raw.run_requests] == [f"events:{snapshot}"]
 
 
 def test_raw_sensor_requests_only_onboarded_topics_and_only_new_snapshots(
@@ -212,8 +232,10 @@ def test_a_schema_gate_tick_reads_only_redeployed_schemas(settings, tmp_schemas,
         shutil.copytree(tmp_schemas / "events", tmp_schemas / f"t{i:02d}")
     settings = get_settings(home=settings.home, schema_registry=str(tmp_schemas))
     registry = SchemaRegistry.from_settings(settings)
+    catalog = open_catalog(settings)
     for i in range(20):
         registry.deploy(f"t{i:02d}")
+        append_raw(catalog, [raw_row("m1", event("k1"), topic=f"t{i:02d}")], topic=f"t{i:02d}")
     with dg.instance_for_test() as instance:
         first, _ = _gate(instance, settings)  # at most 10 runs per tick; all 20 partitions
         assert len(first.run_requests) == 10

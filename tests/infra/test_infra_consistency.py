@@ -337,6 +337,8 @@ def test_pipeline_metric_names_equal_the_python_names():
         "curated_lag": metrics.CURATED_LAG_METRIC,
         "schema_drift": metrics.SCHEMA_DRIFT_METRIC,
         "topic_dimension": metrics.TOPIC_DIMENSION,
+        "tick_seconds": metrics.TICK_SECONDS_METRIC,
+        "instigator_dimension": metrics.INSTIGATOR_DIMENSION,
     }
     calls = _module_calls(TF_ROOT)
     assert first(calls["observability"]["pipeline_metrics"]) == "${local.pipeline_metrics}"
@@ -356,6 +358,20 @@ def test_schema_drift_alarm_and_freshness_panel_read_the_published_metrics():
     assert ("[local.metrics.namespace, local.metrics.curated_lag, local.metrics.topic_dimension, "
             "topic," in text)
     assert 'resource "aws_cloudwatch_dashboard" "main"' in text
+
+
+def test_the_raw_sensor_tick_alarm_reads_the_published_tick_metric():
+    """tick_metrics_sensor publishes TickSeconds per instigator; the alarm names the sensor
+    that triggers every topic run, by the name Dagster records its ticks under."""
+    from leanops_dagster.sensors.raw_snapshots import raw_snapshot_sensor
+
+    alarms = first(module_blocks(MODULES / "observability", "locals")["single_metric_alarms"])
+    tick = alarms["raw_sensor_tick_seconds"]
+    assert (tick["namespace"], tick["metric_name"], tick["statistic"]) == (
+        "${var.pipeline_metrics.namespace}", "${var.pipeline_metrics.tick_seconds}", "Maximum")
+    assert tick["dimensions"] == {
+        "var.pipeline_metrics.instigator_dimension": raw_snapshot_sensor.name}
+    assert "local.metrics.tick_seconds" in module_text(MODULES / "observability")
 
 
 def test_dagster_tasks_alert_to_the_alarm_topic_and_publish_only_their_namespace():

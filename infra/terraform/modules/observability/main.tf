@@ -65,6 +65,16 @@ locals {
       statistic         = "Sum"
       threshold         = 0
     }
+    # --- Dagster's ticks (tick_metrics_sensor): a slow RAW sensor delays every topic ---
+    raw_sensor_tick_seconds = {
+      alarm_name        = "${var.name_prefix}-raw-sensor-slow-ticks"
+      alarm_description = "A tick of raw_snapshot_sensor took longer than ${var.tick_alarm_seconds} s: every topic's next run waits for it. See the tick panel and docs/operations.md (many topics)."
+      namespace         = var.pipeline_metrics.namespace
+      metric_name       = var.pipeline_metrics.tick_seconds
+      dimensions        = { (var.pipeline_metrics.instigator_dimension) = "raw_snapshot_sensor" }
+      statistic         = "Maximum"
+      threshold         = var.tick_alarm_seconds
+    }
   }
 }
 
@@ -224,6 +234,20 @@ locals {
           ["AWS/Lambda", "Invocations", "FunctionName", var.sqs_processor_function_name, { label = "sqs_processor invocations", yAxis = "right" }],
           [local.metrics.namespace, local.metrics.schema_drift, { label = "new drift columns" }],
         ]
+      }
+    },
+    {
+      type = "metric", x = 0, y = 18, width = 18, height = 6
+      properties = {
+        title  = "Sensor and schedule ticks: the longest per minute (s), every instigator"
+        region = local.region
+        view   = "timeSeries"
+        period = 60
+        metrics = [[{
+          expression = "SEARCH('{${local.metrics.namespace},${local.metrics.instigator_dimension}} MetricName=\"${local.metrics.tick_seconds}\"', 'Maximum', 60)"
+          id         = "ticks"
+        }]]
+        annotations = { horizontal = [{ label = "10 s target", value = 10 }] }
       }
     },
     {

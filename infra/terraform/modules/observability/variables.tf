@@ -79,11 +79,19 @@ variable "queue_names" {
 variable "pipeline_metrics" {
   description = "Namespace, metric and dimension names the Dagster sensors publish (leanops_dagster/resources/metrics.py)."
   type = object({
-    namespace       = string
-    curated_lag     = string
-    schema_drift    = string
-    topic_dimension = string
+    namespace            = string
+    curated_lag          = string
+    schema_drift         = string
+    topic_dimension      = string
+    tick_seconds         = string
+    instigator_dimension = string
   })
+}
+
+variable "tick_alarm_seconds" {
+  description = "Alarm when a tick of the RAW sensor (the trigger of every topic run) takes longer than this; Dagster gives a tick 60 s."
+  type        = number
+  default     = 30
 }
 
 variable "curated_freshness_minutes" {
