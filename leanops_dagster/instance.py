@@ -48,6 +48,7 @@ run_coordinator:
 # Sensors are evaluated in threads, and a tick's run requests are submitted by a pool: creating
 # a run writes its snapshots and planned-asset events (a new SQLite shard per run here), so ten
 # requests submitted one after another made the RAW sensor's tick ~20 s with 50 busy topics.
+# A tick requests one round of the pool at most (lanes.RUN_REQUESTS_PER_TICK).
 sensors:
   use_threads: true
   num_workers: 4

@@ -39,6 +39,14 @@ HOUSEKEEPING_RUN_LIMIT = 1
 #: Dagster's run tag of a run's partition
 PARTITION_TAG = "dagster/partition"
 
+#: threads that submit one sensor tick's run requests (``sensors.num_submit_workers`` of both
+#: instances). Dagster creates each requested run inside the tick (its snapshots and planned
+#: events written), so a tick takes about one run creation per round of this pool.
+SENSOR_SUBMIT_WORKERS = 4
+#: run requests per sensor tick: one round of the pool, so a tick stays short (brief rule 10);
+#: the other changed topics are requested by the next tick, 5 s later
+RUN_REQUESTS_PER_TICK = SENSOR_SUBMIT_WORKERS
+
 #: topic runs at once: on this project's 2-core laptop, and in AWS (one Fargate task each)
 LOCAL_INGESTION_RUNS = 2
 AWS_INGESTION_RUNS = 10

@@ -33,14 +33,15 @@ from leanops_dagster.assets.reporting import table_metadata
 from leanops_dagster.iceberg.catalog import metadata_locations
 from leanops_dagster.iceberg.changes import newest_data_commit
 from leanops_dagster.jobs import TOPIC_TAG, topic_pipeline_job
+from leanops_dagster.lanes import RUN_REQUESTS_PER_TICK
 from leanops_dagster.partitions import topic_partitions
 from leanops_dagster.resources.catalog import IcebergCatalogResource
 
-#: Runs one tick requests at most. Dagster creates each requested run inside the tick, so a
-#: tick after 50 topics committed at once would take as long as 50 run creations; the topics
-#: left over keep their cursor and are requested by the next tick, 5 s later (the queue starts
-#: only a few runs at a time anyway).
-MAX_RUNS_PER_TICK = 10
+#: Runs one tick requests at most (``lanes.RUN_REQUESTS_PER_TICK``). Dagster creates each
+#: requested run inside the tick, so a tick after 50 topics committed at once would take as long
+#: as 50 run creations; the topics left over keep their cursor and are requested by the next
+#: tick, 5 s later (the queue starts only a few runs at a time anyway).
+MAX_RUNS_PER_TICK = RUN_REQUESTS_PER_TICK
 
 @dataclass(frozen=True)
 class Seen:
