@@ -4,7 +4,9 @@ Dagster records every tick (start, end, status) in the instance; this sensor rea
 that ended since its cursor and publishes, per sensor or schedule, the longest one as
 ``TickSeconds`` (dimension ``Instigator``; CloudWatch in AWS, the sensor's log locally). The
 figure includes what Dagster does for the tick (submitting the runs it requested), not only the
-sensor's own code. One query per instigator (a fixed set), whatever the number of topics.
+sensor's own code. A schedule's tick starts at its scheduled time (Dagster records no other
+start), so its figure also counts how late the scheduler got to it (e.g. a tick due while the
+daemon was starting). One query per instigator (a fixed set), whatever the number of topics.
 """
 
 from __future__ import annotations
