@@ -57,10 +57,10 @@ sys.path.insert(0, str(REPO))
 import dagster as dg  # noqa: E402
 
 from leanops_dagster import constants  # noqa: E402
-from leanops_dagster.demo import _start_daemon  # noqa: E402
 from leanops_dagster.iceberg.catalog import metadata_locations, open_catalog  # noqa: E402
 from leanops_dagster.instance import get_instance  # noqa: E402
 from leanops_dagster.lanes import is_housekeeping  # noqa: E402
+from leanops_dagster.local.daemon import LocalDaemon, start_daemon  # noqa: E402
 from leanops_dagster.local.stack import LocalStack  # noqa: E402
 from leanops_dagster.partitions import topic_partitions  # noqa: E402
 from leanops_dagster.pipeline.layout import TopicTables  # noqa: E402
@@ -117,7 +117,7 @@ class CuratedRows:
         return self.rows
 
 
-def wait_for(condition, what: str, timeout_s: float, daemon: subprocess.Popen) -> None:
+def wait_for(condition, what: str, timeout_s: float, daemon: LocalDaemon) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
         if daemon.poll() is not None:
@@ -207,7 +207,7 @@ def main() -> None:
     settings = get_settings(home=home, schema_registry=str(schemas))
     log(f"LEANOPS_HOME={home}; {len(topics)} topics, {args.events} events each")
     began = time.time()
-    daemon = _start_daemon(settings)
+    daemon = start_daemon(settings)
     instance = get_instance(settings)
     registry = SchemaRegistry.from_settings(settings)
     curated = CuratedRows(settings, topics)

@@ -8,28 +8,15 @@ sensors and launching real runs against LEANOPS_HOME.
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 from rich.console import Console
 
-from leanops_dagster.settings import REPO_ROOT, Settings
+from leanops_dagster.local.daemon import LocalDaemon, start_daemon
+from leanops_dagster.settings import Settings
 
 FIRST_TOPIC = "events"
 SECOND_TOPIC = "sensor_readings"
-
-
-def _start_daemon(settings: Settings) -> subprocess.Popen:
-    from leanops_dagster.instance import get_instance
-
-    get_instance(settings)  # storages created here, before the daemon opens them too
-    log = (settings.dagster_home / "daemon.log").open("ab")
-    return subprocess.Popen(  # nosec B603 - fixed argv, our own interpreter
-        [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w",
-         str(REPO_ROOT / "workspace.yaml")],
-        stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
-    )
 
 
 def pending_work(settings: Settings, topics: list[str]) -> dict[str, str]:
@@ -48,7 +35,7 @@ def pending_work(settings: Settings, topics: list[str]) -> dict[str, str]:
 
 def wait_for_pipeline(
     settings: Settings, topics: list[str], console: Console, timeout_s: float,
-    daemon: subprocess.Popen | None = None,
+    daemon: LocalDaemon | None = None,
 ) -> bool:
     """Wait until no topic has pending work and no run is queued or in progress."""
     import dagster as dg
@@ -120,7 +107,7 @@ def run_demo(settings: Settings, *, console: Console, timeout_s: float = 900) ->
     topics = [FIRST_TOPIC, SECOND_TOPIC]
     console.rule("Lean-Ops demo")
     console.print(f"LEANOPS_HOME = {settings.home}")
-    daemon = _start_daemon(settings)
+    daemon = start_daemon(settings)
     ok = True
     try:
         with LocalStack(settings) as stack:
