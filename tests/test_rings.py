@@ -239,9 +239,6 @@ CORE_LAYERS: tuple[tuple[str, ...], ...] = (
 #: imports that break the order or close a cycle today, each with its reason: the list only
 #: shrinks (a new one fails the tests below). (importer module, imported unit)
 KNOWN_CORE_EXCEPTIONS: dict[tuple[str, str], str] = {
-    # schema documents validate their literals with the Curated cast rules
-    ("leanops_dagster.schemas.models", "transforms"): "cast_literal",
-    ("leanops_dagster.schemas.compatibility", "transforms"): "cast_literal",
     # the equations read the tables a topic's layout names; rebuild checks them
     ("leanops_dagster.accountability", "pipeline"): "layout, quarantine prefix",
 }

@@ -43,6 +43,7 @@ import pyarrow.compute as pc
 
 from leanops_dagster.constants import IDEMPOTENCY_KEY
 from leanops_dagster.schemas.models import StandardizedSchema
+from leanops_dagster.schemas.text import invalid_utf8, readable_text
 from leanops_dagster.transforms.flatten.naming import ColumnNamer
 from leanops_dagster.transforms.flatten.payload import (
     MAX_DEPTH,
@@ -52,7 +53,6 @@ from leanops_dagster.transforms.flatten.payload import (
     ReferenceFlattener,
 )
 from leanops_dagster.transforms.flatten.shapes import FastFlattener
-from leanops_dagster.transforms.text import invalid_utf8, readable_text
 
 REASON_MISSING_METADATA = "missing_required_metadata"
 
