@@ -85,7 +85,7 @@ def curated_records(
     iceberg = catalog.load()
     result = run_curate(
         iceberg, tables, schema, engine=pipeline.engine, pii_key=pipeline.pii_key_bytes(),
-        lease_ttl_s=pipeline.lease_ttl_seconds,
+        lease_ttl_s=pipeline.lease_ttl_seconds, settings=pipeline.settings_of_layer_runs(),
     )
     if result.busy:
         context.log.info(messages.busy(topic, "curated"))

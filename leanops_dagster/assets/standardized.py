@@ -61,7 +61,8 @@ def standardized_records(
         return launch_spark_job(context, topic, "standardized")
     iceberg = catalog.load()
     result = run_standardize(
-        iceberg, tables, schema, engine=pipeline.engine, lease_ttl_s=pipeline.lease_ttl_seconds
+        iceberg, tables, schema, engine=pipeline.engine, lease_ttl_s=pipeline.lease_ttl_seconds,
+        settings=pipeline.settings_of_layer_runs(),
     )
     if result.busy:
         context.log.info(messages.busy(topic, "standardized"))

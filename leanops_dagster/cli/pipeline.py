@@ -1,4 +1,4 @@
-"""``leanops demo | run | report | dev``: the Dagster side of the command line."""
+"""``leanops demo | run | report | dev | spark-jars``: the Dagster side of the command line."""
 
 from __future__ import annotations
 
@@ -184,8 +184,29 @@ def demo(timeout: int) -> None:
         sys.exit(1)
 
 
+@click.command("spark-jars")
+def spark_jars() -> None:
+    """Build the local Spark engine's missing jars and print every jar (`make setup`).
+
+    Exits 1 naming the missing piece (a Debian package, Java) when it cannot."""
+    import subprocess
+
+    from leanops_dagster.engines.spark import jars
+
+    try:
+        found = jars.local_jars(
+            get_settings().spark_jars_cache, jdbc=(jars.SQLITE_JDBC_JAR, jars.POSTGRESQL_JDBC_JAR)
+        )
+    except (jars.SparkJarsMissing, subprocess.CalledProcessError) as error:
+        detail = getattr(error, "stderr", "") or ""
+        click.echo(f"local Spark jars: {error} {detail}".strip(), err=True)
+        sys.exit(1)
+    for jar in found:
+        click.echo(str(jar))
+
+
 def register(group: click.Group) -> None:
-    for command in (demo, run, report, dev):
+    for command in (demo, run, report, dev, spark_jars):
         group.add_command(command)
 
 

@@ -27,7 +27,7 @@ counts as missing). Total: no payload makes this raise.
 The payload columns come from a ``payload.Flattener``: ``payload.ReferenceFlattener`` (record
 by record, the definition) or ``shapes.FastFlattener`` (vectorised, the same output for every
 input), chosen in one place, ``new_flattener``. Pure: no process pool, no GC or allocator
-tuning here (``runtime.flatten_increment`` adds them for the layer runs); the Spark engine
+tuning here (``process_tuning.flatten_increment`` adds them for the layer runs); the Spark engine
 calls ``flatten_raw`` on its workers as is.
 """
 
