@@ -38,9 +38,9 @@ sys.path.insert(0, str(REPO))
 
 import dagster as dg  # noqa: E402
 
-from leanops_dagster.demo import _start_daemon  # noqa: E402
 from leanops_dagster.iceberg.catalog import open_catalog  # noqa: E402
 from leanops_dagster.instance import get_instance  # noqa: E402
+from leanops_dagster.local.demo import _start_daemon  # noqa: E402
 from leanops_dagster.local.stack import LocalStack  # noqa: E402
 from leanops_dagster.partitions import topic_partitions  # noqa: E402
 from leanops_dagster.pipeline.layout import TopicTables  # noqa: E402

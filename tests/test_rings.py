@@ -1,7 +1,7 @@
 """The rings: dependencies point inward, and this test is where the map lives.
 
-- **core**: the rules and the Iceberg mechanics (schemas, transforms, iceberg, pipeline,
-  accountability, constants, settings, runbook, the Spark engine's job-side modules). It runs
+- **core**: the rules and the Iceberg mechanics (constants, settings, schemas, transforms,
+  iceberg, pipeline, the engines: the Spark engine's job-side modules). It runs
   where neither Dagster nor moto is installed (a Glue or EMR worker): it imports nothing of
   Dagster (``dagster_pipes`` excepted: the Spark job reports through it), moto, click, rich or
   the rings outside it.
@@ -9,8 +9,9 @@
   instance, the Spark launcher. It imports only the core (and dagster, dagster-aws, boto3...),
   never moto (the production image has none) nor the local ring.
 - **local**: the local stack (moto, pollers, Firehose stand-in, ledger), the injector, the
-  demo, the report and the CLI; it may import everything, but not ``tools`` (the wheel does not
-  ship it: ``tools/data_injector/main.py`` is a thin entry over ``leanops_dagster.local``).
+  demo and the accountability report (all in ``local/``) and the CLI (``cli/``); it may import
+  everything, but not ``tools`` (the wheel does not ship it: ``tools/data_injector/main.py``
+  is a thin entry over ``leanops_dagster.local``).
 - **lambdas**: ``ingestion_lambdas`` deploys alone (boto3 + powertools), so it imports nothing
   of the rest.
 
@@ -42,7 +43,6 @@ RINGS: dict[str, str] = {
     "leanops_dagster.engines": CORE,
     "leanops_dagster.iceberg": CORE,
     "leanops_dagster.pipeline": CORE,
-    "leanops_dagster.runbook": CORE,
     "leanops_dagster.schemas": CORE,
     "leanops_dagster.settings": CORE,
     "leanops_dagster.transforms": CORE,
@@ -58,9 +58,7 @@ RINGS: dict[str, str] = {
     "leanops_dagster.schedules": DAGSTER,
     "leanops_dagster.sensors": DAGSTER,
     "leanops_dagster.cli": LOCAL,
-    "leanops_dagster.demo": LOCAL,
     "leanops_dagster.local": LOCAL,
-    "leanops_dagster.report": LOCAL,
     "ingestion_lambdas": LAMBDAS,
 }
 
@@ -229,7 +227,7 @@ CORE_LAYERS: tuple[tuple[str, ...], ...] = (
     ("constants", "settings"),
     ("schemas",),
     ("transforms",),
-    ("iceberg", "runbook"),
+    ("iceberg",),
     ("pipeline",),
     ("engines",),
 )

@@ -62,7 +62,7 @@ def run(topic: str, verbose: bool) -> None:
     run ends with the Snowflake refresh of that topic. On the Spark engine, Spark's and the
     JVM's own logs go to $LEANOPS_HOME/logs/spark.log, not to the terminal.
     """
-    from leanops_dagster.cli.run_summary import (
+    from leanops_dagster.cli.run_output import (
         LAYER_LEGEND,
         QUIET_RUN_CONFIG,
         render_checks,
@@ -122,7 +122,10 @@ def report(topic: str, as_json: bool) -> None:
 
     Exits 1 if one does not balance, or if the topic has no deployed schema, no tables and no
     messages sent (there is nothing to report)."""
-    from leanops_dagster.report import accountability_rows, unknown_topic_reason
+    from leanops_dagster.local.accountability_report import (
+        accountability_rows,
+        unknown_topic_reason,
+    )
 
     settings = get_settings()
     reason = unknown_topic_reason(settings, topic)
@@ -132,7 +135,7 @@ def report(topic: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([{"topic": t, **eq.as_dict()} for t, eq in rows], indent=2))
     else:
-        from leanops_dagster.report import render
+        from leanops_dagster.local.accountability_report import render
 
         console.print(render(rows, f"Accountability: {topic}"))
     if not all(eq.balanced for _, eq in rows):
@@ -173,8 +176,8 @@ def demo(timeout: int) -> None:
     `sensor_readings`, waits until sensors and runs are quiet, prints the accountability per
     topic and layer, then deploys `sensor_readings` and shows its buffered RAW processed.
     """
-    from leanops_dagster.demo import run_demo
     from leanops_dagster.instance import BrokenDagsterHome
+    from leanops_dagster.local.demo import run_demo
 
     try:
         ok = run_demo(get_settings(), console=console, timeout_s=timeout)

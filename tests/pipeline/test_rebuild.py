@@ -685,7 +685,7 @@ def expire_history(home: Home) -> None:
     """What a week of table maintenance leaves: small files compacted, and every snapshot
     but the current one and those the consumers' tags keep expired, in RAW and Standardized
     (the append history is gone, the rows are all in the current files)."""
-    from leanops_dagster.runbook import compact_small_files
+    from leanops_dagster.iceberg.maintenance import compact_small_files
 
     compact_small_files(home.catalog.load_table(TABLES.standardized), min_files=2)
     for identifier in (TABLES.raw, TABLES.standardized):
