@@ -23,7 +23,7 @@ spark-jars:  ## local Spark engine: Debian jars (as root, when missing) + the re
 		apt-get install -y -qq --no-install-recommends $(SPARK_DEBS) >/dev/null \
 		|| { apt-get update -qq && apt-get install -y -qq --no-install-recommends $(SPARK_DEBS) >/dev/null; }; \
 	fi
-	@$(UV) run python -m leanops_dagster.engines.spark.jars >/dev/null \
+	@$(UV) run leanops spark-jars >/dev/null \
 		|| echo "note: the local Spark engine is unavailable (above); the Arrow engine does not need it"
 
 demo: setup  ## the main job: the local demo on embedded defaults

@@ -11,9 +11,9 @@ an earlier message_id. The fixed corpus ``tests/safety_net/hostile_corpus.jsonl`
 Each ``--batch`` of one topic is one RAW append followed by one Standardized and one Curated
 run on a fresh local SQL catalog (SQLite, in a temporary LEANOPS_HOME unless ``--home``).
 After every run the per-run equation must balance, and at the end the equations recomputed
-from the tables (``leanops_dagster.accountability``) must balance for both topics. An exception
-escaping a layer run is counted (class and message printed) and the run continues with the next
-batch; the exit status is non-zero if any escaped or any equation did not balance.
+from the tables (``leanops_dagster.pipeline.accountability``) must balance for both topics. An
+exception escaping a layer run is counted (class and message printed) and the run continues
+with the next batch; the exit status is non-zero if any escaped or any equation did not balance.
 
 Progress lines per batch, then a table per topic and layer; the last line printed is JSON:
 ``{"payloads": N, "seconds": S, "payloads_per_s": X, "escaped": 0, "balanced": true, ...}``.
@@ -41,9 +41,9 @@ import pyarrow as pa
 from rich.console import Console
 from rich.table import Table as RichTable
 
-from leanops_dagster import accountability
 from leanops_dagster.iceberg.catalog import ensure_table, open_catalog
 from leanops_dagster.iceberg.tables import RAW_STAGING_PARTITION_SPEC, RAW_STAGING_SCHEMA
+from leanops_dagster.pipeline import accountability
 from leanops_dagster.pipeline.curate import curate_topic
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.pipeline.standardize import standardize_topic

@@ -8,7 +8,7 @@ Each use, why, and the version it was checked against (1.13.27):
 
 - ``AssetCheckExecutionRecordStatus`` (``sensors/alerts.py``): the status filter of
   ``instance.event_log_storage.get_asset_check_execution_history``; not exported by ``dagster``.
-- ``SerializableErrorInfo`` (``sensors/alerts.py``, ``cli/run_summary.py``): the error record
+- ``SerializableErrorInfo`` (``sensors/alerts.py``, ``cli/run_output.py``): the error record
   Dagster keeps of a failed run or step, read for its root cause; not exported.
 - ``RunLauncher``, ``LaunchRunContext``, ``CheckRunHealthResult``, ``WorkerStatus``,
   ``ConfigurableClass``, ``ConfigurableClassData`` (``local/launcher.py``): the base classes and

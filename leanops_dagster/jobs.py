@@ -14,8 +14,10 @@ from leanops_dagster.checks.accountability import (
     verdicts,
 )
 from leanops_dagster.constants import CURATED_ZONE, STANDARDIZED_ZONE, ZONES
+from leanops_dagster.iceberg.maintenance import maintain_catalog
 from leanops_dagster.lanes import housekeeping_tags, ingestion_tags
 from leanops_dagster.partitions import topic_partitions
+from leanops_dagster.pipeline.dlq_replay import describe
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.pipeline.rebuild import deploy_schema, drop_replaced_copies
 from leanops_dagster.resources.catalog import IcebergCatalogResource
@@ -23,7 +25,6 @@ from leanops_dagster.resources.ingestion import IngestionCountsResource
 from leanops_dagster.resources.pipeline import PipelineConfigResource
 from leanops_dagster.resources.schema_registry import SchemaRegistryResource
 from leanops_dagster.resources.sqs import SqsResource
-from leanops_dagster.runbook import describe, maintain_catalog
 
 TOPIC_TAG = "leanops/topic"
 

@@ -38,6 +38,13 @@ SPARK_JOB_SETTINGS = (
     "lease_ttl_seconds", "spark_launcher", "pii_hash_key_secret_arn",
 )
 
+#: Settings the layer runs of a Dagster run get from its definitions (``layer_run_settings``):
+#: their process tuning and the in-process Spark session they start (``engines/choice.py``).
+LAYER_RUN_SETTINGS = (
+    *SPARK_JOB_SETTINGS, "home", "disable_thp", "spark_master", "spark_jars",
+    "spark_jars_packages", "spark_jars_dir", "spark_conf",
+)
+
 
 #: the Spark launchers whose job runs on a cluster's own Spark session (resources/spark_launch.py)
 CLUSTER_SPARK_LAUNCHERS = ("glue", "emr_serverless")
@@ -98,7 +105,7 @@ class Settings(BaseSettings):
     disable_thp: bool = Field(
         default=True,
         description="Turn transparent huge pages off in processes that run the layers "
-        "(leanops_dagster/runtime.py says why).",
+        "(leanops_dagster/pipeline/process_tuning.py says why).",
     )
     engine: Literal["arrow", "spark"] = Field(
         default="arrow",
@@ -286,6 +293,11 @@ class Settings(BaseSettings):
         """The fields a Spark job launched through Pipes runs with (JSON values): the same
         catalog, namespaces, registry and lease as this process, never a secret."""
         return self.model_dump(mode="json", include=set(SPARK_JOB_SETTINGS))
+
+    def layer_run_settings(self) -> dict[str, object]:
+        """The fields the layer runs of a Dagster run are handed (JSON values, never a secret):
+        the job's, the process tuning and what an in-process Spark session starts with."""
+        return self.model_dump(mode="json", include=set(LAYER_RUN_SETTINGS))
 
     @property
     def spark_jars_cache(self) -> Path:

@@ -1,7 +1,7 @@
 """The rings: dependencies point inward, and this test is where the map lives.
 
-- **core**: the rules and the Iceberg mechanics (schemas, transforms, iceberg, pipeline,
-  accountability, constants, settings, runbook, the Spark engine's job-side modules). It runs
+- **core**: the rules and the Iceberg mechanics (constants, settings, schemas, transforms,
+  iceberg, pipeline, the engines: the Spark engine's job-side modules). It runs
   where neither Dagster nor moto is installed (a Glue or EMR worker): it imports nothing of
   Dagster (``dagster_pipes`` excepted: the Spark job reports through it), moto, click, rich or
   the rings outside it.
@@ -9,8 +9,9 @@
   instance, the Spark launcher. It imports only the core (and dagster, dagster-aws, boto3...),
   never moto (the production image has none) nor the local ring.
 - **local**: the local stack (moto, pollers, Firehose stand-in, ledger), the injector, the
-  demo, the report and the CLI; it may import everything, but not ``tools`` (the wheel does not
-  ship it: ``tools/data_injector/main.py`` is a thin entry over ``leanops_dagster.local``).
+  demo and the accountability report (all in ``local/``) and the CLI (``cli/``); it may import
+  everything, but not ``tools`` (the wheel does not ship it: ``tools/data_injector/main.py``
+  is a thin entry over ``leanops_dagster.local``).
 - **lambdas**: ``ingestion_lambdas`` deploys alone (boto3 + powertools), so it imports nothing
   of the rest.
 
@@ -38,13 +39,10 @@ CORE, DAGSTER, LOCAL, LAMBDAS = "core", "dagster", "local", "lambdas"
 #: module prefix -> ring; the longest matching prefix decides.
 RINGS: dict[str, str] = {
     "leanops_dagster": CORE,
-    "leanops_dagster.accountability": CORE,
     "leanops_dagster.constants": CORE,
     "leanops_dagster.engines": CORE,
     "leanops_dagster.iceberg": CORE,
     "leanops_dagster.pipeline": CORE,
-    "leanops_dagster.runbook": CORE,
-    "leanops_dagster.runtime": CORE,
     "leanops_dagster.schemas": CORE,
     "leanops_dagster.settings": CORE,
     "leanops_dagster.transforms": CORE,
@@ -60,9 +58,7 @@ RINGS: dict[str, str] = {
     "leanops_dagster.schedules": DAGSTER,
     "leanops_dagster.sensors": DAGSTER,
     "leanops_dagster.cli": LOCAL,
-    "leanops_dagster.demo": LOCAL,
     "leanops_dagster.local": LOCAL,
-    "leanops_dagster.report": LOCAL,
     "ingestion_lambdas": LAMBDAS,
 }
 
@@ -230,28 +226,15 @@ def test_each_ring_imports_in_a_fresh_interpreter_without_its_absent_packages(ri
 CORE_LAYERS: tuple[tuple[str, ...], ...] = (
     ("constants", "settings"),
     ("schemas",),
-    ("transforms", "runtime"),
-    ("iceberg", "runbook"),
-    ("pipeline", "accountability"),
+    ("transforms",),
+    ("iceberg",),
+    ("pipeline",),
     ("engines",),
 )
 
-#: imports that break the order or close a cycle today, each with its reason: the list only
-#: shrinks (a new one fails the tests below). (importer module, imported unit)
-KNOWN_CORE_EXCEPTIONS: dict[tuple[str, str], str] = {
-    # schema documents validate their literals with the Curated cast rules
-    ("leanops_dagster.schemas.models", "transforms"): "cast_literal",
-    ("leanops_dagster.schemas.compatibility", "transforms"): "cast_literal",
-    # the equations read the tables a topic's layout names; rebuild checks them
-    ("leanops_dagster.accountability", "pipeline"): "layout, quarantine prefix",
-}
-
-#: core modules that may read the settings themselves: the Spark job is a process entry point
+#: the one core module that reads the settings itself: the Spark job is a process of its own
 SETTINGS_READERS = {
     "leanops_dagster.engines.spark.job": "the job's entry point (a Pipes or spark-submit process)",
-    "leanops_dagster.engines.choice": "the Spark session of a run the assets start",
-    "leanops_dagster.runtime": "process tuning (disable_thp) before each increment",
-    "leanops_dagster.engines.spark.jars": "the jar cache of a session started without settings",
 }
 
 
@@ -295,7 +278,6 @@ def test_the_core_imports_downward_only():
         f"{module} (line {line}) -> {target}"
         for module, line, target in _core_imports()
         if _layer_of(target) > _layer_of(_core_unit(module) or "")
-        and (module, target) not in KNOWN_CORE_EXCEPTIONS
     )
     assert not violations, "the core imports upward (see CORE_LAYERS):\n" + "\n".join(violations)
 
@@ -303,8 +285,7 @@ def test_the_core_imports_downward_only():
 def test_no_cycles_between_core_units():
     edges: dict[str, set[str]] = {}
     for module, _, target in _core_imports():
-        if (module, target) not in KNOWN_CORE_EXCEPTIONS:
-            edges.setdefault(_core_unit(module) or "", set()).add(target)
+        edges.setdefault(_core_unit(module) or "", set()).add(target)
     cycles = []
 
     def visit(unit: str, path: list[str]) -> None:
@@ -319,10 +300,13 @@ def test_no_cycles_between_core_units():
     assert not cycles, "cycles between core units:\n" + "\n".join(sorted(set(cycles)))
 
 
-def test_known_core_exceptions_are_still_needed():
+def test_the_layer_checks_see_the_core_imports():
+    """The two checks above hold with no exception listed, so they must be seen to find
+    imports: validate casts with the schemas' rules, the Spark engine runs the pipeline's."""
     imports = {(module, target) for module, _, target in _core_imports()}
-    stale = sorted(set(KNOWN_CORE_EXCEPTIONS) - imports)
-    assert not stale, f"remove these from KNOWN_CORE_EXCEPTIONS (fixed): {stale}"
+    assert ("leanops_dagster.transforms.validate", "schemas") in imports
+    assert any(module.startswith("leanops_dagster.engines.spark.") and target == "pipeline"
+               for module, target in imports)
 
 
 def test_the_core_is_handed_its_settings():

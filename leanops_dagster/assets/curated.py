@@ -9,17 +9,17 @@ from leanops_dagster.assets.reporting import materialize_result
 from leanops_dagster.engines.choice import run_curate
 from leanops_dagster.partitions import topic_partitions
 from leanops_dagster.pipeline import check_messages as messages
-from leanops_dagster.pipeline import run_report
+from leanops_dagster.pipeline import materialization
 from leanops_dagster.pipeline.known_drift import known_drift
 from leanops_dagster.pipeline.layout import TopicTables
-from leanops_dagster.pipeline.run_report import curated_report
+from leanops_dagster.pipeline.materialization import curated_report
 from leanops_dagster.resources.catalog import IcebergCatalogResource
 from leanops_dagster.resources.pipeline import PipelineConfigResource
 from leanops_dagster.resources.schema_registry import SchemaRegistryResource
 from leanops_dagster.resources.spark_launch import launch_spark_job
 
 CURATED_BALANCE = dg.AssetCheckSpec(
-    name=run_report.CURATED_BALANCE,
+    name=materialization.CURATED_BALANCE,
     asset=CURATED,
     blocking=True,
     description=(
@@ -31,7 +31,7 @@ CURATED_BALANCE = dg.AssetCheckSpec(
     ),
 )
 CDE_ERROR_RATE = dg.AssetCheckSpec(
-    name=run_report.CDE_ERROR_RATE,
+    name=materialization.CDE_ERROR_RATE,
     asset=CURATED,
     blocking=True,
     description=(
@@ -44,7 +44,7 @@ CDE_ERROR_RATE = dg.AssetCheckSpec(
 )
 QUARANTINED_ROWS = quarantined_rows_spec(CURATED, "curated.errors")
 SCHEMA_DRIFT = dg.AssetCheckSpec(
-    name=run_report.SCHEMA_DRIFT,
+    name=materialization.SCHEMA_DRIFT,
     asset=CURATED,
     description=(
         "Standardized columns the curated schema does not declare (new JSON keys), as the "
@@ -85,7 +85,7 @@ def curated_records(
     iceberg = catalog.load()
     result = run_curate(
         iceberg, tables, schema, engine=pipeline.engine, pii_key=pipeline.pii_key_bytes(),
-        lease_ttl_s=pipeline.lease_ttl_seconds,
+        lease_ttl_s=pipeline.lease_ttl_seconds, settings=pipeline.settings_of_layer_runs(),
     )
     if result.busy:
         context.log.info(messages.busy(topic, "curated"))

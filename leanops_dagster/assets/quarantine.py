@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from leanops_dagster.pipeline.run_report import QUARANTINED_ROWS
+from leanops_dagster.pipeline.materialization import QUARANTINED_ROWS
 
 
 def quarantined_rows_spec(asset: dg.AssetKey, errors_table: str) -> dg.AssetCheckSpec:

@@ -1,4 +1,4 @@
-"""A layer run's ``pipeline.run_report.RunReport`` as Dagster objects.
+"""A layer run's ``pipeline.materialization.RunReport`` as Dagster objects.
 
 The report's typed values are in the wire form of Dagster Pipes; here each becomes the
 ``dg.MetadataValue`` of the same type, so a report reads the same whether the asset returned
@@ -13,8 +13,8 @@ from typing import Any
 import dagster as dg
 from pyiceberg.schema import Schema
 
-from leanops_dagster.pipeline import run_report
-from leanops_dagster.pipeline.run_report import RunReport
+from leanops_dagster.pipeline import materialization
+from leanops_dagster.pipeline.materialization import RunReport
 
 
 def _table_schema(raw: Mapping[str, Any]) -> dg.TableSchemaMetadataValue:
@@ -64,13 +64,14 @@ def materialize_result(report: RunReport) -> dg.MaterializeResult:
 
 def column_schema(schema: Schema) -> dg.TableSchema:
     """The Iceberg schema as the ``dg.TableSchema`` of ``dagster/column_schema``."""
-    return _table_schema(run_report.column_schema(schema)["raw_value"]).schema
+    return _table_schema(materialization.column_schema(schema)["raw_value"]).schema
 
 
 def table_metadata(table, snapshot_id: int | None = None) -> dict[str, Any]:
-    """``run_report.table_metadata`` as Dagster metadata (the RAW sensor's materializations)."""
-    return dagster_metadata(run_report.table_metadata(table, snapshot_id))
+    """``materialization.table_metadata`` as Dagster metadata (the RAW sensor's
+    materializations)."""
+    return dagster_metadata(materialization.table_metadata(table, snapshot_id))
 
 
 def layer_table_metadata(catalog, identifier, snapshot_id: int | None) -> dict[str, Any]:
-    return dagster_metadata(run_report.layer_table_metadata(catalog, identifier, snapshot_id))
+    return dagster_metadata(materialization.layer_table_metadata(catalog, identifier, snapshot_id))

@@ -9,16 +9,16 @@ from leanops_dagster.assets.reporting import materialize_result
 from leanops_dagster.engines.choice import run_standardize
 from leanops_dagster.partitions import topic_partitions
 from leanops_dagster.pipeline import check_messages as messages
-from leanops_dagster.pipeline import run_report
+from leanops_dagster.pipeline import materialization
 from leanops_dagster.pipeline.layout import TopicTables
-from leanops_dagster.pipeline.run_report import standardized_report
+from leanops_dagster.pipeline.materialization import standardized_report
 from leanops_dagster.resources.catalog import IcebergCatalogResource
 from leanops_dagster.resources.pipeline import PipelineConfigResource
 from leanops_dagster.resources.schema_registry import SchemaRegistryResource
 from leanops_dagster.resources.spark_launch import launch_spark_job
 
 POST_RAW_BALANCE = dg.AssetCheckSpec(
-    name=run_report.POST_RAW_BALANCE,
+    name=materialization.POST_RAW_BALANCE,
     asset=STANDARDIZED,
     blocking=True,
     description=(
@@ -61,7 +61,8 @@ def standardized_records(
         return launch_spark_job(context, topic, "standardized")
     iceberg = catalog.load()
     result = run_standardize(
-        iceberg, tables, schema, engine=pipeline.engine, lease_ttl_s=pipeline.lease_ttl_seconds
+        iceberg, tables, schema, engine=pipeline.engine, lease_ttl_s=pipeline.lease_ttl_seconds,
+        settings=pipeline.settings_of_layer_runs(),
     )
     if result.busy:
         context.log.info(messages.busy(topic, "standardized"))

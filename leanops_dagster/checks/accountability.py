@@ -23,9 +23,9 @@ from typing import Any
 import dagster as dg
 from pyiceberg.catalog import Catalog
 
-from leanops_dagster import accountability
 from leanops_dagster.assets.keys import CURATED, RAW_STAGING, STANDARDIZED
 from leanops_dagster.partitions import topic_partitions
+from leanops_dagster.pipeline import accountability
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.pipeline.status import oldest_pending
 from leanops_dagster.resources.catalog import IcebergCatalogResource

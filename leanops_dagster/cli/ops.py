@@ -120,7 +120,7 @@ def replay(topic: str | None, max_messages: int) -> None:
     received, replayed per topic, skipped per topic.
     """
     from leanops_dagster.local.resources import sqs_resource
-    from leanops_dagster.runbook import describe
+    from leanops_dagster.pipeline.dlq_replay import describe
 
     sqs = sqs_resource(get_settings())
     try:

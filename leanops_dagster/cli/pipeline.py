@@ -1,4 +1,4 @@
-"""``leanops demo | run | report | dev``: the Dagster side of the command line."""
+"""``leanops demo | run | report | dev | spark-jars``: the Dagster side of the command line."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def run(topic: str, verbose: bool) -> None:
     run ends with the Snowflake refresh of that topic. On the Spark engine, Spark's and the
     JVM's own logs go to $LEANOPS_HOME/logs/spark.log, not to the terminal.
     """
-    from leanops_dagster.cli.run_summary import (
+    from leanops_dagster.cli.run_output import (
         LAYER_LEGEND,
         QUIET_RUN_CONFIG,
         render_checks,
@@ -122,7 +122,10 @@ def report(topic: str, as_json: bool) -> None:
 
     Exits 1 if one does not balance, or if the topic has no deployed schema, no tables and no
     messages sent (there is nothing to report)."""
-    from leanops_dagster.report import accountability_rows, unknown_topic_reason
+    from leanops_dagster.local.accountability_report import (
+        accountability_rows,
+        unknown_topic_reason,
+    )
 
     settings = get_settings()
     reason = unknown_topic_reason(settings, topic)
@@ -132,7 +135,7 @@ def report(topic: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([{"topic": t, **eq.as_dict()} for t, eq in rows], indent=2))
     else:
-        from leanops_dagster.report import render
+        from leanops_dagster.local.accountability_report import render
 
         console.print(render(rows, f"Accountability: {topic}"))
     if not all(eq.balanced for _, eq in rows):
@@ -173,8 +176,8 @@ def demo(timeout: int) -> None:
     `sensor_readings`, waits until sensors and runs are quiet, prints the accountability per
     topic and layer, then deploys `sensor_readings` and shows its buffered RAW processed.
     """
-    from leanops_dagster.demo import run_demo
     from leanops_dagster.instance import BrokenDagsterHome
+    from leanops_dagster.local.demo import run_demo
 
     try:
         ok = run_demo(get_settings(), console=console, timeout_s=timeout)
@@ -184,8 +187,29 @@ def demo(timeout: int) -> None:
         sys.exit(1)
 
 
+@click.command("spark-jars")
+def spark_jars() -> None:
+    """Build the local Spark engine's missing jars and print every jar (`make setup`).
+
+    Exits 1 naming the missing piece (a Debian package, Java) when it cannot."""
+    import subprocess
+
+    from leanops_dagster.engines.spark import jars
+
+    try:
+        found = jars.local_jars(
+            get_settings().spark_jars_cache, jdbc=(jars.SQLITE_JDBC_JAR, jars.POSTGRESQL_JDBC_JAR)
+        )
+    except (jars.SparkJarsMissing, subprocess.CalledProcessError) as error:
+        detail = getattr(error, "stderr", "") or ""
+        click.echo(f"local Spark jars: {error} {detail}".strip(), err=True)
+        sys.exit(1)
+    for jar in found:
+        click.echo(str(jar))
+
+
 def register(group: click.Group) -> None:
-    for command in (demo, run, report, dev):
+    for command in (demo, run, report, dev, spark_jars):
         group.add_command(command)
 
 

@@ -9,7 +9,10 @@
 - ``aws``: the moto endpoint and boto3 clients for it;
 - ``launcher``: the local run launcher that forks each run from a warm worker;
 - ``injector``: deterministic test data (generators, the scenario configs of ``tests/configs``,
-  the demo mix) for ``leanops inject`` and ``tools/data_injector/main.py``.
+  the demo mix) for ``leanops inject`` and ``tools/data_injector/main.py``;
+- ``demo``: the main job, ``leanops demo`` (the stack, the daemon, the schema gate, the report);
+- ``accountability_report``: the equations per topic and layer as ``leanops report`` and the
+  demo print them.
 
 Submodules are imported on use so that reading the ledger does not import moto.
 """

@@ -51,7 +51,7 @@ from leanops_dagster.pipeline.curated_evolution import conform_curated_table
 from leanops_dagster.pipeline.increments import record_error_rows, with_recorded_ts
 from leanops_dagster.pipeline.layer_run import Layer, LayerRead, Opened, held, run_layer
 from leanops_dagster.pipeline.layout import TopicTables
-from leanops_dagster.runtime import prepare_for_increments
+from leanops_dagster.pipeline.process_tuning import prepare_for_increments
 from leanops_dagster.schemas.models import TopicSchema
 from leanops_dagster.transforms import drift, rules
 
@@ -168,14 +168,16 @@ def curate_topic(
     now: dt.datetime | None = None,
     lease_ttl_s: float | None = DEFAULT_TTL_S,
     upstream_at: int | None = None,
+    disable_thp: bool = True,
 ) -> CurateResult:
     """Process the Standardized increment of one topic (this process's transparent huge pages
-    are turned off first, ``runtime.prepare_for_increments``). Standardized rows that make
+    are turned off first unless ``disable_thp`` is false: ``Settings.disable_thp``,
+    ``process_tuning.prepare_for_increments``). Standardized rows that make
     the run raise are quarantined to curated ``errors`` (``pipeline.quarantine``).
 
     One writer at a time, as ``standardize.standardize_topic``: the topic's Curated lease,
     and every commit asserts the snapshot its table was read at. ``upstream_at``: as there."""
-    prepare_for_increments()
+    prepare_for_increments(disable_thp=disable_thp)
     now = now or dt.datetime.now(dt.UTC)
     net = quarantine.curated_net(catalog, tables, schema, STANDARDIZED_SNAPSHOT_ID, pii_key, now)
     body = _ArrowCurate(catalog, tables, schema, pii_key, now, net)

@@ -38,8 +38,8 @@ from leanops_dagster.pipeline.curated_evolution import refuse_superseded
 from leanops_dagster.pipeline.increments import record_error_rows
 from leanops_dagster.pipeline.layer_run import Layer, LayerRead, Opened, held, run_layer
 from leanops_dagster.pipeline.layout import TopicTables
+from leanops_dagster.pipeline.process_tuning import flatten_increment, prepare_for_increments
 from leanops_dagster.pipeline.standardized_evolution import evolve_and_align
-from leanops_dagster.runtime import flatten_increment, prepare_for_increments
 from leanops_dagster.schemas.models import TopicSchema
 from leanops_dagster.transforms import rules
 
@@ -103,20 +103,21 @@ def standardize_topic(
     flatten_workers: int | None = 1,
     lease_ttl_s: float | None = DEFAULT_TTL_S,
     upstream_at: int | None = None,
+    disable_thp: bool = True,
 ) -> StandardizeResult:
     """Process the RAW increment of one topic. ``flatten_workers``: processes for flattening
     (``None``: every core for large increments, see ``transforms.flatten.flatten_raw``); one
     is the default since the vectorised flatten is faster than shipping rows to workers.
-    This process's transparent huge pages are turned off first
-    (``runtime.prepare_for_increments``). RAW rows that make the run raise are quarantined to
-    ``parse_errors`` (``pipeline.quarantine``).
+    This process's transparent huge pages are turned off first unless ``disable_thp`` is false
+    (``Settings.disable_thp``, ``process_tuning.prepare_for_increments``). RAW rows that make
+    the run raise are quarantined to ``parse_errors`` (``pipeline.quarantine``).
 
     One writer at a time: the run holds the topic's Standardized lease (``lease_ttl_s``; None:
     no lease) and returns a ``busy`` result without reading anything if another run holds it.
     Every commit also asserts the snapshot its table was read at, so even without the lease a
     writer that lost a race retries from the new watermark and finds nothing to do.
     ``upstream_at``: read RAW as if this snapshot were its current one (a rebuild's chunk)."""
-    prepare_for_increments()
+    prepare_for_increments(disable_thp=disable_thp)
     now = now or dt.datetime.now(dt.UTC)
     net = quarantine.standardized_net(catalog, tables, schema, RAW_SNAPSHOT_ID, now)
     body = _ArrowStandardize(catalog, tables, schema, now, flatten_workers, net)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import dagster as dg
 from pydantic import Field
 
@@ -40,6 +42,11 @@ class PipelineConfigResource(dg.ConfigurableResource):
     lease_ttl_seconds: float = Field(
         default=600.0, description="expiry of a layer run's per-topic lease (iceberg/lease.py)"
     )
+    layer_run_settings: str = Field(
+        default="{}",
+        description="JSON of Settings.layer_run_settings(): the layer runs' process tuning "
+        "(LEANOPS_DISABLE_THP) and in-process Spark session (LEANOPS_SPARK_MASTER, jars, conf)",
+    )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PipelineConfigResource:
@@ -50,7 +57,13 @@ class PipelineConfigResource(dg.ConfigurableResource):
             engine=settings.engine,
             spark_launcher=settings.spark_launcher,
             spark_job=SparkJobLaunch.from_settings(settings),
+            layer_run_settings=json.dumps(settings.layer_run_settings()),
         )
+
+    def settings_of_layer_runs(self) -> Settings:
+        """The ``Settings`` handed to the layer runs (``engines.choice``): those of the
+        definitions, over this process's environment for the fields not carried."""
+        return Settings(**json.loads(self.layer_run_settings))
 
     def launches_spark_job(self, schema: TopicSchema) -> bool:
         """True when ``schema``'s topic runs on Spark as a separate Pipes job."""

@@ -11,7 +11,7 @@ import dagster as dg
 from pydantic import Field
 
 from leanops_dagster import constants
-from leanops_dagster.runbook import ReplayResult, replay_dlq
+from leanops_dagster.pipeline.dlq_replay import ReplayResult, replay_dlq
 from leanops_dagster.settings import Settings
 
 
@@ -53,7 +53,7 @@ class SqsResource(dg.ConfigurableResource):
         return constants.resource_name(self.environment, "")
 
     def replay_dlq(self, *, topic: str | None = None, max_messages: int = 1000) -> ReplayResult:
-        """The runbook's DLQ replay (``runbook.replay_dlq``) against this environment's queues:
+        """The runbook's DLQ replay (``pipeline.dlq_replay``) against this environment's queues:
         the Dagster job and ``leanops dlq replay`` both call this."""
         client = self.client()
         return replay_dlq(

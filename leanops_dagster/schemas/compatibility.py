@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from leanops_dagster.schemas.cast import cast_literal
 from leanops_dagster.schemas.models import CuratedColumn, Rules, TopicSchema
 from leanops_dagster.schemas.types import parse_type
 
@@ -80,8 +81,6 @@ def is_type_promotion(old: str, new: str) -> bool:
 
 # --- rules ----------------------------------------------------------------------------------
 def _typed(value: Any, spec: str) -> Any:
-    from leanops_dagster.transforms.cast import cast_literal
-
     return cast_literal(value, spec).as_py()
 
 

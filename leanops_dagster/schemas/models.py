@@ -30,8 +30,8 @@ from leanops_dagster.constants import (
     TOPIC_NAME,
     validate_topic,
 )
+from leanops_dagster.schemas.cast import cast_literal
 from leanops_dagster.schemas.types import ORDERABLE_TYPES, arrow_type, parse_type
-from leanops_dagster.transforms.cast import cast_literal
 
 RESERVED_COLUMNS = frozenset(
     RAW_COLUMNS + METADATA_COLUMNS + LINEAGE_COLUMNS + ICEBERG_METADATA_COLUMNS

@@ -50,7 +50,7 @@ def standardize_rules(
     flatten_rows: Callable[..., flatten.FlattenResult] | None = None,
 ) -> StandardizedRows:
     """RAW rows -> Standardized rows: flatten (parse errors apart, ``flatten_rows``: the
-    tuned ``runtime.flatten_increment`` or ``flatten.flatten_raw``), then keep the rows
+    tuned ``process_tuning.flatten_increment`` or ``flatten.flatten_raw``), then keep the rows
     ``unconsumed`` selects and FIFO on ``message_id`` among them and against
     ``stored_ids(rows)`` (``transforms.dedup.fifo_dedup``, in ``snapshot_order``)."""
     flatten_rows = flatten_rows or flatten.flatten_raw

@@ -39,8 +39,8 @@ from leanops_dagster.constants import (
     PUBLISH_TIME,
     TOPIC_NAME,
 )
+from leanops_dagster.schemas.cast import cast_column, cast_literal
 from leanops_dagster.schemas.models import CuratedColumn, CuratedSchema
-from leanops_dagster.transforms.cast import cast_column, cast_literal
 from leanops_dagster.transforms.drift import drift_columns
 
 TS = pa.timestamp("us", tz="UTC")

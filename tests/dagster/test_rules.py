@@ -8,8 +8,8 @@ import uuid
 import pyarrow as pa
 import pytest
 
-from leanops_dagster import accountability
 from leanops_dagster.iceberg.key_index import KeyIndex, key_hashes
+from leanops_dagster.pipeline import accountability
 from leanops_dagster.pipeline import curate as curate_module
 from leanops_dagster.pipeline import standardize as standardize_module
 from leanops_dagster.pipeline.curate import curate_topic

@@ -26,7 +26,7 @@ from leanops_dagster.engines.spark import job
 from leanops_dagster.iceberg.catalog import open_catalog
 from leanops_dagster.pipeline.known_drift import known_drift
 from leanops_dagster.pipeline.layout import TopicTables
-from leanops_dagster.pipeline.run_report import curated_report, standardized_report
+from leanops_dagster.pipeline.materialization import curated_report, standardized_report
 from leanops_dagster.resources import spark_launch as launch
 from leanops_dagster.schemas.registry import SchemaRegistry
 from leanops_dagster.settings import get_settings

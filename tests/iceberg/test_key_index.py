@@ -25,8 +25,8 @@ from leanops_dagster.iceberg.key_index import (
     key_hashes,
     partition_token,
 )
+from leanops_dagster.iceberg.maintenance import compact_small_files
 from leanops_dagster.iceberg.merge import merge_lifo
-from leanops_dagster.runbook import compact_small_files
 
 UTC = dt.UTC
 START = dt.datetime(2026, 1, 1, 9, 0, tzinfo=UTC)

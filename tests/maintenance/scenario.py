@@ -24,10 +24,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from leanops_dagster import accountability
 from leanops_dagster.engines.choice import run_curate, run_standardize
 from leanops_dagster.iceberg.catalog import ensure_table
 from leanops_dagster.iceberg.tables import RAW_STAGING_PARTITION_SPEC, RAW_STAGING_SCHEMA
+from leanops_dagster.pipeline import accountability
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.schemas.registry import SchemaRegistry
 from leanops_dagster.settings import Settings

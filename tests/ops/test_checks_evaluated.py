@@ -7,10 +7,10 @@ import dagster as dg
 from rich.console import Console
 
 from leanops_dagster.assets.keys import STANDARDIZED
-from leanops_dagster.demo import evaluate_all_topics_checks
 from leanops_dagster.instance import get_instance
 from leanops_dagster.local import ledger
 from leanops_dagster.local.definitions import build_local_definitions
+from leanops_dagster.local.demo import evaluate_all_topics_checks
 from tests.dagster.conftest import append_raw, event, raw_row
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from leanops_dagster import accountability
+from leanops_dagster.pipeline import accountability
 from leanops_dagster.pipeline.curate import curate_topic
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.pipeline.standardize import standardize_topic

@@ -12,7 +12,6 @@ import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 
-from leanops_dagster import accountability
 from leanops_dagster.cli import main
 from leanops_dagster.constants import (
     REBUILD_ID_PROPERTY,
@@ -25,6 +24,7 @@ from leanops_dagster.iceberg.catalog import open_catalog
 from leanops_dagster.iceberg.key_index import KeyIndex, unreferenced_segments
 from leanops_dagster.iceberg.tables import CURATED_ERRORS_PARTITION_SPEC, CURATED_ERRORS_SCHEMA
 from leanops_dagster.iceberg.watermarks import read_watermark
+from leanops_dagster.pipeline import accountability
 from leanops_dagster.pipeline import rebuild as rebuild_module
 from leanops_dagster.pipeline.curate import curate_topic
 from leanops_dagster.pipeline.curated_evolution import SchemaMismatchError
@@ -685,7 +685,7 @@ def expire_history(home: Home) -> None:
     """What a week of table maintenance leaves: small files compacted, and every snapshot
     but the current one and those the consumers' tags keep expired, in RAW and Standardized
     (the append history is gone, the rows are all in the current files)."""
-    from leanops_dagster.runbook import compact_small_files
+    from leanops_dagster.iceberg.maintenance import compact_small_files
 
     compact_small_files(home.catalog.load_table(TABLES.standardized), min_files=2)
     for identifier in (TABLES.raw, TABLES.standardized):

@@ -11,12 +11,12 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from leanops_dagster import accountability
 from leanops_dagster.cli import main
 from leanops_dagster.constants import RAW_WATERMARK, STD_WATERMARK, Count
 from leanops_dagster.iceberg.history import HistoryLost, consumer_tag
+from leanops_dagster.iceberg.maintenance import compact_small_files
 from leanops_dagster.iceberg.watermarks import read_counter, read_watermark
-from leanops_dagster.runbook import compact_small_files
+from leanops_dagster.pipeline import accountability
 from tests.dagster.conftest import append_raw
 from tests.pipeline.test_rebuild import BATCHES, LATER, TABLES, Home
 

@@ -14,6 +14,7 @@ from pyiceberg.exceptions import CommitFailedException
 from leanops_dagster.iceberg.catalog import ensure_table, open_catalog
 from leanops_dagster.iceberg.commit import retry_commit
 from leanops_dagster.iceberg.history import HistoryLost
+from leanops_dagster.iceberg.maintenance import compact_small_files, expire_snapshots
 from leanops_dagster.iceberg.tables import RAW_STAGING_PARTITION_SPEC, RAW_STAGING_SCHEMA
 from leanops_dagster.iceberg.watermarks import (
     appended_snapshots_since,
@@ -21,7 +22,7 @@ from leanops_dagster.iceberg.watermarks import (
     read_watermark,
     watermark_key,
 )
-from leanops_dagster.runbook import compact_small_files, expire_snapshots, replay_dlq
+from leanops_dagster.pipeline.dlq_replay import replay_dlq
 from leanops_dagster.settings import get_settings
 
 NOW = dt.datetime(2026, 1, 19, 10, 0, tzinfo=dt.UTC)

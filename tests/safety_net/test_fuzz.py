@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from leanops_dagster import accountability
 from leanops_dagster.iceberg.catalog import ensure_table, open_catalog
 from leanops_dagster.iceberg.tables import RAW_STAGING_PARTITION_SPEC, RAW_STAGING_SCHEMA
+from leanops_dagster.pipeline import accountability
 from leanops_dagster.pipeline.curate import curate_topic
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.pipeline.standardize import standardize_topic

@@ -11,11 +11,11 @@ import pyarrow.compute as pc
 import pytest
 from pyiceberg.exceptions import CommitFailedException
 
-from leanops_dagster import accountability
 from leanops_dagster.constants import RAW_WATERMARK, STD_WATERMARK
 from leanops_dagster.iceberg import merge as merge_module
 from leanops_dagster.iceberg import writes as writes_module
 from leanops_dagster.iceberg.watermarks import read_watermark
+from leanops_dagster.pipeline import accountability
 from leanops_dagster.pipeline.curate import curate_topic
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.pipeline.quarantine import (

@@ -7,10 +7,10 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from leanops_dagster import accountability
 from leanops_dagster.cli import main
 from leanops_dagster.constants import SCHEMA_VERSION_PROPERTY
 from leanops_dagster.iceberg.catalog import open_catalog
+from leanops_dagster.pipeline import accountability
 from leanops_dagster.pipeline.curate import curate_topic
 from leanops_dagster.pipeline.curated_evolution import (
     SchemaMismatchError,

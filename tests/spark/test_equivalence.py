@@ -15,10 +15,10 @@ import datetime as dt
 
 import pytest
 
-from leanops_dagster import accountability
 from leanops_dagster.engines.choice import run_curate, run_standardize
 from leanops_dagster.iceberg.catalog import open_catalog
 from leanops_dagster.iceberg.watermarks import read_watermark, snapshot_position
+from leanops_dagster.pipeline import accountability
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.schemas.loader import load_topic_dir
 from leanops_dagster.settings import REPO_ROOT

@@ -12,7 +12,7 @@ from pyiceberg.types import LongType, NestedField, StringType
 from leanops_dagster.assets.reporting import dagster_metadata
 from leanops_dagster.definitions import build_definitions
 from leanops_dagster.iceberg.catalog import open_catalog
-from leanops_dagster.pipeline import run_report
+from leanops_dagster.pipeline import materialization
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.schemas.registry import SchemaRegistry
 from leanops_dagster.settings import get_settings
@@ -32,9 +32,9 @@ def test_report_values_are_what_dagster_makes_of_pipes_metadata():
         NestedField(2, "n", LongType(), required=False),
     )
     metadata = {
-        "watermark": run_report.text(42), "columns": run_report.json_value(["a"]),
-        "table": run_report.markdown("| a |"),
-        "dagster/column_schema": run_report.column_schema(schema),
+        "watermark": materialization.text(42), "columns": materialization.json_value(["a"]),
+        "table": materialization.markdown("| a |"),
+        "dagster/column_schema": materialization.column_schema(schema),
     }
     in_process = dagster_metadata(metadata)
     for name, entry in metadata.items():

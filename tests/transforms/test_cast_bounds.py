@@ -9,8 +9,8 @@ from decimal import Decimal
 import pyarrow as pa
 import pytest
 
+from leanops_dagster.schemas.cast import cast_column
 from leanops_dagster.schemas.models import CuratedSchema
-from leanops_dagster.transforms.cast import cast_column
 from leanops_dagster.transforms.validate import validate_and_cast
 from tests.transforms.conftest import std_rows
 
@@ -250,7 +250,7 @@ def test_publish_time_is_the_lambdas_rule_not_this_table():
 def test_a_column_of_bad_values_is_screened_not_cast_value_by_value(spec, bad, monkeypatch):
     """Values the grammar admits but Arrow refuses (a counter past int32 in every message)
     are found by a vectorised screen: a few casts, not one per value."""
-    from leanops_dagster.transforms import cast as cast_module
+    from leanops_dagster.schemas import cast as cast_module
 
     calls = []
     split = cast_module._split_cast

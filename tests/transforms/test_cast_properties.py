@@ -19,8 +19,8 @@ import pyarrow.compute as pc
 from hypothesis import given
 from hypothesis import strategies as st
 
+from leanops_dagster.schemas.cast import CastResult, cast_column
 from leanops_dagster.schemas.models import CuratedSchema
-from leanops_dagster.transforms.cast import CastResult, cast_column
 from leanops_dagster.transforms.validate import RULE_ORDER, validate_and_cast
 from tests.transforms.conftest import BOUNDED, std_rows
 

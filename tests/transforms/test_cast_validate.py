@@ -8,8 +8,8 @@ from decimal import Decimal
 import pyarrow as pa
 import pytest
 
+from leanops_dagster.schemas.cast import cast_column, cast_literal
 from leanops_dagster.schemas.models import CuratedSchema
-from leanops_dagster.transforms.cast import cast_column, cast_literal
 from leanops_dagster.transforms.validate import validate_and_cast
 from tests.transforms.conftest import TS, at, std_rows
 

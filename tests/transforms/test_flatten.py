@@ -6,7 +6,7 @@ import json
 
 import pyarrow as pa
 
-from leanops_dagster.runtime import flatten_increment
+from leanops_dagster.pipeline.process_tuning import flatten_increment
 from leanops_dagster.schemas.models import StandardizedSchema
 from leanops_dagster.transforms.flatten import flatten_raw
 from leanops_dagster.transforms.flatten.naming import path_digest

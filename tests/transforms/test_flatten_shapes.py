@@ -21,7 +21,7 @@ import pytest
 
 from leanops_dagster.local.injector.config import StreamConfig
 from leanops_dagster.local.injector.generators import stream_bodies
-from leanops_dagster.runtime import flatten_increment
+from leanops_dagster.pipeline.process_tuning import flatten_increment
 from leanops_dagster.schemas.models import StandardizedSchema
 from leanops_dagster.transforms import flatten
 from leanops_dagster.transforms.flatten import plans, shapes

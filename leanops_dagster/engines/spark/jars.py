@@ -10,8 +10,9 @@ of the Iceberg JDBC catalog come from Debian (``libxerial-sqlite-jdbc-java``,
 
 With internet, ``LEANOPS_SPARK_JARS_PACKAGES`` (Maven coordinates) replaces all of this.
 
-``python -m leanops_dagster.engines.spark.jars`` builds what is missing and prints the jars
-(``make setup`` runs it); it exits 1 naming the missing piece when it cannot.
+``leanops spark-jars`` (``cli/pipeline.py``, which hands it the settings' cache) builds what is
+missing and prints the jars (``make setup`` runs it); it exits 1 naming the missing piece when
+it cannot.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import hashlib
 import importlib.util
 import shutil
 import subprocess
-import sys
 import tempfile
 import zipfile
 from pathlib import Path
@@ -155,26 +155,3 @@ def local_jars(cache_dir: Path, *, jdbc: tuple[Path, ...] = (SQLITE_JDBC_JAR,)) 
         *(debian_jar(path) for path in jdbc),
     ]
 
-
-def main(argv: list[str] | None = None) -> int:
-    from leanops_dagster.settings import get_settings
-
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in ("-h", "--help"):
-        print(__doc__)
-        return 0
-    try:
-        jars = local_jars(
-            get_settings().spark_jars_cache, jdbc=(SQLITE_JDBC_JAR, POSTGRESQL_JDBC_JAR)
-        )
-    except (SparkJarsMissing, subprocess.CalledProcessError) as error:
-        detail = getattr(error, "stderr", "") or ""
-        print(f"local Spark jars: {error} {detail}".strip(), file=sys.stderr)
-        return 1
-    for jar in jars:
-        print(jar)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -13,7 +13,7 @@ a job on Glue or EMR needs no ``LEANOPS_*`` environment); the rest is the job's 
 The PII key never travels: the job has it in ``LEANOPS_PII_HASH_KEY`` (local) or reads it
 from ``pii_hash_key_secret_arn`` (AWS). The job runs the Spark engine's layer run, then reports
 the same materialization metadata and per-run check results the in-process asset returns (one
-``pipeline.run_report.RunReport`` builds both), with ``report_asset_materialization`` and
+``pipeline.materialization.RunReport`` builds both), with ``report_asset_materialization`` and
 ``report_asset_check``. A check's explanation travels as its ``description`` metadata entry
 (Pipes check reports carry no description field). The job imports ``dagster-pipes`` and the
 core only, never Dagster itself: a Glue or EMR worker needs neither the webserver nor the
@@ -35,7 +35,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from leanops_dagster.pipeline.run_report import (
+from leanops_dagster.pipeline.materialization import (
     RunReport,
     curated_report,
     standardized_report,
@@ -47,7 +47,7 @@ LAYERS = ("standardized", "curated")
 
 
 def report(pipes, run: RunReport) -> None:
-    """Send a layer run's report (``pipeline.run_report``) through ``pipes``: its metadata as
+    """Send a layer run's report (``pipeline.materialization``) through ``pipes``: its metadata as
     the materialization, each check outcome as a check result. The metadata is already in
     Pipes' wire form; a check's explanation travels as its ``description`` entry (Pipes check
     reports have no description field)."""

@@ -5,7 +5,7 @@
 - flattening, sanitising and parse errors: the Standardized rules themselves
   (``transforms.rules.standardize_rules`` without its FIFO), batch by batch in
   ``mapInArrow`` (their result does not depend on how rows are split, see
-  ``runtime.flatten_increment(workers=...)``); payload columns travel as a map and become
+  ``process_tuning.flatten_increment(workers=...)``); payload columns travel as a map and become
   columns once the whole increment's set of columns is known (sorted, as the Arrow engine
   orders them);
 - FIFO: a window over ``message_id`` ordered as ``transforms.dedup.fifo_dedup`` orders

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from pyiceberg.catalog import Catalog
 
-from leanops_dagster import accountability, constants
+from leanops_dagster import constants
 from leanops_dagster.constants import (
     REPLACED_SNAPSHOT_PROPERTY,
     STANDARDIZED_SNAPSHOT_ID,
@@ -25,6 +25,7 @@ from leanops_dagster.iceberg.tables import (
 from leanops_dagster.iceberg.watermarks import (
     read_watermark,
 )
+from leanops_dagster.pipeline import accountability
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.pipeline.rebuild.cleanup import drop_staging, register_replaced_copy
 from leanops_dagster.pipeline.rebuild.replay import replay

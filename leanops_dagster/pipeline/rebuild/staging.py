@@ -13,7 +13,7 @@ from typing import Any
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import NoSuchNamespaceError
 
-from leanops_dagster import accountability, constants
+from leanops_dagster import constants
 from leanops_dagster.constants import (
     RAW_WATERMARK,
     STD_WATERMARK,
@@ -24,7 +24,7 @@ from leanops_dagster.iceberg.watermarks import (
     read_watermark,
     snapshot_position,
 )
-from leanops_dagster.pipeline import curate, standardize
+from leanops_dagster.pipeline import accountability, curate, standardize
 from leanops_dagster.pipeline.layout import Identifier, TopicTables
 from leanops_dagster.schemas.models import TopicSchema
 

@@ -27,7 +27,7 @@ counts as missing). Total: no payload makes this raise.
 The payload columns come from a ``payload.Flattener``: ``payload.ReferenceFlattener`` (record
 by record, the definition) or ``shapes.FastFlattener`` (vectorised, the same output for every
 input), chosen in one place, ``new_flattener``. Pure: no process pool, no GC or allocator
-tuning here (``runtime.flatten_increment`` adds them for the layer runs); the Spark engine
+tuning here (``process_tuning.flatten_increment`` adds them for the layer runs); the Spark engine
 calls ``flatten_raw`` on its workers as is.
 """
 
@@ -43,6 +43,7 @@ import pyarrow.compute as pc
 
 from leanops_dagster.constants import IDEMPOTENCY_KEY
 from leanops_dagster.schemas.models import StandardizedSchema
+from leanops_dagster.schemas.text import invalid_utf8, readable_text
 from leanops_dagster.transforms.flatten.naming import ColumnNamer
 from leanops_dagster.transforms.flatten.payload import (
     MAX_DEPTH,
@@ -52,7 +53,6 @@ from leanops_dagster.transforms.flatten.payload import (
     ReferenceFlattener,
 )
 from leanops_dagster.transforms.flatten.shapes import FastFlattener
-from leanops_dagster.transforms.text import invalid_utf8, readable_text
 
 REASON_MISSING_METADATA = "missing_required_metadata"
 

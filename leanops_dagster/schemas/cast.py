@@ -41,8 +41,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from leanops_dagster.schemas.text import invalid_utf8, readable_text
 from leanops_dagster.schemas.types import arrow_type, parse_type
-from leanops_dagster.transforms.text import invalid_utf8, readable_text
 
 _INTEGER = r"^-?[0-9]+$"
 _DOUBLE = r"^-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?$"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pyiceberg.catalog import Catalog
 from rich.table import Table
 
-from leanops_dagster import accountability
 from leanops_dagster.iceberg.catalog import open_catalog
+from leanops_dagster.pipeline import accountability
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.settings import Settings
 

@@ -12,7 +12,8 @@ touch of one makes the kernel clear 2 MiB, again every time freed memory is reus
 handed back: ``perf`` showed a third of a cold ``standardize_topic`` in ``clear_page_erms``
 (system time 4.0 s of 5.3 s). Turning huge pages off for this process alone
 (``prctl(PR_SET_THP_DISABLE)``, Linux) brought that run to 3.3 s (system time 1.1 s); nothing
-else on the machine changes. ``LEANOPS_DISABLE_THP=false`` keeps the kernel's default.
+else on the machine changes. ``Settings.disable_thp`` decides (``LEANOPS_DISABLE_THP=false``
+keeps the kernel's default); the ring that runs the layers hands it to them.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ import numpy as np
 import pyarrow as pa
 
 from leanops_dagster.schemas.models import StandardizedSchema
-from leanops_dagster.settings import get_settings
 from leanops_dagster.transforms import flatten
 
 _PR_SET_THP_DISABLE = 41
@@ -60,9 +60,10 @@ def warm_up_malloc() -> None:
     del warmup
 
 
-def prepare_for_increments() -> None:
-    """Called by the layer runs before they read an increment (idempotent)."""
-    if get_settings().disable_thp:
+def prepare_for_increments(*, disable_thp: bool) -> None:
+    """Called by the layer runs before they read an increment (idempotent); ``disable_thp``:
+    ``Settings.disable_thp``."""
+    if disable_thp:
         disable_transparent_huge_pages()
     warm_up_malloc()
 

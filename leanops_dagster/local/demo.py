@@ -98,9 +98,9 @@ def evaluate_all_topics_checks(settings: Settings, console: Console) -> bool:
 
 
 def run_demo(settings: Settings, *, console: Console, timeout_s: float = 900) -> bool:
+    from leanops_dagster.local.accountability_report import accountability_rows, render
     from leanops_dagster.local.injector.demo_mix import demo_mix
     from leanops_dagster.local.stack import LocalStack
-    from leanops_dagster.report import accountability_rows, render
     from leanops_dagster.schemas.registry import SchemaRegistry
 
     registry = SchemaRegistry.from_settings(settings)

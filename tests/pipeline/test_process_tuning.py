@@ -1,4 +1,4 @@
-"""Process tuning of the layer runs (``leanops_dagster.runtime``)."""
+"""Process tuning of the layer runs (``leanops_dagster.pipeline.process_tuning``)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ import pytest
 
 PROBE = """
 import ctypes
-from leanops_dagster.runtime import prepare_for_increments
+from leanops_dagster.pipeline.process_tuning import prepare_for_increments
+from leanops_dagster.settings import get_settings
 libc = ctypes.CDLL(None)
 libc.prctl(41, 0, 0, 0, 0)  # the flag is inherited: start from "enabled" whatever the parent did
 before = libc.prctl(42, 0, 0, 0, 0)  # PR_GET_THP_DISABLE
-prepare_for_increments()
+prepare_for_increments(disable_thp=get_settings().disable_thp)  # as the rings hand it on
 print(before, libc.prctl(42, 0, 0, 0, 0))
 """
 
