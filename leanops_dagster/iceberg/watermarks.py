@@ -22,7 +22,6 @@ from leanops_dagster.iceberg.history import (
     HistoryLost,
     appends_after,
     plan_after,
-    snapshot_order,
     subtract_rows,
 )
 from leanops_dagster.iceberg.reads import read_files
@@ -31,7 +30,7 @@ from leanops_dagster.iceberg.state import read_state, read_summary_value
 __all__ = [
     "HistoryLost", "Increment", "appended_snapshots_since", "counter_properties",
     "read_counter", "read_increment", "read_summary_value", "read_watermark",
-    "snapshot_position", "watermark_key",
+    "watermark_key",
 ]
 
 
@@ -53,11 +52,6 @@ def counter_properties(table: Table, increments: dict[str, int]) -> dict[str, st
         total_key(name): str(read_counter(table, name) + delta)
         for name, delta in increments.items()
     }
-
-
-def snapshot_position(table: Table) -> dict[int, int]:
-    """Snapshot id -> its place in commit order, to order increments (``history``)."""
-    return snapshot_order(table)
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,8 @@ from leanops_dagster.constants import (
     TOPIC_NAME,
     Count,
 )
-from leanops_dagster.iceberg.watermarks import read_counter, read_watermark, snapshot_position
+from leanops_dagster.iceberg.history import snapshot_order
+from leanops_dagster.iceberg.watermarks import read_counter, read_watermark
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.pipeline.quarantine import INTERNAL_PREFIX
 
@@ -106,7 +107,7 @@ def post_raw_equation(catalog: Catalog, tables: TopicTables) -> Equation:
     if catalog.table_exists(tables.parse_errors):
         right["parse_errors"], right["quarantined"] = _rows_up_to(
             catalog.load_table(tables.parse_errors), tables.topic, RAW_SNAPSHOT_ID,
-            watermark, snapshot_position(raw), "error_reason",
+            watermark, snapshot_order(raw), "error_reason",
         )
     right["duplicates"] = read_counter(std, Count.DUPLICATES)
     consumed = _total_records(raw, watermark)
@@ -128,7 +129,7 @@ def curated_equation(catalog: Catalog, tables: TopicTables) -> Equation:
     if catalog.table_exists(tables.curated_errors):
         right["cde_error_rows"], right["quarantined"] = _rows_up_to(
             catalog.load_table(tables.curated_errors), tables.topic,
-            STANDARDIZED_SNAPSHOT_ID, watermark, snapshot_position(std), "rule",
+            STANDARDIZED_SNAPSHOT_ID, watermark, snapshot_order(std), "rule",
             distinct=MESSAGE_ID,
         )
     return Equation("curated", "standardized_consumed", consumed, right,

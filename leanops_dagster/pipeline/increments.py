@@ -14,11 +14,11 @@ import pyarrow.compute as pc
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.table import Table
 
+from leanops_dagster.iceberg.history import snapshot_order
 from leanops_dagster.iceberg.state import append_with_state
 from leanops_dagster.iceberg.watermarks import (
     read_increment,
     read_watermark,
-    snapshot_position,
     watermark_key,
 )
 
@@ -92,7 +92,7 @@ def read_unconsumed(
     (``watermarks.read_increment``)."""
     layer_at = read_watermark(layer, layer_watermark) if layer is not None else None
     errors_at = read_watermark(errors, errors_watermark)
-    positions = snapshot_position(upstream)
+    positions = snapshot_order(upstream)
     watermark = lowest_watermark(layer_at, errors_at, positions)
     newer = errors_at if watermark == layer_at else layer_at
     split_at = newer if newer != watermark else None

@@ -17,7 +17,8 @@ import pytest
 
 from leanops_dagster.engines.choice import run_curate, run_standardize
 from leanops_dagster.iceberg.catalog import open_catalog
-from leanops_dagster.iceberg.watermarks import read_watermark, snapshot_position
+from leanops_dagster.iceberg.history import snapshot_order
+from leanops_dagster.iceberg.watermarks import read_watermark
 from leanops_dagster.pipeline import accountability
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.schemas.loader import load_topic_dir
@@ -105,7 +106,7 @@ def _rows(catalog, identifier, lineage: tuple[str, tuple[str, str]] | None = Non
     rows = table.scan().to_arrow().to_pylist()
     if lineage is not None:
         column, upstream = lineage
-        positions = snapshot_position(catalog.load_table(upstream))
+        positions = snapshot_order(catalog.load_table(upstream))
         for row in rows:
             row[column] = positions[row[column]]
     return table.schema().column_names, sorted(rows, key=lambda r: repr(sorted(r.items(),

@@ -129,20 +129,13 @@ def _record_error_rows(
     from pyspark.sql.pandas.types import from_arrow_schema
 
     table, layer = read.opened.errors, read.layer
-    if rows.isEmpty():
-        increments.record_error_rows(
-            table,
-            table.schema().as_arrow().empty_table(),
-            watermark_name=layer.errors_watermark,
-            to_snapshot_id=read.to_snapshot_id,
-            now=now,
-        )
-        return
     rows = rows.withColumn("recorded_ts", F.lit(now).cast("timestamp"))
     target = from_arrow_schema(table.schema().as_arrow())
     aligned = rows.select(*(rows[f.name].cast(f.dataType).alias(f.name) for f in target))
-    # through pyiceberg: the shared error table's commit carries this topic's watermark as a
-    # table property too (``iceberg.state``), which a Spark append cannot
+    # One Spark job: the rows are collected whether there are any or not (an empty increment
+    # is the watermark-only commit of ``record_error_rows``). Through pyiceberg: the shared
+    # error table's commit carries this topic's watermark as a table property too
+    # (``iceberg.state``), which a Spark append cannot.
     increments.record_error_rows(
         table, collect_arrow(aligned), watermark_name=layer.errors_watermark,
         to_snapshot_id=read.to_snapshot_id, now=now,

@@ -20,10 +20,8 @@ from leanops_dagster.constants import (
     errors_watermark_name,
     parse_errors_watermark_name,
 )
-from leanops_dagster.iceberg.watermarks import (
-    read_watermark,
-    snapshot_position,
-)
+from leanops_dagster.iceberg.history import snapshot_order
+from leanops_dagster.iceberg.watermarks import read_watermark
 from leanops_dagster.pipeline import accountability, curate, standardize
 from leanops_dagster.pipeline.layout import Identifier, TopicTables
 from leanops_dagster.schemas.models import TopicSchema
@@ -159,7 +157,7 @@ def stage(catalog: Catalog, layer: StagedLayer, *, snapshots_per_chunk: int,
     if not catalog.table_exists(layer.upstream):
         return 0
     upstream = catalog.load_table(layer.upstream)
-    ids = [sid for sid, _ in sorted(snapshot_position(upstream).items(), key=lambda i: i[1])]
+    ids = [sid for sid, _ in sorted(snapshot_order(upstream).items(), key=lambda i: i[1])]
     positions = {sid: i for i, sid in enumerate(ids)}
 
     def watermark(identifier: Identifier, name: str) -> int:
