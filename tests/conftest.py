@@ -1,0 +1,47 @@
+"""How the suite runs in parallel (``pytest-xdist``; ``addopts`` in pyproject.toml).
+
+Every test is independent (its own ``tmp_path`` home, catalog and topics, no fixed port), so
+xdist's workers take them one by one, except tests that share an expensive fixture: those
+form one group (``xdist_group``, ``--dist loadgroup``) and run on one worker, so the fixture
+is made once, as in a serial run:
+
+- the SparkSession (``tests/spark/conftest.py``: one JVM per process) and the foreign-writer
+  scenarios' uninterrupted twin: the Spark tests in one group, the maintenance scenarios in
+  another, so at most two workers start a JVM;
+- a module-scoped fixture of the suite (the local stack, a Dagster instance with its warm
+  worker, a built artifact, a terraform init, a checkov scan): its module is one group.
+
+xdist sends the largest groups first (``--loadscope-reorder``, its default), then the single
+tests fill the workers up.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+#: session-scoped fixtures that start something heavy, and the group of their users
+SESSION_GROUPS = {"uninterrupted": "spark-maintenance", "spark": "spark"}
+
+
+def _group(item: pytest.Item) -> str | None:
+    names = getattr(item, "fixturenames", ())
+    for fixture, group in SESSION_GROUPS.items():  # first match wins: "uninterrupted" first
+        if fixture in names:
+            return group
+    if "tests/maintenance/" in item.nodeid:  # every scenario there uses the shared session
+        return "spark-maintenance" if "spark" in names else None
+    info = getattr(item, "_fixtureinfo", None)
+    for name in names:
+        for definition in (info.name2fixturedefs.get(name, ()) if info else ()):
+            # the suite's own module-scoped fixtures (pytest's and plugins' have no baseid)
+            if definition.scope == "module" and definition.baseid:
+                return item.nodeid.split("::", 1)[0]
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the marks
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        group = _group(item)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
