@@ -6,8 +6,9 @@ form one group (``xdist_group``, ``--dist loadgroup``) and run on one worker, so
 is made once, as in a serial run:
 
 - the SparkSession (``tests/spark/conftest.py``: one JVM per process) and the foreign-writer
-  scenarios' uninterrupted twin: the Spark tests in one group, the maintenance scenarios in
-  another, so at most two workers start a JVM;
+  scenarios' uninterrupted twin (one per engine, made on first use): the Spark tests in one
+  group, the maintenance scenarios in one group per engine, so at most three workers start a
+  JVM and each twin is made once;
 - a module-scoped fixture of the suite (the local stack, a Dagster instance with its warm
   worker, a built artifact, a terraform init, a checkov scan): its module is one group.
 
@@ -19,23 +20,28 @@ from __future__ import annotations
 
 import pytest
 
-#: session-scoped fixtures that start something heavy, and the group of their users
-SESSION_GROUPS = {"uninterrupted": "spark-maintenance", "spark": "spark"}
+#: the suite's session-scoped fixtures that start something heavy, and the group of their users
+SESSION_GROUPS = {"spark": "spark"}
 
 
 def _group(item: pytest.Item) -> str | None:
-    names = getattr(item, "fixturenames", ())
-    for fixture, group in SESSION_GROUPS.items():  # first match wins: "uninterrupted" first
-        if fixture in names:
-            return group
-    if "tests/maintenance/" in item.nodeid:  # every scenario there uses the shared session
-        return "spark-maintenance" if "spark" in names else None
     info = getattr(item, "_fixtureinfo", None)
-    for name in names:
-        for definition in (info.name2fixturedefs.get(name, ()) if info else ()):
-            # the suite's own module-scoped fixtures (pytest's and plugins' have no baseid)
-            if definition.scope == "module" and definition.baseid:
-                return item.nodeid.split("::", 1)[0]
+    if info is None:
+        return None
+    used = {name: info.name2fixturedefs[name][-1]  # the definition that applies here
+            for name in item.fixturenames if info.name2fixturedefs.get(name)}
+    if "tests/maintenance/" in item.nodeid:
+        # each engine's scenarios compare with that engine's twin only: one group per engine
+        # (two workers, each with the SparkSession the foreign writer needs)
+        engine = getattr(getattr(item, "callspec", None), "params", {}).get("engine", "")
+        return f"maintenance-{engine}"
+    for name, group in SESSION_GROUPS.items():
+        if name in used and used[name].scope == "session":
+            return group
+    for definition in used.values():
+        # the suite's own module-scoped fixtures (pytest's and plugins' have no baseid)
+        if definition.scope == "module" and definition.baseid:
+            return item.nodeid.split("::", 1)[0]
     return None
 
 
