@@ -38,7 +38,11 @@ Every Pipes launcher passes the job the Dagster run's ``Settings.spark_job_setti
 from __future__ import annotations
 
 import json
+import os
 import sys
+import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -112,6 +116,58 @@ class SparkJobLaunch(dg.Config):
             )
 
 
+class WholeLineFileMessageReader(dg.PipesMessageReader):
+    """Dagster's temporary-file message reader, but it parses a message only once its line is
+    whole. Dagster's own (``PipesFileMessageReader``, through ``tail_file``) parses whatever
+    ``readline`` returns, and on a busy machine that is at times the first part of a line the
+    job is still writing: the message is lost (``JSONDecodeError`` in the reader thread) and
+    the step fails for an output it never received."""
+
+    @contextmanager
+    def read_messages(self, handler) -> Iterator[dict]:
+        done = threading.Event()
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "messages")
+            open(path, "w", encoding="utf-8").close()
+            thread = threading.Thread(target=self._read, args=(path, handler, done), daemon=True)
+            thread.start()
+            try:
+                yield {"path": path}  # the default writer's parameter (a file of JSON lines)
+            finally:
+                done.set()
+                thread.join()
+
+    @classmethod
+    def _read(cls, path: str, handler, done: threading.Event) -> None:
+        try:
+            cls._read_lines(path, handler, done)
+        except Exception:  # as Dagster's reader: reported to the run, then the thread ends
+            handler.report_pipes_framework_exception(f"{cls.__name__} reader thread",
+                                                     sys.exc_info())
+            raise
+
+    @staticmethod
+    def _read_lines(path: str, handler, done: threading.Event) -> None:
+        partial = ""
+        with open(path, encoding="utf-8") as stream:
+            while True:
+                line = stream.readline()
+                if line.endswith("\n"):
+                    handler.handle_message(json.loads(partial + line))
+                    partial = ""
+                elif line:
+                    partial += line  # the rest is being written
+                elif done.is_set():
+                    if partial.strip():
+                        handler.handle_message(json.loads(partial))
+                    return
+                else:
+                    time.sleep(0.01)
+
+    def no_messages_debug_text(self) -> str:
+        return "Attempted to read messages from a local temporary file."
+
+
 def launch_spark_job(
     context: dg.AssetExecutionContext, topic: str, layer: str
 ) -> dg.MaterializeResult:
@@ -120,7 +176,7 @@ def launch_spark_job(
     launch: SparkJobLaunch = context.resources.pipeline.spark_job
     extras = {"topic": topic, "layer": layer, "settings": json.loads(launch.job_settings)}
     if launch.launcher == "pipes_subprocess":
-        invocation = dg.PipesSubprocessClient().run(
+        invocation = dg.PipesSubprocessClient(message_reader=WholeLineFileMessageReader()).run(
             context=context, command=[launch.job_python or sys.executable, "-m", JOB_MODULE],
             extras=extras,
         )
