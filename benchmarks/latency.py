@@ -25,7 +25,6 @@ import argparse
 import datetime as dt
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -210,11 +209,7 @@ def main() -> None:
             raw.stop.set()
             curated.stop.set()
     finally:
-        daemon.terminate()
-        try:
-            daemon.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
+        daemon.stop()
 
     events = {
         key: {

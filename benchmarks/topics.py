@@ -44,7 +44,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -244,11 +243,7 @@ def main() -> None:
             log("caught up")
             stack.wait_until_quiet()
     finally:
-        daemon.terminate()
-        try:
-            daemon.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
+        daemon.stop()
 
     catalog = open_catalog(settings)
     latencies: list[float] = []

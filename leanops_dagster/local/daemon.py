@@ -58,6 +58,14 @@ class LocalDaemon:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
 
+    def stop(self, timeout_s: float = 30) -> None:
+        """Terminate both, then kill what is still running after ``timeout_s``."""
+        self.terminate()
+        try:
+            self.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
 
 def _tool(name: str) -> str:
     return str(Path(sys.executable).with_name(name))

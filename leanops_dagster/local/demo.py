@@ -7,7 +7,6 @@ sensors and launching real runs against LEANOPS_HOME.
 
 from __future__ import annotations
 
-import subprocess
 import time
 
 from rich.console import Console
@@ -132,11 +131,7 @@ def run_demo(settings: Settings, *, console: Console, timeout_s: float = 900) ->
             console.print("evaluating the all-time checks of every topic (accountability_checks)")
             ok &= evaluate_all_topics_checks(settings, console)
     finally:
-        daemon.terminate()
-        try:
-            daemon.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
+        daemon.stop()
     console.print("[green]demo complete[/green]" if ok else "[red]demo found a problem[/red]")
     console.print("Open the UI on the same state with: [bold]make dev[/bold]")
     return ok

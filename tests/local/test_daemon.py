@@ -40,7 +40,6 @@ def test_the_daemon_ticks_its_sensors_through_the_code_server_beside_it(tmp_path
             time.sleep(1)
         assert daemon.poll() is None
     finally:
-        daemon.terminate()
-        daemon.wait(timeout=60)
+        daemon.stop(timeout_s=60)
     assert daemon.daemon.returncode is not None
     assert daemon.code_server.returncode is not None
