@@ -27,8 +27,7 @@ CODE_SERVER_START_TIMEOUT_S = 300
 
 
 class LocalDaemon:
-    """The daemon and its code server as one process handle (``poll``, ``terminate``,
-    ``wait``, ``kill`` act on both)."""
+    """The daemon and its code server, watched (``poll``) and stopped (``stop``) together."""
 
     def __init__(self, code_server: subprocess.Popen, daemon: subprocess.Popen) -> None:
         self.code_server = code_server
@@ -41,30 +40,19 @@ class LocalDaemon:
                 return code
         return None
 
-    def terminate(self) -> None:
-        for process in (self.daemon, self.code_server):
+    def stop(self, timeout_s: float = 30) -> None:
+        """Terminate both, then kill whichever is still running after ``timeout_s``."""
+        processes = (self.daemon, self.code_server)
+        for process in processes:
             with contextlib.suppress(ProcessLookupError):
                 process.terminate()
-
-    def wait(self, timeout: float | None = None) -> int:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        for process in (self.daemon, self.code_server):
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            process.wait(timeout=left)
-        return self.daemon.returncode
-
-    def kill(self) -> None:
-        for process in (self.daemon, self.code_server):
-            with contextlib.suppress(ProcessLookupError):
+        deadline = time.monotonic() + timeout_s
+        for process in processes:
+            try:
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
                 process.kill()
-
-    def stop(self, timeout_s: float = 30) -> None:
-        """Terminate both, then kill what is still running after ``timeout_s``."""
-        self.terminate()
-        try:
-            self.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.kill()
+                process.wait()
 
 
 def _tool(name: str) -> str:

@@ -16,8 +16,9 @@ No new data -> no run. The run key is the data snapshot's id, so re-evaluating t
 never requests a second run, and a topic that already has a run waiting in the queue gets no
 other: that run will read everything new when it starts (watermarks), so a second trigger would
 only be a no-op run. (A legacy cursor ``{topic: snapshot id}`` is read as a table not yet seen
-at that snapshot.) A tick requests at most ``MAX_RUNS_PER_TICK`` runs; the other changed topics
-keep their cursor and are requested by the next tick.
+at that snapshot.) A tick requests at most ``lanes.RUN_REQUESTS_PER_TICK`` runs (Dagster creates
+each requested run inside the tick); the other changed topics keep their cursor and are
+requested by the next tick, 5 s later.
 """
 
 from __future__ import annotations
@@ -37,11 +38,6 @@ from leanops_dagster.lanes import RUN_REQUESTS_PER_TICK
 from leanops_dagster.partitions import topic_partitions
 from leanops_dagster.resources.catalog import IcebergCatalogResource
 
-#: Runs one tick requests at most (``lanes.RUN_REQUESTS_PER_TICK``). Dagster creates each
-#: requested run inside the tick, so a tick after 50 topics committed at once would take as long
-#: as 50 run creations; the topics left over keep their cursor and are requested by the next
-#: tick, 5 s later (the queue starts only a few runs at a time anyway).
-MAX_RUNS_PER_TICK = RUN_REQUESTS_PER_TICK
 
 @dataclass(frozen=True)
 class Seen:
@@ -96,7 +92,7 @@ def raw_snapshot_sensor(
     runs: list[dg.RunRequest] = []
     foreign: list[str] = []
     for topic in changed:
-        if len(runs) >= MAX_RUNS_PER_TICK:
+        if len(runs) >= RUN_REQUESTS_PER_TICK:
             break  # the rest keep their cursor: the next tick requests them
         table = catalog.raw_table(iceberg, topic)
         current = table.current_snapshot() if table is not None else None

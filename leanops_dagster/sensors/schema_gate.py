@@ -11,8 +11,9 @@ listing, REST, requests the run as before).
 Cursor: ``{"stamps": {topic: stamp}, "versions": {topic: deployed schema version}}``. A tick
 lists the deployed store once (a stamp per document: mtime and size locally, the ETag on S3) and
 reads only the documents whose stamp changed, so an unchanged topic costs no read (brief rule
-10). A tick requests at most ``MAX_RUNS_PER_TICK`` runs; the other topics are requested by the
-next ticks. A legacy cursor ``{topic: version}`` is read as versions without stamps.
+10). A tick requests at most ``lanes.RUN_REQUESTS_PER_TICK`` runs; the other topics are
+requested by the next ticks. A legacy cursor ``{topic: version}`` is read as versions without
+stamps.
 """
 
 
@@ -23,10 +24,10 @@ import dagster as dg
 from leanops_dagster import constants
 from leanops_dagster.iceberg.catalog import metadata_locations
 from leanops_dagster.jobs import TOPIC_TAG, topic_pipeline_job
+from leanops_dagster.lanes import RUN_REQUESTS_PER_TICK
 from leanops_dagster.partitions import topic_partitions
 from leanops_dagster.resources.catalog import IcebergCatalogResource
 from leanops_dagster.resources.schema_registry import SchemaRegistryResource
-from leanops_dagster.sensors.raw_snapshots import MAX_RUNS_PER_TICK
 
 
 def _parse(cursor: str | None) -> tuple[dict[str, str], dict[str, str]]:
@@ -58,10 +59,10 @@ def schema_gate_sensor(
     partitions = set(context.instance.get_dynamic_partitions(topic_partitions.name))
     new_topics = sorted(t for t in deployed if t not in partitions)
     changed = sorted(t for t, v in deployed.items() if seen.get(t) != v)
-    # a run only where RAW holds data; at most MAX_RUNS_PER_TICK runs per tick: the others stay
-    # out of the cursor, so the next tick finds them changed (partitions are added all at once)
+    # a run only where RAW holds data; at most RUN_REQUESTS_PER_TICK runs per tick: the others
+    # stay out of the cursor, so the next tick finds them changed (partitions: all at once)
     to_run = sorted(_topics_with_raw_table(catalog, changed))
-    to_run, later = to_run[:MAX_RUNS_PER_TICK], set(to_run[MAX_RUNS_PER_TICK:])
+    to_run, later = to_run[:RUN_REQUESTS_PER_TICK], set(to_run[RUN_REQUESTS_PER_TICK:])
     recorded = {t: v for t, v in deployed.items() if t not in later}
     cursor = json.dumps({"stamps": {t: now_stamps[t] for t in recorded}, "versions": recorded},
                         sort_keys=True)

@@ -7,10 +7,11 @@ import dagster as dg
 from leanops_dagster.assets.keys import RAW_STAGING
 from leanops_dagster.definitions import build_definitions
 from leanops_dagster.iceberg.catalog import open_catalog
+from leanops_dagster.lanes import RUN_REQUESTS_PER_TICK
 from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.resources.catalog import IcebergCatalogResource
 from leanops_dagster.resources.schema_registry import SchemaRegistryResource
-from leanops_dagster.sensors.raw_snapshots import MAX_RUNS_PER_TICK, raw_snapshot_sensor
+from leanops_dagster.sensors.raw_snapshots import raw_snapshot_sensor
 from leanops_dagster.sensors.schema_gate import schema_gate_sensor
 from tests.dagster.conftest import append_raw, event, raw_row
 
@@ -200,7 +201,7 @@ def test_a_tick_over_100_unchanged_topics_reads_no_table_metadata(
         requested = {r.partition_key for r in first.run_requests}
         while len(requested) < 100:  # a few runs per tick, the rest on the next ticks
             first, _ = _raw_sensor(instance, settings, cursor=first.cursor)
-            assert len(first.run_requests) == MAX_RUNS_PER_TICK
+            assert len(first.run_requests) == RUN_REQUESTS_PER_TICK
             requested |= {r.partition_key for r in first.run_requests}
 
         reads: list[str] = []
@@ -238,7 +239,7 @@ def test_a_schema_gate_tick_reads_only_redeployed_schemas(settings, tmp_schemas,
         append_raw(catalog, [raw_row("m1", event("k1"), topic=f"t{i:02d}")], topic=f"t{i:02d}")
     with dg.instance_for_test() as instance:
         first, _ = _gate(instance, settings)  # a few runs per tick; all 20 partitions
-        assert len(first.run_requests) == MAX_RUNS_PER_TICK
+        assert len(first.run_requests) == RUN_REQUESTS_PER_TICK
         assert len(first.dynamic_partitions_requests[0].partition_keys) == 20
         instance.add_dynamic_partitions("topics", [f"t{i:02d}" for i in range(20)])
         requested = [r.partition_key for r in first.run_requests]
@@ -246,7 +247,7 @@ def test_a_schema_gate_tick_reads_only_redeployed_schemas(settings, tmp_schemas,
             tick, _ = _gate(instance, settings, cursor=first.cursor)
             if isinstance(tick, dg.SkipReason):
                 break
-            assert 0 < len(tick.run_requests) <= MAX_RUNS_PER_TICK
+            assert 0 < len(tick.run_requests) <= RUN_REQUESTS_PER_TICK
             requested += [r.partition_key for r in tick.run_requests]
             first = tick
         assert sorted(requested) == [f"t{i:02d}" for i in range(20)]
