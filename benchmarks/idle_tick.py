@@ -17,6 +17,7 @@ last line on stdout is JSON: ``{"topics": N, "commits_per_table": C, "raw_snapsh
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import shutil
 import statistics
@@ -51,11 +52,10 @@ def log(message: str) -> None:
 
 
 def raw_rows(topic: str, n: int) -> pa.Table:
-    now = time.time()
+    now = dt.datetime.now(dt.UTC)
     return pa.Table.from_pylist(
         [{"message_id": f"{topic}-{n}", "topic_name": topic, "json_payload": "{}",
-          "publish_time": pa.scalar(int(now * 1e6), pa.timestamp("us", "UTC")).as_py(),
-          "ingestion_ts": pa.scalar(int(now * 1e6), pa.timestamp("us", "UTC")).as_py()}],
+          "publish_time": now, "ingestion_ts": now}],
         schema=RAW_STAGING_SCHEMA.as_arrow(),
     )
 
