@@ -134,9 +134,9 @@ run "operations_alarms_dashboard_and_dagster_alert_settings" {
       "Ingestion throughput: Firehose rows to Iceberg (per minute)",
       "DLQ status: messages visible and oldest message age",
       "Pipeline health: Dagster runs, sqs_processor errors, new drift columns",
-      "Sensor and schedule ticks: the longest per minute (s), every instigator",
       "Curated freshness: lag behind the oldest unconsumed data, per topic (s)",
       "Alarms",
+      "Sensor and schedule ticks: the longest per minute (s), every instigator",
     ]
     error_message = "the dashboard lost a panel of seed 003 section 7"
   }

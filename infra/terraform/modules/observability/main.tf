@@ -237,20 +237,6 @@ locals {
       }
     },
     {
-      type = "metric", x = 0, y = 18, width = 18, height = 6
-      properties = {
-        title  = "Sensor and schedule ticks: the longest per minute (s), every instigator"
-        region = local.region
-        view   = "timeSeries"
-        period = 60
-        metrics = [[{
-          expression = "SEARCH('{${local.metrics.namespace},${local.metrics.instigator_dimension}} MetricName=\"${local.metrics.tick_seconds}\"', 'Maximum', 60)"
-          id         = "ticks"
-        }]]
-        annotations = { horizontal = [{ label = "10 s target", value = 10 }] }
-      }
-    },
-    {
       type = "metric", x = 0, y = 12, width = 18, height = 6
       properties = {
         title   = "Curated freshness: lag behind the oldest unconsumed data, per topic (s)"
@@ -272,6 +258,20 @@ locals {
           [for alarm in aws_cloudwatch_metric_alarm.single_metric : alarm.arn],
           [aws_cloudwatch_metric_alarm.sqs_processor_error_rate.arn],
         )
+      }
+    },
+    {
+      type = "metric", x = 0, y = 18, width = 18, height = 6
+      properties = {
+        title  = "Sensor and schedule ticks: the longest per minute (s), every instigator"
+        region = local.region
+        view   = "timeSeries"
+        period = 60
+        metrics = [[{
+          expression = "SEARCH('{${local.metrics.namespace},${local.metrics.instigator_dimension}} MetricName=\"${local.metrics.tick_seconds}\"', 'Maximum', 60)"
+          id         = "ticks"
+        }]]
+        annotations = { horizontal = [{ label = "10 s target", value = 10 }] }
       }
     },
   ]
