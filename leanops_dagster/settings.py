@@ -177,7 +177,9 @@ class Settings(BaseSettings):
         "Glue / EMR Serverless reads the key from it (the key itself never travels with a run)."
     )
     spark_conf: dict[str, str] = Field(
-        default_factory=dict, description="Extra Spark configuration (JSON), applied last."
+        default_factory=dict, description="Extra Spark configuration (JSON), applied last; "
+        "the local session's spark.driver/executor.extraJavaOptions are appended to the "
+        "engine's own (UTC, the quiet log configuration)."
     )
     backlog_threshold: int = Field(default=10_000, ge=1)
     freshness_minutes: int = Field(default=60, ge=1)

@@ -19,6 +19,25 @@ from tests.safety_net.faults import poisoned_flatten, poisoned_validate  # noqa:
 
 #: the cache ``make setup`` fills (settings' default for a home at the repository root)
 JARS_CACHE = REPO_ROOT / ".leanops" / "spark-jars"
+
+#: Spark settings of every test session, in-process or a subprocess's (``LEANOPS_SPARK_CONF``):
+#: the tests' data is small and their JVMs short-lived, so they trade peak speed for less CPU
+#: (the suite runs three JVMs on two cores): C1 JIT only and the serial GC, one partition per
+#: shuffle, no adaptive re-planning, and interpreted expressions instead of Janino compiling
+#: generated code for every new plan (Spark's own suites run both modes; results do not depend
+#: on it). ``production_codegen`` gives a test the engine's real code generation.
+TEST_SPARK_CONF = {
+    "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
+    "spark.sql.shuffle.partitions": "1",
+    "spark.default.parallelism": "1",
+    "spark.sql.adaptive.enabled": "false",
+    "spark.sql.codegen.wholeStage": "false",
+    "spark.sql.codegen.factoryMode": "NO_CODEGEN",
+}
+#: what ``production_codegen`` restores for its test (Spark's defaults, as the engine runs)
+PRODUCTION_CODEGEN = {"spark.sql.codegen.wholeStage": "true",
+                      "spark.sql.codegen.factoryMode": "FALLBACK",
+                      "spark.sql.adaptive.enabled": "true"}
 _catalog_numbers = itertools.count(1)
 
 
@@ -65,13 +84,22 @@ def spark(spark_installed, tmp_path_factory):
     home = tmp_path_factory.mktemp("spark-home")
     session = spark_session(
         get_settings(home=home, spark_jars_dir=JARS_CACHE, catalog_name="spark_tests",
-                     # small data: fewer tasks per stage, less scheduling per statement
-                     spark_conf={"spark.sql.shuffle.partitions": "2",
-                                 "spark.default.parallelism": "2"})
+                     spark_conf=TEST_SPARK_CONF)
     )
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+@pytest.fixture
+def production_codegen(spark):
+    """The test runs with the engine's own code generation (whole-stage and expression
+    codegen, adaptive execution), as a real session does; the session's test settings after."""
+    for key, value in PRODUCTION_CODEGEN.items():
+        spark.conf.set(key, value)
+    yield
+    for key in PRODUCTION_CODEGEN:
+        spark.conf.set(key, TEST_SPARK_CONF[key])
 
 
 @pytest.fixture

@@ -137,9 +137,11 @@ def arrow_reference(tmp_path_factory):
     return figures, _state(catalog)
 
 
-def test_engines_in_turn_on_one_topic_match_arrow(spark_settings, arrow_reference):
-    """Spark, then Arrow on Spark's tables, then Spark again on Arrow's: both hand-overs.
-    (Spark alone, run by run, is the killed-and-rerun test below.)"""
+def test_engines_in_turn_on_one_topic_match_arrow(spark_settings, arrow_reference,
+                                                  production_codegen):
+    """Spark, then Arrow on Spark's tables, then Spark again on Arrow's: both hand-overs, with
+    the engine's own code generation. (Spark alone, run by run, is the killed-and-rerun test
+    below.)"""
     reference_figures, reference_state = arrow_reference
     catalog = open_catalog(spark_settings)
     figures = _run_scenario(catalog, ["spark", "arrow", "spark", "arrow"])

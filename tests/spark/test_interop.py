@@ -38,6 +38,19 @@ def test_maven_coordinates_replace_the_local_jars(tmp_path):
     assert conf["spark.sql.catalog.leanops.warehouse"] == settings.catalog_config["warehouse"]
 
 
+def test_user_jvm_options_are_added_to_the_engines_own(tmp_path):
+    """A user's (or the tests') JVM options must not drop UTC and the quiet log set-up."""
+    settings = get_settings(home=tmp_path, spark_conf={
+        "spark.driver.extraJavaOptions": "-XX:+UseSerialGC",
+        "spark.executor.extraJavaOptions": "-Xss4m", "spark.sql.shuffle.partitions": "1"})
+    conf = spark_conf(settings)
+    driver = conf["spark.driver.extraJavaOptions"].split()
+    assert driver[0] == "-Duser.timezone=UTC" and driver[-1] == "-XX:+UseSerialGC"
+    assert any(option.startswith("-Dlog4j2.configurationFile=") for option in driver)
+    assert conf["spark.executor.extraJavaOptions"] == "-Duser.timezone=UTC -Xss4m"
+    assert conf["spark.sql.shuffle.partitions"] == "1"  # any other key replaces
+
+
 def test_spark_reads_what_pyiceberg_wrote(spark, spark_settings):
     catalog = open_catalog(spark_settings)
     raw = ensure_table(
@@ -90,3 +103,16 @@ def test_a_failing_statement_raises_and_commits_nothing(spark, spark_settings):
             f"MERGE INTO {name} t USING (SELECT 1 AS nope) s ON t.k = s.missing "
             "WHEN NOT MATCHED THEN INSERT *"))
     assert open_catalog(spark_settings).load_table(("curated", "failing")).snapshots() == []
+
+
+def _whole_stage_generated(spark) -> bool:
+    plan = spark.range(3).selectExpr("id * 2 AS x")._jdf.queryExecution().executedPlan()
+    return "*(1) Project" in plan.toString()  # ``*(n)``: a whole-stage generated operator
+
+
+def test_the_test_session_interprets(spark):
+    assert not _whole_stage_generated(spark)
+
+
+def test_production_codegen_gives_a_test_the_engines_code_generation(spark, production_codegen):
+    assert _whole_stage_generated(spark)

@@ -24,7 +24,7 @@ from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.schemas.registry import SchemaRegistry
 from leanops_dagster.settings import REPO_ROOT, get_settings
 from tests.dagster.conftest import append_raw, event, raw_row
-from tests.spark.conftest import JARS_CACHE
+from tests.spark.conftest import JARS_CACHE, TEST_SPARK_CONF
 
 ROWS = [
     raw_row("m1", event("k1")), raw_row("m2", event("k1", minutes=3)),
@@ -134,7 +134,7 @@ def test_the_job_in_the_artifacts_venv_reports_the_arrow_engines_figures_over_pi
     local_jars = [str(p) for p in jars.local_jars(JARS_CACHE, jdbc=(jars.SQLITE_JDBC_JAR,))]
     for name, value in {  # what the job subprocess reads of its own environment
         "HOME": str(tmp_path / "spark"), "SPARK_JARS": json.dumps(local_jars),
-        "SPARK_CONF": json.dumps({"spark.sql.shuffle.partitions": "2"}),
+        "SPARK_CONF": json.dumps(TEST_SPARK_CONF),
     }.items():
         monkeypatch.setenv(f"LEANOPS_{name}", value)
     spark, instance = _run_topic(get_settings(

@@ -17,7 +17,7 @@ from leanops_dagster.pipeline.layout import TopicTables
 from leanops_dagster.schemas.registry import SchemaRegistry
 from leanops_dagster.settings import get_settings
 from tests.dagster.conftest import append_raw, event, raw_row
-from tests.spark.conftest import JARS_CACHE
+from tests.spark.conftest import JARS_CACHE, TEST_SPARK_CONF
 
 TABLES = TopicTables("events")
 
@@ -52,7 +52,7 @@ def test_a_dagster_run_launches_the_spark_job_and_gets_its_reports(
     for name, value in {
         "HOME": str(tmp_path / "home"), "ENGINE": "spark",
         "SPARK_LAUNCHER": "pipes_subprocess", "SPARK_JARS_DIR": str(JARS_CACHE),
-        "SPARK_CONF": json.dumps({"spark.sql.shuffle.partitions": "2"}),
+        "SPARK_CONF": json.dumps(TEST_SPARK_CONF),
     }.items():
         monkeypatch.setenv(f"LEANOPS_{name}", value)
     settings = get_settings()

@@ -18,7 +18,7 @@ from leanops_dagster.iceberg.catalog import open_catalog
 from leanops_dagster.schemas.registry import SchemaRegistry
 from leanops_dagster.settings import REPO_ROOT, get_settings
 from tests.dagster.conftest import append_raw, event, raw_row
-from tests.spark.conftest import JARS_CACHE
+from tests.spark.conftest import JARS_CACHE, TEST_SPARK_CONF
 
 #: two of five keys fail a CDE (user "nobody": 40 % > 5 %), a network duplicate, a bad body
 ROWS = [
@@ -46,8 +46,7 @@ def _leanops_run(settings, engine: str, *args: str) -> subprocess.CompletedProce
     env.update({
         "LEANOPS_HOME": str(settings.home), "LEANOPS_ENGINE": engine,
         "LEANOPS_SPARK_JARS_DIR": str(JARS_CACHE),
-        "LEANOPS_SPARK_CONF": json.dumps({"spark.sql.shuffle.partitions": "2",
-                                          "spark.default.parallelism": "2"}),
+        "LEANOPS_SPARK_CONF": json.dumps(TEST_SPARK_CONF),
     })
     return subprocess.run(  # nosec B603: fixed argv
         [LEANOPS, "run", "--topic", "events", *args],

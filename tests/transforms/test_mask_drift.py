@@ -7,11 +7,13 @@ import hmac
 
 import pyarrow as pa
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from leanops_dagster.schemas.models import CuratedSchema
 from leanops_dagster.transforms.drift import DRIFT_SCHEMA, drift_keys, drift_records
 from leanops_dagster.transforms.mask import hmac_hex, mask_pii
-from tests.transforms.conftest import TS, at, std_rows
+from tests.transforms.conftest import BOUNDED, TS, at, std_rows
 
 SCHEMA = CuratedSchema.model_validate({
     "columns": [
@@ -70,3 +72,43 @@ def test_drift_records():
         "geo_city", "x"
     ]
     assert drift_records(rows.slice(0, 0), SCHEMA, "events").num_rows == 0
+
+
+def _naive_drift(rows: list[dict], columns: list[str]) -> list[dict]:
+    """The rule row by row: the earliest publish time with a value, its smallest value."""
+    records = []
+    for name in sorted(columns):
+        seen = [r for r in rows if r[name] is not None]
+        if not seen:
+            continue
+        first = min(seen, key=lambda r: (r["publish_time"], r[name]))
+        records.append({"topic_name": "events", "column_name": name,
+                        "first_seen": first["publish_time"], "sample_value": first[name],
+                        "rows_seen": len(seen)})
+    return records
+
+
+@BOUNDED
+@given(st.lists(st.lists(st.one_of(st.none(), st.sampled_from(["b", "a", "\u00e9", ""])),
+                         min_size=4, max_size=4),
+                min_size=1, max_size=12),
+       st.lists(st.integers(0, 3), min_size=12, max_size=12))
+def test_property_drift_records_follow_the_rule_row_by_row(values, seconds):
+    """Ties on the publish time (the smallest value wins), nulls, empty strings, unicode."""
+    columns = ["zeta", "alpha", "\u00e9t\u00e9", "never"]
+    rows = std_rows({c: [v[i] for v in values] for i, c in enumerate(columns)})
+    times = pa.array([at(s) for s in seconds[:len(values)]], TS)
+    rows = rows.set_column(rows.column_names.index("publish_time"), "publish_time", times)
+    expected = _naive_drift(rows.to_pylist(), columns)
+    assert drift_records(rows, SCHEMA, "events").to_pylist() == expected
+
+
+def test_a_wide_drift_is_one_record_per_column():
+    """2,000 new keys of one row each (a flat JSON of that width) are 2,000 records."""
+    width = 2000
+    rows = std_rows({f"k{i:04d}": [None, str(i)] for i in range(width)})
+    records = drift_records(rows, SCHEMA, "events")
+    assert records.num_rows == width
+    assert records.column("sample_value").to_pylist() == [str(i) for i in range(width)]
+    assert set(records.column("rows_seen").to_pylist()) == {1}
+    assert set(records.column("first_seen").to_pylist()) == {rows.column("publish_time")[1].as_py()}

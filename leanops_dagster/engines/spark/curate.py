@@ -326,8 +326,9 @@ class _SparkCurate:
             *_spark_order(schema.curated.sequence, target_arrow))
         winners = valid.withColumn(_RANK, F.row_number().over(rank)).where(
             F.col(_RANK) == 1).drop(_RANK)
+        present = set(winners.columns)  # once: each ``.columns`` is a call to the JVM
         winners = winners.select(*(
-            (F.col(f.name) if f.name in winners.columns else F.lit(None))
+            (F.col(f.name) if f.name in present else F.lit(None))
             .cast(f.dataType).alias(f.name) for f in from_arrow_schema(target_arrow)
         )).persist(StorageLevel.MEMORY_AND_DISK)
         try:

@@ -123,6 +123,11 @@ def engine_conf(settings: Settings) -> dict[str, str]:
     }
 
 
+DRIVER_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
+EXECUTOR_JAVA_OPTIONS = "spark.executor.extraJavaOptions"
+#: JVM options of the local session that ``settings.spark_conf`` adds to rather than replaces
+JAVA_OPTIONS = (DRIVER_JAVA_OPTIONS, EXECUTOR_JAVA_OPTIONS)
+
 #: log4j2 configuration of the local session: WARN and above of everything, plus
 #: SparkContext's INFO lines (version, one start and end line per job), to ``{log_file}``;
 #: the loggers Spark's own defaults (log4j2-defaults.properties) quiet stay quiet.
@@ -152,7 +157,7 @@ def log4j2_config_file(settings: Settings) -> Path:
 
 def spark_conf(settings: Settings) -> dict[str, str]:
     """The whole Spark configuration of the engine's local session (``settings.spark_conf``
-    last)."""
+    last: its JVM options are appended to the engine's, any other key replaces)."""
     conf = {
         "spark.master": settings.spark_master,
         **engine_conf(settings),
@@ -162,9 +167,9 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",  # no stage progress bars on the terminal
         "spark.sql.shuffle.partitions": "4",
-        "spark.driver.extraJavaOptions": "-Duser.timezone=UTC -Dlog4j2.configurationFile="
+        DRIVER_JAVA_OPTIONS: "-Duser.timezone=UTC -Dlog4j2.configurationFile="
         + log4j2_config_file(settings).resolve().as_uri(),
-        "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
+        EXECUTOR_JAVA_OPTIONS: "-Duser.timezone=UTC",
     }
     if settings.spark_jars_packages:
         conf["spark.jars.packages"] = settings.spark_jars_packages
@@ -173,7 +178,10 @@ def spark_conf(settings: Settings) -> dict[str, str]:
             settings.spark_jars_cache, jdbc=_jdbc_drivers(settings.catalog_config)
         )]
         conf["spark.jars"] = ",".join(paths)
-    conf.update(settings.spark_conf)
+    for key, value in settings.spark_conf.items():
+        # JVM options are added after the engine's own: replacing them would drop UTC (the
+        # engine's timestamps) and the quiet log configuration
+        conf[key] = f"{conf[key]} {value}" if key in JAVA_OPTIONS and key in conf else value
     return conf
 
 

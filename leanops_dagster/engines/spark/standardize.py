@@ -309,8 +309,9 @@ class _SparkStandardize:
                 append_with_state(std, std.schema().as_arrow().empty_table(), properties)
             else:
                 target = from_arrow_schema(std.schema().as_arrow())
+                present = set(kept.columns)  # once: each ``.columns`` is a call to the JVM
                 aligned = kept.select(*(
-                    (F.col(f.name) if f.name in kept.columns else F.lit(None))
+                    (F.col(f.name) if f.name in present else F.lit(None))
                     .cast(f.dataType).alias(f.name) for f in target
                 ))
                 table_io.publish(catalog, tables.standardized, std_started, properties,
