@@ -205,6 +205,10 @@ def aws(tmp_path, monkeypatch):
 
 
 def _platform(monkeypatch, kind: str, **kwargs) -> tuple[Platform, list]:
+    if kwargs.get("fail") or kwargs.get("interrupt"):
+        # a job that failed or was stopped before it ran never sends Pipes' closed message:
+        # Dagster's message reader then waits 10 s for late chunks, which here cannot come
+        monkeypatch.setattr("dagster._core.pipes.utils.WAIT_FOR_LOGS_AFTER_EXECUTION_INTERVAL", 0)
     seen: list = []
     real = launch._boto3
     service = {"glue": "glue", "emr_serverless": "emr-serverless"}[kind]
