@@ -5,10 +5,10 @@ xdist's workers take them one by one, except tests that share an expensive fixtu
 form one group (``xdist_group``, ``--dist loadgroup``) and run on one worker, so the fixture
 is made once, as in a serial run:
 
-- the SparkSession (``tests/spark/conftest.py``: one JVM per process) and the foreign-writer
-  scenarios' uninterrupted twin (one per engine, made on first use): the Spark tests in one
-  group, the maintenance scenarios in one group per engine, so at most three workers start a
-  JVM and each twin is made once;
+- the SparkSession (``tests/spark/conftest.py``: one JVM per process): the Spark tests in one
+  group, the foreign-writer scenarios (each needs the session for the foreign writer) in one
+  group per engine, so at most three workers start a JVM; each of the two maintenance workers
+  makes the scenarios' uninterrupted twin (the Arrow engine's run, seconds) once;
 - a module-scoped fixture of the suite (the local stack, a Dagster instance with its warm
   worker, a built artifact, a terraform init, a checkov scan): its module is one group.
 
@@ -31,8 +31,8 @@ def _group(item: pytest.Item) -> str | None:
     used = {name: info.name2fixturedefs[name][-1]  # the definition that applies here
             for name in item.fixturenames if info.name2fixturedefs.get(name)}
     if "tests/maintenance/" in item.nodeid:
-        # each engine's scenarios compare with that engine's twin only: one group per engine
-        # (two workers, each with the SparkSession the foreign writer needs)
+        # one group per engine (two workers, each with the SparkSession the foreign writer
+        # needs): the Spark scenarios alone are as long as the Spark tests' group
         engine = getattr(getattr(item, "callspec", None), "params", {}).get("engine", "")
         return f"maintenance-{engine}"
     for name, group in SESSION_GROUPS.items():

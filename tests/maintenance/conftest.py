@@ -1,7 +1,7 @@
 """Fixtures of the foreign-writer tests: the shared SparkSession (``tests/spark/conftest.py``:
 one JVM per test session), a fresh home per test with its catalog registered on it, the foreign
-writer on that catalog, and the uninterrupted run of the dataset per engine (the twin every
-scenario is compared with)."""
+writer on that catalog, and the Arrow engine's uninterrupted run of the dataset (the twin every
+scenario, on either engine, is compared with)."""
 
 from __future__ import annotations
 
@@ -62,26 +62,18 @@ def foreign(spark, maint_settings):
 
 
 @pytest.fixture(scope="session")
-def uninterrupted(spark, tmp_path_factory):
-    """engine -> (per-run figures, final state) of the whole dataset, one run after each batch,
-    no maintenance, in a catalog of its own; made on first use, once per session."""
-    from leanops_dagster.engines.spark.session import register_catalog
-
-    made: dict[str, tuple[list, dict]] = {}
-
-    def get(engine: str) -> tuple[list, dict]:
-        if engine not in made:
-            home = tmp_path_factory.mktemp(f"uninterrupted-{engine}")
-            settings = _settings(home, f"leanops_twin_{engine}")
-            with pytest.MonkeyPatch.context() as patch:
-                patch.setenv("LEANOPS_HOME", str(home))
-                patch.setenv("LEANOPS_CATALOG_NAME", settings.catalog_name)
-                register_catalog(spark, settings)
-                run = TopicRun(settings, engine)
-                for number in range(BATCHES):
-                    run.inject(number)
-                    run.run()
-                made[engine] = (run.figures, run.state())
-        return made[engine]
-
-    return get
+def uninterrupted(tmp_path_factory) -> tuple[list, dict]:
+    """(per-run figures, final state) of the whole dataset on the Arrow engine, one run after
+    each batch, no maintenance, in a catalog of its own: what every scenario must end with,
+    on either engine (the engines give the same tables and figures, ``tests/spark``), so a
+    Spark scenario is checked against the reference engine too."""
+    home = tmp_path_factory.mktemp("uninterrupted")
+    settings = _settings(home, "leanops_twin")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LEANOPS_HOME", str(home))
+        patch.setenv("LEANOPS_CATALOG_NAME", settings.catalog_name)
+        run = TopicRun(settings, "arrow")
+        for number in range(BATCHES):
+            run.inject(number)
+            run.run()
+    return run.figures, run.state()

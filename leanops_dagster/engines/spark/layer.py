@@ -4,10 +4,11 @@
   (``table_io.read_increment``);
 - ``after``: the Spark form of ``increments.rows_after`` (rows of upstream snapshots after a
   watermark);
-- ``record_errors``: step 4 for the error rows of a ``mapInArrow`` output. First the rows
-  the workers' nets quarantined (``quarantine.guard_batch``), recorded by the Arrow engine's
-  own route (``quarantine.ErrorRoute.record_rows``): once, in their own append, before the
-  run's other commits; then the other error rows, as ``increments.record_error_rows``.
+- ``record_errors``: step 4 for the error rows of a ``mapInArrow`` output, collected in one
+  Spark job. First the rows the workers' nets quarantined (``quarantine.guard_batch``),
+  recorded by the Arrow engine's own route (``quarantine.ErrorRoute.record_rows``): once, in
+  their own append, before the run's other commits; then the other error rows, as
+  ``increments.record_error_rows``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
 
 from leanops_dagster.engines.spark import table_io
@@ -76,18 +78,32 @@ def record_errors(
 ) -> pa.Table:
     """Step 4 on Spark: the error rows of ``output`` (the batches of a ``mapInArrow``
     function, flagged ``IS_ERROR`` and ``QUARANTINED``, the error row in struct ``error``).
-    Returns the quarantined rows' error rows."""
+    Returns the quarantined rows' error rows.
+
+    One Spark job collects both kinds (error rows are few next to the rows; the driver holds
+    them for pyiceberg's commit anyway): the quarantined rows' whole, the rules' own error rows
+    after the error table's watermark."""
     from pyspark.sql import functions as F
 
-    errors = output.where(F.col(IS_ERROR))
-    quarantined = _record_quarantined(route, errors.where(F.col(QUARANTINED)).select(f"{error}.*"))
-    _record_error_rows(
-        catalog,
-        read,
-        errors.where(~F.col(QUARANTINED))
-        .select(f"{error}.*")
-        .where(after(read, read.unconsumed.errors_watermark)),
-        now,
+    errors = collect_arrow(
+        output.where(F.col(IS_ERROR))
+        .select(QUARANTINED, f"{error}.*")  # ``after`` reads the error row's snapshot column
+        .where(F.col(QUARANTINED) | after(read, read.unconsumed.errors_watermark))
+    )
+    flags = errors.column(QUARANTINED).fill_null(False)
+    quarantined = errors.filter(flags).drop_columns([QUARANTINED])
+    if quarantined.num_rows:
+        # as the Arrow engine's net records them: the error table's rows not held yet, in one
+        # append, retried on a commit conflict
+        retry_commit(functools.partial(route.record_rows, quarantined))
+    # ``increments.record_error_rows`` aligns them to the error table: an append carrying the
+    # error table's watermark (with no rows, the watermark-only commit), through pyiceberg:
+    # the shared error table's commit carries this topic's watermark as a table property too
+    # (``iceberg.state``), which a Spark append cannot
+    increments.record_error_rows(
+        read.opened.errors, errors.filter(pc.invert(flags)).drop_columns([QUARANTINED]),
+        watermark_name=read.layer.errors_watermark, to_snapshot_id=read.to_snapshot_id,
+        now=now,
     )
     return quarantined
 
@@ -107,36 +123,3 @@ def count_errors(read: LayerRead, output: DataFrame, error: str) -> tuple[int, i
         .collect()
     }
     return counted.get(False, 0), counted.get(True, 0)
-
-
-def _record_quarantined(route: ErrorRoute, rows: DataFrame) -> pa.Table:
-    """Record the error rows of the quarantined rows as the Arrow engine's net records them
-    (the error table's rows not held yet, in one append; retried on a commit conflict);
-    returns them (few: only rows a rule raised on)."""
-    collected = collect_arrow(rows)
-    if collected.num_rows:
-        retry_commit(functools.partial(route.record_rows, collected))
-    return collected
-
-
-def _record_error_rows(
-    catalog: Catalog, read: LayerRead, rows: DataFrame, now: dt.datetime
-) -> None:
-    """``increments.record_error_rows`` for rows in Spark (already limited to the snapshots
-    after the error table's watermark): an append carrying the error table's watermark; with
-    no rows, the Arrow engine's own watermark-only commit."""
-    from pyspark.sql import functions as F
-    from pyspark.sql.pandas.types import from_arrow_schema
-
-    table, layer = read.opened.errors, read.layer
-    rows = rows.withColumn("recorded_ts", F.lit(now).cast("timestamp"))
-    target = from_arrow_schema(table.schema().as_arrow())
-    aligned = rows.select(*(rows[f.name].cast(f.dataType).alias(f.name) for f in target))
-    # One Spark job: the rows are collected whether there are any or not (an empty increment
-    # is the watermark-only commit of ``record_error_rows``). Through pyiceberg: the shared
-    # error table's commit carries this topic's watermark as a table property too
-    # (``iceberg.state``), which a Spark append cannot.
-    increments.record_error_rows(
-        table, collect_arrow(aligned), watermark_name=layer.errors_watermark,
-        to_snapshot_id=read.to_snapshot_id, now=now,
-    )
