@@ -302,7 +302,6 @@ class _SparkCurate:
         from pyspark import StorageLevel
         from pyspark.sql import Window
         from pyspark.sql import functions as F
-        from pyspark.sql.pandas.types import from_arrow_schema
 
         catalog, tables, schema, spark = self.catalog, self.tables, self.schema, self.spark
         newer = spark_layer.after(read, read.unconsumed.layer_watermark)
@@ -326,11 +325,7 @@ class _SparkCurate:
             *_spark_order(schema.curated.sequence, target_arrow))
         winners = valid.withColumn(_RANK, F.row_number().over(rank)).where(
             F.col(_RANK) == 1).drop(_RANK)
-        present = set(winners.columns)  # once: each ``.columns`` is a call to the JVM
-        winners = winners.select(*(
-            (F.col(f.name) if f.name in present else F.lit(None))
-            .cast(f.dataType).alias(f.name) for f in from_arrow_schema(target_arrow)
-        )).persist(StorageLevel.MEMORY_AND_DISK)
+        winners = table_io.aligned(winners, curated).persist(StorageLevel.MEMORY_AND_DISK)
         try:
             winner_rows = winners.count()
             # the rules' output lives on in `winners`: free its memory before the MERGE

@@ -255,7 +255,6 @@ class _SparkStandardize:
         from pyspark import StorageLevel
         from pyspark.sql import Window
         from pyspark.sql import functions as F
-        from pyspark.sql.pandas.types import from_arrow_schema
 
         catalog, tables = self.catalog, self.tables
         std, std_started = read.opened.table, read.opened.started
@@ -267,9 +266,10 @@ class _SparkStandardize:
         )
         meta_fields = [f for f in out.field(_ROW_STRUCT).type
                        if f.name not in (table_io.FILE_RANK_COLUMN, table_io.ROW_POSITION_COLUMN)]
+        payload = F.col(_PAYLOAD)  # one column object: each is a call to the JVM
         wide = rows.select(
             *(F.col(f"{_ROW_STRUCT}.{f.name}").alias(f.name) for f in out.field(_ROW_STRUCT).type),
-            *(F.col(_PAYLOAD).getItem(name).alias(name) for name in payload_names),
+            *(payload.getItem(name).alias(name) for name in payload_names),
         ).where(newer)
         parse_errors, quarantined = spark_layer.count_errors(read, flattened, _ERROR_STRUCT)
 
@@ -308,12 +308,7 @@ class _SparkStandardize:
             if written == 0:  # the watermark is committed all the same (as on Arrow)
                 append_with_state(std, std.schema().as_arrow().empty_table(), properties)
             else:
-                target = from_arrow_schema(std.schema().as_arrow())
-                present = set(kept.columns)  # once: each ``.columns`` is a call to the JVM
-                aligned = kept.select(*(
-                    (F.col(f.name) if f.name in present else F.lit(None))
-                    .cast(f.dataType).alias(f.name) for f in target
-                ))
+                aligned = table_io.aligned(kept, std)
                 table_io.publish(catalog, tables.standardized, std_started, properties,
                            lambda target: table_io.append(aligned, target, properties))
         finally:

@@ -24,7 +24,8 @@ from leanops_dagster.iceberg.history import plan_after
 from leanops_dagster.iceberg.state import stage_state
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql.types import StructField
 
 #: written explicitly so Spark never writes delete files pyiceberg readers and the Arrow
 #: engine's MERGE do not apply (Iceberg's Spark default for format v2 is merge-on-read)
@@ -164,6 +165,29 @@ def _rewritten_increment(
             ROW_POSITION_COLUMN, pa.array(np.arange(rows.num_rows, dtype=np.int64)))
     frame = spark.createDataFrame(rows.to_pandas(), schema=from_arrow_schema(rows.schema))
     return SparkIncrement(frame, increment.to_snapshot_id, increment.snapshot_ids)
+
+
+def aligned(frame: DataFrame, table: Table) -> DataFrame:
+    """``frame`` as ``table``'s columns: in its order and types, a column ``frame`` lacks as
+    nulls. A column already of its type is taken as it is: every cast and alias is calls to
+    the JVM, and a wide table has thousands of columns."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    have = {field.name: field.dataType for field in frame.schema.fields}  # one call
+    nulls: dict[str, Column] = {}  # one typed null per type, aliased per missing column
+
+    def column(field: StructField) -> Column:
+        if field.name not in have:
+            key = field.dataType.json()
+            if key not in nulls:
+                nulls[key] = F.lit(None).cast(field.dataType)
+            return nulls[key].alias(field.name)
+        if have[field.name] == field.dataType:
+            return F.col(field.name)
+        return F.col(field.name).cast(field.dataType).alias(field.name)
+
+    return frame.select(*map(column, from_arrow_schema(table.schema().as_arrow())))
 
 
 def append(frame: DataFrame, target: str, properties: Mapping[str, str]) -> None:
