@@ -49,8 +49,9 @@ def drift_records(rows: pa.Table, schema: CuratedSchema, topic: str) -> pa.Table
     for name in drift_columns(rows, schema):  # each has a value: ``first`` exists
         # only this column and the publish time are filtered: filtering the whole increment
         # per column made a wide drift (thousands of new keys) quadratic in its width
-        present = pc.is_valid(rows.column(name))
-        values = rows.column(name).filter(present)
+        column = rows.column(name)
+        present = pc.is_valid(column)
+        values = column.filter(present)
         first_seen = None
         first = 0
         if times is not None:

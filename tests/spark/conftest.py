@@ -14,6 +14,7 @@ import shutil
 
 import pytest
 
+from leanops_dagster.engines.spark.session import DRIVER_JAVA_OPTIONS
 from leanops_dagster.settings import REPO_ROOT, get_settings
 from tests.safety_net.faults import poisoned_flatten, poisoned_validate  # noqa: F401 (fixtures)
 
@@ -27,7 +28,7 @@ JARS_CACHE = REPO_ROOT / ".leanops" / "spark-jars"
 #: generated code for every new plan (Spark's own suites run both modes; results do not depend
 #: on it). ``production_codegen`` gives a test the engine's real code generation.
 TEST_SPARK_CONF = {
-    "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
+    DRIVER_JAVA_OPTIONS: "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
     "spark.sql.shuffle.partitions": "1",
     "spark.default.parallelism": "1",
     "spark.sql.adaptive.enabled": "false",

@@ -274,7 +274,7 @@ class _SparkCurate:
         from pyspark.sql import functions as F
 
         work.quarantined = spark_layer.record_errors(
-            self.catalog, read,
+            read,
             quarantine.curated_errors_route(
                 self.catalog, self.tables, STANDARDIZED_SNAPSHOT_ID, self.now),
             work.checked, _ERROR, self.now,

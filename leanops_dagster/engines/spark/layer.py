@@ -69,7 +69,6 @@ def after(read: LayerRead, watermark: int | None) -> Column:
 
 
 def record_errors(
-    catalog: Catalog,
     read: LayerRead,
     route: ErrorRoute,
     output: DataFrame,
@@ -90,7 +89,7 @@ def record_errors(
         .select(QUARANTINED, f"{error}.*")  # ``after`` reads the error row's snapshot column
         .where(F.col(QUARANTINED) | after(read, read.unconsumed.errors_watermark))
     )
-    flags = errors.column(QUARANTINED).fill_null(False)
+    flags = errors.column(QUARANTINED)
     quarantined = errors.filter(flags).drop_columns([QUARANTINED])
     if quarantined.num_rows:
         # as the Arrow engine's net records them: the error table's rows not held yet, in one

@@ -181,7 +181,7 @@ def spark_conf(settings: Settings) -> dict[str, str]:
     for key, value in settings.spark_conf.items():
         # JVM options are added after the engine's own: replacing them would drop UTC (the
         # engine's timestamps) and the quiet log configuration
-        conf[key] = f"{conf[key]} {value}" if key in JAVA_OPTIONS and key in conf else value
+        conf[key] = f"{conf[key]} {value}" if key in JAVA_OPTIONS else value
     return conf
 
 

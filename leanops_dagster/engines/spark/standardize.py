@@ -245,7 +245,7 @@ class _SparkStandardize:
 
     def record_errors(self, read: LayerRead, flattened: DataFrame) -> None:
         spark_layer.record_errors(
-            self.catalog, read,
+            read,
             quarantine.parse_errors_route(self.catalog, self.tables, RAW_SNAPSHOT_ID, self.now),
             flattened, _ERROR_STRUCT, self.now,
         )
